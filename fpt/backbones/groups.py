@@ -1,0 +1,86 @@
+"""Classify a backbone's parameters into the paper's groups by module type and structure.
+
+Never by parameter-name substrings: `ln_1.weight` (GPT-2), `LayerNorm.weight` (BERT) and
+`input_layernorm.weight` (Llama) are all norms because their module is a normalisation layer.
+
+- norm: any normalisation module (torch's LayerNorm/RMSNorm/GroupNorm, or a model's own
+  `...Norm` class such as LlamaRMSNorm);
+- position: the learned absolute position table (an Embedding sized to the position limit);
+- attention / feed-forward: inside each transformer block, what sits under an attention module,
+  and everything else;
+- other: whatever remains (BERT's token-type table, for example);
+- unused: the language token embedding, which FPT never calls (inputs enter as embeddings).
+"""
+from __future__ import annotations
+
+from torch import nn
+from transformers import PreTrainedModel
+
+BACKBONE_GROUPS = ("position", "norm", "attention", "feed-forward", "other")
+UNUSED = "unused"
+
+
+def is_norm(module: nn.Module) -> bool:
+    if isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)):
+        return True
+    # Model-specific norms (LlamaRMSNorm, T5LayerNorm, GemmaRMSNorm) share no base class.
+    return type(module).__name__.endswith("Norm") and all(p.dim() == 1 for p in module.parameters(recurse=False))
+
+
+def is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
+
+
+def block_list(model: PreTrainedModel) -> nn.ModuleList:
+    """The stack of transformer blocks: the ModuleList with one entry per hidden layer."""
+    n_layers = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ValueError(f"no ModuleList of {n_layers} blocks found in {type(model).__name__}")
+
+
+def position_table(model: PreTrainedModel) -> nn.Embedding | None:
+    """The learned absolute position embedding, or None for rotary/relative backbones."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    token = model.get_input_embeddings()
+    blocks = set(block_list(model).modules())
+    for module in model.modules():
+        if (
+            isinstance(module, nn.Embedding)
+            and module is not token
+            and module not in blocks
+            and limit <= module.num_embeddings <= limit + 2  # OPT-style tables carry an offset of 2
+        ):
+            return module
+    return None
+
+
+def classify_backbone(model: PreTrainedModel) -> dict[str, str]:
+    """Map every parameter name of `model` to its group."""
+    token = model.get_input_embeddings()
+    positions = position_table(model)
+    blocks = list(block_list(model))
+    groups: dict[str, str] = {}
+
+    def visit(module: nn.Module, prefix: str, inside: str | None) -> None:
+        if module is token:
+            group = UNUSED
+        elif module is positions:
+            group = "position"
+        elif is_norm(module):
+            group = "norm"
+        elif inside is not None and is_attention(module):
+            inside = group = "attention"
+        else:
+            group = inside or "other"
+        for pname, _ in module.named_parameters(recurse=False):
+            groups[f"{prefix}{pname}"] = group
+        for cname, child in module.named_children():
+            child_inside = "feed-forward" if any(child is b for b in blocks) else inside
+            visit(child, f"{prefix}{cname}.", child_inside)
+
+    visit(model, "", None)
+    return groups

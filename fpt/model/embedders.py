@@ -1,0 +1,53 @@
+"""Input layers: the new modality enters the backbone as embeddings, never as language tokens."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fpt.errors import FPTError
+
+
+class ContinuousEmbedder(nn.Module):
+    """Linear projection of real-valued tokens (bits, pixel patches); orthogonal init, gain 1.41."""
+
+    def __init__(self, input_dim: int, hidden: int, dropout: float = 0.1):
+        super().__init__()
+        self.input_dim = input_dim
+        self.proj = nn.Linear(input_dim, hidden)
+        nn.init.orthogonal_(self.proj.weight, gain=1.41)
+        nn.init.zeros_(self.proj.bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.input_dim or not x.is_floating_point():
+            raise FPTError(
+                f"Expected float inputs of shape (batch, tokens, {self.input_dim}), got {tuple(x.shape)} "
+                f"{x.dtype}. Each token must carry {self.input_dim} values."
+            )
+        return self.dropout(self.proj(x))
+
+
+class DiscreteEmbedder(nn.Module):
+    """Embedding table for symbol ids (ListOps tokens, amino acids)."""
+
+    def __init__(self, vocab_size: int, hidden: int, dropout: float = 0.1):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.table = nn.Embedding(vocab_size, hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.is_floating_point():
+            raise FPTError(
+                f"Expected integer token ids of shape (batch, tokens) below {self.vocab_size}, got "
+                f"{tuple(x.shape)} {x.dtype}."
+            )
+        return self.dropout(self.table(x))
+
+
+def make_embedder(kind: str, input_dim: int, hidden: int, dropout: float) -> nn.Module:
+    if kind == "continuous":
+        return ContinuousEmbedder(input_dim, hidden, dropout)
+    if kind == "discrete":
+        return DiscreteEmbedder(input_dim, hidden, dropout)
+    raise FPTError(f"Unknown input kind {kind!r}: expected 'continuous' (vectors) or 'discrete' (ids).")

@@ -1,0 +1,199 @@
+"""The Frozen Pretrained Transformer: new input layer -> frozen backbone -> new output layer."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from fpt.backbones import classify_backbone, extend_positions, load_backbone, position_table
+from fpt.backbones.groups import UNUSED
+from fpt.errors import FPTError
+from fpt.model.embedders import make_embedder
+from fpt.model.freeze import GROUPS, FreezePolicy
+from fpt.model.heads import OutputHead
+
+
+@dataclass
+class FPTConfig:
+    """Everything needed to rebuild a model: the task's shapes plus backbone, init and freezing."""
+
+    input_dim: int  # values per token (continuous) or vocabulary size (discrete)
+    max_length: int  # longest input sequence, in tokens
+    num_classes: int  # classes per predicted unit (2 for bits)
+    output_tokens: int = 1  # k: how many final positions the head reads
+    outputs_per_token: int = 1  # units predicted from each read position
+    input_kind: str = "continuous"  # or "discrete"
+    backbone: str = "minilm"
+    init: str = "pretrained"  # pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR
+    init_seed: int = 0  # seed of `random` and `stats` initialisations
+    train: str = "fpt"  # freeze policy: a preset or trained groups, see fpt.model.freeze
+    dropout: float = 0.1
+    attn_implementation: str = "sdpa"  # "eager" to read attention maps
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FPTError(f"Unknown model config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+
+def _sha256_json(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _hash_tensors(named: list[tuple[str, torch.Tensor]]) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in named:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class FrozenPretrainedTransformer(nn.Module):
+    """A backbone whose groups are frozen or trained per `FPTConfig.train`, between new I/O layers.
+
+    Build with `FrozenPretrainedTransformer(config)`; reload a trained run with `from_run(run_dir)`.
+    """
+
+    def __init__(self, config: FPTConfig):
+        super().__init__()
+        self.config = config
+        self.policy = FreezePolicy.parse(config.train)
+        backbone = self._load_backbone(config)
+        self.backbone_name, self.backbone_source = backbone.name, backbone.source
+        self.backbone = extend_positions(backbone.model, config.max_length)
+        self.positions_extended = self.backbone.config.max_position_embeddings if self.backbone is not backbone.model else None
+        hidden = self.backbone.get_input_embeddings().embedding_dim
+        self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
+        # Rotary/relative backbones have no position table to train: give them a learned absolute
+        # one, zero-initialised so the pretrained function is untouched at step 0.
+        self.learned_positions = None
+        if position_table(self.backbone) is None and self.policy.trains("position"):
+            self.learned_positions = nn.Parameter(torch.zeros(config.max_length, hidden))
+        self.head = OutputHead(hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
+        self.groups = self._classify()
+        present = {g for g in self.groups.values() if g != UNUSED}
+        self.policy.check_against(present, config.backbone)
+        for name, param in self.named_parameters():
+            param.requires_grad_(self.groups[name] != UNUSED and self.policy.trains(self.groups[name]))
+        self.fingerprint = self._fingerprint()
+
+    # -- construction -------------------------------------------------------------------------
+    @staticmethod
+    def _load_backbone(config: FPTConfig):
+        if not config.init.startswith("from:"):
+            return load_backbone(config.backbone, config.init, config.init_seed, config.attn_implementation)
+        path = Path(config.init[len("from:"):]).expanduser()
+        if (path / "config.yaml").is_file():
+            source = FrozenPretrainedTransformer.from_run(path)
+            backbone = load_backbone(source.config.backbone, "random", 0, config.attn_implementation)
+            state = source.backbone.state_dict()
+            backbone.model = extend_positions(backbone.model, source.backbone.config.max_position_embeddings)
+        elif path.is_file():
+            backbone = load_backbone(config.backbone, "random", 0, config.attn_implementation)
+            try:
+                state = load_file(str(path))
+            except Exception as err:
+                raise FPTError(f"Could not read backbone weights from {path}: {err}. Expected a safetensors file.") from err
+        else:
+            raise FPTError(
+                f"Init {config.init!r}: {path} is neither a run directory (with config.yaml) nor a "
+                "safetensors file of backbone weights."
+            )
+        result = backbone.model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise FPTError(
+                f"Backbone weights in {path} do not fit backbone {backbone.name!r}: missing "
+                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
+            )
+        backbone.init = config.init
+        return backbone
+
+    def _classify(self) -> dict[str, str]:
+        groups = {f"backbone.{n}": g for n, g in classify_backbone(self.backbone).items()}
+        groups.update({f"embedder.{n}": "input" for n, _ in self.embedder.named_parameters()})
+        groups.update({f"head.{n}": "output" for n, _ in self.head.named_parameters()})
+        if self.learned_positions is not None:
+            groups["learned_positions"] = "position"
+        return groups
+
+    def _fingerprint(self) -> dict:
+        """Identifies the frozen weights a checkpoint depends on but does not store."""
+        frozen = [(n, p) for n, p in self.backbone.named_parameters(prefix="backbone") if not p.requires_grad]
+        return {
+            "backbone": self.backbone_name,
+            "source": self.backbone_source,
+            "init": self.config.init,
+            "config_hash": _sha256_json(self.backbone.config.to_dict()),
+            "weights_hash": _hash_tensors(frozen),
+        }
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, which: str = "best") -> FrozenPretrainedTransformer:
+        """Rebuild the model of a finished run and load its trained parameters."""
+        from fpt.training.checkpoint import load_trained
+        from fpt.training.rundir import read_model_config
+
+        model = cls(read_model_config(run_dir))
+        load_trained(model, Path(run_dir), which)
+        return model
+
+    # -- use ----------------------------------------------------------------------------------
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, units, classes) for `inputs`; `mask` (batch, tokens) marks real tokens."""
+        length = inputs.shape[1]
+        if length > self.config.max_length:
+            raise FPTError(
+                f"Input has {length} tokens but the model was built for at most {self.config.max_length}; "
+                "rebuild it with a larger max_length."
+            )
+        x = self.embedder(inputs)
+        if self.learned_positions is not None:
+            x = x + self.learned_positions[:length]
+        states = self.backbone(inputs_embeds=x, attention_mask=mask).last_hidden_state
+        lengths = mask.sum(dim=1) if mask is not None else None
+        return self.head(states, lengths)
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Only the trained parameters: what a checkpoint needs on top of the fingerprinted backbone."""
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def group_counts(self) -> dict[str, tuple[int, bool]]:
+        """Per group: parameter count and whether it trains."""
+        counts: dict[str, list] = {}
+        for name, param in self.named_parameters():
+            entry = counts.setdefault(self.groups[name], [0, False])
+            entry[0] += param.numel()
+            entry[1] = entry[1] or param.requires_grad
+        return {g: (c, t) for g, (c, t) in counts.items()}
+
+    def freeze_report(self) -> str:
+        """A table of groups, counts and states, with notes on position handling."""
+        counts = self.group_counts()
+        total = sum(c for c, _ in counts.values())
+        trained = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        lines = [f"Backbone {self.backbone_name} ({type(self.backbone).__name__}, init {self.config.init}), policy {self.policy.spec!r}"]
+        lines.append(f"  {'group':<14}{'parameters':>14}  state")
+        for group in (*GROUPS, UNUSED):
+            if group in counts:
+                count, is_trained = counts[group]
+                state = "never called" if group == UNUSED else ("trained" if is_trained else "frozen")
+                label = "token-embed." if group == UNUSED else group
+                lines.append(f"  {label:<14}{count:>14,}  {state}")
+        lines.append(f"  trained {trained:,} of {total:,} parameters ({100 * trained / total:.3f}%)")
+        if self.learned_positions is not None:
+            lines.append("  note: the backbone has no learned position table (rotary/relative); a learned "
+                         "absolute position embedding, zero-initialised, was added and is trained")
+        if self.positions_extended:
+            lines.append(f"  note: the position table was interpolated to {self.positions_extended} positions")
+        return "\n".join(lines)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)

@@ -1,0 +1,96 @@
+"""What a task gives the trainer: shapes, an endless seeded training stream, and fixed eval splits.
+
+Data flows one way: task -> `Batch` -> model -> logits -> `task.loss` / `Scores` -> run directory.
+Every task predicts `units` categorical outputs per example (one class label, or one per bit), so
+one loss and one pair of metrics serve all: unit accuracy and whole-example exact match.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Batch:
+    inputs: torch.Tensor  # (batch, tokens, width) float, or (batch, tokens) ids
+    targets: torch.Tensor  # (batch, units) class ids
+    mask: torch.Tensor | None = None  # (batch, tokens) bool, True on real tokens; None if unpadded
+
+    def to(self, device: torch.device | str) -> Batch:
+        mask = None if self.mask is None else self.mask.to(device, non_blocking=True)
+        return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), mask)
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Shapes the model is built from (see `FPTConfig`)."""
+
+    input_kind: str  # "continuous" or "discrete"
+    input_dim: int  # values per token, or vocabulary size
+    max_length: int  # tokens per example (upper bound when padded)
+    num_classes: int
+    output_tokens: int = 1
+    outputs_per_token: int = 1
+
+    def model_fields(self) -> dict:
+        return dict(
+            input_kind=self.input_kind, input_dim=self.input_dim, max_length=self.max_length,
+            num_classes=self.num_classes, output_tokens=self.output_tokens, outputs_per_token=self.outputs_per_token,
+        )
+
+
+class Task:
+    """Base class. Subclasses set `name` and `spec` and implement `train_batches` and `eval_batches`."""
+
+    name: str = "task"
+    spec: TaskSpec
+    metric_names = {"accuracy": "accuracy", "exact_match": "exact match"}
+    splits: tuple[str, ...] = ("val", "test")
+
+    def options(self) -> dict:
+        """The task's resolved options, recorded in config.yaml."""
+        return {}
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
+        """An endless stream of training batches, deterministic given `seed`."""
+        raise NotImplementedError
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        """One full pass over `split`, every example exactly once, in a fixed order."""
+        raise NotImplementedError
+
+    def split_size(self, split: str) -> int:
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+
+
+@dataclass
+class Scores:
+    """Running counts for unit accuracy and whole-example exact match; kept on the device."""
+
+    correct_units: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
+    units: int = 0
+    correct_examples: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
+    examples: int = 0
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        hits = logits.argmax(dim=-1) == targets
+        self.correct_units = self.correct_units.to(hits.device) + hits.sum()
+        self.correct_examples = self.correct_examples.to(hits.device) + hits.all(dim=1).sum()
+        self.units += hits.numel()
+        self.examples += hits.shape[0]
+
+    def result(self) -> dict[str, float]:
+        return {
+            "accuracy": self.correct_units.item() / max(self.units, 1),
+            "exact_match": self.correct_examples.item() / max(self.examples, 1),
+            "examples": self.examples,
+        }

@@ -1,0 +1,81 @@
+"""The run configuration: one flat, typed object; YAML files and CLI flags both fill it."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from fpt.errors import FPTError
+
+
+@dataclass
+class RunConfig:
+    task: str = "bit-xor"
+    task_options: dict = field(default_factory=dict)  # e.g. {n_bits: 5} (see the task's class)
+    backbone: str = "minilm"
+    init: str = "pretrained"  # pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR
+    train: str = "fpt"  # freeze policy: preset or trained groups (fpt.model.freeze)
+    dropout: float = 0.1
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 16  # examples per optimizer step
+    grad_accum: int = 1  # micro-batches the batch is split into (same result, less memory)
+    lr: float = 1e-3
+    clip_norm: float = 1.0
+    eval_every: int = 50
+    eval_batch_size: int = 256
+    seed: int = 0  # training stream, dropout and random/stats backbone inits
+    target_accuracy: float | None = None  # stop early once validation accuracy reaches it
+    out: str | None = None  # run directory; default runs/<task>-<backbone>-<init>-s<seed>-<time>
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a positive integer (got {value!r})")
+        if self.batch_size % max(self.grad_accum, 1):
+            problems.append(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
+        for name in ("lr", "clip_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                problems.append(f"{name} must be a positive number (got {value!r})")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1) (got {self.dropout!r})")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            problems.append(f"target_accuracy must be in (0, 1] (got {self.target_accuracy!r})")
+        if not isinstance(self.task_options, dict):
+            problems.append("task_options must be a mapping of option names to values")
+        if problems:
+            raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in values.items() if k != "model"}  # `model` is derived, written for reference
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FPTError(
+                f"Unknown key(s) in {source}: {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> RunConfig:
+        """Read `path`, then apply `overrides` (CLI flags win over the file)."""
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError as err:
+            raise FPTError(f"Config file {path} does not exist.") from err
+        except yaml.YAMLError as err:
+            raise FPTError(f"Config file {path} is not valid YAML: {err}") from err
+        if not isinstance(values, dict):
+            raise FPTError(f"Config file {path} must hold a mapping of keys to values, not {type(values).__name__}.")
+        return cls.from_dict({**values, **overrides}, source=str(path))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
