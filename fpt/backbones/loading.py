@@ -119,8 +119,8 @@ def _from_hub_or_cache(loader, source: str, name: str, what: str, **kwargs):
         pass
     if not _hub_reachable():
         raise FPTError(
-            f"The {what} of backbone {name!r} ({source}) is not in the local Hugging Face cache and the "
-            f"hub cannot be reached. {_offline_help(source)}"
+            f"Backbone {name!r} ({source}): its {what} is not in the local Hugging Face cache and the hub "
+            f"cannot be reached. {_offline_help(source)}"
         )
     try:
         return loader(source, **kwargs)
@@ -176,7 +176,7 @@ def load_backbone(name: str, init: str = "pretrained", seed: int = 0, attn_imple
             torch.manual_seed(seed)
             model = AutoModel.from_config(config, attn_implementation=attn_implementation)
     else:
-        model = _from_hub_or_cache(AutoModel.from_pretrained, source, name, "weights", dtype=torch.float32, **kwargs)
+        model = _from_hub_or_cache(AutoModel.from_pretrained, source, name, "model", dtype=torch.float32, **kwargs)
         if init == "stats":
             _stats_init(model, torch.Generator().manual_seed(seed))
     model = model.float()
