@@ -1,0 +1,138 @@
+"""Training end to end: run directory contents, checkpoint round trip, divergence, Python API."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, TensorTask, evaluate, get_task, train
+from fpt.training.checkpoint import load_trained
+
+QUIET = dict(progress=False, log=lambda *a: None)
+
+
+@pytest.fixture(scope="module")
+def xor_run(tmp_path_factory, tiny_gpt2_module):
+    out = tmp_path_factory.mktemp("runs") / "xor"
+    config = RunConfig(task="bit-xor", task_options={"val_size": 200, "test_size": 300}, backbone=tiny_gpt2_module,
+                       steps=30, eval_every=10, batch_size=8, out=str(out))
+    return out, train(config, **QUIET)
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_module(tmp_path_factory):
+    from transformers import GPT2Config, GPT2Model
+
+    path = tmp_path_factory.mktemp("gpt2-for-runs")
+    torch.manual_seed(0)
+    # No backbone dropout, so runs that should match do so exactly.
+    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0,
+                         eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    return str(path)
+
+
+def test_run_directory_holds_config_metrics_summary_and_checkpoints(xor_run):
+    out, summary = xor_run
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["task"] == "bit-xor" and config["lr"] == 1e-3 and config["model"]["output_tokens"] == 5
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [10, 20, 30]
+    assert {"step", "train_loss", "val_accuracy", "elapsed_s", "samples_per_s"} <= set(lines[0])
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    for key in ("task", "backbone", "init", "steps", "best_step", "test_accuracy", "trainable_params",
+                "total_params", "wall_seconds", "steps_to_100"):
+        assert key in on_disk
+    assert on_disk["test_examples"] == 300
+    assert on_disk["best_step"] in (10, 20, 30)
+    assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_checkpoint_round_trip_reproduces_outputs(xor_run):
+    out, summary = xor_run
+    model = FrozenPretrainedTransformer.from_run(out)
+    task = get_task("bit-xor", val_size=200, test_size=300)
+    assert evaluate(model, task, "test")["accuracy"] == summary["test_accuracy"]
+    again = FrozenPretrainedTransformer.from_run(out).eval()
+    inputs = next(task.eval_batches("test", 50)).inputs
+    with torch.no_grad():
+        assert torch.equal(model.eval()(inputs), again(inputs))
+
+
+def test_checkpoint_for_other_weights_is_refused(xor_run):
+    out, _ = xor_run
+    config = yaml.safe_load((out / "config.yaml").read_text())["model"]
+    from fpt import FPTConfig
+
+    other = FrozenPretrainedTransformer(FPTConfig(**{**config, "init": "random", "init_seed": 5}))
+    with pytest.raises(FPTError, match="another backbone"):
+        load_trained(other, out, "best")
+
+
+def test_existing_run_is_never_overwritten(xor_run):
+    out, _ = xor_run
+    before = (out / "summary.json").read_bytes()
+    with pytest.raises(FPTError, match="already holds a run"):
+        train(RunConfig(task="bit-xor", steps=1, out=str(out)), **QUIET)
+    assert (out / "summary.json").read_bytes() == before
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_gpt2_module):
+    class Exploding(type(get_task("bit-xor"))):
+        calls = 0
+
+        def loss(self, logits, targets):
+            Exploding.calls += 1
+            loss = super().loss(logits, targets)
+            return loss * float("nan") if Exploding.calls > 10 else loss
+
+    task = Exploding(val_size=50, test_size=50)
+    out = tmp_path / "nan"
+    with pytest.raises(FPTError, match="diverged.*step 5"):
+        train(RunConfig(backbone=tiny_gpt2_module, steps=20, eval_every=5, batch_size=4, out=str(out)), task=task, **QUIET)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_python_api_on_users_own_tensors(tmp_path, tiny_gpt2_module):
+    generator = torch.Generator().manual_seed(0)
+
+    def split(n):
+        x = torch.randn(n, 6, 4, generator=generator)
+        return x, (x[:, :, 0].sum(1) > 0).long()
+
+    task = TensorTask(split(64), split(32), split(40))
+    assert (task.spec.input_kind, task.spec.num_classes, task.spec.max_length) == ("continuous", 2, 6)
+    summary = train(RunConfig(backbone=tiny_gpt2_module, steps=4, eval_every=2, batch_size=8, out=str(tmp_path / "own")),
+                    task=task, **QUIET)
+    assert summary["test_examples"] == 40
+    with pytest.raises(FPTError, match="NaN"):
+        TensorTask((torch.full((2, 3, 1), float("nan")), torch.zeros(2)), split(2), split(2))
+    with pytest.raises(FPTError, match="shape"):
+        FrozenPretrainedTransformer.from_run(tmp_path / "own")(torch.randn(2, 6, 5))
+
+
+def test_grad_accumulation_matches_one_big_batch(tmp_path, tiny_gpt2_module):
+    base = dict(task="bit-xor", task_options={"val_size": 20, "test_size": 20}, backbone=tiny_gpt2_module,
+                steps=3, eval_every=3, batch_size=8, dropout=0.0)
+    results = []
+    for accum in (1, 4):
+        out = tmp_path / f"accum{accum}"
+        train(RunConfig(**base, grad_accum=accum, out=str(out)), **QUIET)
+        results.append(FrozenPretrainedTransformer.from_run(out, "last").trained_state())
+    for name, tensor in results[0].items():
+        torch.testing.assert_close(tensor, results[1][name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_minilm_learns_bit_xor(tmp_path):
+    """The paper's central effect in miniature: pretrained MiniLM solves XOR in a few hundred steps."""
+    summary = train(RunConfig(task="bit-xor", steps=400, eval_every=25, target_accuracy=1.0, out=str(tmp_path / "xor")),
+                    **QUIET)
+    assert summary["test_accuracy"] == 1.0
+    assert summary["steps_to_100"] is not None and summary["steps_to_100"] <= 400
+    size = sum(f.stat().st_size for f in (tmp_path / "xor" / "checkpoints" / "last").iterdir())
+    assert size < 5_000_000
