@@ -33,6 +33,13 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", help="run directory (default runs/<task>-<backbone>-<init>-s<seed>-<time>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--attn-implementation", help="sdpa (default) or eager")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="autocast precision; trained parameters stay fp32 (default auto: bf16 on a GPU that has it, fp32 on CPU)")
+    p.add_argument("--micro-batch-size", type=int, help="max examples per forward pass per process; gradient accumulation is computed from it")
+    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: every evaluation)")
+    p.add_argument("--keep-checkpoints", type=int, help="resumable checkpoints kept besides `best` (default 2)")
+    p.add_argument("--log", choices=["tensorboard", "wandb"], help="also log metrics to TensorBoard or W&B (package must be installed)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report; print only the summary JSON")
 
 
@@ -51,7 +58,16 @@ def _parse_task_options(pairs: list[str]) -> dict:
 def cmd_train(args) -> int:
     from fpt.training import RunConfig, train
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "task_option") and v is not None}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "task_option", "resume") and v is not None}
+    log = (lambda *a: None) if args.quiet else print
+    if args.resume:
+        from fpt.training.loop import resume_config
+
+        if args.config or args.task_option:
+            raise FPTError("--resume continues a run with its own config.yaml; drop --config and --task-option.")
+        summary = train(resume_config(args.resume, **flags), progress=not args.quiet, log=log, resume=True)
+        print(json.dumps(summary, indent=2))
+        return 0
     if args.task_option:
         flags["task_options"] = _parse_task_options(args.task_option)
     config = RunConfig.from_yaml(args.config, **flags) if args.config else RunConfig.from_dict(flags, "flags")

@@ -1,22 +1,38 @@
-"""Checkpoints hold only what training changed: the trained parameters (safetensors), plus the
-optimizer state, step and RNG states, tied to the frozen backbone by its fingerprint.
+"""Checkpoints hold only what training changed: the trained parameters (safetensors), plus, for
+resumable ones, the optimizer state, step, RNG states and loop counters (state.pt), tied to the
+frozen backbone by its fingerprint.
 
-A checkpoint is a directory written under a temporary name and renamed into place, so a crash
-mid-write leaves the previous one intact.
+A checkpoint is a directory written under a temporary name, flushed, and renamed into place, so a
+crash mid-write leaves the previous one intact. Its manifest (written last) records a SHA-256 of
+every file, so a truncated or altered file is refused instead of silently loaded.
+
+Layout: run/checkpoints/step-000100 ... (the last few, resumable) and run/checkpoints/best.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from fpt.errors import FPTError
 
-MODEL_FILE, STATE_FILE = "model.safetensors", "state.pt"
+MODEL_FILE, STATE_FILE, MANIFEST = "model.safetensors", "state.pt", "checkpoint.json"
+FINGERPRINT_KEYS = ("backbone", "init", "config_hash", "weights_hash")
+
+
+def _write_synced(path: Path, data: bytes) -> str:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return hashlib.sha256(data).hexdigest()
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -28,58 +44,136 @@ def _publish(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def step_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
 def save_checkpoint(directory: Path, model, step: int, extra: dict | None = None, state: dict | None = None) -> Path:
     """Write `directory` (e.g. run/checkpoints/best) with the trained tensors and optional state."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    metadata = {"step": str(step), "fingerprint": json.dumps(model.fingerprint), "extra": json.dumps(extra or {})}
-    tensors = {name: t.contiguous() for name, t in model.trained_state().items()}
-    save_file(tensors, str(tmp / MODEL_FILE), metadata=metadata)
+    tensors = {name: t.detach().float().cpu().contiguous() for name, t in model.trained_state().items()}
+    files = {MODEL_FILE: _write_synced(tmp / MODEL_FILE, save(tensors, metadata={"step": str(step)}))}
     if state is not None:
-        torch.save({"step": step, **state}, tmp / STATE_FILE)
+        buffer = io.BytesIO()
+        torch.save({"step": step, **state}, buffer)
+        files[STATE_FILE] = _write_synced(tmp / STATE_FILE, buffer.getvalue())
+    manifest = {"step": step, "fingerprint": model.fingerprint, "extra": extra or {}, "sha256": files}
+    _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, default=str).encode())
     _publish(tmp, directory)
     return directory
 
 
-def read_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    path = directory / MODEL_FILE
-    if not path.is_file():
-        raise FPTError(f"No checkpoint at {directory} (expected {MODEL_FILE}); the run may not have reached an evaluation.")
-    try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
+def step_checkpoints(checkpoints: Path) -> list[Path]:
+    """Published resumable checkpoints, oldest first."""
+    found = [p for p in checkpoints.glob("step-*") if p.is_dir() and p.name[5:].isdigit()] if checkpoints.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name[5:]))
 
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise FPTError(f"Checkpoint {path} is damaged or not a safetensors file ({err}).") from err
-    meta = {"step": int(metadata.get("step", -1)), "fingerprint": json.loads(metadata.get("fingerprint", "{}")),
-            "extra": json.loads(metadata.get("extra", "{}"))}
-    return tensors, meta
+
+def resolve(run_dir: Path, which: str) -> Path:
+    """`best`, `last` (the newest step checkpoint) or a directory name such as step-000100."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    if which == "last":
+        steps = step_checkpoints(checkpoints)
+        if not steps:
+            raise FPTError(f"{run_dir} has no step checkpoint yet (looked for {checkpoints}/step-*); nothing to resume or load.")
+        return steps[-1]
+    return checkpoints / which
+
+
+def prune(checkpoints: Path, keep: int) -> None:
+    """Delete all but the newest `keep` step checkpoints (`best` is separate and always kept)."""
+    for old in step_checkpoints(checkpoints)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_verified(directory: Path, name: str, manifest: dict) -> bytes:
+    path = directory / name
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise FPTError(f"Checkpoint {directory}: cannot read {name} ({err}); the checkpoint is incomplete.") from err
+    if hashlib.sha256(data).hexdigest() != manifest["sha256"].get(name):
+        raise FPTError(
+            f"Checkpoint {directory}: {name} does not match the hash recorded when it was written (the file is "
+            f"truncated, damaged or was replaced). Refusing to load it; delete {directory} to fall back to an "
+            "older checkpoint."
+        )
+    return data
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise FPTError(
+            f"No checkpoint at {directory} (expected {MANIFEST}); the run may not have reached a checkpoint, or "
+            "this is not a checkpoint directory."
+        )
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (ValueError, OSError) as err:
+        raise FPTError(f"Checkpoint {directory}: {MANIFEST} is damaged ({err}); refusing to load it.") from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), dict) or not isinstance(manifest.get("fingerprint"), dict):
+        raise FPTError(f"Checkpoint {directory}: {MANIFEST} is not a checkpoint manifest written by fpt.")
+    return manifest
+
+
+def read_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The trained tensors and the manifest of `directory`, after checking every hash."""
+    manifest = read_manifest(directory)
+    data = _read_verified(directory, MODEL_FILE, manifest)
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as err:
+        raise FPTError(f"Checkpoint {directory}/{MODEL_FILE} is not a safetensors file ({err}).") from err
+    return tensors, manifest
+
+
+def read_training_state(directory: Path) -> dict:
+    """The optimizer, RNG and loop state of a resumable checkpoint (hash-checked; tensors only, no pickled code)."""
+    manifest = read_manifest(directory)
+    if STATE_FILE not in manifest["sha256"]:
+        raise FPTError(f"Checkpoint {directory} holds parameters only (no {STATE_FILE}); it cannot be resumed from.")
+    data = _read_verified(directory, STATE_FILE, manifest)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for bad pickles; the hash matched, so this is a bug or a foreign file
+        raise FPTError(f"Checkpoint {directory}/{STATE_FILE} cannot be read ({err}).") from err
+
+
+def check_fingerprint(manifest: dict, model, where: Path) -> None:
+    theirs = manifest["fingerprint"]
+    mismatched = [k for k in FINGERPRINT_KEYS if theirs.get(k) != model.fingerprint[k]]
+    if mismatched:
+        raise FPTError(
+            f"Checkpoint {where} was made for another backbone: its {', '.join(mismatched)} differ from the model "
+            f"being loaded (checkpoint: backbone {theirs.get('backbone')!r}, init {theirs.get('init')!r}; model: "
+            f"{model.fingerprint['backbone']!r}, init {model.fingerprint['init']!r}). Load it with the backbone, "
+            "weights and init it was trained with."
+        )
 
 
 def load_trained(model, run_dir: Path, which: str = "best") -> dict:
-    """Load a run's trained parameters into `model`, refusing a checkpoint made for other weights."""
-    tensors, meta = read_checkpoint(Path(run_dir) / "checkpoints" / which)
-    mismatched = [k for k in ("backbone", "init", "config_hash", "weights_hash") if meta["fingerprint"].get(k) != model.fingerprint[k]]
-    if mismatched:
-        raise FPTError(
-            f"Checkpoint {run_dir}/checkpoints/{which} was made for another backbone: its {', '.join(mismatched)} "
-            f"differ from the model being loaded ({meta['fingerprint'].get('backbone')!r}, init "
-            f"{meta['fingerprint'].get('init')!r}). Load it with the backbone and init it was trained with."
-        )
+    """Load a run's trained parameters into `model`, refusing a checkpoint made for other weights.
+
+    Returns the checkpoint's manifest (step, fingerprint, extra)."""
+    directory = resolve(Path(run_dir), which)
+    tensors, manifest = read_checkpoint(directory)
+    check_fingerprint(manifest, model, directory)
     expected = model.trained_state()
     if set(tensors) != set(expected):
         raise FPTError(
-            f"Checkpoint {run_dir}/checkpoints/{which} holds other parameters than the model trains "
-            f"(missing {sorted(set(expected) - set(tensors))[:3]}, extra {sorted(set(tensors) - set(expected))[:3]})."
+            f"Checkpoint {directory} holds other parameters than the model trains "
+            f"(missing {sorted(set(expected) - set(tensors))[:3]}, extra {sorted(set(tensors) - set(expected))[:3]}); "
+            "it was trained with another freeze policy or task shape."
         )
+    params = dict(model.named_parameters())
+    for name, tensor in tensors.items():
+        if params[name].shape != tensor.shape:
+            raise FPTError(f"Checkpoint tensor {name} has shape {tuple(tensor.shape)}, model expects {tuple(params[name].shape)}.")
     with torch.no_grad():
-        params = dict(model.named_parameters())
         for name, tensor in tensors.items():
-            if params[name].shape != tensor.shape:
-                raise FPTError(f"Checkpoint tensor {name} has shape {tuple(tensor.shape)}, model expects {tuple(params[name].shape)}.")
             params[name].copy_(tensor)
-    return meta
+    return manifest

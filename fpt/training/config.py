@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from typing import get_args, get_type_hints
 from pathlib import Path
 
 import yaml
@@ -30,9 +31,16 @@ class RunConfig:
     out: str | None = None  # run directory; default runs/<task>-<backbone>-<init>-s<seed>-<time>
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     attn_implementation: str = "sdpa"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 on a GPU that has it, fp32 on CPU)
+    micro_batch_size: int | None = None  # max examples per forward pass per process; sets grad_accum
+    checkpoint_every: int | None = None  # steps between resumable checkpoints (default: every evaluation)
+    keep_checkpoints: int = 2  # resumable checkpoints kept (plus `best`)
+    log: str | None = None  # tensorboard | wandb, besides metrics.jsonl
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = self._type_problems()
+        if problems:  # the checks below assume the right types
+            raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -49,14 +57,37 @@ class RunConfig:
             problems.append(f"target_accuracy must be in (0, 1] (got {self.target_accuracy!r})")
         if not isinstance(self.task_options, dict):
             problems.append("task_options must be a mapping of option names to values")
+        for name in ("micro_batch_size", "checkpoint_every", "keep_checkpoints"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be a positive integer (got {value!r})")
+        if self.micro_batch_size is not None and self.grad_accum != 1:
+            problems.append("set either grad_accum or micro_batch_size (which computes the accumulation), not both")
+        if self.precision not in ("fp32", "bf16", "fp16", "auto"):
+            problems.append(f"precision must be fp32, bf16, fp16 or auto (got {self.precision!r})")
+        if self.log not in (None, "tensorboard", "wandb"):
+            problems.append(f"log must be tensorboard or wandb (got {self.log!r})")
         if problems:
             raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
+
+    def _type_problems(self) -> list[str]:
+        problems = []
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), get_args(hints[f.name]) or (hints[f.name],)
+            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+            ok = ok or (float in allowed and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                problems.append(f"{f.name} must be {names} (got {value!r})")
+        return problems
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in values.items() if k != "model"}  # `model` is derived, written for reference
-        unknown = sorted(set(values) - known)
+        # `model` and `distributed` are derived, written for reference
+        values = {k: v for k, v in values.items() if k not in ("model", "distributed")}
+        unknown = sorted(map(str, set(values) - known))
         if unknown:
             raise FPTError(
                 f"Unknown key(s) in {source}: {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}."

@@ -1,0 +1,86 @@
+"""Data parallelism through Accelerate: how a global batch is split over processes and micro-batches.
+
+Every process draws the same global batch from the same seeded stream and keeps its own slice, so
+the examples seen per optimizer step do not depend on how many processes run, and resuming is a
+matter of replaying the stream. Gradients are averaged over processes (DDP) and over micro-batches
+(loss / accumulation), so the update equals one computed on the whole batch at once.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from fpt.errors import FPTError
+from fpt.tasks import Batch
+
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --log name -> package it needs
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """One optimizer step: `processes` x `accumulation` micro-batches of `micro_batch` examples."""
+
+    batch_size: int  # global examples per optimizer step (the configured batch_size)
+    processes: int
+    micro_batch: int  # examples per forward pass on one process
+    accumulation: int  # micro-batches per process per step
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_batches(batch_size: int, processes: int, grad_accum: int = 1, micro_batch_size: int | None = None) -> BatchPlan:
+    """Split `batch_size` over processes; accumulate `grad_accum` micro-batches, or as few as keep
+    each micro-batch within `micro_batch_size` when that is given."""
+    if batch_size % processes:
+        raise FPTError(
+            f"batch_size {batch_size} cannot be split evenly over {processes} processes; use a multiple of "
+            f"{processes} (batch_size is the global batch per optimizer step, shared by all processes)."
+        )
+    share = batch_size // processes
+    if micro_batch_size is None:
+        accumulation = grad_accum
+    else:
+        accumulation = next(a for a in range(1, share + 1) if share % a == 0 and share // a <= micro_batch_size)
+    if share % accumulation:
+        raise FPTError(
+            f"Each of the {processes} processes gets {share} examples per step, which cannot be split into "
+            f"grad_accum={accumulation} equal micro-batches; choose batch_size a multiple of processes x grad_accum "
+            f"({processes * accumulation}), or set micro_batch_size instead of grad_accum."
+        )
+    return BatchPlan(batch_size, processes, share // accumulation, accumulation)
+
+
+def local_micro_batches(batch: Batch, plan: BatchPlan, rank: int) -> list[Batch]:
+    """This process's slice of the global `batch`, cut into its micro-batches."""
+    if len(batch) != plan.batch_size:
+        raise FPTError(f"The training stream gave a batch of {len(batch)} examples; expected batch_size {plan.batch_size}.")
+    share = plan.micro_batch * plan.accumulation
+    start = rank * share
+    parts = []
+    for first in range(start, start + share, plan.micro_batch):
+        rows = slice(first, first + plan.micro_batch)
+        parts.append(Batch(batch.inputs[rows], batch.targets[rows], None if batch.mask is None else batch.mask[rows]))
+    return parts
+
+
+def process_seed(seed: int, rank: int) -> int:
+    """A distinct, reproducible seed for each process's dropout stream."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def make_accelerator(device: str, log: str | None, run_dir) -> Accelerator:
+    """The Accelerator for this process (launched by `accelerate launch`/`torchrun`, or alone)."""
+    if log is not None and importlib.util.find_spec(TRACKERS[log]) is None:
+        raise FPTError(
+            f"--log {log} needs the {TRACKERS[log]!r} package, which is not installed: `pip install {TRACKERS[log]}`, "
+            "or leave --log out (metrics.jsonl is always written)."
+        )
+    accelerator = Accelerator(cpu=device == "cpu", log_with=log, project_dir=str(run_dir))
+    if device not in ("auto", "cpu") and accelerator.device.type != torch.device(device).type:
+        raise FPTError(f"Device {device!r} was asked for but this process runs on {accelerator.device}.")
+    return accelerator

@@ -1,0 +1,87 @@
+"""Mixed precision: autocast for the forward pass, loss scaling for fp16.
+
+Trained parameters and the optimizer state stay fp32. The frozen matrices may be stored in the low
+precision: autocast would cast them to it at every forward pass anyway (its weight cache only
+covers parameters that require grad), so storing them cast halves their memory and saves the casts.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fpt.errors import FPTError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHOICES = (*DTYPES, "auto")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto`: bf16 on a GPU that has it, else fp16 on a GPU, fp32 on CPU."""
+    if name not in CHOICES:
+        raise FPTError(f"Unknown precision {name!r}; choose one of {', '.join(CHOICES)}.")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+@dataclass
+class Precision:
+    name: str  # fp32 | bf16 | fp16 (resolved)
+    device_type: str
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
+
+    @classmethod
+    def create(cls, name: str, device: torch.device) -> Precision:
+        name = resolve_precision(name, device)
+        scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
+        return cls(name, device.type, scaler)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.name]
+
+    def autocast(self) -> AbstractContextManager:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.name != "fp32")
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Bring gradients back to their true scale before clipping."""
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Optimizer step; with fp16, skipped when a gradient overflowed, and the scale adapted."""
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+
+    def store_frozen_matrices(self, model: nn.Module) -> int:
+        """Cast frozen weight matrices of linear layers to the low precision; returns how many."""
+        if self.name == "fp32":
+            return 0
+        from transformers.pytorch_utils import Conv1D
+
+        cast = 0
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, Conv1D)):
+                for param in module.parameters(recurse=False):
+                    if not param.requires_grad:
+                        param.data = param.data.to(self.dtype)
+                        cast += 1
+        return cast
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler and state:
+            self.scaler.load_state_dict(state)
