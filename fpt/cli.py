@@ -40,6 +40,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--keep-checkpoints", type=int, help="resumable checkpoints kept besides `best` (default 2)")
     p.add_argument("--log", choices=["tensorboard", "wandb"], help="also log metrics to TensorBoard or W&B (package must be installed)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)")
+    p.add_argument("--architecture", choices=["transformer", "lstm"],
+                   help="transformer (default, the FPT) or lstm (the paper's 3-layer layer-norm LSTM baseline; needs --init random)")
+    p.add_argument("--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report; print only the summary JSON")
 
 
@@ -77,7 +80,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from fpt.model import FrozenPretrainedTransformer
+    from fpt.model import load_run_model
     from fpt.tasks import get_task
     from fpt.training import evaluate
     from fpt.training.loop import resolve_device
@@ -85,7 +88,7 @@ def cmd_eval(args) -> int:
 
     config = read_run_config(args.run_dir)
     task = get_task(config["task"], **config.get("task_options", {}))
-    model = FrozenPretrainedTransformer.from_run(args.run_dir, args.which)
+    model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     result = evaluate(model.to(device), task, args.split, args.batch_size, device)
     print(json.dumps({"run": str(args.run_dir), "checkpoint": args.which, "split": args.split, **result}, indent=2))
@@ -120,10 +123,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="pretrained")
     p.add_argument("--train", default="fpt", help="freeze policy")
     p.add_argument("--task", default="bit-xor", help="task whose input/output shapes to attach")
+    _experiment_parsers(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "describe": cmd_describe}
+def _experiment_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid of tasks x conditions x lrs x seeds; tabulate mean +- std",
+                       description="Run every run of GRID.yaml (see fpt.experiments.sweep for its keys) as a normal "
+                       "`fpt train` run under --out, skipping finished runs, then write results.csv, results.md and plots/.")
+    p.add_argument("grid", help="grid YAML file")
+    p.add_argument("--out", required=True, help="sweep directory (runs/, results.md, results.csv, plots/)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (subprocesses)")
+    p = sub.add_parser("reproduce", help="run one of the paper's experiments at a budget",
+                       description="Ready-made grids for the paper's experiments; the table puts the paper's figure "
+                       "beside each measured cell. Re-running the same command resumes.")
+    p.add_argument("experiment", help="main | init | ablation | size | convergence")
+    p.add_argument("--budget", default="smoke", help="smoke (minutes on a CPU) | small | paper")
+    p.add_argument("--tasks", help="comma-separated tasks (default: every task of the paper's table)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: 1 for smoke, 3 otherwise)")
+    p.add_argument("--backbone", help="override the budget's backbone")
+    p.add_argument("--lrs", help="comma-separated learning rates (default: the budget's)")
+    p.add_argument("--out", help="output directory (default runs/reproduce-<experiment>-<budget>)")
+    p.add_argument("--jobs", type=int, default=1)
+    p = sub.add_parser("attention", help="attention map of a trained run on one example (PNG or JSON)",
+                       description="Attention weights of a finished run, averaged over heads, for one example of a "
+                       "split; for bit-xor the JSON gives, per layer, the mass on each output's two source bits.")
+    p.add_argument("run_dir")
+    p.add_argument("--example", type=int, default=0, help="index of the example in the split")
+    p.add_argument("--layer", type=int, help="layer to draw, from 0 (default: every layer, one panel each)")
+    p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--format", default="png", choices=["png", "json"])
+    p.add_argument("--out", help="output file (needed for png; JSON goes to stdout when omitted)")
+
+
+def cmd_sweep(args) -> int:
+    from fpt.experiments.sweep import sweep
+
+    print(sweep(args.grid, args.out, args.jobs).read_text())
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from fpt.experiments.reproduce import reproduce
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    try:
+        lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
+    except ValueError as err:
+        raise FPTError(f"--lrs expects comma-separated numbers such as 1e-4,1e-3, got {args.lrs!r}.") from err
+    path = reproduce(args.experiment, args.budget, tasks, args.seeds, args.backbone, lrs, args.out, args.jobs)
+    print(path.read_text())
+    print(f"Written: {path} (and results.csv, plots/ beside it)")
+    return 0
+
+
+def cmd_attention(args) -> int:
+    from fpt.experiments.attention import attention_command
+
+    print(attention_command(args.run_dir, args.example, args.layer, args.split, args.format, args.out))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "describe": cmd_describe, "sweep": cmd_sweep,
+            "reproduce": cmd_reproduce, "attention": cmd_attention}
 
 
 def main(argv: list[str] | None = None) -> int:

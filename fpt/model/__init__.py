@@ -1,5 +1,16 @@
 """The FPT model: input embedders, output heads, freezing of parameter groups."""
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.freeze import GROUPS, PRESETS, FreezePolicy
+from fpt.model.lstm import LSTMBaseline, LSTMConfig
 
-__all__ = ["GROUPS", "PRESETS", "FPTConfig", "FreezePolicy", "FrozenPretrainedTransformer"]
+
+def load_run_model(run_dir, which: str = "best") -> FrozenPretrainedTransformer | LSTMBaseline:
+    """Rebuild a finished run's model, whichever architecture it trained."""
+    from fpt.training.rundir import read_run_config
+
+    lstm = read_run_config(run_dir)["model"].get("architecture") == "lstm"
+    return (LSTMBaseline if lstm else FrozenPretrainedTransformer).from_run(run_dir, which)
+
+
+__all__ = ["GROUPS", "PRESETS", "FPTConfig", "FreezePolicy", "FrozenPretrainedTransformer", "LSTMBaseline",
+           "LSTMConfig", "load_run_model"]

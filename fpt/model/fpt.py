@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from fpt.backbones import classify_backbone, extend_positions, load_backbone, position_table
-from fpt.backbones.groups import UNUSED
+from fpt.backbones.groups import UNUSED, block_list
 from fpt.errors import FPTError
 from fpt.model.embedders import make_embedder
 from fpt.model.freeze import GROUPS, FreezePolicy
@@ -34,6 +34,7 @@ class FPTConfig:
     train: str = "fpt"  # freeze policy: a preset or trained groups, see fpt.model.freeze
     dropout: float = 0.1
     attn_implementation: str = "sdpa"  # "eager" to read attention maps
+    layers: int | None = None  # keep only the first N transformer blocks (None: all)
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
@@ -42,6 +43,17 @@ class FPTConfig:
         if unknown:
             raise FPTError(f"Unknown model config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
         return cls(**values)
+
+
+def keep_first_layers(model: nn.Module, layers: int | None) -> None:
+    """Drop every transformer block after the first `layers` (the paper's depth ablation)."""
+    if layers is None:
+        return
+    blocks = block_list(model)
+    if not isinstance(layers, int) or not 1 <= layers <= len(blocks):
+        raise FPTError(f"layers must be an integer from 1 to {len(blocks)} (the backbone's depth), got {layers!r}.")
+    del blocks[layers:]
+    model.config.num_hidden_layers = layers
 
 
 def _sha256_json(value) -> str:
@@ -67,6 +79,7 @@ class FrozenPretrainedTransformer(nn.Module):
         self.config = config
         self.policy = FreezePolicy.parse(config.train)
         backbone = self._load_backbone(config)
+        keep_first_layers(backbone.model, config.layers)
         self.backbone_name, self.backbone_source = backbone.name, backbone.source
         self.backbone = extend_positions(backbone.model, config.max_length)
         self.positions_extended = self.backbone.config.max_position_embeddings if self.backbone is not backbone.model else None
@@ -94,6 +107,7 @@ class FrozenPretrainedTransformer(nn.Module):
         if (path / "config.yaml").is_file():
             source = FrozenPretrainedTransformer.from_run(path)
             backbone = load_backbone(source.config.backbone, "random", 0, config.attn_implementation)
+            keep_first_layers(backbone.model, source.config.layers)
             state = source.backbone.state_dict()
             backbone.model = extend_positions(backbone.model, source.backbone.config.max_position_embeddings)
         elif path.is_file():
@@ -154,12 +168,16 @@ class FrozenPretrainedTransformer(nn.Module):
                 f"Input has {length} tokens but the model was built for at most {self.config.max_length}; "
                 "rebuild it with a larger max_length."
             )
-        x = self.embedder(inputs)
-        if self.learned_positions is not None:
-            x = x + self.learned_positions[:length]
-        states = self.backbone(inputs_embeds=x, attention_mask=mask).last_hidden_state
+        states = self.encode(inputs, mask).last_hidden_state
         lengths = mask.sum(dim=1) if mask is not None else None
         return self.head(states, lengths)
+
+    def encode(self, inputs: torch.Tensor, mask: torch.Tensor | None = None, **backbone_kwargs):
+        """The backbone's output on embedded `inputs`; pass output_attentions=True for attention maps."""
+        x = self.embedder(inputs)
+        if self.learned_positions is not None:
+            x = x + self.learned_positions[:inputs.shape[1]]
+        return self.backbone(inputs_embeds=x, attention_mask=mask, **backbone_kwargs)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """Only the trained parameters: what a checkpoint needs on top of the fingerprinted backbone."""

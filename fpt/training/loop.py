@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from fpt.errors import FPTError
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
+from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.training.checkpoint import (
     load_trained, prune, read_checkpoint, read_training_state, resolve, save_checkpoint, step_name,
@@ -61,10 +62,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer:
+def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | LSTMBaseline:
+    if config.architecture == "lstm":
+        if config.init != "random":
+            raise FPTError(f"The LSTM baseline has no pretrained weights (init {config.init!r}); pass --init random.")
+        return LSTMBaseline(LSTMConfig(**task.spec.model_fields(), layers=config.layers or 3, train=config.train,
+                                       init_seed=config.seed, dropout=config.dropout))
     return FrozenPretrainedTransformer(FPTConfig(
         **task.spec.model_fields(), backbone=config.backbone, init=config.init, init_seed=config.seed,
         train=config.train, dropout=config.dropout, attn_implementation=config.attn_implementation,
+        layers=config.layers,
     ))
 
 

@@ -1,0 +1,176 @@
+"""Attention maps of a trained run: `fpt attention RUN_DIR --example K [--layer L] --out FILE.png`.
+
+The model is rebuilt with eager attention (fused kernels return no weights; the weights are the
+same) and its trained parameters loaded; attention is averaged over heads. For Bit XOR the numeric
+form checks the paper's figure: output token j (position k + j, k = output tokens) XORs input
+tokens j and k + j, so per layer we report how much attention each output position puts on its two
+source tokens against the other input positions (the visible ones, for a causal backbone). Source k + j is the output position itself, and
+attending to oneself is common in any transformer, so the partner token j (the other string's bit)
+is reported on its own too: that is the part only a model that learned XOR needs.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from fpt.errors import FPTError
+
+
+def load_for_attention(run_dir: str | Path, which: str = "best"):
+    """The run's model with eager attention and its trained parameters, and its task."""
+    from fpt.model.fpt import FrozenPretrainedTransformer
+    from fpt.tasks import get_task
+    from fpt.training.checkpoint import load_trained
+    from fpt.training.rundir import read_run_config
+
+    values = read_run_config(run_dir)
+    if values["model"].get("architecture") == "lstm":
+        raise FPTError(f"{run_dir} trained the LSTM baseline, which has no attention; pass a transformer run.")
+    from fpt.model.fpt import FPTConfig
+
+    config = replace(FPTConfig.from_dict(values["model"]), attn_implementation="eager")
+    model = FrozenPretrainedTransformer(config)
+    load_trained(model, Path(run_dir), which)
+    data_dir = {"data_dir": values["data_dir"]} if values.get("data_dir") else {}  # file-backed tasks only
+    task = get_task(values["task"], **data_dir, **values.get("task_options", {}))
+    return model.eval(), task
+
+
+def split_tensors(task, split: str):
+    """The whole split as (inputs, targets, mask) tensors, in the task's fixed order."""
+    batches = list(task.eval_batches(split, 256))
+    inputs = torch.cat([b.inputs for b in batches])
+    targets = torch.cat([b.targets for b in batches])
+    masks = [b.mask for b in batches]
+    mask = None if any(m is None for m in masks) else torch.cat(masks)
+    return inputs, targets, mask
+
+
+@torch.inference_mode()
+def attention_maps(model, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(layers, batch, query, key) head-averaged attention, and the logits."""
+    out = model.encode(inputs, mask, output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise FPTError(f"Backbone {model.backbone_name!r} returned no attention weights; it cannot be mapped.")
+    logits = model.head(out.last_hidden_state, mask.sum(dim=1) if mask is not None else None)
+    return torch.stack([a.mean(dim=1) for a in out.attentions]), logits
+
+
+def xor_source_mass(maps: torch.Tensor, output_tokens: int) -> list[dict]:
+    """Per layer, for Bit XOR maps (layers, batch, 2k, 2k): mass on each output's source tokens."""
+    k = output_tokens
+    j = torch.arange(k)
+    queries = maps[:, :, k:, :]  # (layers, batch, k outputs, 2k keys)
+    partner = queries[:, :, j, j]  # a_j: the other string's bit
+    own = queries[:, :, j, k + j]  # b_j: the output position itself
+    # A causal backbone (GPT-2) cannot see later positions: compare only with the visible ones.
+    causal = bool((maps.triu(1) == 0).all())
+    other_mask = torch.ones(k, 2 * k, dtype=torch.bool)
+    if causal:
+        other_mask &= torch.arange(2 * k)[None, :] <= (k + j)[:, None]
+    other_mask[j, j] = other_mask[j, k + j] = False
+    other_first = queries[:, :, :, :k][:, :, ~torch.eye(k, dtype=torch.bool)].reshape(*queries.shape[:2], k, k - 1)
+    layers = []
+    for layer in range(maps.shape[0]):
+        per_source = ((partner[layer] + own[layer]) / 2).mean().item()
+        other_mean = (queries[layer] * other_mask).sum().item() / max(other_mask.sum().item() * queries.shape[1], 1)
+        partner_mean = partner[layer].mean().item()
+        other_first_mean = other_first[layer].mean().item() if k > 1 else float("nan")
+        layers.append({
+            "layer": layer,
+            "causal": causal,
+            "source_mass": round((partner[layer] + own[layer]).mean().item(), 4),  # of 1.0 per output position
+            "per_source_position": round(per_source, 4),
+            "per_other_position": round(other_mean, 4),
+            "source_vs_other": round(per_source / max(other_mean, 1e-12), 2),
+            "partner_bit": round(partner_mean, 4),  # a_j, the other string's bit
+            "own_position": round(own[layer].mean().item(), 4),  # b_j, the query itself
+            "per_other_first_string_position": round(other_first_mean, 4),
+            "partner_vs_other_first_string": round(partner_mean / max(other_first_mean, 1e-12), 2),
+        })
+    return layers
+
+
+def token_labels(task, inputs: torch.Tensor) -> list[str]:
+    """Readable labels: for the bit tasks `a3=+1`, `b0=-1` (1 bit per token) or the token index."""
+    length = inputs.shape[0]
+    if task.name == "bit-xor" and inputs.shape[-1] == 1:
+        k = length // 2
+        return [f"{'ab'[i // k]}{i % k}={int(inputs[i, 0]):+d}" for i in range(length)]
+    return [str(i) for i in range(length)]
+
+
+def draw(maps: torch.Tensor, labels: list[str], layers: list[int], title: str, out: Path,
+         sources: list[tuple[int, int]] | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    cols = min(len(layers), 3)
+    rows = (len(layers) + cols - 1) // cols
+    size = max(3.5, 0.35 * len(labels))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.flat[len(layers):]:
+        ax.axis("off")
+    ticks = len(labels) <= 40
+    for ax, layer in zip(axes.flat, layers):
+        image = ax.imshow(maps[layer].numpy(), cmap="viridis", vmin=0)
+        ax.set_title(f"layer {layer}")
+        ax.set(xlabel="attended position (key)", ylabel="position (query)")
+        if ticks:
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        for q, key in sources or []:
+            ax.add_patch(Rectangle((key - 0.5, q - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.2))
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(textwrap.fill(title, 45 * cols), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def attention_command(run_dir: str | Path, example: int = 0, layer: int | None = None, split: str = "test",
+                      fmt: str = "png", out: str | Path | None = None) -> str:
+    """Write the map (png) or the numbers (json) of example `example`; return what to print."""
+    model, task = load_for_attention(run_dir)
+    inputs, targets, mask = split_tensors(task, split)
+    if not 0 <= example < len(inputs):
+        raise FPTError(f"--example {example} is out of range: the {split} split has {len(inputs)} examples (0 to {len(inputs) - 1}).")
+    maps, logits = attention_maps(model, inputs[example:example + 1], None if mask is None else mask[example:example + 1])
+    n_layers = maps.shape[0]
+    if layer is not None and not 0 <= layer < n_layers:
+        raise FPTError(f"--layer {layer} is out of range: the backbone has {n_layers} layers (0 to {n_layers - 1}).")
+    correct = (logits.argmax(-1) == targets[example:example + 1]).float().mean().item()
+    k = task.spec.output_tokens
+    is_xor = task.name == "bit-xor"
+
+    if fmt == "json":
+        result = {"run": str(run_dir), "task": task.name, "split": split, "example": example, "layers": n_layers,
+                  "example_unit_accuracy": correct}
+        if is_xor:
+            result["example_xor"] = xor_source_mass(maps, k)
+            split_maps = torch.cat([attention_maps(model, inputs[i:i + 256])[0] for i in range(0, len(inputs), 256)], dim=1)
+            result[f"{split}_mean_xor"] = xor_source_mass(split_maps, k)
+            result["uniform_per_position"] = round(1 / (2 * k), 4)
+        else:
+            result["attention"] = [maps[i, 0].tolist() for i in range(n_layers)]
+        text = json.dumps(result, indent=2)
+        if out:
+            Path(out).write_text(text + "\n")
+        return text
+
+    if out is None:
+        raise FPTError("A PNG needs --out FILE.png (or use --format json to print numbers).")
+    seq = maps[:, 0] if mask is None else maps[:, 0][:, : int(mask[example].sum()), : int(mask[example].sum())]
+    labels = token_labels(task, inputs[example])[: seq.shape[-1]]
+    sources = [(q, key) for j in range(k) for q, key in ((k + j, j), (k + j, k + j))] if is_xor else None
+    title = (f"{task.name}, {split} example {example} (unit accuracy {correct:.0%}), attention averaged over heads"
+             + ("; red boxes: each output position's two source bits" if is_xor else ""))
+    draw(seq, labels, [layer] if layer is not None else list(range(n_layers)), title, Path(out), sources)
+    return f"Wrote {out}"

@@ -1,0 +1,183 @@
+"""Ready-made grids for the paper's experiments at three budgets: `fpt reproduce NAME --budget B`.
+
+Experiments: main (FPT vs full transformer vs LSTM), init (pretrained / random / stats / Bit-Memory
+pretrained), ablation (which groups train), size (model size), convergence (steps to target).
+
+Budgets:
+- smoke: minutes on a 2-core CPU. `minilm` stands in for GPT-2; bit tasks are shrunk (see
+  SMOKE_TASK_OPTIONS) and trained for a few hundred steps: it checks the pipeline end to end and
+  shows early trends, not the paper's final numbers.
+- small: `minilm`, the paper's task sizes, a few thousand steps, three learning rates per
+  condition chosen on validation (the later study's advice), 3 seeds.
+- paper: GPT-2 base (weights from the Hugging Face cache), the paper's task sizes, lr and roughly the
+  paper's step counts (its convergence table); needs a GPU and days.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fpt.errors import FPTError, unknown_name
+from fpt.experiments.paper import PAPER, TASKS
+from fpt.experiments.sweep import expand, run_grid
+from fpt.experiments.tables import write_results
+
+EXPERIMENTS = ("main", "init", "ablation", "size", "convergence")
+BIT_TASKS = ("bit-memory", "bit-xor")
+
+# The smoke budget's bit tasks: Bit XOR at the paper's size (10 tokens is already cheap); Bit Memory
+# with 30-bit strings in 10-bit tokens (18 tokens instead of 120) so a run takes a minute on a CPU.
+SMOKE_TASK_OPTIONS = {
+    "bit-xor": {"val_size": 500, "test_size": 1000},
+    "bit-memory": {"n_bits": 30, "bits_per_token": 10, "val_size": 500, "test_size": 1000},
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    backbone: str
+    steps: dict[str, int]  # per task; "default" for the rest
+    eval_every: int
+    lrs: tuple[float, ...]  # transformer conditions
+    lstm_lrs: tuple[float, ...]
+    seeds: int  # default number of seeds
+    task_options: dict = field(default_factory=dict)
+    batch_size: int = 16
+    pretrain_steps: int | None = None  # Bit Memory pretraining (init experiment); default: the task's steps
+    note: str = ""
+
+
+BUDGETS = {
+    "smoke": Budget(
+        backbone="minilm", steps={"bit-xor": 100, "bit-memory": 100, "default": 100}, eval_every=20,
+        lrs=(1e-3,), lstm_lrs=(3e-4,), seeds=1, task_options=SMOKE_TASK_OPTIONS, pretrain_steps=60,
+        note="smoke budget: `minilm` (6 layers, 384 wide) stands in for GPT-2; Bit Memory shrunk to 5 strings of "
+             "30 bits in 10-bit tokens (18 tokens; the paper: 1000 bits, 120 tokens); 100 steps of batch 16 per "
+             "run (the paper trains to convergence, thousands of steps): early-training numbers, not final ones; "
+             "500 validation and 1000 test examples.",
+    ),
+    "small": Budget(
+        backbone="minilm", steps={"bit-xor": 1000, "bit-memory": 3000, "default": 2000}, eval_every=100,
+        lrs=(1e-4, 3e-4, 1e-3), lstm_lrs=(1e-4, 3e-4, 1e-3), seeds=3,
+        note="small budget: `minilm` stands in for GPT-2; the paper's task sizes; 1000-3000 steps of batch 16; "
+             "lr chosen per condition on validation from 1e-4, 3e-4, 1e-3.",
+    ),
+    "paper": Budget(
+        backbone="gpt2",
+        steps={"bit-memory": 40_000, "bit-xor": 20_000, "listops": 6_000, "mnist": 20_000, "cifar10": 400_000,
+               "cifar10-lra": 600_000, "remote-homology": 100_000, "default": 20_000},
+        eval_every=500, lrs=(1e-3,), lstm_lrs=(3e-4,), seeds=3,
+        note="paper budget: GPT-2 base, the paper's task sizes, lr 1e-3 (1e-4 for remote homology, 3e-4 for the "
+             "LSTM) and step counts from the paper's convergence table.",
+    ),
+}
+PRETRAIN_LR = 3e-4  # Bit Memory pretraining trains every parameter: a gentler lr than the FPT's 1e-3
+SIZE_BACKBONES = {"smoke": None, "small": None, "paper": ("gpt2", "gpt2-medium", "gpt2-large")}
+
+
+def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain_dir: str | None) -> dict:
+    """The grid keys that define `experiment`'s conditions."""
+    if experiment == "main":
+        return {"paper_table": "main", "conditions": [
+            {"label": "FPT (frozen pretrained)", "init": "pretrained", "train": "fpt", "paper_row": "fpt"},
+            {"label": "full transformer, 3 layers", "init": "random", "train": "all", "layers": 3, "paper_row": "full"},
+            {"label": "LSTM, fully trained", "architecture": "lstm", "init": "random", "train": "all", "lrs": lstm_lrs,
+             "paper_row": "lstm"},
+            {"label": "LSTM, frozen random", "architecture": "lstm", "init": "random", "train": "fpt", "lrs": lstm_lrs,
+             "paper_row": "none"},
+        ]}
+    if experiment == "init":
+        conditions = [{"label": init, "init": init} for init in ("pretrained", "random", "stats")]
+        conditions.append({"label": "bit-memory", "init": f"from:{pretrain_dir}"})
+        return {"paper_table": "init", "conditions": [{**c, "paper_row": c["label"]} for c in conditions]}
+    if experiment == "ablation":
+        return {"paper_table": "ablation", "paper_row": "{train}",
+                "train": ["output", "output+norm", "output+norm+input", "fpt", "fpt+ff", "fpt+attention"]}
+    if experiment == "convergence":
+        return {"paper_table": "convergence", "inits": ["pretrained", "random"], "ratio": ["random", "pretrained"]}
+    raise AssertionError(experiment)
+
+
+def _size_grid(budget_name: str, budget: Budget) -> dict:
+    backbones = SIZE_BACKBONES[budget_name]
+    if backbones:
+        return {"paper_table": "size", "paper_row": "{backbone}/{init}", "backbones": list(backbones),
+                "inits": ["pretrained", "random"]}
+    # Offline stand-in: depth instead of width, the first 2, 4 or 6 blocks of minilm.
+    return {"paper_table": "size", "conditions": [
+        {"label": f"{init}, {layers} layers", "init": init, "layers": layers, "paper_row": "none"}
+        for layers in (2, 4, 6) for init in ("pretrained", "random")]}
+
+
+def build(experiment: str, budget_name: str = "smoke", tasks: list[str] | None = None, seeds: int | None = None,
+          backbone: str | None = None, lrs: list[float] | None = None, out: str | Path = "runs/reproduce") -> tuple[dict | None, dict]:
+    """The (pretraining grid or None, main grid) of `experiment` at `budget_name`."""
+    if experiment not in EXPERIMENTS:
+        raise unknown_name("experiment", experiment, list(EXPERIMENTS))
+    if budget_name not in BUDGETS:
+        raise unknown_name("budget", budget_name, list(BUDGETS))
+    budget = BUDGETS[budget_name]
+    backbone = backbone or budget.backbone
+    tasks = tasks or (["cifar10"] if experiment == "size" else list(TASKS))
+    seeds = seeds or budget.seeds
+    transformer_lrs = list(lrs or budget.lrs)
+    lstm_lrs = list(lrs or budget.lstm_lrs)
+    out = Path(out)
+
+    def task_settings(task: str) -> dict:
+        settings = {"steps": budget.steps.get(task, budget.steps["default"])}
+        if task in budget.task_options:
+            settings["task_options"] = dict(budget.task_options[task])
+        if task == "remote-homology" and not lrs and budget_name == "paper":
+            settings["lrs"] = [1e-4]  # the paper's lr for remote homology
+        return settings
+
+    common = {"settings": {"backbone": backbone, "batch_size": budget.batch_size, "eval_every": budget.eval_every},
+              "task_settings": {t: task_settings(t) for t in tasks}, "seeds": list(range(seeds)), "lrs": transformer_lrs}
+    stand_in = ("" if backbone.startswith("gpt2") else
+                f"Backbone `{backbone}` stands in for the paper's GPT-2 (the paper's column is GPT-2's).")
+    notes = [n for n in (budget.note, stand_in) if n]
+
+    pretrain = None
+    pretrain_dir = None
+    if experiment == "init":
+        pretrain_settings = {**task_settings("bit-memory"), **({"steps": budget.pretrain_steps} if budget.pretrain_steps else {})}
+        pretrain = {"name": "Bit Memory pretraining of the backbone (all parameters trained)", "tasks": ["bit-memory"],
+                    "seeds": [0], "lrs": [PRETRAIN_LR],
+                    "settings": {**common["settings"], "init": "random", "train": "all"},
+                    "task_settings": {"bit-memory": pretrain_settings},
+                    "conditions": [{"label": "bit-memory-pretraining", "init": "random", "train": "all"}]}
+        lr = pretrain["lrs"][0]
+        pretrain_dir = str(out / "pretrain" / "runs" / "bit-memory" / "bit-memory-pretraining" / f"lr{lr:g}" / "s0")
+        notes.append(f"Bit Memory pretrained row: `{backbone}` architecture trained fully from random init on Bit Memory "
+                     f"({pretrain_settings['steps']} steps, lr {lr:g}, seed 0), then frozen (`--init from:{pretrain_dir}`).")
+
+    grid = {"name": f"reproduce {experiment} ({budget_name} budget)", "tasks": tasks, **common,
+            **(_size_grid(budget_name, budget) if experiment == "size" else _conditions(experiment, budget, lstm_lrs, pretrain_dir)),
+            "notes": notes}
+    return pretrain, grid
+
+
+def reproduce(experiment: str, budget_name: str = "smoke", tasks: list[str] | None = None, seeds: int | None = None,
+              backbone: str | None = None, lrs: list[float] | None = None, out: str | Path | None = None,
+              jobs: int = 1, log=print) -> Path:
+    """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md."""
+    out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
+    pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out)
+    pending = frozenset()
+    pretrain_grid = None
+    if pretrain is not None:
+        pretrain_grid = expand(pretrain)
+        pending = frozenset(str(out / "pretrain" / "runs" / r.key) for r in pretrain_grid.runs)
+    main_grid = expand(grid, pending)  # every problem of both stages is reported before any run
+    if pretrain_grid is not None:
+        records = run_grid(pretrain_grid, out / "pretrain", jobs, log)
+        write_results(pretrain_grid, records, out / "pretrain")
+        if any(r["status"] not in ("finished", "early-stopped") for r in records):
+            raise FPTError(f"The Bit Memory pretraining run failed ({records[0].get('error') or records[0]['status']}); "
+                           f"see {out / 'pretrain'}. Fix it and run the same command again: finished runs are kept.")
+    records = run_grid(main_grid, out, jobs, log)
+    return write_results(main_grid, records, out)
+
+
+__all__ = ["BUDGETS", "EXPERIMENTS", "PAPER", "build", "reproduce"]

@@ -1,0 +1,283 @@
+"""Sweeps: tasks x conditions x learning rates x seeds, each run a normal `fpt train` run directory.
+
+A grid (YAML or dict) names the axes; every run is a subprocess `fpt train --config FILE`, so runs
+are isolated, can go in parallel (`jobs`) and a killed sweep resumes: a run whose directory holds a
+summary.json is finished and skipped, a half-written one is started again. A failed run is recorded
+with its error and the others go on. Results are aggregated per (task, condition): the learning
+rate with the best mean validation accuracy is chosen, and its seeds' test accuracies are reported
+(see fpt.experiments.tables).
+
+Grid keys:
+  name, tasks, seeds, lrs
+  settings: RunConfig keys shared by every run (steps, batch_size, eval_every, ...)
+  task_settings: {task: RunConfig keys for that task only (task_options, steps, ...), and lrs}
+  backbones, inits, train: product axes (used when `conditions` is absent)
+  conditions: explicit list of {label, any RunConfig keys, lrs?, paper_row?}; crossed with
+      `backbones` when a condition names none
+  paper_table, paper_row: which table of fpt.experiments.paper fills the "paper" column;
+      paper_row is a format string over the run settings, e.g. "{init}" (default) or "{train}"
+  ratio: [numerator, denominator] condition labels for the convergence-ratio table
+  notes: lines copied into results.md
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fpt.errors import FPTError
+
+_AXES = ("backbones", "inits", "train")
+GRID_KEYS = {"name", "tasks", "seeds", "lrs", "settings", "task_settings", *_AXES, "conditions", "paper_table",
+             "paper_row", "ratio", "notes"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a sweep: where it lives and the RunConfig keys that define it."""
+
+    task: str
+    condition: str
+    lr: float
+    seed: int
+    config: dict
+    paper_row: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{_slug(self.condition)}/lr{self.lr:g}/s{self.seed}"
+
+
+@dataclass
+class Grid:
+    name: str
+    runs: list[Run]
+    conditions: list[str]
+    tasks: list[str]
+    paper_table: str | None = None
+    ratio: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-.+" else "_" for c in text).strip("_") or "run"
+
+
+def _as_list(value, name: str, problems: list[str]) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)):
+        return [value]
+    if not isinstance(value, list):
+        problems.append(f"{name} must be a list (got {type(value).__name__})")
+        return []
+    return value
+
+
+def load_grid(source: str | Path | dict) -> dict:
+    """Read a grid from a YAML file (or take a dict as is)."""
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except FileNotFoundError as err:
+        raise FPTError(f"Grid file {path} does not exist.") from err
+    except yaml.YAMLError as err:
+        raise FPTError(f"Grid file {path} is not valid YAML: {err}") from err
+    if not isinstance(values, dict):
+        raise FPTError(f"Grid file {path} must hold a mapping (tasks, seeds, lrs, ...), not {type(values).__name__}.")
+    return values
+
+
+def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
+    """Every run of `grid`, after checking every name in it; all problems are reported at once.
+
+    `pending` lists `from:` run directories an earlier stage will produce (they need not exist yet).
+    """
+    problems: list[str] = []
+    unknown = sorted(set(grid) - GRID_KEYS)
+    if unknown:
+        problems.append(f"unknown grid key(s) {', '.join(unknown)} (known: {', '.join(sorted(GRID_KEYS))})")
+    tasks = _as_list(grid.get("tasks"), "tasks", problems)
+    seeds = _as_list(grid.get("seeds", [0]), "seeds", problems)
+    lrs = _as_list(grid.get("lrs"), "lrs", problems)
+    settings = dict(grid.get("settings") or {})
+    task_settings = dict(grid.get("task_settings") or {})
+    backbones = _as_list(grid.get("backbones"), "backbones", problems) or [settings.get("backbone", "minilm")]
+    if not tasks:
+        problems.append("the grid names no tasks")
+    for seed in seeds:
+        if not isinstance(seed, int):
+            problems.append(f"seed {seed!r} is not an integer")
+
+    conditions = []  # (label, settings, lrs, paper_row)
+    if grid.get("conditions"):
+        for i, entry in enumerate(_as_list(grid["conditions"], "conditions", problems)):
+            if not isinstance(entry, dict) or "label" not in entry:
+                problems.append(f"condition {i + 1} must be a mapping with a `label`")
+                continue
+            entry = dict(entry)
+            label, own_lrs, row = entry.pop("label"), entry.pop("lrs", None), entry.pop("paper_row", None)
+            own_backbones = [entry.pop("backbone")] if "backbone" in entry else backbones
+            for backbone in own_backbones:
+                name = label if len(own_backbones) == 1 else f"{label} [{backbone}]"
+                conditions.append((name, {**entry, "backbone": backbone}, own_lrs, row))
+    else:
+        axes = {a: _as_list(grid.get(a), a, problems) for a in ("inits", "train")}
+        inits, presets = axes["inits"] or [settings.get("init", "pretrained")], axes["train"] or [settings.get("train", "fpt")]
+        for backbone, init, preset in itertools.product(backbones, inits, presets):
+            varying = [v for v, values in ((backbone, backbones), (init, inits), (preset, presets)) if len(values) > 1]
+            conditions.append(("/".join(varying) or init, {"backbone": backbone, "init": init, "train": preset}, None, None))
+
+    runs = []
+    for task in tasks:
+        per_task = dict(task_settings.get(task) or {})
+        task_lrs = _as_list(per_task.pop("lrs", None), "lrs", problems)
+        for label, cond, own_lrs, row in conditions:
+            for lr in _as_list(own_lrs, "lrs", problems) or task_lrs or lrs or [settings.get("lr", 1e-3)]:
+                for seed in seeds:
+                    config = {**settings, **per_task, **cond, "task": task, "lr": float(lr), "seed": seed}
+                    row_format = row or grid.get("paper_row", "{init}")
+                    try:
+                        paper_row = row_format.format(**{"init": "pretrained", "train": "fpt", **config})
+                    except (KeyError, IndexError):
+                        paper_row = None
+                    runs.append(Run(task, label, float(lr), seed, config, paper_row))
+    problems += check_runs(runs, pending)
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise FPTError(f"The grid has {len(unique)} problem(s); no run was started: " + "; ".join(unique) + ".")
+    return Grid(name=str(grid.get("name", "sweep")), runs=runs, conditions=list(dict.fromkeys(c[0] for c in conditions)),
+                tasks=list(dict.fromkeys(tasks)), paper_table=grid.get("paper_table"), ratio=grid.get("ratio"),
+                notes=list(grid.get("notes") or []))
+
+
+def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[str]:
+    """Problems with the names and values runs use, found without loading any model or data."""
+    from fpt.backbones.loading import INITS, _resolve
+    from fpt.model.freeze import FreezePolicy
+    from fpt.tasks import _REGISTRY, task_names
+    from fpt.training.config import RunConfig
+
+    problems, seen = [], set()
+
+    def once(kind: str, name, check) -> None:
+        if (kind, str(name)) in seen:
+            return
+        seen.add((kind, str(name)))
+        try:
+            check()
+        except FPTError as err:
+            problems.append(str(err))
+
+    def check_init(init: str) -> None:
+        if init.startswith("from:"):
+            if init[5:] not in pending and not Path(init[5:]).expanduser().exists():
+                raise FPTError(f"init {init!r}: {init[5:]} does not exist")
+        elif init not in INITS:
+            raise FPTError(f"Unknown init {init!r} (known: {', '.join(INITS)}, from:RUN_DIR, from:FILE.safetensors)")
+
+    for run in runs:
+        config = run.config
+        if config["task"] not in _REGISTRY:
+            problems.append(f"unknown task {config['task']!r} (known: {', '.join(task_names())})")
+        else:
+            accepted = inspect.signature(_REGISTRY[config["task"]]).parameters
+            bad = sorted(set(config.get("task_options") or {}) - set(accepted))
+            if bad:
+                problems.append(f"task {config['task']!r} has no option(s) {', '.join(bad)} (it accepts: {', '.join(accepted)})")
+        if config.get("architecture", "transformer") == "transformer":
+            once("backbone", config.get("backbone", "minilm"), lambda: _resolve(config.get("backbone", "minilm")))
+        elif config.get("init") != "random":
+            problems.append(f"condition {run.condition!r}: the LSTM baseline needs init random")
+        once("init", config.get("init", "pretrained"), lambda: check_init(config.get("init", "pretrained")))
+        once("train", config.get("train", "fpt"), lambda: FreezePolicy.parse(config.get("train", "fpt")))
+        once("config", sorted(config.items(), key=str), lambda: RunConfig.from_dict(dict(config), "grid"))
+    return problems
+
+
+# -- running ------------------------------------------------------------------------------------
+def run_status(run_dir: Path) -> dict | None:
+    """The run's summary.json if it finished (including a recorded divergence), else None."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def _launch(run: Run, out: Path, threads: int) -> dict:
+    """Train one run in a subprocess; return its record (status, scores or error)."""
+    run_dir = out / "runs" / run.key
+    summary = run_status(run_dir)
+    if summary is None:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a run killed mid-way starts again from scratch
+        config_path = out / "configs" / f"{run.key}.yaml"
+        log_path = out / "logs" / f"{run.key}.log"
+        for path in (config_path, log_path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(_config_text(run, run_dir))
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+        with open(log_path, "w") as log:
+            done = subprocess.run([sys.executable, "-m", "fpt.cli", "train", "--config", str(config_path), "--quiet"],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+        summary = run_status(run_dir)
+        if summary is None or done.returncode not in (0, 2):
+            lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+            error = next((line for line in reversed(lines) if line.startswith("fpt: error:")), lines[-1] if lines else "")
+            return {"key": run.key, "status": "failed", "error": error.removeprefix("fpt: error: ")[:500], "log": str(log_path)}
+    return {"key": run.key, "status": summary.get("status"), "run_dir": str(run_dir), "summary": summary}
+
+
+def _config_text(run: Run, run_dir: Path) -> str:
+    return yaml.safe_dump({**run.config, "out": str(run_dir)}, sort_keys=False)
+
+
+def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict]:
+    """Run (or resume) every run of `grid` under `out`; return one record per run, in grid order."""
+    out = Path(out)
+    changed = [r.key for r in grid.runs if run_status(out / "runs" / r.key) is not None
+               and (out / "configs" / f"{r.key}.yaml").is_file()
+               and (out / "configs" / f"{r.key}.yaml").read_text() != _config_text(r, out / "runs" / r.key)]
+    if changed:
+        raise FPTError(
+            f"{out} holds finished runs made with other settings ({', '.join(changed[:3])}"
+            f"{', ...' if len(changed) > 3 else ''}); they are kept. Use another output directory for the changed grid."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    todo = [r for r in grid.runs if run_status(out / "runs" / r.key) is None]
+    log(f"Sweep {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already finished, "
+        f"{len(todo)} to run with {jobs} job(s) in {out}")
+    records: dict[str, dict] = {}
+
+    def one(run: Run) -> None:
+        record = _launch(run, out, threads)
+        records[run.key] = record
+        detail = record.get("error") or f"test {record['summary'].get('test_accuracy')}"
+        log(f"  [{len(records)}/{len(grid.runs)}] {run.key}: {record['status']} ({detail})")
+
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        list(pool.map(one, grid.runs))
+    return [records[r.key] for r in grid.runs]
+
+
+def sweep(source: str | Path | dict, out: str | Path, jobs: int = 1, log=print) -> Path:
+    """Check, run (resuming) and tabulate a grid; return the path of results.md."""
+    from fpt.experiments.tables import write_results
+
+    grid = expand(load_grid(source))
+    records = run_grid(grid, out, jobs, log)
+    return write_results(grid, records, Path(out))

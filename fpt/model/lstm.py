@@ -1,0 +1,145 @@
+"""The paper's recurrent baselines: a layer-norm LSTM, fully trained or frozen at random init.
+
+Same input layer and output head as the FPT, so the two differ only in what sits between them. The
+cell is Ba et al.'s layer-norm LSTM (as in the paper's code): the input and recurrent
+pre-activations are normalised separately and the cell state is normalised before its tanh.
+Parameter groups reuse the FPT's names: input, output, norm, and `other` for the recurrent weights,
+so `--train all` trains everything and `--train fpt` leaves the recurrent weights frozen at random
+init with the input, output and norm parameters trained (the paper's frozen-LSTM control).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fpt.errors import FPTError
+from fpt.model.embedders import make_embedder
+from fpt.model.fpt import FrozenPretrainedTransformer, _hash_tensors
+from fpt.model.freeze import FreezePolicy
+from fpt.model.heads import OutputHead
+
+RECURRENT = "other"  # the freeze group of the LSTM's recurrent and input-to-gate weights
+
+
+@dataclass
+class LSTMConfig:
+    """The task's shapes (as in `FPTConfig`) plus the LSTM's size and what trains."""
+
+    input_dim: int
+    max_length: int
+    num_classes: int
+    output_tokens: int = 1
+    outputs_per_token: int = 1
+    input_kind: str = "continuous"
+    hidden: int = 768
+    layers: int = 3
+    train: str = "all"  # `all`: fully trained; `fpt`: frozen random recurrent weights
+    init_seed: int = 0
+    dropout: float = 0.1
+    architecture: str = "lstm"  # tells run loaders which model class to rebuild
+
+    @classmethod
+    def from_dict(cls, values: dict) -> LSTMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FPTError(f"Unknown LSTM config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+
+class LayerNormLSTMLayer(nn.Module):
+    """One layer-norm LSTM layer over a whole sequence (batch, tokens, width)."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.input_gates = nn.Linear(width, 4 * hidden, bias=False)
+        self.recurrent_gates = nn.Linear(hidden, 4 * hidden, bias=True)
+        self.input_norm = nn.LayerNorm(4 * hidden)
+        self.recurrent_norm = nn.LayerNorm(4 * hidden)
+        self.cell_norm = nn.LayerNorm(hidden)
+        with torch.no_grad():  # forget-gate bias 1: the usual remedy for early vanishing memory
+            self.recurrent_gates.bias.zero_()
+            self.recurrent_gates.bias[hidden:2 * hidden] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        from_inputs = self.input_norm(self.input_gates(x))  # no recurrence: all time steps at once
+        h = x.new_zeros(batch, self.hidden)
+        c = x.new_zeros(batch, self.hidden)
+        outputs = []
+        for t in range(length):
+            gates = from_inputs[:, t] + self.recurrent_norm(self.recurrent_gates(h))
+            i, f, o, g = gates.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(self.cell_norm(c))
+            outputs.append(h)
+        return torch.stack(outputs, dim=1)
+
+
+class LSTMBaseline(nn.Module):
+    """Input layer -> `layers` layer-norm LSTM layers -> output head reading the last k positions."""
+
+    def __init__(self, config: LSTMConfig):
+        super().__init__()
+        if not isinstance(config.layers, int) or config.layers < 1:
+            raise FPTError(f"The LSTM needs at least one layer, got layers={config.layers!r}.")
+        self.config = config
+        self.policy = FreezePolicy.parse(config.train)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.init_seed)  # the frozen random weights depend on this seed only
+            self.embedder = make_embedder(config.input_kind, config.input_dim, config.hidden, config.dropout)
+            self.lstm = nn.ModuleList(LayerNormLSTMLayer(config.hidden, config.hidden) for _ in range(config.layers))
+            self.head = OutputHead(config.hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
+        self.groups = {}
+        for name, module in self.named_modules():
+            for pname, _ in module.named_parameters(recurse=False):
+                full = f"{name}.{pname}"
+                self.groups[full] = ("input" if name.startswith("embedder") else "output" if name.startswith("head")
+                                     else "norm" if isinstance(module, nn.LayerNorm) else RECURRENT)
+        self.policy.check_against(set(self.groups.values()), "lstm")
+        for name, param in self.named_parameters():
+            param.requires_grad_(self.policy.trains(self.groups[name]))
+        frozen = [(n, p) for n, p in self.named_parameters() if not p.requires_grad]
+        self.backbone_name = "lstm"
+        self.fingerprint = {"backbone": "lstm", "source": "random", "init": f"random:{config.init_seed}",
+                            "config_hash": str(sorted(asdict(config).items())), "weights_hash": _hash_tensors(frozen)}
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embedder(inputs)
+        for layer in self.lstm:
+            x = layer(x)  # right padding never reaches the real positions: the LSTM reads left to right
+        return self.head(x, mask.sum(dim=1) if mask is not None else None)
+
+    # Same bookkeeping as the FPT: the training loop and checkpoints treat both alike.
+    trained_state = FrozenPretrainedTransformer.trained_state
+    group_counts = FrozenPretrainedTransformer.group_counts
+
+    def freeze_report(self) -> str:
+        counts = self.group_counts()
+        total = sum(c for c, _ in counts.values())
+        trained = sum(c for c, t in counts.values() if t)
+        lines = [f"LSTM baseline: {self.config.layers} layer-norm LSTM layers, {self.config.hidden} wide, "
+                 f"random init (seed {self.config.init_seed}), policy {self.policy.spec!r}"]
+        lines.append(f"  {'group':<14}{'parameters':>14}  state")
+        for group in ("input", "output", "norm", RECURRENT):
+            count, is_trained = counts[group]
+            label = "recurrent" if group == RECURRENT else group
+            lines.append(f"  {label:<14}{count:>14,}  {'trained' if is_trained else 'frozen'}")
+        lines.append(f"  trained {trained:,} of {total:,} parameters ({100 * trained / total:.3f}%)")
+        return "\n".join(lines)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, which: str = "best") -> LSTMBaseline:
+        from fpt.training.checkpoint import load_trained
+        from fpt.training.rundir import read_run_config
+
+        model = cls(LSTMConfig.from_dict(read_run_config(run_dir)["model"]))
+        load_trained(model, Path(run_dir), which)
+        return model

@@ -1,0 +1,100 @@
+"""Sweeps: grid expansion and checks, lr choice on validation, tables, and a resumable end-to-end run."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from fpt import FPTError
+from fpt.experiments.sweep import expand, sweep
+from fpt.experiments.tables import aggregate, results_markdown, steps_to_fraction
+
+TINY_XOR = {"n_bits": 2, "val_size": 16, "test_size": 16}
+
+
+def test_product_of_axes_and_conditions():
+    grid = expand({"tasks": ["bit-xor", "bit-memory"], "inits": ["pretrained", "random"], "train": ["fpt", "output"],
+                   "lrs": [1e-3, 1e-4], "seeds": [0, 1, 2]})
+    assert len(grid.runs) == 2 * 2 * 2 * 2 * 3
+    assert grid.conditions == ["pretrained/fpt", "pretrained/output", "random/fpt", "random/output"]
+    grid = expand({"tasks": ["bit-xor"], "seeds": [0], "lrs": [1e-3], "paper_table": "main", "conditions": [
+        {"label": "FPT", "paper_row": "fpt"},
+        {"label": "LSTM", "architecture": "lstm", "init": "random", "train": "all", "lrs": [3e-4, 1e-4], "paper_row": "lstm"}]})
+    assert [(r.condition, r.lr) for r in grid.runs] == [("FPT", 1e-3), ("LSTM", 3e-4), ("LSTM", 1e-4)]
+    assert grid.runs[1].config["architecture"] == "lstm"
+
+
+def test_bad_grid_lists_every_problem_before_running(tmp_path):
+    with pytest.raises(FPTError) as err:
+        sweep({"tasks": ["bit-xro"], "backbones": ["minilmm"], "inits": ["pretrianed"], "train": ["fpt+foo"],
+               "conditions_typo": 1}, tmp_path / "sweep")
+    message = str(err.value)
+    for name in ("bit-xro", "minilmm", "pretrianed", "fpt+foo", "conditions_typo"):
+        assert name in message
+    assert "5 problem(s)" in message and not (tmp_path / "sweep").exists()
+
+
+def _fake_run(path, val, test, curve):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps({"status": "finished", "best_val_accuracy": val, "test_accuracy": test}))
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"step": 10 * (i + 1), "val_accuracy": v}) + "\n" for i, v in enumerate(curve)))
+    return {"key": str(path), "status": "finished", "run_dir": str(path), "summary": json.loads((path / "summary.json").read_text())}
+
+
+def test_lr_is_chosen_on_validation_and_test_is_reported(tmp_path):
+    grid = expand({"tasks": ["bit-xor"], "inits": ["pretrained", "random"], "lrs": [1e-3, 1e-4], "seeds": [0, 1],
+                   "paper_table": "init", "ratio": ["random", "pretrained"]})
+    scores = {  # (init, lr): per-seed (val, test); lr 1e-4 wins on validation for `pretrained` despite worse test
+        ("pretrained", 1e-3): [(0.80, 0.99), (0.82, 0.99)], ("pretrained", 1e-4): [(0.90, 0.70), (0.92, 0.80)],
+        ("random", 1e-3): [(0.60, 0.50), (0.60, 0.70)], ("random", 1e-4): [(0.50, 0.90), (0.50, 0.90)],
+    }
+    records = []
+    for run in grid.runs:
+        val, test = scores[(run.condition, run.lr)][run.seed]
+        rec = _fake_run(tmp_path / run.key, val, test, [0.5, 0.8, val, val])
+        records.append({**rec, "key": run.key})
+    cells = {c.condition: c for c in aggregate(grid, records)}
+    assert cells["pretrained"].lr == 1e-4 and cells["pretrained"].test == pytest.approx([70.0, 80.0])
+    assert cells["pretrained"].mean == pytest.approx(75.0) and cells["pretrained"].std == pytest.approx(7.0711, abs=1e-3)
+    assert cells["random"].lr == 1e-3 and cells["random"].paper == 100
+    assert cells["pretrained"].steps_to_95 == [30, 30]
+    markdown = results_markdown(grid, list(cells.values()))
+    assert "75.0 ± 7.1 (n=2)" in markdown and "ratio random/pretrained" in markdown
+
+
+def test_steps_to_fraction_of_final_validation_accuracy():
+    curve = [{"step": s, "val_accuracy": v} for s, v in ((50, 0.5), (100, 0.9), (150, 0.97), (200, 1.0))]
+    assert steps_to_fraction(curve) == 150
+    assert steps_to_fraction(curve[:2]) == 100
+    assert steps_to_fraction([]) is None
+
+
+@pytest.mark.slow
+def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
+    grid = {"name": "tiny", "tasks": ["bit-xor"], "seeds": [0], "lrs": [1e-3], "paper_table": "init",
+            "settings": {"backbone": tiny_gpt2, "steps": 2, "eval_every": 1, "batch_size": 4, "task_options": TINY_XOR},
+            "conditions": [{"label": "pretrained"}, {"label": "too deep", "layers": 5, "lrs": [1e-3]}]}
+    out = tmp_path / "sweep"
+    lines: list[str] = []
+    sweep(grid, out, jobs=2, log=lines.append)
+    rows = {r["condition"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    assert {"task", "condition", "n_seeds", "mean", "std", "paper"} <= set(rows["pretrained"])
+    assert rows["pretrained"]["n_seeds"] == "1" and rows["pretrained"]["paper"] == "100"
+    assert rows["pretrained"]["lr"] == "0.001"
+    assert rows["too deep"]["n_seeds"] == "0" and rows["too deep"]["n_failed"] == "1"
+    markdown = (out / "results.md").read_text()
+    assert "from 1 to 2" in markdown  # the failed run's own error message
+    assert (out / "plots" / "bit-xor.png").is_file()
+    finished = out / "runs" / "bit-xor" / "pretrained" / "lr0.001" / "s0"
+    (finished / "summary.json").unlink()  # as if killed mid-run
+    lines.clear()
+    sweep(grid, out, jobs=1, log=lines.append)
+    assert "0 already finished, 2 to run" in lines[0]  # the killed run and the failed one again
+    assert (finished / "summary.json").is_file()
+    lines.clear()
+    sweep(grid, out, log=lines.append)
+    assert "1 already finished, 1 to run" in lines[0]  # finished work is never redone
+    grid["settings"]["steps"] = 3
+    with pytest.raises(FPTError, match="other settings"):
+        sweep(grid, out)
