@@ -43,6 +43,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--architecture", choices=["transformer", "lstm"],
                    help="transformer (default, the FPT) or lstm (the paper's 3-layer layer-norm LSTM baseline; needs --init random)")
     p.add_argument("--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)")
+    p.add_argument("--data-dir", help="data root for dataset tasks (default $FPT_DATA, else ~/.cache/fpt); see `fpt data`")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report; print only the summary JSON")
 
 
@@ -58,7 +59,20 @@ def _parse_task_options(pairs: list[str]) -> dict:
     return options
 
 
+def _apply_task_defaults(config, given: set[str]) -> None:
+    """Use the task's recommended run settings (e.g. remote homology's lr 1e-4) where the user set none."""
+    from fpt.tasks import run_defaults
+
+    for key, value in run_defaults(config.task).items():
+        if key not in given:
+            setattr(config, key, value)
+            print(f"fpt: {config.task}: {key} = {value} (the task's preset; pass --{key.replace('_', '-')} to change it)",
+                  file=sys.stderr)
+
+
 def cmd_train(args) -> int:
+    import yaml
+
     from fpt.training import RunConfig, train
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "task_option", "resume") and v is not None}
@@ -74,6 +88,7 @@ def cmd_train(args) -> int:
     if args.task_option:
         flags["task_options"] = _parse_task_options(args.task_option)
     config = RunConfig.from_yaml(args.config, **flags) if args.config else RunConfig.from_dict(flags, "flags")
+    _apply_task_defaults(config, set(flags) | (set(yaml.safe_load(open(args.config)) or {}) if args.config else set()))
     summary = train(config, progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
     print(json.dumps(summary, indent=2))
     return 0
@@ -87,7 +102,7 @@ def cmd_eval(args) -> int:
     from fpt.training.rundir import read_run_config
 
     config = read_run_config(args.run_dir)
-    task = get_task(config["task"], **config.get("task_options", {}))
+    task = get_task(config["task"], data_dir=args.data_dir or config.get("data_dir"), **config.get("task_options", {}))
     model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     result = evaluate(model.to(device), task, args.split, args.batch_size, device)
@@ -107,17 +122,69 @@ def cmd_describe(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from fpt import data
+
+    names = [args.name] if getattr(args, "name", None) else data.dataset_names()
+    if args.action == "list":
+        print(f"data root: {data.data_root(args.data_dir)}")
+        for name in names:
+            info = data.status(name, args.data_dir)
+            state = f"present  {info['bytes'] / 2**20:8.1f} MiB" if info["present"] else "missing          "
+            print(f"  {name:<16}{state}  {info['where']}  ({info['description']})")
+    elif args.action == "download":
+        data.download(args.name, args.data_dir)
+    elif args.action == "verify":
+        failed = []
+        for name in names:
+            try:
+                data.verify(name, args.data_dir)
+            except FPTError as err:
+                failed.append(name)
+                print(f"{name}: FAILED: {err}", file=sys.stderr)
+        if failed:
+            raise FPTError(f"Verification failed for {', '.join(failed)} (details above).")
+    elif args.action == "generate":
+        sizes = {k: getattr(args, k) for k in ("train", "val", "test") if getattr(args, k) is not None}
+        target = data.generate(args.name, args.data_dir, seed=args.seed, **sizes)
+        data.verify(args.name, target.parent)
+    return 0
+
+
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="list, download, verify or generate datasets",
+                       description="Datasets live under one data root: --data-dir, else $FPT_DATA, else ~/.cache/fpt.")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "each dataset: present or not, where, size"),
+                         ("download", "fetch a dataset from its canonical source and verify it"),
+                         ("verify", "check checksums and read every file (all present datasets if no name)"),
+                         ("generate", "write a synthetic dataset offline (listops: the LRA recipe)")):
+        a = actions.add_parser(action, help=text)
+        if action in ("download", "generate"):
+            a.add_argument("name")
+        elif action == "verify":
+            a.add_argument("name", nargs="?")
+        a.add_argument("--data-dir", help="data root (default $FPT_DATA, else ~/.cache/fpt)")
+        if action == "generate":
+            a.add_argument("--seed", type=int, default=0)
+            for split, default in (("train", 96000), ("val", 2000), ("test", 2000)):
+                a.add_argument(f"--{split}", type=int, help=f"{split} examples (default {default}, as LRA)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+
     parser = argparse.ArgumentParser(prog="fpt", description="Frozen Pretrained Transformers: train only the input, "
                                      "output, norm and position parameters of a language-pretrained transformer.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _data_parser(sub)
     p = sub.add_parser("eval", help="evaluate a finished run's checkpoint on a split")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--which", default="best", choices=["best", "last"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", help="data root for dataset tasks (default: the run's, else $FPT_DATA, else ~/.cache/fpt)")
     p = sub.add_parser("describe", help="print a backbone's parameter groups and freeze report")
     p.add_argument("--backbone", default="minilm")
     p.add_argument("--init", default="pretrained")
@@ -184,7 +251,7 @@ def cmd_attention(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "describe": cmd_describe, "sweep": cmd_sweep,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "describe": cmd_describe, "data": cmd_data, "sweep": cmd_sweep,
             "reproduce": cmd_reproduce, "attention": cmd_attention}
 
 

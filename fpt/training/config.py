@@ -31,6 +31,7 @@ class RunConfig:
     out: str | None = None  # run directory; default runs/<task>-<backbone>-<init>-s<seed>-<time>
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     attn_implementation: str = "sdpa"
+    data_dir: str | None = None  # data root for file-backed tasks; default $FPT_DATA, else ~/.cache/fpt (fpt.data)
     architecture: str = "transformer"  # transformer (the FPT) | lstm (the paper's layer-norm LSTM baseline)
     layers: int | None = None  # transformer: keep the first N blocks; lstm: depth (default 3)
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 on a GPU that has it, fp32 on CPU)

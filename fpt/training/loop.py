@@ -312,7 +312,7 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
     With bf16/fp16 the model's frozen weight matrices are left stored in that precision.
     """
     started = time.time()
-    task = task or get_task(config.task, **config.task_options)
+    task = task or get_task(config.task, data_dir=config.data_dir, **config.task_options)
     config.task, config.task_options = task.name, task.options()
     device = resolve_device(config.device)
     if device.index is not None:
@@ -452,7 +452,9 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
                 param.copy_(best_params[name])
     test = evaluate(model, task, "test", config.eval_batch_size, accelerator.device, accelerator, precision)
     summary.update({
-        "test_split": "test", "test_examples": test["examples"], "test_accuracy": test["accuracy"],
+        "test_split": getattr(task, "split_sources", {}).get("test", "test"),
+        "val_split": getattr(task, "split_sources", {}).get("val", "val"),
+        "test_examples": test["examples"], "test_accuracy": test["accuracy"],
         "test_exact_match": test["exact_match"], "wall_seconds": round(time.time() - started, 2),
     })
     if main:

@@ -1,0 +1,148 @@
+"""ListOps in the Long Range Arena TSV format: reader, tokenizer and generator.
+
+A file has a `Source<TAB>Target` header, then one expression and its value (0-9) per line, e.g.
+`( ( ( [MAX 2 ) 9 ) ] )<TAB>9`. Every symbol that carries meaning is a token, the brackets
+included: `[MAX` opens an operator, `]` closes it. (LRA's and the FPT paper's tokenizer dropped
+`[`, `]`, `(` and `)`, so where an argument list ends was lost and the task could not be solved as
+posed.) The parentheses only spell out the binary tree the generator built; they are implied by the
+brackets, so they are dropped by default and kept with `parentheses=True`.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fpt.errors import FPTError
+
+OPERATORS = ("[MAX", "[MIN", "[MED", "[SM")
+PAD = "<pad>"
+VOCAB = (PAD, "]", *OPERATORS, "[FIRST", "[LAST", *"0123456789", "(", ")")  # id = position
+SPLITS = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
+
+# Each multi-character token becomes one character, so a line is tokenised by one table lookup.
+_SHORT = {"[MAX": "A", "[MIN": "B", "[MED": "C", "[SM": "D", "[FIRST": "E", "[LAST": "F"}
+_LOOKUP = np.full(256, 255, dtype=np.uint8)
+for _token, _id in {**{_SHORT.get(t, t): i for i, t in enumerate(VOCAB) if t != PAD}}.items():
+    _LOOKUP[ord(_token)] = _id
+_PARENS = (VOCAB.index("("), VOCAB.index(")"))
+
+
+@dataclass
+class ListOpsSplit:
+    tokens: list[np.ndarray]  # one uint8 id array per example
+    targets: np.ndarray  # (n,) int64 values 0-9
+
+
+def tokenize(source: str, parentheses: bool = False) -> np.ndarray | None:
+    """Token ids of one expression, or None if it holds a symbol outside the vocabulary."""
+    short = source
+    for token, char in _SHORT.items():
+        short = short.replace(token, char)
+    compact = short.replace(" ", "")
+    if len(compact) != short.count(" ") + 1:  # not single-spaced: check piece by piece
+        pieces = short.split()
+        if any(len(p) != 1 for p in pieces):
+            return None
+        compact = "".join(pieces)
+    ids = _LOOKUP[np.frombuffer(compact.encode("ascii", "replace"), dtype=np.uint8)]
+    if (ids == 255).any():
+        return None
+    return ids if parentheses else ids[(ids != _PARENS[0]) & (ids != _PARENS[1])]
+
+
+def read_tsv(path: str | Path, parentheses: bool = False) -> ListOpsSplit:
+    """Read one LRA ListOps TSV file; a malformed line is reported with its number."""
+    path = Path(path)
+    tokens, targets = [], []
+    with open(path, newline="") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if number == 1 and fields[:2] == ["Source", "Target"]:
+                continue
+            if len(fields) != 2 or not fields[1].strip().isdigit() or not 0 <= int(fields[1]) <= 9:
+                raise FPTError(
+                    f"{path}, line {number}: expected `expression<TAB>value` with a value 0-9, got "
+                    f"{line.strip()[:80]!r}. Fix or remove the line (LRA files have a `Source<TAB>Target` header)."
+                )
+            ids = tokenize(fields[0], parentheses)
+            if ids is None or not len(ids):
+                raise FPTError(
+                    f"{path}, line {number}: the expression holds a symbol outside the ListOps vocabulary "
+                    f"({' '.join(t for t in VOCAB[1:])}); tokens must be separated by spaces."
+                )
+            tokens.append(ids)
+            targets.append(int(fields[1]))
+    if not tokens:
+        raise FPTError(f"{path} holds no examples; expected LRA ListOps lines `expression<TAB>value`.")
+    return ListOpsSplit(tokens, np.asarray(targets, dtype=np.int64))
+
+
+# -- generator: the Long Range Arena recipe (lra_benchmarks/data/listops.py) ------------------
+_VALUE_P = 0.25  # chance that a node below max_depth is a value rather than an operator
+
+
+def _tree(rng: random.Random, depth: int, max_depth: int, max_args: int) -> tuple[int | tuple, int, int]:
+    """(node, value, LRA length) of a random expression; a node is a value or (operator, children)."""
+    if depth >= max_depth or rng.random() > _VALUE_P:
+        value = rng.randrange(10)
+        return value, value, 1
+    children = [_tree(rng, depth + 1, max_depth, max_args) for _ in range(rng.randint(2, max_args))]
+    op = rng.choice(OPERATORS)
+    values = [c[1] for c in children]
+    value = {"[MAX": max, "[MIN": min, "[SM": lambda v: sum(v) % 10,
+             "[MED": lambda v: int(np.median(v))}[op](values)
+    return (op, [c[0] for c in children]), value, 2 + sum(c[2] for c in children)
+
+
+def _write(node: int | tuple, out: list[str]) -> None:
+    """LRA's spelling of a node: ((((op a) b) c) ]), one "(" per argument plus one for the bracket."""
+    if isinstance(node, int):
+        out.append(str(node))
+        return
+    op, children = node
+    out += ["("] * (len(children) + 1) + [op]
+    for child in children:
+        _write(child, out)
+        out.append(")")
+    out += ["]", ")"]
+
+
+def generate(directory: str | Path, seed: int = 0, train: int = 96_000, val: int = 2_000, test: int = 2_000,
+             min_length: int = 500, max_length: int = 2_000, max_depth: int = 10, max_args: int = 10,
+             progress=None) -> dict[str, Path]:
+    """Write basic_{train,val,test}.tsv by the LRA recipe; the same seed gives the same files.
+
+    Lengths count values plus two per operator (LRA's measure, the token count without parentheses)
+    and lie strictly between `min_length` and `max_length`; expressions are distinct across splits.
+    """
+    from fpt.training.rundir import atomic_write
+
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    examples: list[tuple[str, int]] = []
+    total = train + val + test
+    while len(examples) < total:
+        node, value, length = _tree(rng, 1, max_depth, max_args)
+        if not min_length < length < max_length:
+            continue
+        tokens: list[str] = []
+        _write(node, tokens)
+        source = " ".join(tokens)
+        if source not in seen:
+            seen.add(source)
+            examples.append((source, value))
+            if progress is not None:
+                progress(1)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written, start = {}, 0
+    for split, count in (("train", train), ("val", val), ("test", test)):
+        lines = ["Source\tTarget"] + [f"{s}\t{v}" for s, v in examples[start:start + count]]
+        atomic_write(directory / SPLITS[split], ("\n".join(lines) + "\n").encode())
+        written[split], start = directory / SPLITS[split], start + count
+    return written
+
+
