@@ -61,7 +61,7 @@ def read_run_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise FPTError(f"{run_dir} is not a run directory: it has no config.yaml. Pass the --out of a `fpt train` run.")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_bytes())  # bytes: undecodable files raise a YAMLError too
     except yaml.YAMLError as err:
         raise FPTError(f"{path} is not valid YAML ({err}); the run directory is damaged.") from err
     if not isinstance(values, dict) or not isinstance(values.get("model"), dict):
@@ -75,4 +75,12 @@ def read_model_config(run_dir: str | Path) -> FPTConfig:
 
 def read_summary(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_bytes())
+    except ValueError as err:
+        summary = err
+    if not isinstance(summary, dict):
+        raise FPTError(f"{path} is damaged ({summary!r:.100}); delete it to let the run be resumed or re-summarised.")
+    return summary

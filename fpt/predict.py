@@ -1,0 +1,145 @@
+"""Predictions from a saved run: `fpt predict RUN_DIR --input FILE` on the command line, and
+`predict(model, inputs)` in Python (with `load_run_model(run_dir)` or `FrozenPretrainedTransformer.from_run`).
+
+Inputs are arrays shaped like the task's examples: (n, tokens, width) values for continuous tokens,
+(n, tokens) ids for discrete ones, with an optional (n, tokens) mask marking the real tokens of
+right-padded examples. They come from .npy, .npz (arrays `inputs` and optionally `mask`), or any
+file the task can read itself (a task with a `read_inputs(path) -> (inputs, mask)` method).
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fpt.errors import FPTError
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def check_inputs(inputs, mask, config) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate `inputs` (and `mask`) against the model's `config`; return them as tensors."""
+    inputs = np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs.detach().cpu().numpy()
+    continuous = config.input_kind == "continuous"
+    expected = (f"(n, tokens, {config.input_dim}) numbers" if continuous else "(n, tokens) integer token ids")
+    allowed = "fiub" if continuous else "iu"
+    if inputs.dtype.kind not in allowed:
+        raise FPTError(f"Inputs have dtype {inputs.dtype}; this model expects {expected}.")
+    if inputs.ndim != (3 if continuous else 2) or (continuous and inputs.shape[-1] != config.input_dim):
+        raise FPTError(f"Inputs have shape {inputs.shape}; this model expects {expected}.")
+    n, tokens = inputs.shape[:2]
+    if n == 0:
+        raise FPTError("Inputs hold no examples (n = 0).")
+    if not config.output_tokens <= tokens <= config.max_length:
+        raise FPTError(
+            f"Inputs have {tokens} tokens per example; this model reads {config.output_tokens} output token(s) and was "
+            f"built for at most {config.max_length} tokens."
+        )
+    if continuous:
+        values = torch.from_numpy(inputs.astype(np.float32))
+        if not torch.isfinite(values).all():
+            bad = int((~torch.isfinite(values)).flatten(1).any(1).sum())
+            raise FPTError(f"Inputs contain NaN or infinite values ({bad} of {n} examples); clean or impute them first.")
+    else:
+        values = torch.from_numpy(inputs.astype(np.int64))
+        if values.min() < 0 or values.max() >= config.input_dim:
+            raise FPTError(f"Token ids must be in [0, {config.input_dim}); found {int(values.min())}..{int(values.max())}.")
+    if mask is None:
+        return values, None
+    mask = np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask.detach().cpu().numpy()
+    if mask.shape != (n, tokens) or mask.dtype.kind not in "biu" or not np.isin(mask, (0, 1)).all():
+        raise FPTError(f"The mask must be ({n}, {tokens}) of booleans or 0/1, marking real tokens; got {mask.shape} {mask.dtype}.")
+    mask = torch.from_numpy(mask.astype(bool))
+    if (mask[:, 1:] & ~mask[:, :-1]).any() or (mask.sum(1) < config.output_tokens).any():
+        raise FPTError(
+            f"Each mask row must mark at least {config.output_tokens} real token(s), all before the padding "
+            "(right padding: ones, then zeros)."
+        )
+    return values, mask
+
+
+def read_inputs(path: str | Path, task_reader=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Arrays from `path`: .npy, .npz (`inputs`, optional `mask`), else `task_reader(path)`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FPTError(f"Input file {path} does not exist.")
+    if path.suffix not in ARRAY_SUFFIXES:
+        if task_reader is None:
+            raise FPTError(f"Cannot read {path}: give inputs as .npy or .npz (arrays `inputs` and optionally `mask`).")
+        return task_reader(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if path.suffix == ".npy":
+            return loaded, None
+        with loaded:
+            names = list(loaded.keys())
+            if "inputs" not in names and len(names) != 1:
+                raise FPTError(f"{path} holds arrays {names}; name the inputs `inputs` (and the mask `mask`).")
+            inputs = loaded["inputs" if "inputs" in names else names[0]]
+            return inputs, loaded["mask"] if "mask" in names else None
+    except FPTError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise FPTError(f"Cannot read {path} as a NumPy {path.suffix} file ({err}).") from err
+
+
+@torch.inference_mode()
+def predict(model, inputs, mask=None, batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """Class predictions `classes` (n, units) and `probabilities` (n, units, classes) for `inputs`."""
+    values, mask = check_inputs(inputs, mask, model.config)
+    model.to(device).eval()
+    classes, probabilities = [], []
+    for start in range(0, len(values), batch_size):
+        rows = slice(start, start + batch_size)
+        logits = model(values[rows].to(device), None if mask is None else mask[rows].to(device)).float()
+        probabilities.append(logits.softmax(-1).cpu())
+        classes.append(logits.argmax(-1).cpu())
+    return {"classes": torch.cat(classes).numpy(), "probabilities": torch.cat(probabilities).numpy()}
+
+
+def write_predictions(result: dict[str, np.ndarray], output: Path) -> None:
+    """.npy: the classes; .npz: classes and probabilities; .json: both as lists. Written atomically."""
+    from fpt.training.rundir import atomic_write
+
+    buffer = io.BytesIO()
+    if output.suffix == ".npy":
+        np.save(buffer, result["classes"])
+    elif output.suffix == ".npz":
+        np.savez(buffer, **result)
+    elif output.suffix == ".json":
+        buffer.write(json.dumps({k: v.tolist() for k, v in result.items()}).encode())
+    else:
+        raise FPTError(f"Output {output}: use a .npy (classes), .npz (classes and probabilities) or .json file.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(output, buffer.getvalue())
+
+
+def predict_run(run_dir: str | Path, input_path: str | Path, output: str | Path | None = None, which: str = "best",
+                batch_size: int = 256, device: str = "auto") -> dict[str, np.ndarray]:
+    """What `fpt predict` does: load the run's model, read and check the inputs, predict, write."""
+    from fpt.model import FrozenPretrainedTransformer
+    from fpt.training.loop import resolve_device
+    from fpt.training.rundir import read_run_config
+
+    run_dir = Path(run_dir)
+    if output is not None and Path(output).resolve().is_relative_to(run_dir.resolve()):
+        raise FPTError(f"Write predictions outside the run directory {run_dir} (got --output {output}), so its files stay as training left them.")
+    if output is not None and Path(output).suffix not in (".npy", ".npz", ".json"):
+        raise FPTError(f"Output {output}: use a .npy (classes), .npz (classes and probabilities) or .json file.")
+    model = FrozenPretrainedTransformer.from_run(run_dir, which)
+    reader = None
+    if Path(input_path).suffix not in ARRAY_SUFFIXES:
+        from fpt.tasks import get_task
+
+        config = read_run_config(run_dir)
+        task = get_task(config["task"], data_dir=config.get("data_dir"), **config.get("task_options", {}))
+        reader = getattr(task, "read_inputs", None)
+    inputs, mask = read_inputs(input_path, reader)
+    result = predict(model, inputs, mask, batch_size, resolve_device(device))
+    if output is not None:
+        write_predictions(result, Path(output))
+    return result

@@ -1,0 +1,79 @@
+"""Data parallelism: two CPU processes (gloo, launched by torchrun) train to the same parameters as one
+process with the same global batch and seed, and evaluation counts every example exactly once."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from fpt import FPTError, RunConfig, train
+from fpt.training.checkpoint import read_checkpoint, resolve
+from fpt.training.distributed import plan_batches
+
+# 30 examples in batches of 8: 4 batches, so the two processes score 2 batches each, one of them short.
+ARGS = dict(task="bit-xor", task_options={"val_size": 30, "test_size": 30}, steps=6, eval_every=3, batch_size=8,
+            grad_accum=2, dropout=0.0, eval_batch_size=8, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def gpt2_without_dropout(tmp_path_factory) -> str:
+    """Dropout draws differ per process by design; without it the two runs compute the same function."""
+    from transformers import GPT2Config, GPT2Model
+
+    path = tmp_path_factory.mktemp("gpt2-no-dropout")
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0, eos_token_id=0,
+                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path, gpt2_without_dropout):
+    one = tmp_path / "one"
+    train(RunConfig(**ARGS, backbone=gpt2_without_dropout, out=str(one)), progress=False, log=lambda *a: None)
+
+    two = tmp_path / "two"
+    flags = []
+    for key, value in {**ARGS, "backbone": gpt2_without_dropout, "out": str(two)}.items():
+        if key == "task_options":
+            flags += [arg for k, v in value.items() for arg in ("--task-option", f"{k}={v}")]
+        else:
+            flags += [f"--{key.replace('_', '-')}", str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                             "-m", "fpt.cli", "train", *flags, "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"status"') == 1  # only the main process reports
+
+    layout = yaml.safe_load((two / "config.yaml").read_text())["distributed"]
+    assert layout == {"batch_size": 8, "processes": 2, "micro_batch": 2, "accumulation": 2, "precision": "fp32"}
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (one, two)]
+    assert (summaries[0]["processes"], summaries[1]["processes"]) == (1, 2)
+    assert summaries[0]["test_examples"] == summaries[1]["test_examples"] == 30
+    for which in ("last", "best"):
+        ours, theirs = (read_checkpoint(resolve(run, which))[0] for run in (one, two))
+        for name in ours:
+            torch.testing.assert_close(theirs[name], ours[name], rtol=1e-5, atol=1e-6)
+    lines = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (one, two)]
+    assert [line["step"] for line in lines[1]] == [3, 6]
+    for a, b in zip(*lines):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_accuracy"] == b["val_accuracy"]
+    assert summaries[0]["test_accuracy"] == summaries[1]["test_accuracy"]
+
+
+def test_batch_plan_splits_the_global_batch():
+    assert plan_batches(64, 4).to_dict() == {"batch_size": 64, "processes": 4, "micro_batch": 16, "accumulation": 1}
+    assert plan_batches(64, 2, grad_accum=4).micro_batch == 8
+    plan = plan_batches(96, 2, micro_batch_size=20)  # 48 per process -> 3 micro-batches of 16
+    assert (plan.micro_batch, plan.accumulation) == (16, 3)
+    assert plan_batches(16, 1, micro_batch_size=64).accumulation == 1
+    with pytest.raises(FPTError, match="cannot be split evenly over 3 processes"):
+        plan_batches(16, 3)
+    with pytest.raises(FPTError, match="grad_accum=3"):
+        plan_batches(16, 2, grad_accum=3)
