@@ -1,4 +1,4 @@
-"""The `fpt` command line: train, eval, describe."""
+"""The `fpt` command line: train, eval, predict, describe, data, sweep, reproduce, attention."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +33,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", help="run directory (default runs/<task>-<backbone>-<init>-s<seed>-<time>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--attn-implementation", help="sdpa (default) or eager")
+    p.add_argument("--architecture", choices=["transformer", "lstm"],
+                   help="transformer (default, the FPT) or lstm (the paper's 3-layer layer-norm LSTM baseline; needs --init random)")
+    p.add_argument("--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)")
+    p.add_argument("--data-dir", help="data root for dataset tasks (default $FPT_DATA, else ~/.cache/fpt); see `fpt data`")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"],
                    help="autocast precision; trained parameters stay fp32 (default auto: bf16 on a GPU that has it, fp32 on CPU)")
     p.add_argument("--micro-batch-size", type=int, help="max examples per forward pass per process; gradient accumulation is computed from it")
@@ -55,7 +59,20 @@ def _parse_task_options(pairs: list[str]) -> dict:
     return options
 
 
+def _apply_task_defaults(config, given: set[str]) -> None:
+    """Use the task's recommended run settings (e.g. remote homology's lr 1e-4) where the user set none."""
+    from fpt.tasks import run_defaults
+
+    for key, value in run_defaults(config.task).items():
+        if key not in given:
+            setattr(config, key, value)
+            print(f"fpt: {config.task}: {key} = {value} (the task's preset; pass --{key.replace('_', '-')} to change it)",
+                  file=sys.stderr)
+
+
 def cmd_train(args) -> int:
+    import yaml
+
     from fpt.training import RunConfig, train
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "task_option", "resume") and v is not None}
@@ -71,6 +88,7 @@ def cmd_train(args) -> int:
     if args.task_option:
         flags["task_options"] = _parse_task_options(args.task_option)
     config = RunConfig.from_yaml(args.config, **flags) if args.config else RunConfig.from_dict(flags, "flags")
+    _apply_task_defaults(config, set(flags) | (set(yaml.safe_load(open(args.config)) or {}) if args.config else set()))
     summary = train(config, progress=not args.quiet, log=log)
     _print_summary(summary)
     return 0
@@ -96,15 +114,15 @@ def cmd_predict(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from fpt.model import FrozenPretrainedTransformer
+    from fpt.model import load_run_model
     from fpt.tasks import get_task
     from fpt.training import evaluate
     from fpt.training.loop import resolve_device
     from fpt.training.rundir import read_run_config
 
     config = read_run_config(args.run_dir)
-    task = get_task(config["task"], **config.get("task_options", {}))
-    model = FrozenPretrainedTransformer.from_run(args.run_dir, args.which)
+    task = get_task(config["task"], data_dir=args.data_dir or config.get("data_dir"), **config.get("task_options", {}))
+    model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     result = evaluate(model.to(device), task, args.split, args.batch_size, device)
     print(json.dumps({"run": str(args.run_dir), "checkpoint": args.which, "split": args.split, **result}, indent=2))
@@ -123,17 +141,68 @@ def cmd_describe(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from fpt import data
+
+    names = [args.name] if getattr(args, "name", None) else data.dataset_names()
+    if args.action == "list":
+        print(f"data root: {data.data_root(args.data_dir)}")
+        for name in names:
+            info = data.status(name, args.data_dir)
+            state = f"present  {info['bytes'] / 2**20:8.1f} MiB" if info["present"] else "missing          "
+            print(f"  {name:<16}{state}  {info['where']}  ({info['description']})")
+    elif args.action == "download":
+        data.download(args.name, args.data_dir)
+    elif args.action == "verify":
+        failed = []
+        for name in names:
+            try:
+                data.verify(name, args.data_dir)
+            except FPTError as err:
+                failed.append(name)
+                print(f"{name}: FAILED: {err}", file=sys.stderr)
+        if failed:
+            raise FPTError(f"Verification failed for {', '.join(failed)} (details above).")
+    elif args.action == "generate":
+        sizes = {k: getattr(args, k) for k in ("train", "val", "test") if getattr(args, k) is not None}
+        target = data.generate(args.name, args.data_dir, seed=args.seed, **sizes)
+        data.verify(args.name, target.parent)
+    return 0
+
+
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="list, download, verify or generate datasets",
+                       description="Datasets live under one data root: --data-dir, else $FPT_DATA, else ~/.cache/fpt.")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("list", "each dataset: present or not, where, size"),
+                         ("download", "fetch a dataset from its canonical source and verify it"),
+                         ("verify", "check checksums and read every file (all present datasets if no name)"),
+                         ("generate", "write a synthetic dataset offline (listops: the LRA recipe)")):
+        a = actions.add_parser(action, help=text)
+        if action in ("download", "generate"):
+            a.add_argument("name")
+        elif action == "verify":
+            a.add_argument("name", nargs="?")
+        a.add_argument("--data-dir", help="data root (default $FPT_DATA, else ~/.cache/fpt)")
+        if action == "generate":
+            a.add_argument("--seed", type=int, default=0)
+            for split, default in (("train", 96000), ("val", 2000), ("test", 2000)):
+                a.add_argument(f"--{split}", type=int, help=f"{split} examples (default {default}, as LRA)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fpt", description="Frozen Pretrained Transformers: train only the input, "
                                      "output, norm and position parameters of a language-pretrained transformer.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _data_parser(sub)
     p = sub.add_parser("eval", help="evaluate a finished run's checkpoint on a split")
     p.add_argument("run_dir")
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--which", default="best", choices=["best", "last"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", help="data root for dataset tasks (default: the run's, else $FPT_DATA, else ~/.cache/fpt)")
     p = sub.add_parser("predict", help="predict with a finished run on new inputs (.npy/.npz or the task's format)")
     p.add_argument("run_dir")
     p.add_argument("--input", required=True, help=".npy inputs, .npz with arrays `inputs` (and `mask`), or the task's own file format")
@@ -146,10 +215,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="pretrained")
     p.add_argument("--train", default="fpt", help="freeze policy")
     p.add_argument("--task", default="bit-xor", help="task whose input/output shapes to attach")
+    _experiment_parsers(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "describe": cmd_describe}
+def _experiment_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid of tasks x conditions x lrs x seeds; tabulate mean +- std",
+                       description="Run every run of GRID.yaml (see fpt.experiments.sweep for its keys) as a normal "
+                       "`fpt train` run under --out, skipping finished runs, then write results.csv, results.md and plots/.")
+    p.add_argument("grid", help="grid YAML file")
+    p.add_argument("--out", required=True, help="sweep directory (runs/, results.md, results.csv, plots/)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (subprocesses)")
+    p = sub.add_parser("reproduce", help="run one of the paper's experiments at a budget",
+                       description="Ready-made grids for the paper's experiments; the table puts the paper's figure "
+                       "beside each measured cell. Re-running the same command resumes.")
+    p.add_argument("experiment", help="main | init | ablation | size | convergence")
+    p.add_argument("--budget", default="smoke", help="smoke (minutes on a CPU) | small | paper")
+    p.add_argument("--tasks", help="comma-separated tasks (default: every task of the paper's table)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: 1 for smoke, 3 otherwise)")
+    p.add_argument("--backbone", help="override the budget's backbone")
+    p.add_argument("--lrs", help="comma-separated learning rates (default: the budget's)")
+    p.add_argument("--out", help="output directory (default runs/reproduce-<experiment>-<budget>)")
+    p.add_argument("--jobs", type=int, default=1)
+    p = sub.add_parser("attention", help="attention map of a trained run on one example (PNG or JSON)",
+                       description="Attention weights of a finished run, averaged over heads, for one example of a "
+                       "split; for bit-xor the JSON gives, per layer, the mass on each output's two source bits.")
+    p.add_argument("run_dir")
+    p.add_argument("--example", type=int, default=0, help="index of the example in the split")
+    p.add_argument("--layer", type=int, help="layer to draw, from 0 (default: every layer, one panel each)")
+    p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--format", default="png", choices=["png", "json"])
+    p.add_argument("--out", help="output file (needed for png; JSON goes to stdout when omitted)")
+
+
+def cmd_sweep(args) -> int:
+    from fpt.experiments.sweep import sweep
+
+    print(sweep(args.grid, args.out, args.jobs).read_text())
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from fpt.experiments.reproduce import reproduce
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    try:
+        lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
+    except ValueError as err:
+        raise FPTError(f"--lrs expects comma-separated numbers such as 1e-4,1e-3, got {args.lrs!r}.") from err
+    path = reproduce(args.experiment, args.budget, tasks, args.seeds, args.backbone, lrs, args.out, args.jobs)
+    print(path.read_text())
+    print(f"Written: {path} (and results.csv, plots/ beside it)")
+    return 0
+
+
+def cmd_attention(args) -> int:
+    from fpt.experiments.attention import attention_command
+
+    print(attention_command(args.run_dir, args.example, args.layer, args.split, args.format, args.out))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "describe": cmd_describe, "data": cmd_data, "sweep": cmd_sweep,
+            "reproduce": cmd_reproduce, "attention": cmd_attention}
 
 
 def main(argv: list[str] | None = None) -> int:

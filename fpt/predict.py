@@ -121,7 +121,7 @@ def write_predictions(result: dict[str, np.ndarray], output: Path) -> None:
 def predict_run(run_dir: str | Path, input_path: str | Path, output: str | Path | None = None, which: str = "best",
                 batch_size: int = 256, device: str = "auto") -> dict[str, np.ndarray]:
     """What `fpt predict` does: load the run's model, read and check the inputs, predict, write."""
-    from fpt.model import FrozenPretrainedTransformer
+    from fpt.model import load_run_model
     from fpt.training.loop import resolve_device
     from fpt.training.rundir import read_run_config
 
@@ -130,7 +130,7 @@ def predict_run(run_dir: str | Path, input_path: str | Path, output: str | Path 
         raise FPTError(f"Write predictions outside the run directory {run_dir} (got --output {output}), so its files stay as training left them.")
     if output is not None and Path(output).suffix not in (".npy", ".npz", ".json"):
         raise FPTError(f"Output {output}: use a .npy (classes), .npz (classes and probabilities) or .json file.")
-    model = FrozenPretrainedTransformer.from_run(run_dir, which)
+    model = load_run_model(run_dir, which)
     reader = None
     if Path(input_path).suffix not in ARRAY_SUFFIXES:
         from fpt.tasks import get_task

@@ -31,6 +31,9 @@ class RunConfig:
     out: str | None = None  # run directory; default runs/<task>-<backbone>-<init>-s<seed>-<time>
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     attn_implementation: str = "sdpa"
+    data_dir: str | None = None  # data root for file-backed tasks; default $FPT_DATA, else ~/.cache/fpt (fpt.data)
+    architecture: str = "transformer"  # transformer (the FPT) | lstm (the paper's layer-norm LSTM baseline)
+    layers: int | None = None  # transformer: keep the first N blocks; lstm: depth (default 3)
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 on a GPU that has it, fp32 on CPU)
     micro_batch_size: int | None = None  # max examples per forward pass per process; sets grad_accum
     checkpoint_every: int | None = None  # steps between resumable checkpoints (default: every evaluation)
@@ -55,6 +58,10 @@ class RunConfig:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout!r})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             problems.append(f"target_accuracy must be in (0, 1] (got {self.target_accuracy!r})")
+        if self.architecture not in ("transformer", "lstm"):
+            problems.append(f"architecture must be transformer or lstm (got {self.architecture!r})")
+        if self.layers is not None and (not isinstance(self.layers, int) or self.layers < 1):
+            problems.append(f"layers must be a positive integer (got {self.layers!r})")
         if not isinstance(self.task_options, dict):
             problems.append("task_options must be a mapping of option names to values")
         for name in ("micro_batch_size", "checkpoint_every", "keep_checkpoints"):
