@@ -77,7 +77,8 @@ def xor_source_mass(maps: torch.Tensor, output_tokens: int) -> list[dict]:
     layers = []
     for layer in range(maps.shape[0]):
         per_source = ((partner[layer] + own[layer]) / 2).mean().item()
-        other_mean = (queries[layer] * other_mask).sum().item() / max(other_mask.sum().item() * queries.shape[1], 1)
+        per_query = (queries[layer] * other_mask).sum(-1) / other_mask.sum(-1).clamp_min(1)  # (batch, k)
+        other_mean = per_query.mean().item()
         partner_mean = partner[layer].mean().item()
         other_first_mean = other_first[layer].mean().item() if k > 1 else float("nan")
         layers.append({

@@ -44,16 +44,18 @@ class Budget:
     task_options: dict = field(default_factory=dict)
     batch_size: int = 16
     pretrain_steps: int | None = None  # Bit Memory pretraining (init experiment); default: the task's steps
+    convergence_steps: int | None = None  # the convergence experiment needs runs long enough to converge
     note: str = ""
 
 
 BUDGETS = {
     "smoke": Budget(
         backbone="minilm", steps={"bit-xor": 100, "bit-memory": 100, "default": 100}, eval_every=20,
-        lrs=(1e-3,), lstm_lrs=(3e-4,), seeds=1, task_options=SMOKE_TASK_OPTIONS, pretrain_steps=60,
+        lrs=(1e-3,), lstm_lrs=(3e-4,), seeds=1, task_options=SMOKE_TASK_OPTIONS, pretrain_steps=60, convergence_steps=300,
         note="smoke budget: `minilm` (6 layers, 384 wide) stands in for GPT-2; Bit Memory shrunk to 5 strings of "
              "30 bits in 10-bit tokens (18 tokens; the paper: 1000 bits, 120 tokens); 100 steps of batch 16 per "
-             "run (the paper trains to convergence, thousands of steps): early-training numbers, not final ones; "
+             "run, 300 for the convergence experiment (the paper trains to convergence, thousands of steps): "
+             "early-training numbers, not final ones; "
              "500 validation and 1000 test examples.",
     ),
     "small": Budget(
@@ -125,7 +127,8 @@ def build(experiment: str, budget_name: str = "smoke", tasks: list[str] | None =
     out = Path(out)
 
     def task_settings(task: str) -> dict:
-        settings = {"steps": budget.steps.get(task, budget.steps["default"])}
+        steps = budget.steps.get(task, budget.steps["default"])
+        settings = {"steps": budget.convergence_steps if experiment == "convergence" and budget.convergence_steps else steps}
         if task in budget.task_options:
             settings["task_options"] = dict(budget.task_options[task])
         if task == "remote-homology" and not lrs and budget_name == "paper":

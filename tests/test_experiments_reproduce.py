@@ -1,0 +1,51 @@
+"""Ready-made grids: every experiment builds at every budget, with the paper's rows and numbers."""
+from __future__ import annotations
+
+import pytest
+
+from fpt import FPTError
+from fpt.experiments.paper import paper_value
+from fpt.experiments.reproduce import BUDGETS, EXPERIMENTS, build
+from fpt.experiments.sweep import expand
+
+BITS = ["bit-xor", "bit-memory"]
+
+
+@pytest.mark.parametrize("budget", sorted(BUDGETS))
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_grid_passes_its_own_checks(experiment, budget, tmp_path):
+    pretrain, grid = build(experiment, budget, tasks=BITS, seeds=2, out=tmp_path)
+    pending = frozenset()
+    if pretrain is not None:
+        pending = frozenset(str(tmp_path / "pretrain" / "runs" / r.key) for r in expand(pretrain).runs)
+    runs = expand(grid, pending).runs
+    assert {r.seed for r in runs} == {0, 1} and {r.task for r in runs} == set(BITS)
+
+
+def test_init_grid_has_the_papers_rows_and_a_bit_memory_backbone(tmp_path):
+    pretrain, grid = build("init", "smoke", tasks=BITS, out=tmp_path)
+    assert pretrain["settings"]["train"] == "all" and pretrain["settings"]["init"] == "random"
+    expanded = expand(grid, frozenset(str(tmp_path / "pretrain" / "runs" / r.key) for r in expand(pretrain).runs))
+    assert expanded.conditions == ["pretrained", "random", "stats", "bit-memory"]
+    rows = {(r.condition, r.task): paper_value(expanded.paper_table, r.paper_row, r.task) for r in expanded.runs}
+    assert rows[("random", "bit-memory")] == 75.8 and rows[("bit-memory", "bit-xor")] == 100
+    assert all(r.config["init"].startswith("from:") for r in expanded.runs if r.condition == "bit-memory")
+    assert any("stands in for the paper's GPT-2" in note for note in expanded.notes)
+
+
+def test_main_grid_compares_fpt_full_transformer_and_lstms():
+    _, grid = build("main", "paper", tasks=["bit-xor"])
+    runs = {r.condition: r for r in expand(grid).runs}
+    full = runs["full transformer, 3 layers"].config
+    assert full["layers"] == 3 and full["train"] == "all" and full["init"] == "random"
+    lstm = runs["LSTM, fully trained"]
+    assert lstm.config["architecture"] == "lstm" and lstm.lr == 3e-4 and lstm.paper_row == "lstm"
+    assert runs["LSTM, frozen random"].config["train"] == "fpt"
+    assert runs["FPT (frozen pretrained)"].config["backbone"] == "gpt2"
+
+
+def test_unknown_experiment_or_budget():
+    with pytest.raises(FPTError, match="Did you mean 'init'"):
+        build("inti")
+    with pytest.raises(FPTError, match="budget"):
+        build("init", "huge")
