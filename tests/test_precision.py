@@ -1,0 +1,44 @@
+"""Mixed precision on CPU: bf16/fp16 autocast trains with fp32 trained parameters and optimizer state,
+frozen matrices stored in the low precision, fp16 loss-scaler state in the checkpoint; optional trackers."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from transformers.pytorch_utils import Conv1D
+
+from fpt import FPTError, RunConfig, get_task, train
+from fpt.training.checkpoint import read_training_state, resolve
+from fpt.training.loop import build_model
+
+QUIET = dict(progress=False, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_keeps_trained_state_fp32(tmp_path, tiny_gpt2, precision):
+    config = RunConfig(backbone=tiny_gpt2, task_options={"val_size": 16, "test_size": 16}, steps=4, eval_every=2,
+                       batch_size=8, precision=precision, device="cpu", out=str(tmp_path / precision))
+    task = get_task("bit-xor", val_size=16, test_size=16)
+    model = build_model(config, task)
+    summary = train(config, task=task, model=model, **QUIET)
+    assert summary["precision"] == precision and summary["test_examples"] == 16
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    frozen = [m.weight for m in model.modules() if isinstance(m, Conv1D)]
+    assert frozen and all(w.dtype == (torch.bfloat16 if precision == "bf16" else torch.float16) for w in frozen)
+    state = read_training_state(resolve(tmp_path / precision, "last"))
+    moments = [t for s in state["optimizer"]["state"].values() for t in (s["exp_avg"], s["exp_avg_sq"])]
+    assert moments and all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in moments)
+    assert ("scale" in state["precision"]) == (precision == "fp16")  # the loss scale resumes with the run
+
+
+def test_trackers_are_optional(tmp_path, tiny_gpt2):
+    config = RunConfig(backbone=tiny_gpt2, task_options={"val_size": 8, "test_size": 8}, steps=2, eval_every=1,
+                       batch_size=4, log="tensorboard", device="cpu", out=str(tmp_path / "tb"))
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(FPTError, match="pip install tensorboard"):
+            train(config, **QUIET)
+        assert not (tmp_path / "tb").exists()
+    else:
+        train(config, **QUIET)
+        assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
