@@ -17,7 +17,7 @@ from fpt.training.distributed import plan_batches
 
 # 30 examples in batches of 8: 4 batches, so the two processes score 2 batches each, one of them short.
 ARGS = dict(task="bit-xor", task_options={"val_size": 30, "test_size": 30}, steps=6, eval_every=3, batch_size=8,
-            grad_accum=2, dropout=0.0, eval_batch_size=8, device="cpu")
+            grad_accum=2, dropout=0.0, eval_batch_size=8, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
