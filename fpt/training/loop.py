@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -269,11 +270,10 @@ def _open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accel
     load_trained(model, run_dir, checkpoint.name)
     if summary and summary.get("status") == "diverged":
         raise FPTError(f"{run_dir} diverged (see summary.json); resuming would repeat it exactly. Start a new run with a lower --lr.")
-    if summary and summary.get("status") in ("finished", "early-stopped") and state["step"] >= config.steps:
-        raise FPTError(
-            f"{run_dir} already finished ({summary['status']} at step {state['step']}); pass a larger --steps "
-            "to train it further."
-        )
+    if summary and summary.get("status") == "early-stopped":
+        raise FPTError(f"{run_dir} stopped early on reaching target_accuracy at step {state['step']}; there is nothing to resume.")
+    if summary and summary.get("status") == "finished" and state["step"] >= config.steps:
+        raise FPTError(f"{run_dir} already finished at step {state['step']}; pass a larger --steps to train it further.")
     saved, now = state["config"], _resumed_config(config)
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if changed:
@@ -316,6 +316,9 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
     config.task, config.task_options = task.name, task.options()
     device = resolve_device(config.device)
     if device.index is not None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise FPTError(f"--device {config.device} names one GPU, but several processes were launched; use --device "
+                           "cuda (or auto) and each process takes its own local GPU.")
         torch.cuda.set_device(device)
     out = _run_path(config, task, PartialState(cpu=device.type == "cpu"))
     config.out = str(out)
