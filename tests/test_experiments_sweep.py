@@ -98,3 +98,12 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
     grid["settings"]["steps"] = 3
     with pytest.raises(FPTError, match="other settings"):
         sweep(grid, out)
+
+
+def test_example_grid_in_the_docs_is_valid():
+    from pathlib import Path
+
+    from fpt.experiments.sweep import load_grid
+
+    grid = expand(load_grid(Path(__file__).parent.parent / "docs" / "grid-example.yaml"))
+    assert len(grid.runs) == 24 and grid.ratio == ["random", "pretrained"]

@@ -209,6 +209,8 @@ class FrozenPretrainedTransformer(nn.Module):
         if self.learned_positions is not None:
             lines.append("  note: the backbone has no learned position table (rotary/relative); a learned "
                          "absolute position embedding, zero-initialised, was added and is trained")
+        if self.config.layers is not None:
+            lines.append(f"  note: only the first {self.config.layers} transformer blocks are kept")
         if self.positions_extended:
             lines.append(f"  note: the position table was interpolated to {self.positions_extended} positions")
         return "\n".join(lines)
