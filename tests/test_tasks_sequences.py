@@ -1,0 +1,75 @@
+"""ListOps and remote homology: per-batch padding with masks, length limits reported, end-to-end runs."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from fpt.data import listops as listops_data
+from fpt.errors import FPTError
+from fpt.tasks import get_task, run_defaults
+from fpt.training import RunConfig, train
+from tests.datafiles import write_homology, write_listops
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    write_listops(tmp_path / "listops")
+    write_homology(tmp_path / "remote-homology")
+    return str(tmp_path)
+
+
+def test_listops_batches_are_padded_to_their_longest_example(data_root):
+    task = get_task("listops", data_dir=data_root)
+    longest = max(int(task.lengths[s].max()) for s in ("train", "val", "test"))
+    assert task.spec.max_length == longest and task.spec.input_kind == "discrete"
+    assert task.spec.input_dim == len(listops_data.VOCAB)
+    batch = next(task.eval_batches("test", 4))
+    lengths = task.lengths["test"][:4]
+    assert batch.inputs.shape == (4, int(lengths.max())) and torch.equal(batch.mask.sum(1), lengths)
+    assert (batch.inputs[~batch.mask] == 0).all() and (batch.inputs[batch.mask] != 0).all()
+    assert listops_data.VOCAB.index("]") in batch.inputs[0]  # the brackets are in the vocabulary
+
+
+def test_listops_shorter_max_length_is_explicit_and_reported(data_root, caplog):
+    with caplog.at_level(logging.WARNING):
+        task = get_task("listops", data_dir=data_root, max_length=30)
+    assert "longer than max_length 30" in caplog.text and "clipped" in caplog.text
+    assert task.spec.max_length == 30 and task.split_size("test") == 10
+    with caplog.at_level(logging.WARNING):
+        skipping = get_task("listops", data_dir=data_root, max_length=30, overlong="skip")
+    assert skipping.split_size("train") < 40 and skipping.split_size("test") == 10  # test is never cut short
+
+
+def test_homology_splits_and_options(data_root, caplog):
+    task = get_task("remote-homology", data_dir=data_root, test_split="family")
+    assert task.spec.num_classes == 1195 and task.split_sources["test"] == "remote_homology_test_family_holdout.lmdb"
+    assert run_defaults("remote-homology") == {"lr": 1e-4}
+    with caplog.at_level(logging.WARNING):
+        get_task("remote-homology", data_dir=data_root, max_length=10)
+    assert "longer than max_length 10" in caplog.text
+    with pytest.raises(FPTError, match="test_split must be one of"):
+        get_task("remote-homology", data_dir=data_root, test_split="class")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["listops", "remote-homology"])
+def test_sequence_tasks_train_end_to_end(data_root, tmp_path, tiny_gpt2, task):
+    summary = train(RunConfig(task=task, backbone=tiny_gpt2, init="random", steps=3, batch_size=4, eval_every=3,
+                              out=str(tmp_path / "run"), data_dir=data_root, device="cpu"),
+                    progress=False, log=lambda *a: None)
+    assert summary["test_examples"] == (10 if task == "listops" else 12)
+    assert summary["test_split"].startswith("basic_test.tsv" if task == "listops" else "remote_homology_test_fold")
+
+
+def test_cli_data_generate_list_and_verify(tmp_path, capsys):
+    from fpt.cli import main
+
+    root = str(tmp_path / "data")
+    assert main(["data", "generate", "listops", "--data-dir", root, "--train", "8", "--val", "4", "--test", "4"]) == 0
+    assert "8 train, 4 val, 4 test" in capsys.readouterr().out
+    assert main(["data", "list", "--data-dir", root]) == 0
+    assert "present" in [line for line in capsys.readouterr().out.splitlines() if "listops" in line][0]
+    assert main(["data", "verify", "mnist", "--data-dir", root]) == 2
+    assert "fpt data download mnist" in capsys.readouterr().err
