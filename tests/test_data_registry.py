@@ -143,7 +143,7 @@ def test_archive_download_is_unpacked(tmp_path, monkeypatch):
     finally:
         server.close()
     assert locate("cifar10", tmp_path / "root") == where
-    assert not (where / ".downloads" / "cifar-10-python.tar.gz").exists()
+    assert not (where / ".downloads").exists()
 
 
 def test_verify_catches_a_changed_file_and_missing_data_explains(tmp_path, monkeypatch):

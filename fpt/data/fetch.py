@@ -116,6 +116,8 @@ def download(name: str, data_dir: str | Path | None = None, progressbar: bool = 
         if item.members:
             _unpack(path, item.members, target)
             path.unlink()
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()
     summary = verify(name, data_dir, log=log)
     log(f"{name}: downloaded to {target} ({summary})")
     return target
@@ -123,7 +125,9 @@ def download(name: str, data_dir: str | Path | None = None, progressbar: bool = 
 
 def content_hash(path: Path, algorithm: str) -> str:
     """Hash of the file's content; for gzip files, of the decompressed bytes."""
-    if path.suffix == ".gz" or path.read_bytes()[:2] == b"\x1f\x8b":
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    if gzipped:
         return hashlib.new(algorithm, read_bytes(path)).hexdigest()
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
