@@ -3,8 +3,8 @@
 
 Inputs are arrays shaped like the task's examples: (n, tokens, width) values for continuous tokens,
 (n, tokens) ids for discrete ones, with an optional (n, tokens) mask marking the real tokens of
-right-padded examples. They come from .npy, .npz (arrays `inputs` and optionally `mask`), or any
-file the task can read itself (a task with a `read_inputs(path) -> (inputs, mask)` method).
+right-padded examples. They come from .npy, .npz (arrays `inputs` and optionally `mask`), or the
+task's own text format where it has one (ListOps: one expression per line, as in the LRA TSV files).
 """
 from __future__ import annotations
 
@@ -62,15 +62,41 @@ def check_inputs(inputs, mask, config) -> tuple[torch.Tensor, torch.Tensor | Non
     return values, mask
 
 
-def read_inputs(path: str | Path, task_reader=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Arrays from `path`: .npy, .npz (`inputs`, optional `mask`), else `task_reader(path)`."""
+def read_listops(path: Path, max_length: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    """ListOps expressions, one per line (an LRA TSV's target column and header are ignored),
+    clipped to the model's length as in training."""
+    from fpt.data.listops import tokenize
+    from fpt.tasks.sequences import pack
+
+    tokens = []
+    for number, line in enumerate(path.read_bytes().decode("utf-8", "replace").splitlines(), start=1):
+        expression = line.split("\t")[0].strip()
+        if not expression or (number == 1 and expression == "Source"):
+            continue
+        ids = tokenize(expression, options.get("parentheses", False))
+        if ids is None or not len(ids):
+            raise FPTError(f"{path}, line {number}: not a ListOps expression (tokens separated by spaces): {expression[:60]!r}.")
+        tokens.append(ids)
+    if not tokens:
+        raise FPTError(f"{path} holds no ListOps expressions.")
+    ids, lengths = pack(tokens, max_length)
+    return ids.numpy(), (np.arange(ids.shape[1]) < lengths.numpy()[:, None])
+
+
+TASK_READERS = {"listops": read_listops}  # task name -> reader of its own input format
+
+
+def read_inputs(path: str | Path, task: str | None = None, max_length: int = 0,
+                options: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Arrays from `path`: .npy, .npz (`inputs`, optional `mask`), else the `task`'s own format."""
     path = Path(path)
     if not path.is_file():
         raise FPTError(f"Input file {path} does not exist.")
     if path.suffix not in ARRAY_SUFFIXES:
-        if task_reader is None:
-            raise FPTError(f"Cannot read {path}: give inputs as .npy or .npz (arrays `inputs` and optionally `mask`).")
-        return task_reader(path)
+        if task not in TASK_READERS:
+            raise FPTError(f"Cannot read {path}: give inputs as .npy or .npz (arrays `inputs` and optionally `mask`)"
+                           + (f"; {', '.join(TASK_READERS)} also read their own text format." if TASK_READERS else "."))
+        return TASK_READERS[task](path, max_length, options or {})
     try:
         loaded = np.load(path, allow_pickle=False)
         if path.suffix == ".npy":
@@ -131,14 +157,8 @@ def predict_run(run_dir: str | Path, input_path: str | Path, output: str | Path 
     if output is not None and Path(output).suffix not in (".npy", ".npz", ".json"):
         raise FPTError(f"Output {output}: use a .npy (classes), .npz (classes and probabilities) or .json file.")
     model = load_run_model(run_dir, which)
-    reader = None
-    if Path(input_path).suffix not in ARRAY_SUFFIXES:
-        from fpt.tasks import get_task
-
-        config = read_run_config(run_dir)
-        task = get_task(config["task"], data_dir=config.get("data_dir"), **config.get("task_options", {}))
-        reader = getattr(task, "read_inputs", None)
-    inputs, mask = read_inputs(input_path, reader)
+    config = read_run_config(run_dir)
+    inputs, mask = read_inputs(input_path, config["task"], model.config.max_length, config.get("task_options") or {})
     result = predict(model, inputs, mask, batch_size, resolve_device(device))
     if output is not None:
         write_predictions(result, Path(output))

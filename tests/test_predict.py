@@ -79,3 +79,17 @@ def test_cli_errors_and_run_directory_untouched(run, tmp_path, capsys):
     assert main(["predict", str(run), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "p.txt")]) == 2
     assert "use a .npy" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_listops_reads_its_own_text_format(tmp_path):
+    from fpt.predict import read_inputs
+
+    path = tmp_path / "x.tsv"
+    path.write_text("Source\tTarget\n[MAX 2 9 [MIN 4 7 ] 0 ]\t9\n[SM 1 2 ]\n")
+    ids, mask = read_inputs(path, "listops", max_length=6)
+    assert ids.shape == (2, 6) and mask.sum(1).tolist() == [6, 4]  # clipped to the model's length, as in training
+    path.write_text("[MAX 2 x ]\n")
+    with pytest.raises(FPTError, match="line 1: not a ListOps expression"):
+        read_inputs(path, "listops", max_length=6)
+    with pytest.raises(FPTError, match="give inputs as .npy or .npz"):
+        read_inputs(path, "bit-xor")
