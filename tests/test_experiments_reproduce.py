@@ -49,3 +49,11 @@ def test_unknown_experiment_or_budget():
         build("inti")
     with pytest.raises(FPTError, match="budget"):
         build("init", "huge")
+
+
+def test_default_tasks_are_the_papers_that_are_registered():
+    from fpt.experiments.paper import TASKS
+    from fpt.tasks import task_names
+
+    _, grid = build("init")
+    assert grid["tasks"] == [t for t in TASKS if t in task_names()] and "bit-xor" in grid["tasks"]

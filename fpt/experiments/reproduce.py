@@ -120,7 +120,13 @@ def build(experiment: str, budget_name: str = "smoke", tasks: list[str] | None =
         raise unknown_name("budget", budget_name, list(BUDGETS))
     budget = BUDGETS[budget_name]
     backbone = backbone or budget.backbone
-    tasks = tasks or (["cifar10"] if experiment == "size" else list(TASKS))
+    missing = []
+    if not tasks:  # default: the paper's tasks this installation has (data tasks register themselves)
+        from fpt.tasks import task_names
+
+        wanted = ["cifar10"] if experiment == "size" else list(TASKS)
+        tasks = [t for t in wanted if t in task_names()]
+        missing = [t for t in wanted if t not in tasks]
     seeds = seeds or budget.seeds
     transformer_lrs = list(lrs or budget.lrs)
     lstm_lrs = list(lrs or budget.lstm_lrs)
@@ -140,6 +146,8 @@ def build(experiment: str, budget_name: str = "smoke", tasks: list[str] | None =
     stand_in = ("" if backbone.startswith("gpt2") else
                 f"Backbone `{backbone}` stands in for the paper's GPT-2 (the paper's column is GPT-2's).")
     notes = [n for n in (budget.note, stand_in) if n]
+    if missing:
+        notes.append(f"Left out (no such task registered here): {', '.join(missing)}.")
 
     pretrain = None
     pretrain_dir = None
