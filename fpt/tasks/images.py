@@ -24,6 +24,7 @@ from fpt.data.catalog import read_idx_pair
 from fpt.data.registry import require
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, TaskSpec
+from fpt.tasks.sequences import rows
 from fpt.tasks.tensors import TensorTask
 
 VAL_SPLIT_SEED = 1_000_003
@@ -107,10 +108,11 @@ class ImageTask(TensorTask):
 
     def _take(self, split: str, index) -> Batch:
         images, targets, _ = self.data[split]
-        pixels = images[index].float().div_(255)
+        images, targets = rows(images, index), rows(targets, index)
+        pixels = images.float().div_(255)
         if split == "train":  # left as images: train_batches augments, then cuts into tokens
-            return Batch(pixels, targets[index])
-        return Batch(self.tokens(pixels), targets[index])
+            return Batch(pixels, targets)
+        return Batch(self.tokens(pixels), targets)
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
         generator = torch.Generator().manual_seed(seed + 7919)  # augmentation stream, apart from the shuffling
