@@ -87,14 +87,16 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
     assert "from 1 to 2" in markdown  # the failed run's own error message
     assert (out / "plots" / "bit-xor.png").is_file()
     finished = out / "runs" / "bit-xor" / "pretrained" / "lr0.001" / "s0"
-    (finished / "summary.json").unlink()  # as if killed mid-run
+    summary = json.loads((finished / "summary.json").read_text())
+    (finished / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))  # as if stopped
     lines.clear()
     sweep(grid, out, jobs=1, log=lines.append)
-    assert "0 already finished, 2 to run" in lines[0]  # the killed run and the failed one again
-    assert (finished / "summary.json").is_file()
+    assert "0 already finished, 2 to run" in lines[0]  # the interrupted run and the failed one again
+    resumed = json.loads((finished / "summary.json").read_text())
+    assert resumed["status"] == "finished" and resumed["resumed_from_step"] == 2  # continued, not redone
     lines.clear()
-    sweep(grid, out, log=lines.append)
-    assert "1 already finished, 1 to run" in lines[0]  # finished work is never redone
+    sweep({**grid, "conditions": grid["conditions"][:1]}, out, log=lines.append)
+    assert "1 already finished, 0 to run" in lines[0]  # finished work is never redone
     grid["settings"]["steps"] = 3
     with pytest.raises(FPTError, match="other settings"):
         sweep(grid, out)

@@ -1,8 +1,8 @@
 """Sweeps: tasks x conditions x learning rates x seeds, each run a normal `fpt train` run directory.
 
 A grid (YAML or dict) names the axes; every run is a subprocess `fpt train --config FILE`, so runs
-are isolated, can go in parallel (`jobs`) and a killed sweep resumes: a run whose directory holds a
-summary.json is finished and skipped, a half-written one is started again. A failed run is recorded
+are isolated, can go in parallel (`jobs`) and a killed sweep resumes: a run that ended is skipped, an
+interrupted one continues from its last checkpoint (or starts again when it has none). A failed run is recorded
 with its error and the others go on. Results are aggregated per (task, condition): the learning
 rate with the best mean validation accuracy is chosen, and its seeds' test accuracies are reported
 (see fpt.experiments.tables).
@@ -207,34 +207,48 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
 
 
 # -- running ------------------------------------------------------------------------------------
+FINAL = ("finished", "early-stopped", "diverged")  # summary statuses that end a run for good
+
+
 def run_status(run_dir: Path) -> dict | None:
-    """The run's summary.json if it finished (including a recorded divergence), else None."""
+    """The run's summary.json if the run ended (finished, stopped early or diverged), else None."""
     path = run_dir / "summary.json"
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text()) if path.is_file() else None
     except json.JSONDecodeError:
         return None
+    return summary if summary and summary.get("status") in FINAL else None
+
+
+def _train(args: list[str], log_path: Path, threads: int) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    with open(log_path, "a") as log:
+        return subprocess.run([sys.executable, "-m", "fpt.cli", "train", *args, "--quiet"], stdout=log,
+                              stderr=subprocess.STDOUT, env=env).returncode
 
 
 def _launch(run: Run, out: Path, threads: int) -> dict:
-    """Train one run in a subprocess; return its record (status, scores or error)."""
+    """Train one run in a subprocess; return its record (status, scores or error).
+
+    An interrupted or killed run with a resumable checkpoint continues from it (`fpt train --resume`);
+    one without, or whose resume is refused, starts again from scratch.
+    """
+    from fpt.training.checkpoint import step_checkpoints
+
     run_dir = out / "runs" / run.key
     summary = run_status(run_dir)
     if summary is None:
-        shutil.rmtree(run_dir, ignore_errors=True)  # a run killed mid-way starts again from scratch
         config_path = out / "configs" / f"{run.key}.yaml"
         log_path = out / "logs" / f"{run.key}.log"
         for path in (config_path, log_path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(_config_text(run, run_dir))
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-        with open(log_path, "w") as log:
-            done = subprocess.run([sys.executable, "-m", "fpt.cli", "train", "--config", str(config_path), "--quiet"],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+        resumable = (run_dir / "config.yaml").is_file() and step_checkpoints(run_dir / "checkpoints")
+        if not (resumable and _train(["--resume", str(run_dir)], log_path, threads) == 0 and run_status(run_dir)):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            config_path.write_text(_config_text(run, run_dir))
+            _train(["--config", str(config_path)], log_path, threads)
         summary = run_status(run_dir)
-        if summary is None or done.returncode not in (0, 2):
+        if summary is None:
             lines = [line for line in log_path.read_text().splitlines() if line.strip()]
             error = next((line for line in reversed(lines) if line.startswith("fpt: error:")), lines[-1] if lines else "")
             return {"key": run.key, "status": "failed", "error": error.removeprefix("fpt: error: ")[:500], "log": str(log_path)}
