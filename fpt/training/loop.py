@@ -39,7 +39,7 @@ from fpt.training.precision import Precision
 from fpt.training.rundir import RunDir, atomic_write, default_run_dir, read_run_config, read_summary
 
 # Config keys that may differ when a run is resumed: where and how it runs, not what it computes.
-RESUME_OVERRIDABLE = ("steps", "device", "log", "checkpoint_every", "keep_checkpoints", "data_dir")
+RESUME_OVERRIDABLE = ("steps", "device", "log", "checkpoint_every", "keep_checkpoints", "data_dir", "compile")
 STOP_CHECK_EVERY = 10  # with several processes, steps between collective checks for Ctrl-C/SIGTERM
 
 
