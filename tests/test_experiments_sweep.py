@@ -28,11 +28,11 @@ def test_product_of_axes_and_conditions():
 def test_bad_grid_lists_every_problem_before_running(tmp_path):
     with pytest.raises(FPTError) as err:
         sweep({"tasks": ["bit-xro"], "backbones": ["minilmm"], "inits": ["pretrianed"], "train": ["fpt+foo"],
-               "conditions_typo": 1}, tmp_path / "sweep")
+               "lrs": ["1e-3", "fast"], "conditions_typo": 1}, tmp_path / "sweep")
     message = str(err.value)
-    for name in ("bit-xro", "minilmm", "pretrianed", "fpt+foo", "conditions_typo"):
+    for name in ("bit-xro", "minilmm", "pretrianed", "fpt+foo", "'fast'", "conditions_typo"):
         assert name in message
-    assert "5 problem(s)" in message and not (tmp_path / "sweep").exists()
+    assert "6 problem(s)" in message and not (tmp_path / "sweep").exists()
 
 
 def _fake_run(path, val, test, curve):

@@ -53,7 +53,8 @@ def test_outputs_never_depend_on_later_tokens():
 def test_lstm_run_reloads_and_needs_random_init(tmp_path):
     options = {"n_bits": 2, "val_size": 32, "test_size": 32}
     config = RunConfig(task="bit-xor", task_options=options, architecture="lstm", init="random", train="fpt",
-                       layers=1, steps=4, eval_every=2, batch_size=4, lr=3e-4, out=str(tmp_path / "lstm"))
+                       layers=1, steps=4, eval_every=2, batch_size=4, lr=3e-4, precision="fp32",  # the reload evaluates in fp32
+                       out=str(tmp_path / "lstm"))
     summary = train(config, **QUIET)
     assert summary["trainable_params"] < summary["total_params"]
     model = load_run_model(tmp_path / "lstm")

@@ -145,14 +145,19 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
         task_lrs = _as_list(per_task.pop("lrs", None), "lrs", problems)
         for label, cond, own_lrs, row in conditions:
             for lr in _as_list(own_lrs, "lrs", problems) or task_lrs or lrs or [settings.get("lr", 1e-3)]:
+                try:
+                    lr = float(lr)  # YAML reads 1e-3 (no dot) as a string
+                except (TypeError, ValueError):
+                    problems.append(f"learning rate {lr!r} is not a number")
+                    continue
                 for seed in seeds:
-                    config = {**settings, **per_task, **cond, "task": task, "lr": float(lr), "seed": seed}
+                    config = {**settings, **per_task, **cond, "task": task, "lr": lr, "seed": seed}
                     row_format = row or grid.get("paper_row", "{init}")
                     try:
                         paper_row = row_format.format(**{"init": "pretrained", "train": "fpt", **config})
                     except (KeyError, IndexError):
                         paper_row = None
-                    runs.append(Run(task, label, float(lr), seed, config, paper_row))
+                    runs.append(Run(task, label, lr, seed, config, paper_row))
     problems += check_runs(runs, pending)
     if problems:
         unique = list(dict.fromkeys(problems))
