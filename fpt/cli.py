@@ -38,7 +38,13 @@ def _train_parser(sub) -> None:
     p.add_argument("--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)")
     p.add_argument("--data-dir", help="data root for dataset tasks (default $FPT_DATA, else ~/.cache/fpt); see `fpt data`")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="autocast precision; trained parameters stay fp32 (default auto: bf16 on a GPU that has it, fp32 on CPU)")
+                   help="autocast precision; trained parameters stay fp32 (default auto: bf16 where the GPU or CPU has native "
+                   "bf16 (AVX-512 bf16, AMX), else fp16 on a GPU, fp32 on CPU)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (faster steps after a slow first one; needs a C++ compiler on CPU)")
+    p.add_argument("--feature-cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --train output on a fixed dataset, compute backbone features once and train the head on "
+                   "them (default on; backbone dropout is off in this mode)")
     p.add_argument("--micro-batch-size", type=int, help="max examples per forward pass per process; gradient accumulation is computed from it")
     p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: every evaluation)")
     p.add_argument("--keep-checkpoints", type=int, help="resumable checkpoints kept besides `best` (default 2)")
@@ -118,14 +124,17 @@ def cmd_eval(args) -> int:
     from fpt.tasks import get_task
     from fpt.training import evaluate
     from fpt.training.loop import resolve_device
+    from fpt.training.precision import Precision
     from fpt.training.rundir import read_run_config
 
     config = read_run_config(args.run_dir)
     task = get_task(config["task"], data_dir=args.data_dir or config.get("data_dir"), **config.get("task_options", {}))
     model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
-    result = evaluate(model.to(device), task, args.split, args.batch_size, device)
-    print(json.dumps({"run": str(args.run_dir), "checkpoint": args.which, "split": args.split, **result}, indent=2))
+    precision = Precision.create(config.get("distributed", {}).get("precision", "fp32"), device)  # as the run evaluated
+    result = evaluate(model.to(device), task, args.split, args.batch_size, device, precision=precision)
+    print(json.dumps({"run": str(args.run_dir), "checkpoint": args.which, "split": args.split,
+                      "precision": precision.name, **result}, indent=2))
     return 0
 
 
@@ -216,7 +225,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", default="fpt", help="freeze policy")
     p.add_argument("--task", default="bit-xor", help="task whose input/output shapes to attach")
     _experiment_parsers(sub)
+    _bench_parser(sub)
     return parser
+
+
+def _bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="training/eval throughput and FLOP rate vs the machine's matmul rate",
+                       description="Times the default training path and the authors' reference recipe (fp32, eager "
+                       "attention, host batches, a host sync each step) interleaved in rounds, with a dense matmul "
+                       "timed each round; writes JSON plus a table. See fpt.bench.")
+    p.add_argument("cases", nargs="*", help="cases to run (default all): gpt2-bit-memory, minilm-bit-xor, minilm-fashion-mnist")
+    p.add_argument("--reference", choices=["interleaved", "only", "off"],
+                   help="the reference recipe: timed interleaved with the default path (default), alone, or not at all")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], help="default path's precision (default auto)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the default path")
+    p.add_argument("--warmup", type=int, help="untimed steps per path before timing (default 3)")
+    p.add_argument("--steps", type=int, help="timed steps per path per round (default 5)")
+    p.add_argument("--rounds", type=int, help="rounds of interleaved timing (default 3)")
+    p.add_argument("--eval-batch-size", type=int, help="default path's evaluation batch (default 256)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--no-memory", dest="memory", action="store_false", default=None, help="skip the peak-memory child processes")
+    p.add_argument("--out", help="JSON file to write (a .txt table is written beside it)")
+
+
+def cmd_bench(args) -> int:
+    from fpt import bench
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "cases", "out") and v is not None}
+    settings = bench.BenchSettings(**given)
+    document = bench.run_bench(args.cases or list(bench.CASES), settings, log=lambda text: print(text, file=sys.stderr))
+    if args.out:
+        print(f"Written: {bench.write(document, args.out)} (and the table beside it)", file=sys.stderr)
+    print(bench.table(document))
+    return 0
 
 
 def _experiment_parsers(sub) -> None:
@@ -277,7 +318,7 @@ def cmd_attention(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "describe": cmd_describe, "data": cmd_data, "sweep": cmd_sweep,
-            "reproduce": cmd_reproduce, "attention": cmd_attention}
+            "reproduce": cmd_reproduce, "attention": cmd_attention, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

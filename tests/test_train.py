@@ -17,7 +17,7 @@ QUIET = dict(progress=False, log=lambda *a: None)
 def xor_run(tmp_path_factory, tiny_gpt2_module):
     out = tmp_path_factory.mktemp("runs") / "xor"
     config = RunConfig(task="bit-xor", task_options={"val_size": 200, "test_size": 300}, backbone=tiny_gpt2_module,
-                       steps=30, eval_every=10, batch_size=8, out=str(out))
+                       steps=30, eval_every=10, batch_size=8, precision="fp32", out=str(out))  # reloads evaluate in fp32
     return out, train(config, **QUIET)
 
 

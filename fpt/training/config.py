@@ -34,7 +34,9 @@ class RunConfig:
     data_dir: str | None = None  # data root for file-backed tasks; default $FPT_DATA, else ~/.cache/fpt (fpt.data)
     architecture: str = "transformer"  # transformer (the FPT) | lstm (the paper's layer-norm LSTM baseline)
     layers: int | None = None  # transformer: keep the first N blocks; lstm: depth (default 3)
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 on a GPU that has it, fp32 on CPU)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 where the GPU or CPU has native bf16, else fp16 on GPU, fp32 on CPU)
+    compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)
+    feature_cache: bool = True  # output-only runs on fixed datasets: the head trains on backbone features computed once (eval mode: no backbone dropout)
     micro_batch_size: int | None = None  # max examples per forward pass per process; sets grad_accum
     checkpoint_every: int | None = None  # steps between resumable checkpoints (default: every evaluation)
     keep_checkpoints: int = 2  # resumable checkpoints kept (plus `best`)

@@ -29,12 +29,14 @@ from tqdm.auto import tqdm
 from fpt.errors import FPTError
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
+from fpt.model.unread import skip_unread_positions
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.training.checkpoint import (
     load_trained, prune, read_checkpoint, read_training_state, resolve, save_checkpoint, step_name,
 )
 from fpt.training.config import RunConfig
 from fpt.training.distributed import BatchPlan, local_micro_batches, make_accelerator, plan_batches, process_seed
+from fpt.training.feature_cache import cache_if_output_only
 from fpt.training.precision import Precision
 from fpt.training.rundir import RunDir, atomic_write, default_run_dir, read_run_config, read_summary
 
@@ -133,6 +135,9 @@ def prepare_training(config: RunConfig, task: Task, model: FrozenPretrainedTrans
     trained = [p for p in model.parameters() if p.requires_grad]
     wrapped = accelerator.prepare(model.train())
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
+    skip_unread_positions(model)  # causal backbones: the last block computes only the positions the head reads
+    if config.compile:
+        wrapped = torch.compile(wrapped)
     optimizer = torch.optim.Adam(trained, lr=config.lr)
     return Trainer(accelerator, wrapped, model, optimizer, task, plan, precision, config.clip_norm, trained)
 
@@ -331,7 +336,10 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
     _seed(config.seed)
     model = model or build_model(config, task)
     saved = _open_for_resume(out, config, model, accelerator, log) if resume else None
-    trainer = prepare_training(config, task, model, accelerator)
+    cached = cache_if_output_only(model, task, config.eval_batch_size, accelerator.device,
+                                  Precision.create(config.precision, accelerator.device), log) if config.feature_cache else None
+    step_model, step_task = cached or (model, task)  # output-only: the head trains on cached backbone features
+    trainer = prepare_training(config, step_task, step_model, accelerator)
     plan, precision, run = trainer.plan, trainer.precision, RunDir(out)
     layout = {**plan.to_dict(), "precision": precision.name}
     accelerator.wait_for_everyone()  # every process has checked the run directory before it changes
@@ -378,7 +386,7 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
             save_checkpoint(run.checkpoints / step_name(step), model, step, state=state)
             prune(run.checkpoints, config.keep_checkpoints)
 
-    stream = task.train_batches(config.batch_size, config.seed)
+    stream = step_task.train_batches(config.batch_size, config.seed)
     for _ in range(p.step):  # replay the stream to where the checkpoint left it
         next(stream)
     status, resumed_from = "finished", p.step if saved else None
@@ -397,7 +405,7 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
                     status = "diverged"
                     break
                 samples_per_s = window_samples / max(time.time() - window_start, 1e-9)
-                val = evaluate(model, task, "val", config.eval_batch_size, accelerator.device, accelerator, precision)
+                val = evaluate(step_model, step_task, "val", config.eval_batch_size, accelerator.device, accelerator, precision)
                 record = {"step": step, "train_loss": train_loss, "val_accuracy": val["accuracy"],
                           "val_exact_match": val["exact_match"], "elapsed_s": round(time.time() - started, 3),
                           "samples_per_s": round(samples_per_s, 2)}
@@ -453,7 +461,7 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
         for name, param in model.named_parameters():
             if name in best_params:
                 param.copy_(best_params[name])
-    test = evaluate(model, task, "test", config.eval_batch_size, accelerator.device, accelerator, precision)
+    test = evaluate(step_model, step_task, "test", config.eval_batch_size, accelerator.device, accelerator, precision)
     summary.update({
         "test_split": getattr(task, "split_sources", {}).get("test", "test"),
         "val_split": getattr(task, "split_sources", {}).get("val", "val"),

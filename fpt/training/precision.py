@@ -19,14 +19,25 @@ CHOICES = (*DTYPES, "auto")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto`: bf16 on a GPU that has it, else fp16 on a GPU, fp32 on CPU."""
+    """`auto`: bf16 where the hardware computes it natively (a GPU that has it, or a CPU with AVX-512
+    bf16 or AMX), else fp16 on a GPU and fp32 on CPU."""
     if name not in CHOICES:
         raise FPTError(f"Unknown precision {name!r}; choose one of {', '.join(CHOICES)}.")
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 bf16 or AMX: bf16 matrix multiplies at about twice the fp32 rate; elsewhere emulated, slower."""
+    return _cpu_supports("avx512_bf16") or _cpu_supports("amx_tile")
+
+
+def _cpu_supports(feature: str) -> bool:
+    check = getattr(torch.cpu, f"_is_{feature}_supported", None)
+    return bool(check and check())
 
 
 @dataclass

@@ -1,0 +1,386 @@
+"""`fpt bench`: how close training runs to what this machine can do, measured in one run.
+
+For each case (a backbone x task x batch size) two training paths run interleaved, in rounds, so
+that load from other processes hits both alike:
+
+- default: what `fpt train` runs (fpt.training.loop.training_step: autocast in the run's
+  precision, fused attention, frozen matrices stored low-precision, no host sync in the loop);
+- reference: the authors' recipe: fp32, eager attention, batches made on the host, a host sync
+  (`loss.item()`) every step.
+
+Each round also times a dense matrix multiply in each path's dtype, so the achieved FLOP rate is
+compared with the rate this machine reached in the same minute. FLOPs are the matrix-multiply
+FLOPs of one training step as dispatched (torch.utils.flop_counter): the forward, and the backward
+autograd actually runs: input gradients through frozen layers, weight gradients only for trained
+parameters. Attention is counted dense (2 matmuls forward, 5 backward), causal or not.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from fpt.errors import FPTError, unknown_name
+from fpt.tasks import Task, get_task
+from fpt.training.config import RunConfig
+from fpt.training.distributed import make_accelerator
+from fpt.training.loop import build_model, evaluate, prepare_training, resolve_device, training_step
+from fpt.training.precision import DTYPES
+
+aten = torch.ops.aten
+# CPU fused attention is missing from flop_counter's table; same formulas as the GPU kernels (arguments
+# arrive as shapes).
+CPU_ATTENTION_FLOPS = {
+    aten._scaled_dot_product_flash_attention_for_cpu:
+        lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        lambda g, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(g, q, k, v),
+}
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One measured configuration."""
+
+    name: str
+    task: str
+    backbone: str
+    init: str = "pretrained"
+    batch_size: int = 16
+    task_options: dict = field(default_factory=dict)
+    train: str = "fpt"
+    eval_examples: int = 512  # examples per timed evaluation pass
+
+
+CASES = {case.name: case for case in (
+    BenchCase("gpt2-bit-memory", "bit-memory", "gpt2", "random", eval_examples=64),
+    BenchCase("minilm-bit-xor", "bit-xor", "minilm"),
+    BenchCase("minilm-fashion-mnist", "fashion-mnist", "minilm"),
+)}
+
+
+@dataclass
+class BenchSettings:
+    warmup: int = 3  # untimed steps per path before the rounds (compilation happens here)
+    steps: int = 5  # timed steps per path per round
+    rounds: int = 3
+    precision: str = "auto"  # the default path's precision (fp32 | bf16 | fp16 | auto)
+    compile: bool = False  # torch.compile the default path
+    reference: str = "interleaved"  # interleaved | only | off
+    eval_batch_size: int = 256  # the default path's evaluation batch (the reference uses the training batch)
+    device: str = "auto"
+    seed: int = 0
+    memory: bool = True  # measure peak memory (on CPU: one short child process per path)
+
+
+@dataclass
+class Path_:
+    """A ready training path: `step()` runs one optimizer step and returns its loss (a device tensor
+    on the default path, which never waits for the device; a float on the reference path); `sync()`
+    waits for the device."""
+
+    name: str
+    dtype: str
+    module: torch.nn.Module  # the model, uncompiled (for FLOP counting)
+    autocast: Callable  # the context its forward runs in
+    step: Callable[[], torch.Tensor | float]
+    sync: Callable[[], None]
+    evaluate: Callable[[Task], None]
+
+
+def _run_config(case: BenchCase, settings: BenchSettings, **changes) -> RunConfig:
+    return replace(RunConfig(task=case.task, task_options=dict(case.task_options), backbone=case.backbone,
+                             init=case.init, train=case.train, batch_size=case.batch_size, seed=settings.seed,
+                             device=settings.device, precision=settings.precision, compile=settings.compile,
+                             eval_batch_size=settings.eval_batch_size), **changes)
+
+
+def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: str) -> Path_:
+    """The path `fpt train` takes, built by the training loop's own functions."""
+    config = _run_config(case, settings)
+    accelerator = make_accelerator(config.device, None, workdir)
+    torch.manual_seed(config.seed)
+    model = build_model(config, task)
+    trainer = prepare_training(config, task, model, accelerator)
+    stream = task.train_batches(config.batch_size, config.seed)
+    pending = [torch.zeros((), device=trainer.device)]
+
+    def step() -> torch.Tensor:
+        loss = training_step(trainer, next(stream))
+        pending[0] = pending[0] + loss  # sync() reads it: one wait per timed block
+        return loss
+
+    def sync() -> None:
+        pending[0].item()
+
+    def run_eval(subset: Task) -> None:
+        evaluate(model, subset, "val", config.eval_batch_size, trainer.device, accelerator, trainer.precision)
+
+    return Path_("default", trainer.precision.name, model, trainer.precision.autocast, step, sync, run_eval)
+
+
+def reference_path(case: BenchCase, settings: BenchSettings, task: Task) -> Path_:
+    """The authors' loop: fp32, eager attention, host batches, `.item()` every step."""
+    config = _run_config(case, settings, precision="fp32", compile=False, attn_implementation="eager")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = build_model(config, task).to(device).train()
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=config.lr)
+    stream = task.train_batches(config.batch_size, config.seed)
+
+    def step() -> float:
+        batch = next(stream).to(device)
+        loss = task.loss(model(batch.inputs, batch.mask), batch.targets)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained, config.clip_norm)
+        optimizer.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def run_eval(subset: Task) -> None:
+        model.eval()
+        for batch in subset.eval_batches("val", config.batch_size):
+            batch = batch.to(device)
+            (model(batch.inputs, batch.mask).argmax(-1) == batch.targets).float().mean().item()
+        model.train()
+
+    return Path_("reference", "fp32", model, contextlib.nullcontext, step, lambda: None, run_eval)
+
+
+class _ValSubset(Task):
+    """The first `n` validation examples of a task, so an evaluation pass takes seconds."""
+
+    def __init__(self, task: Task, n: int):
+        self.task, self.n = task, min(n, task.split_size("val"))
+        self.name, self.spec = task.name, task.spec
+
+    def split_size(self, split: str) -> int:
+        return self.n
+
+    def eval_batches(self, split: str, batch_size: int):
+        left = self.n
+        for batch in self.task.eval_batches("val", min(batch_size, self.n)):
+            if left <= 0:
+                return
+            if len(batch) > left:
+                batch = type(batch)(batch.inputs[:left], batch.targets[:left], None if batch.mask is None else batch.mask[:left])
+            left -= len(batch)
+            yield batch
+
+
+def step_flops(model: torch.nn.Module, task: Task, batch_size: int, precision_autocast, device, seed: int) -> dict:
+    """Matrix-multiply FLOPs of one training step of `model` (forward, and backward as autograd runs it)."""
+    batch = next(task.train_batches(batch_size, seed + 1)).to(device)
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as forward:
+        with precision_autocast():
+            loss = task.loss(model(batch.inputs, batch.mask), batch.targets)
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as backward:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return {"forward": forward.get_total_flops(), "backward": backward.get_total_flops()}
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
+    """Dense square matrix-multiply rate for `dtype`, over about `seconds` of repeated products."""
+    n = 2048 if device.type == "cpu" else 8192
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    a @ b  # first call: allocation and kernel choice
+    _synchronize(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+        _synchronize(device)
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(path: Path_, steps: int, device: torch.device) -> float:
+    path.sync()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        path.step()
+    path.sync()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def _memory_probe() -> None:
+    """Child process (`python -c`): build one path, take a few steps, print its peak memory in MB."""
+    request = json.loads(sys.stdin.read())
+    case, settings = BenchCase(**request["case"]), BenchSettings(**request["settings"])
+    task = get_task(case.task, **case.task_options)
+    with tempfile.TemporaryDirectory() as workdir:
+        path = default_path(case, settings, task, workdir) if request["which"] == "default" else reference_path(case, settings, task)
+        for _ in range(request["steps"]):
+            path.step()
+        path.sync()
+    if resolve_device(settings.device).type == "cuda":
+        print(torch.cuda.max_memory_allocated() / 2**20)
+    else:
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: int = 3) -> float:
+    """Peak memory of a fresh process that builds one path and trains `steps` steps: on CPU its
+    peak resident set (Python, torch and the model included), on CUDA peak allocated device memory."""
+    request = json.dumps({"case": asdict(case), "settings": asdict(settings), "which": which, "steps": steps})
+    child = subprocess.run([sys.executable, "-c", "from fpt.bench import _memory_probe; _memory_probe()"],
+                           input=request, capture_output=True, text=True)
+    if child.returncode:
+        raise RuntimeError(f"memory probe for {case.name} ({which}) failed:\n{child.stderr[-2000:]}")
+    return float(child.stdout.strip().splitlines()[-1])
+
+
+def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
+    """Measure one case; returns its JSON record."""
+    device = resolve_device(settings.device)
+    task = get_task(case.task, **case.task_options)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as workdir:
+        paths: list[Path_] = []
+        if settings.reference != "only":
+            paths.append(default_path(case, settings, task, workdir))
+        if settings.reference != "off":
+            paths.append(reference_path(case, settings, task))
+        # the first path's count serves both: the work a step needs, however a path does it
+        flops = step_flops(paths[0].module, task, case.batch_size, paths[0].autocast, device, settings.seed)
+        for path in paths:
+            for _ in range(settings.warmup):
+                path.step()
+            path.sync()
+        seconds = {p.name: 0.0 for p in paths}
+        rates = {p.dtype: [] for p in paths}
+        for round_index in range(settings.rounds):
+            order = paths if round_index % 2 == 0 else paths[::-1]
+            for dtype in rates:
+                rates[dtype].append(matmul_gflops(DTYPES[dtype], device))
+            for path in order:
+                seconds[path.name] += _timed(path, settings.steps, device)
+            log(f"  {case.name} round {round_index + 1}/{settings.rounds}: " + ", ".join(
+                f"{name} {settings.steps * case.batch_size / max(s, 1e-9) * (round_index + 1):.2f} samples/s (so far)"
+                for name, s in seconds.items()))
+        subset = _ValSubset(task, case.eval_examples)
+        eval_rate = {}
+        for path in paths:
+            path.evaluate(subset)  # warm: first call compiles / allocates
+            start = time.perf_counter()
+            path.evaluate(subset)
+            _synchronize(device)
+            eval_rate[path.name] = subset.n / (time.perf_counter() - start)
+    step_total = flops["forward"] + flops["backward"]
+    tokens = task.spec.max_length
+    record: dict = {"case": case.name, **{k: v for k, v in asdict(case).items() if k != "name"},
+                    "device": str(device), "tokens_per_example": tokens,
+                    "step_flops": step_total, "step_gflop": round(step_total / 1e9, 3), "forward_gflop": round(flops["forward"] / 1e9, 3),
+                    "backward_gflop": round(flops["backward"] / 1e9, 3),
+                    "steps_timed_per_path": settings.steps * settings.rounds}
+    for path in paths:
+        prefix = "" if path.name == "default" else "reference_"
+        samples_per_s = settings.steps * settings.rounds * case.batch_size / seconds[path.name]
+        peak = statistics.median(rates[path.dtype])
+        achieved = step_total * samples_per_s / case.batch_size / 1e9
+        record.update({
+            f"{prefix}dtype": path.dtype,
+            f"{prefix}samples_per_s": round(samples_per_s, 3),
+            f"{prefix}tokens_per_s": round(samples_per_s * tokens, 1),
+            f"{prefix}eval_samples_per_s": round(eval_rate[path.name], 3),
+            f"{prefix}matmul_gflops": round(peak, 1),
+            f"{prefix}matmul_gflops_rounds": [round(r, 1) for r in rates[path.dtype]],
+            f"{prefix}achieved_gflops": round(achieved, 3),
+            f"{prefix}fraction_of_matmul_peak": round(achieved / peak, 3),
+        })
+        if settings.memory:
+            record[f"{prefix}peak_memory_mb"] = round(peak_memory_mb(case, settings, path.name), 1)
+    if "reference_samples_per_s" in record and "samples_per_s" in record:
+        record["speedup_vs_reference"] = round(record["samples_per_s"] / record["reference_samples_per_s"], 3)
+    record["compile"] = settings.compile
+    record["loadavg_before"] = [round(x, 2) for x in load_before]
+    record["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    return record
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def run_bench(names: list[str], settings: BenchSettings, cases: dict[str, BenchCase] | None = None, log=print) -> dict:
+    """Measure every named case; returns the whole JSON document."""
+    cases = cases or CASES
+    for name in names:
+        if name not in cases:
+            raise unknown_name("bench case", name, sorted(cases))
+    if settings.reference not in ("interleaved", "only", "off"):
+        raise FPTError(f"reference must be interleaved, only or off (got {settings.reference!r}).")
+    if min(settings.steps, settings.rounds) < 1 or settings.warmup < 0:
+        raise FPTError("steps and rounds must be at least 1 and warmup at least 0.")
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results = []
+    for name in names:
+        log(f"fpt bench: {name}")
+        results.append(bench_case(cases[name], settings, log))
+    return {"started": started, "machine": machine(), "settings": asdict(settings), "results": results}
+
+
+COLUMNS = (("case", "case", "{}"), ("dtype", "dtype", "{}"), ("samples_per_s", "samples/s", "{:.2f}"),
+           ("reference_samples_per_s", "ref samples/s", "{:.2f}"), ("speedup_vs_reference", "speedup", "{:.2f}x"),
+           ("tokens_per_s", "tokens/s", "{:.0f}"), ("eval_samples_per_s", "eval samples/s", "{:.1f}"),
+           ("step_gflop", "GFLOP/step", "{:.1f}"), ("achieved_gflops", "GFLOP/s", "{:.1f}"),
+           ("matmul_gflops", "matmul GFLOP/s", "{:.1f}"), ("fraction_of_matmul_peak", "of peak", "{:.0%}"),
+           ("peak_memory_mb", "peak MB", "{:.0f}"), ("reference_peak_memory_mb", "ref peak MB", "{:.0f}"))
+
+
+def table(document: dict) -> str:
+    """The results as a fixed-width text table (absent fields as '-')."""
+    rows = [[title for _, title, _ in COLUMNS]]
+    for record in document["results"]:
+        rows.append([fmt.format(record[key]) if key in record else "-" for key, _, fmt in COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    m = document["machine"]
+    lines.append(f"machine: {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads)"
+                 + (f", {m['gpu']}" if "gpu" in m else ""))
+    loads = ", ".join(f"{r['case']} {r['loadavg_before'][0]:.1f}->{r['loadavg_after'][0]:.1f}" for r in document["results"])
+    lines.append(f"load average (1 min) before->after: {loads}")
+    return "\n".join(lines)
+
+
+def write(document: dict, out: str | Path) -> Path:
+    """Write the JSON and, beside it, the table (.txt)."""
+    from fpt.training.rundir import atomic_write
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, (json.dumps(document, indent=2) + "\n").encode())
+    atomic_write(out.with_suffix(".txt"), (table(document) + "\n").encode())
+    return out

@@ -1,0 +1,71 @@
+"""No work on positions no output reads: the last block of a causal backbone computes only the tail.
+
+The head reads the last k positions. In a causal transformer every position's keys and values are
+needed in every layer (later positions attend to them), but in the last block the queries, the
+attention output, the output projection and the feed-forward of the first L - k positions feed
+nothing. Skipping them is exact: the last k outputs are computed by the same operations on the
+same inputs. For Bit Memory (k = 20 of 120 tokens) on GPT-2 it saves 5/6 of the last block's
+query, attention, projection and feed-forward work.
+
+Applied only where it is exact and simple to keep so: GPT-2-family blocks with fused (sdpa)
+attention, inputs without padding (a padded batch reads different positions per example), and only
+inside `model(inputs)`; `model.encode()` (attention maps, hidden states) always runs in full. The
+first L - k positions of the last block's output are then its input, unchanged: nothing reads them.
+"""
+from __future__ import annotations
+
+import types
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fpt.backbones.groups import block_list
+
+
+def skip_unread_positions(model: nn.Module) -> bool:
+    """Make `model`'s forward compute only the read positions in the last block, where exact; returns
+    whether it applies. Idempotent."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or getattr(backbone.config, "_attn_implementation", None) != "sdpa":
+        return False
+    block = block_list(backbone)[-1]
+    if type(block).__name__ != "GPT2Block" or getattr(backbone.config, "add_cross_attention", False):
+        return False
+    if not hasattr(block, "read_last"):
+        block.read_last = None  # set for the duration of model(inputs) calls without padding
+        block.full_forward = block.forward
+        block.forward = types.MethodType(_tail_forward, block)
+        model.register_forward_pre_hook(lambda module, args: _set(block, module, args))
+        model.register_forward_hook(lambda module, args, output: setattr(block, "read_last", None))
+    return True
+
+
+def _set(block: nn.Module, model: nn.Module, args: tuple) -> None:
+    mask = args[1] if len(args) > 1 else None
+    block.read_last = model.head.output_tokens if mask is None else None
+
+
+def _tail_forward(block: nn.Module, hidden_states: torch.Tensor, cache=None, attention_mask=None,
+                  encoder_hidden_states=None, **kwargs):
+    """GPT2Block.forward with queries, attention output and feed-forward for the last `read_last` positions."""
+    k, length = block.read_last, hidden_states.shape[1]
+    if (k is None or cache is not None or attention_mask is not None or encoder_hidden_states is not None
+            or kwargs.get("output_attentions") or k >= length):
+        return block.full_forward(hidden_states, cache, attention_mask, encoder_hidden_states, **kwargs)
+    attn = block.attn
+    batch, width = hidden_states.shape[0], attn.embed_dim
+    normed = block.ln_1(hidden_states)
+    weight, bias = attn.c_attn.weight, attn.c_attn.bias  # Conv1D: x @ weight + bias, weight (width, 3 * width)
+    query = torch.addmm(bias[:width], normed[:, -k:].reshape(-1, width), weight[:, :width])
+    key_value = torch.addmm(bias[width:], normed.reshape(-1, width), weight[:, width:])
+    heads = lambda x, n: x.view(batch, n, -1, attn.head_dim).transpose(1, 2)
+    key, value = key_value.split(width, dim=1)
+    # query i sits at position length - k + i and sees keys up to there
+    visible = torch.ones(k, length, dtype=torch.bool, device=hidden_states.device).tril(length - k)
+    out = F.scaled_dot_product_attention(heads(query, k), heads(key, length), heads(value, length), attn_mask=visible,
+                                         dropout_p=attn.attn_dropout.p if block.training else 0.0, scale=attn.scaling)
+    out = attn.resid_dropout(attn.c_proj(out.transpose(1, 2).reshape(batch, k, width)))
+    tail = hidden_states[:, -k:] + out
+    tail = tail + block.mlp(block.ln_2(tail))
+    return torch.cat([hidden_states[:, :-k], tail.to(hidden_states.dtype)], dim=1)

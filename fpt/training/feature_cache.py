@@ -1,0 +1,102 @@
+"""Output-only training on cached backbone features.
+
+When nothing below the output head trains (the paper's output-only ablation, `--train output`),
+the frozen input layer and backbone compute the same features for an example at every epoch. So
+they run once per example: the hidden states the head reads are stored, and the head trains on
+them as a task of its own (`FeatureTask`), in the same example order as the uncached run.
+
+One difference from training through the backbone: the cache is computed in eval mode, so the
+dropout of the frozen input layer and backbone is off (the head's own input is what it would see at
+evaluation). Only tasks whose examples never change can be cached: in-memory datasets
+(`TensorTask`) without augmentation; generated streams (the bit tasks) and augmented images are not.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from fpt.model.fpt import FrozenPretrainedTransformer
+from fpt.tasks import Batch, Task, TensorTask
+from fpt.training.precision import Precision
+
+
+def output_only(model: nn.Module) -> bool:
+    """True when the head trains and nothing else does."""
+    if not isinstance(model, FrozenPretrainedTransformer):
+        return False
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    return bool(trained) and all(name.startswith("head.") for name in trained)
+
+
+def cacheable(task: Task) -> bool:
+    """Whether every epoch shows the model the same examples (a finite, unaugmented dataset)."""
+    return isinstance(task, TensorTask) and not getattr(task, "augment", False)
+
+
+def examples(task: TensorTask, split: str, batch_size: int) -> Iterator[Batch]:
+    """Every example of `split` in index order, as model inputs."""
+    n = task.split_size(split)
+    for start in range(0, n, batch_size):
+        batch = task._take(split, torch.arange(start, min(start + batch_size, n)))
+        if split == "train" and hasattr(task, "tokens"):  # image tasks batch training images as pixels
+            batch = Batch(task.tokens(batch.inputs), batch.targets, batch.mask)
+        yield batch
+
+
+@torch.inference_mode()
+def head_inputs(model: FrozenPretrainedTransformer, batch: Batch, precision: Precision | None = None) -> torch.Tensor:
+    """What the head's linear layer reads for `batch`: (batch, output_tokens, hidden), in fp32."""
+    captured = []
+    hook = model.head.proj.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+    try:
+        with precision.autocast() if precision else torch.autocast("cpu", enabled=False):
+            model(batch.inputs, batch.mask)
+    finally:
+        hook.remove()
+    return captured[0].float()
+
+
+class FeatureTask(TensorTask):
+    """The original task with each example replaced by its cached head inputs."""
+
+    def __init__(self, task: TensorTask, model: FrozenPretrainedTransformer, batch_size: int = 256,
+                 device: torch.device | str = "cpu", precision: Precision | None = None):
+        was_training = model.training
+        model.eval()
+        splits = {}
+        for split in ("train", "val", "test"):
+            features, targets = [], []
+            for batch in examples(task, split, batch_size):
+                features.append(head_inputs(model, batch.to(device), precision).cpu())
+                targets.append(batch.targets)
+            splits[split] = (torch.cat(features), torch.cat(targets))
+        model.train(was_training)
+        super().__init__(splits["train"], splits["val"], splits["test"], num_classes=task.spec.num_classes,
+                         output_tokens=task.spec.output_tokens, name=task.name)
+        self.split_sources = getattr(task, "split_sources", {})
+
+
+class HeadOnFeatures(nn.Module):
+    """The model's own head (shared parameters) applied to cached features."""
+
+    def __init__(self, model: FrozenPretrainedTransformer):
+        super().__init__()
+        self.head = model.head
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(features)  # features hold exactly the positions the head reads
+
+
+def cache_if_output_only(model: nn.Module, task: Task, batch_size: int, device: torch.device,
+                         precision: Precision, log=print) -> tuple[nn.Module, Task] | None:
+    """(head, feature task) to train on instead of (model, task) when that is the same training."""
+    if not (output_only(model) and cacheable(task)):
+        return None
+    started = time.perf_counter()
+    features = FeatureTask(task, model.to(device), batch_size, device, precision)
+    log(f"Output-only training: backbone features of {sum(features.split_size(s) for s in features.data)} examples "
+        f"cached in {time.perf_counter() - started:.1f} s; the head trains on the cache (backbone dropout off).")
+    return HeadOnFeatures(model), features

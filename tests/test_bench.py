@@ -1,0 +1,70 @@
+"""fpt bench on a tiny GPT-2: the JSON has every field and sane values; the default and reference
+paths train the same model to the same losses (in fp32). Timings are never asserted."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fpt.bench import BenchCase, BenchSettings, default_path, peak_memory_mb, reference_path, run_bench, table, write
+from fpt.errors import FPTError
+from fpt.tasks import get_task
+
+FIELDS = ("samples_per_s", "reference_samples_per_s", "speedup_vs_reference", "matmul_gflops", "achieved_gflops",
+          "fraction_of_matmul_peak", "dtype", "device", "tokens_per_s", "eval_samples_per_s", "loadavg_before",
+          "step_flops")
+
+
+@pytest.fixture(scope="module")
+def quiet_gpt2(tmp_path_factory) -> str:
+    """A 2-layer GPT-2 without dropout, so both paths draw no random numbers inside the backbone."""
+    from transformers import GPT2Config, GPT2Model
+
+    path = tmp_path_factory.mktemp("quiet-gpt2")
+    torch.manual_seed(0)
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0)
+    GPT2Model(config).save_pretrained(path)
+    return str(path)
+
+
+def test_bench_json_has_every_field_with_sane_values(tmp_path, quiet_gpt2):
+    case = BenchCase("tiny", "bit-xor", quiet_gpt2, "random", batch_size=4, task_options={"val_size": 40}, eval_examples=16)
+    document = run_bench(["tiny"], BenchSettings(warmup=0, steps=1, rounds=1, memory=False), {"tiny": case}, log=lambda *a: None)
+    record = document["results"][0]
+    assert all(key in record for key in FIELDS), sorted(set(FIELDS) - set(record))
+    assert record["device"] == "cpu" and record["reference_dtype"] == "fp32" and record["dtype"] in ("bf16", "fp32")
+    for key in ("samples_per_s", "reference_samples_per_s", "matmul_gflops", "achieved_gflops"):
+        assert record[key] > 0, key
+    assert record["speedup_vs_reference"] == pytest.approx(record["samples_per_s"] / record["reference_samples_per_s"], rel=1e-2)
+    assert record["tokens_per_s"] == pytest.approx(record["samples_per_s"] * 10, rel=1e-2)
+    # the linear layers of 2 blocks, 32 wide, over 4 x 10 tokens; the backward runs input gradients only (the last
+    # block works on the 5 read positions only, so the step is under 3x the forward of every position)
+    linear = 2 * 4 * 10 * 2 * (32 * 96 + 32 * 32 + 2 * 32 * 128)
+    assert linear < record["step_flops"] < 3 * linear and record["backward_gflop"] > 0
+    assert 0 < record["fraction_of_matmul_peak"] < 1
+    out = write(document, tmp_path / "bench.json")
+    assert out.with_suffix(".txt").read_text() == table(document) + "\n" and "tiny" in table(document)
+
+
+def test_peak_memory_is_measured_in_a_child_process(quiet_gpt2):
+    case = BenchCase("tiny", "bit-xor", quiet_gpt2, "random", batch_size=4)
+    assert 50 < peak_memory_mb(case, BenchSettings(), "reference", steps=1) < 4000  # MB: torch itself plus a tiny model
+
+
+def test_default_and_reference_paths_compute_the_same_losses(tmp_path, quiet_gpt2):
+    case = BenchCase("tiny", "bit-xor", quiet_gpt2, "random", batch_size=4)
+    settings = BenchSettings(precision="fp32")
+    task = get_task("bit-xor")
+    paths = default_path(case, settings, task, str(tmp_path)), reference_path(case, settings, task)
+    losses = []
+    for path in paths:
+        torch.manual_seed(1)  # the input layer's dropout draws the same masks on both paths
+        losses.append([float(path.step()) for _ in range(3)])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_unknown_case_and_bad_settings_are_clear_errors():
+    with pytest.raises(FPTError, match="minilm-bit-xor"):
+        run_bench(["minilm-bit-xr"], BenchSettings())
+    with pytest.raises(FPTError, match="reference"):
+        run_bench(["minilm-bit-xor"], BenchSettings(reference="sometimes"))

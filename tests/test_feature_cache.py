@@ -1,0 +1,63 @@
+"""Output-only training on cached backbone features equals training the head through the backbone."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fpt.tasks import TensorTask, get_task
+from fpt.training import RunConfig, train
+from fpt.training.feature_cache import FeatureTask, cacheable, output_only
+from fpt.training.loop import build_model
+
+QUIET = dict(progress=False, log=lambda *a: None)
+
+
+@pytest.fixture(scope="module")
+def quiet_gpt2(tmp_path_factory) -> str:
+    """A 2-layer GPT-2 without dropout: training mode computes what eval mode does."""
+    from transformers import GPT2Config, GPT2Model
+
+    path = tmp_path_factory.mktemp("quiet-gpt2-cache")
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0,
+                         embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    return str(path)
+
+
+def _task() -> TensorTask:
+    g = torch.Generator().manual_seed(0)
+    split = lambda n: (torch.randn(n, 6, 3, generator=g), torch.randint(0, 3, (n,), generator=g))
+    return TensorTask(split(24), split(8), split(8), name="random")
+
+
+def test_cached_head_training_equals_training_through_the_backbone(tmp_path, quiet_gpt2):
+    runs = {}
+    for cache in (True, False):
+        config = RunConfig(backbone=quiet_gpt2, init="random", train="output", dropout=0.0, precision="fp32", steps=12,
+                           eval_every=4, batch_size=4, feature_cache=cache, out=str(tmp_path / str(cache)))
+        summary = train(config, task=_task(), **QUIET)
+        losses = [json.loads(line)["train_loss"] for line in (tmp_path / str(cache) / "metrics.jsonl").read_text().splitlines()]
+        runs[cache] = summary, losses
+    (cached, cached_losses), (plain, plain_losses) = runs[True], runs[False]
+    assert cached_losses == pytest.approx(plain_losses, rel=1e-5)  # 12 steps: the same batches, the same updates
+    assert cached["test_accuracy"] == plain["test_accuracy"] and cached["best_step"] == plain["best_step"]
+
+
+def test_features_are_what_the_head_reads(quiet_gpt2):
+    task = _task()
+    model = build_model(RunConfig(backbone=quiet_gpt2, init="random", train="output"), task).eval()
+    features = FeatureTask(task, model, batch_size=5)
+    assert features.data["train"][0].shape == (24, 1, 32) and features.spec.output_tokens == 1
+    inputs, targets, _ = task.data["test"]
+    with torch.no_grad():
+        assert torch.allclose(model.head(features.data["test"][0]), model(inputs), atol=1e-6)
+    assert torch.equal(features.data["test"][1], targets)
+
+
+def test_only_output_only_runs_on_fixed_data_are_cached(quiet_gpt2):
+    task = _task()
+    assert output_only(build_model(RunConfig(backbone=quiet_gpt2, init="random", train="output"), task))
+    assert not output_only(build_model(RunConfig(backbone=quiet_gpt2, init="random", train="fpt"), task))
+    assert cacheable(task) and not cacheable(get_task("bit-xor"))  # a generated stream never repeats an example

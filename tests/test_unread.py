@@ -1,0 +1,62 @@
+"""Skipping unread positions in a causal backbone's last block changes no output and no gradient."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fpt.model import FPTConfig, FrozenPretrainedTransformer
+from fpt.model.unread import skip_unread_positions
+from fpt.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def quiet_gpt2(tmp_path_factory) -> str:
+    from transformers import GPT2Config, GPT2Model
+
+    path = tmp_path_factory.mktemp("quiet-gpt2-unread")
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0,
+                         embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    return str(path)
+
+
+def _pair(backbone: str, task, **config):
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random",
+                                                            dropout=0.0, **config)))
+    assert skip_unread_positions(models[1])
+    return models
+
+
+def test_outputs_and_gradients_are_unchanged(quiet_gpt2):
+    task = get_task("bit-memory", n_strings=3, n_bits=20, bits_per_token=5)  # 16 tokens, the head reads the last 4
+    full, skipping = _pair(quiet_gpt2, task, train="fpt")
+    batch = next(task.train_batches(6, 0))
+    grads = []
+    for model in (full, skipping):
+        loss = task.loss(model(batch.inputs), batch.targets)
+        loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "embedder.proj.weight" in grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+    full.eval(), skipping.eval()
+    torch.testing.assert_close(skipping(batch.inputs), full(batch.inputs), rtol=1e-5, atol=1e-6)
+    # encode() is not a forward of the head: every position of its output stays exact
+    torch.testing.assert_close(skipping.encode(batch.inputs).last_hidden_state, full.encode(batch.inputs).last_hidden_state)
+
+
+def test_padded_inputs_and_other_backbones_run_in_full(quiet_gpt2, tiny_llama):
+    task = get_task("bit-xor")
+    full, skipping = _pair(quiet_gpt2, task)
+    full.eval(), skipping.eval()
+    inputs, mask = torch.randn(3, 10, 1), torch.ones(3, 10, dtype=torch.bool)
+    mask[0, 7:] = False  # padded: each example reads its own last positions
+    torch.testing.assert_close(skipping(inputs, mask), full(inputs, mask))
+    llama = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=tiny_llama, init="random"))
+    assert not skip_unread_positions(llama)
+    eager = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=quiet_gpt2, init="random",
+                                                  attn_implementation="eager"))
+    assert not skip_unread_positions(eager)
