@@ -49,7 +49,7 @@ def main() -> None:
     train, val = first("train", args.examples), first("val", 256)
     task = TensorTask((train.inputs, train.targets), (val.inputs, val.targets), (val.inputs, val.targets), name="fashion-mnist")
     config = RunConfig(task="fashion-mnist", backbone="minilm", train="output", batch_size=args.batch_size, device="cpu")
-    load_before = os.getloadavg()
+    load_before, started = os.getloadavg(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with tempfile.TemporaryDirectory() as workdir:
         accelerator = make_accelerator("cpu", None, workdir)
         torch.manual_seed(0)
@@ -83,7 +83,7 @@ def main() -> None:
                              "cache_build_s_all_splits": round(full_build_seconds, 1)} if full else None,
         "machine": machine(), "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started": started, "command": " ".join(sys.argv),
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -254,6 +254,7 @@ def cmd_bench(args) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "cases", "out") and v is not None}
     settings = bench.BenchSettings(**given)
     document = bench.run_bench(args.cases or list(bench.CASES), settings, log=lambda text: print(text, file=sys.stderr))
+    document["command"] = "fpt " + " ".join(sys.argv[1:])
     if args.out:
         print(f"Written: {bench.write(document, args.out)} (and the table beside it)", file=sys.stderr)
     print(bench.table(document))
