@@ -2,7 +2,8 @@
 # Done-when runs of the reproduction suite on the CPU (issue 4); outputs copied to benchmarks/results/.
 #   1. fpt reproduce init --budget smoke --tasks bit-xor,bit-memory --seeds 3
 #   2. fpt reproduce convergence --budget smoke --tasks bit-xor --seeds 3
-#   3. a minilm Bit XOR run trained to 100% validation accuracy, and its attention map (JSON + PNG)
+#   3. fpt reproduce main --budget smoke --tasks bit-xor --seeds 2 (FPT vs full transformer vs LSTMs)
+#   4. a minilm Bit XOR run trained to 100% validation accuracy, and its attention map (JSON + PNG)
 # Runs live under runs/ (not committed); re-running resumes: finished runs are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,12 @@ run .venv/bin/fpt reproduce init --budget smoke --tasks bit-xor,bit-memory --see
 keep runs/reproduce-init-smoke reproduce-init-smoke
 
 log=$results/reproduce-convergence-smoke.txt; : > "$log"
-run .venv/bin/fpt reproduce convergence --budget smoke --tasks bit-xor --seeds 3 --out runs/reproduce-convergence-smoke
+run .venv/bin/fpt reproduce convergence --budget smoke --tasks bit-xor --seeds 3 --jobs 2 --out runs/reproduce-convergence-smoke
 keep runs/reproduce-convergence-smoke reproduce-convergence-smoke
+
+log=$results/reproduce-main-smoke.txt; : > "$log"
+run .venv/bin/fpt reproduce main --budget smoke --tasks bit-xor --seeds 2 --jobs 2 --out runs/reproduce-main-smoke
+keep runs/reproduce-main-smoke reproduce-main-smoke
 
 log=$results/attention/bit-xor-minilm.txt; mkdir -p "$results/attention"; : > "$log"
 [ -f runs/attention-xor-minilm/summary.json ] || run .venv/bin/fpt train --task bit-xor --backbone minilm --steps 400 \
