@@ -63,10 +63,11 @@ class BenchCase:
     task_options: dict = field(default_factory=dict)
     train: str = "fpt"
     eval_examples: int = 512  # examples per timed evaluation pass
+    steps: int = 20  # timed steps per path per round, unless the settings say otherwise
 
 
 CASES = {case.name: case for case in (
-    BenchCase("gpt2-bit-memory", "bit-memory", "gpt2", "random", eval_examples=64),
+    BenchCase("gpt2-bit-memory", "bit-memory", "gpt2", "random", eval_examples=32, steps=2),
     BenchCase("minilm-bit-xor", "bit-xor", "minilm"),
     BenchCase("minilm-fashion-mnist", "fashion-mnist", "minilm"),
 )}
@@ -74,8 +75,8 @@ CASES = {case.name: case for case in (
 
 @dataclass
 class BenchSettings:
-    warmup: int = 3  # untimed steps per path before the rounds (compilation happens here)
-    steps: int = 5  # timed steps per path per round
+    warmup: int = 2  # untimed steps per path before the rounds (compilation happens here)
+    steps: int | None = None  # timed steps per path per round (None: the case's own)
     rounds: int = 3
     precision: str = "auto"  # the default path's precision (fp32 | bf16 | fp16 | auto)
     compile: bool = False  # torch.compile the default path
@@ -241,7 +242,7 @@ def _memory_probe() -> None:
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: int = 3) -> float:
+def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: int = 2) -> float:
     """Peak memory of a fresh process that builds one path and trains `steps` steps: on CPU its
     peak resident set (Python, torch and the model included), on CUDA peak allocated device memory."""
     request = json.dumps({"case": asdict(case), "settings": asdict(settings), "which": which, "steps": steps})
@@ -271,19 +272,21 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
             path.sync()
         seconds = {p.name: 0.0 for p in paths}
         rates = {p.dtype: [] for p in paths}
+        steps = settings.steps or case.steps
         for round_index in range(settings.rounds):
             order = paths if round_index % 2 == 0 else paths[::-1]
             for dtype in rates:
                 rates[dtype].append(matmul_gflops(DTYPES[dtype], device))
             for path in order:
-                seconds[path.name] += _timed(path, settings.steps, device)
+                seconds[path.name] += _timed(path, steps, device)
             log(f"  {case.name} round {round_index + 1}/{settings.rounds}: " + ", ".join(
-                f"{name} {settings.steps * case.batch_size / max(s, 1e-9) * (round_index + 1):.2f} samples/s (so far)"
+                f"{name} {steps * case.batch_size / max(s, 1e-9) * (round_index + 1):.2f} samples/s (so far)"
                 for name, s in seconds.items()))
         subset = _ValSubset(task, case.eval_examples)
         eval_rate = {}
         for path in paths:
-            path.evaluate(subset)  # warm: first call compiles / allocates
+            if settings.compile:
+                path.evaluate(subset)  # the first call compiles the evaluation graph
             start = time.perf_counter()
             path.evaluate(subset)
             _synchronize(device)
@@ -294,10 +297,10 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
                     "device": str(device), "tokens_per_example": tokens,
                     "step_flops": step_total, "step_gflop": round(step_total / 1e9, 3), "forward_gflop": round(flops["forward"] / 1e9, 3),
                     "backward_gflop": round(flops["backward"] / 1e9, 3),
-                    "steps_timed_per_path": settings.steps * settings.rounds}
+                    "steps_timed_per_path": steps * settings.rounds}
     for path in paths:
         prefix = "" if path.name == "default" else "reference_"
-        samples_per_s = settings.steps * settings.rounds * case.batch_size / seconds[path.name]
+        samples_per_s = steps * settings.rounds * case.batch_size / seconds[path.name]
         peak = statistics.median(rates[path.dtype])
         achieved = step_total * samples_per_s / case.batch_size / 1e9
         record.update({
@@ -343,7 +346,7 @@ def run_bench(names: list[str], settings: BenchSettings, cases: dict[str, BenchC
             raise unknown_name("bench case", name, sorted(cases))
     if settings.reference not in ("interleaved", "only", "off"):
         raise FPTError(f"reference must be interleaved, only or off (got {settings.reference!r}).")
-    if min(settings.steps, settings.rounds) < 1 or settings.warmup < 0:
+    if min(settings.steps or 1, settings.rounds) < 1 or settings.warmup < 0:
         raise FPTError("steps and rounds must be at least 1 and warmup at least 0.")
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = []
