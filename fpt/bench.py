@@ -238,8 +238,10 @@ def _memory_probe() -> None:
         path.sync()
     if resolve_device(settings.device).type == "cuda":
         print(torch.cuda.max_memory_allocated() / 2**20)
-    else:
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    else:  # VmHWM: ru_maxrss would carry over the parent's peak through fork and exec
+        status = Path("/proc/self/status")
+        peak = [line for line in status.read_text().splitlines() if line.startswith("VmHWM:")] if status.exists() else []
+        print(int(peak[0].split()[1]) / 1024 if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: int = 2) -> float:
