@@ -312,8 +312,8 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
             f"{prefix}eval_samples_per_s": round(eval_rate[path.name], 3),
             f"{prefix}matmul_gflops": round(peak, 1),
             f"{prefix}matmul_gflops_rounds": [round(r, 1) for r in rates[path.dtype]],
-            f"{prefix}achieved_gflops": round(achieved, 3),
-            f"{prefix}fraction_of_matmul_peak": round(achieved / peak, 3),
+            f"{prefix}achieved_gflops": float(f"{achieved:.4g}"),
+            f"{prefix}fraction_of_matmul_peak": float(f"{achieved / peak:.3g}"),  # significant digits: tiny configs sit far below 0.001
         })
         if settings.memory:
             record[f"{prefix}peak_memory_mb"] = round(peak_memory_mb(case, settings, path.name), 1)
