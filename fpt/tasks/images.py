@@ -24,8 +24,7 @@ from fpt.data.catalog import read_idx_pair
 from fpt.data.registry import require
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, TaskSpec
-from fpt.tasks.sequences import rows
-from fpt.tasks.tensors import TensorTask
+from fpt.tasks.tensors import TensorTask, rows
 
 VAL_SPLIT_SEED = 1_000_003
 # A full validation pass costs as much as ~100 training steps of batch 16: validate every 500 steps.

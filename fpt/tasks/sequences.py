@@ -13,15 +13,9 @@ import torch
 
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, TaskSpec
-from fpt.tasks.tensors import TensorTask
+from fpt.tasks.tensors import TensorTask, rows
 
 log = logging.getLogger(__name__)
-
-
-def rows(tensor: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
-    """tensor[index] along the first axis; index_select for index tensors, which on CPU is ~1000x faster
-    than advanced indexing of a large uint8 tensor (torch 2.13: 11 ms vs 0.003 ms for 16 MNIST rows)."""
-    return tensor.index_select(0, index) if isinstance(index, torch.Tensor) else tensor[index]
 
 
 def fit_lengths(name: str, splits: dict[str, list[np.ndarray]], max_length: int | None, overlong: str) -> tuple[dict, int]:

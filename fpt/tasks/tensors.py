@@ -8,6 +8,13 @@ import torch
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, Task, TaskSpec
 
+
+def rows(tensor: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
+    """tensor[index] along the first axis; index_select for index tensors, which on CPU is ~1000x faster
+    than advanced indexing of a large uint8 tensor (torch 2.13: 11 ms vs 0.003 ms for 16 MNIST rows)."""
+    return tensor.index_select(0, index) if isinstance(index, torch.Tensor) else tensor[index]
+
+
 Split = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
@@ -61,7 +68,7 @@ class TensorTask(Task):
 
     def _take(self, split: str, index: torch.Tensor | slice) -> Batch:
         inputs, targets, mask = self.data[split]
-        return Batch(inputs[index], targets[index], None if mask is None else mask[index])
+        return Batch(rows(inputs, index), rows(targets, index), None if mask is None else rows(mask, index))
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
         generator = torch.Generator().manual_seed(seed)
