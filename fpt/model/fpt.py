@@ -38,11 +38,16 @@ class FPTConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise FPTError(f"Unknown model config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
-        return cls(**values)
+        return config_from_dict(cls, values, "model")
+
+
+def config_from_dict(cls, values: dict, what: str):
+    """`cls(**values)` for a config dataclass, naming any key it does not know."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise FPTError(f"Unknown {what} config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
+    return cls(**values)
 
 
 def keep_first_layers(model: nn.Module, layers: int | None) -> None:

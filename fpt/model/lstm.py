@@ -9,7 +9,7 @@ init with the input, output and norm parameters trained (the paper's frozen-LSTM
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +17,7 @@ from torch import nn
 
 from fpt.errors import FPTError
 from fpt.model.embedders import make_embedder
-from fpt.model.fpt import FrozenPretrainedTransformer, _hash_tensors
+from fpt.model.fpt import FrozenPretrainedTransformer, _hash_tensors, config_from_dict
 from fpt.model.freeze import FreezePolicy
 from fpt.model.heads import OutputHead
 
@@ -43,11 +43,7 @@ class LSTMConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> LSTMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise FPTError(f"Unknown LSTM config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
-        return cls(**values)
+        return config_from_dict(cls, values, "LSTM")
 
 
 class LayerNormLSTMLayer(nn.Module):
