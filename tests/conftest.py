@@ -33,3 +33,16 @@ def tiny_llama(tmp_path_factory) -> str:
                          num_key_value_heads=2, max_position_embeddings=128, vocab_size=100)
     LlamaModel(config).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def quiet_gpt2(tmp_path_factory) -> str:
+    """The tiny GPT-2 without dropout: runs that should match do so exactly, and training mode
+    computes what eval mode does."""
+    from transformers import GPT2Config, GPT2Model
+
+    path = tmp_path_factory.mktemp("quiet-gpt2")
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0, eos_token_id=0,
+                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    return str(path)

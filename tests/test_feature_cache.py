@@ -14,17 +14,6 @@ from fpt.training.loop import build_model
 QUIET = dict(progress=False, log=lambda *a: None)
 
 
-@pytest.fixture(scope="module")
-def quiet_gpt2(tmp_path_factory) -> str:
-    """A 2-layer GPT-2 without dropout: training mode computes what eval mode does."""
-    from transformers import GPT2Config, GPT2Model
-
-    path = tmp_path_factory.mktemp("quiet-gpt2-cache")
-    torch.manual_seed(0)
-    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0,
-                         embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
-    return str(path)
-
 
 def _task() -> TensorTask:
     g = torch.Generator().manual_seed(0)

@@ -14,23 +14,12 @@ QUIET = dict(progress=False, log=lambda *a: None)
 
 
 @pytest.fixture(scope="module")
-def xor_run(tmp_path_factory, tiny_gpt2_module):
+def xor_run(tmp_path_factory, quiet_gpt2):
     out = tmp_path_factory.mktemp("runs") / "xor"
-    config = RunConfig(task="bit-xor", task_options={"val_size": 200, "test_size": 300}, backbone=tiny_gpt2_module,
+    config = RunConfig(task="bit-xor", task_options={"val_size": 200, "test_size": 300}, backbone=quiet_gpt2,
                        steps=30, eval_every=10, batch_size=8, precision="fp32", out=str(out))  # reloads evaluate in fp32
     return out, train(config, **QUIET)
 
-
-@pytest.fixture(scope="module")
-def tiny_gpt2_module(tmp_path_factory):
-    from transformers import GPT2Config, GPT2Model
-
-    path = tmp_path_factory.mktemp("gpt2-for-runs")
-    torch.manual_seed(0)
-    # No backbone dropout, so runs that should match do so exactly.
-    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0,
-                         eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
-    return str(path)
 
 
 def test_run_directory_holds_config_metrics_summary_and_checkpoints(xor_run):
@@ -79,7 +68,7 @@ def test_existing_run_is_never_overwritten(xor_run):
     assert (out / "summary.json").read_bytes() == before
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_gpt2_module):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, quiet_gpt2):
     class Exploding(type(get_task("bit-xor"))):
         calls = 0
 
@@ -91,13 +80,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny
     task = Exploding(val_size=50, test_size=50)
     out = tmp_path / "nan"
     with pytest.raises(FPTError, match="diverged.*step 5"):
-        train(RunConfig(backbone=tiny_gpt2_module, steps=20, eval_every=5, batch_size=4, out=str(out)), task=task, **QUIET)
+        train(RunConfig(backbone=quiet_gpt2, steps=20, eval_every=5, batch_size=4, out=str(out)), task=task, **QUIET)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "diverged"
     assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
 
 
-def test_python_api_on_users_own_tensors(tmp_path, tiny_gpt2_module):
+def test_python_api_on_users_own_tensors(tmp_path, quiet_gpt2):
     generator = torch.Generator().manual_seed(0)
 
     def split(n):
@@ -106,7 +95,7 @@ def test_python_api_on_users_own_tensors(tmp_path, tiny_gpt2_module):
 
     task = TensorTask(split(64), split(32), split(40))
     assert (task.spec.input_kind, task.spec.num_classes, task.spec.max_length) == ("continuous", 2, 6)
-    summary = train(RunConfig(backbone=tiny_gpt2_module, steps=4, eval_every=2, batch_size=8, out=str(tmp_path / "own")),
+    summary = train(RunConfig(backbone=quiet_gpt2, steps=4, eval_every=2, batch_size=8, out=str(tmp_path / "own")),
                     task=task, **QUIET)
     assert summary["test_examples"] == 40
     with pytest.raises(FPTError, match="NaN"):
@@ -115,8 +104,8 @@ def test_python_api_on_users_own_tensors(tmp_path, tiny_gpt2_module):
         FrozenPretrainedTransformer.from_run(tmp_path / "own")(torch.randn(2, 6, 5))
 
 
-def test_grad_accumulation_matches_one_big_batch(tmp_path, tiny_gpt2_module):
-    base = dict(task="bit-xor", task_options={"val_size": 20, "test_size": 20}, backbone=tiny_gpt2_module,
+def test_grad_accumulation_matches_one_big_batch(tmp_path, quiet_gpt2):
+    base = dict(task="bit-xor", task_options={"val_size": 20, "test_size": 20}, backbone=quiet_gpt2,
                 steps=3, eval_every=3, batch_size=8, dropout=0.0)
     results = []
     for accum in (1, 4):

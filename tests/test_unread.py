@@ -1,23 +1,12 @@
 """Skipping unread positions in a causal backbone's last block changes no output and no gradient."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.unread import skip_unread_positions
 from fpt.tasks import get_task
 
-
-@pytest.fixture(scope="module")
-def quiet_gpt2(tmp_path_factory) -> str:
-    from transformers import GPT2Config, GPT2Model
-
-    path = tmp_path_factory.mktemp("quiet-gpt2-unread")
-    torch.manual_seed(0)
-    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0,
-                         embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
-    return str(path)
 
 
 def _pair(backbone: str, task, **config):

@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from fpt.errors import FPTError
+from fpt.training.config import read_yaml_mapping
 
 _AXES = ("backbones", "inits", "train")
 GRID_KEYS = {"name", "tasks", "seeds", "lrs", "settings", "task_settings", *_AXES, "conditions", "paper_table",
@@ -87,16 +88,7 @@ def load_grid(source: str | Path | dict) -> dict:
     """Read a grid from a YAML file (or take a dict as is)."""
     if isinstance(source, dict):
         return source
-    path = Path(source)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except FileNotFoundError as err:
-        raise FPTError(f"Grid file {path} does not exist.") from err
-    except yaml.YAMLError as err:
-        raise FPTError(f"Grid file {path} is not valid YAML: {err}") from err
-    if not isinstance(values, dict):
-        raise FPTError(f"Grid file {path} must hold a mapping (tasks, seeds, lrs, ...), not {type(values).__name__}.")
-    return values
+    return read_yaml_mapping(source, "Grid file", "grid keys (tasks, seeds, lrs, ...)")
 
 
 def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:

@@ -106,16 +106,22 @@ class RunConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> RunConfig:
         """Read `path`, then apply `overrides` (CLI flags win over the file)."""
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_bytes()) or {}  # bytes: undecodable files raise a YAMLError too
-        except FileNotFoundError as err:
-            raise FPTError(f"Config file {path} does not exist.") from err
-        except yaml.YAMLError as err:
-            raise FPTError(f"Config file {path} is not valid YAML: {err}") from err
-        if not isinstance(values, dict):
-            raise FPTError(f"Config file {path} must hold a mapping of keys to values, not {type(values).__name__}.")
+        values = read_yaml_mapping(path, "Config file", "keys to values")
         return cls.from_dict({**values, **overrides}, source=str(path))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def read_yaml_mapping(path: str | Path, what: str, holds: str) -> dict:
+    """A YAML file that must hold a mapping; every way it can fail is an FPTError naming `what`."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_bytes()) or {}  # bytes: undecodable files raise a YAMLError too
+    except FileNotFoundError as err:
+        raise FPTError(f"{what} {path} does not exist.") from err
+    except yaml.YAMLError as err:
+        raise FPTError(f"{what} {path} is not valid YAML: {err}") from err
+    if not isinstance(values, dict):
+        raise FPTError(f"{what} {path} must hold a mapping of {holds}, not {type(values).__name__}.")
+    return values
