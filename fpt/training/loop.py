@@ -27,6 +27,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from fpt.errors import FPTError
+from fpt.model.activations import fuse_activations
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.model.unread import skip_unread_positions
@@ -135,6 +136,7 @@ def prepare_training(config: RunConfig, task: Task, model: FrozenPretrainedTrans
     trained = [p for p in model.parameters() if p.requires_grad]
     wrapped = accelerator.prepare(model.train())
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
+    fuse_activations(model)  # GPT-2's Python tanh-GELU -> the same function in one kernel
     skip_unread_positions(model)  # causal backbones: the last block computes only the positions the head reads
     if config.compile:
         wrapped = torch.compile(wrapped)
