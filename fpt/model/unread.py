@@ -17,17 +17,17 @@ from __future__ import annotations
 import types
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fpt.backbones.groups import block_list
+from fpt.model.dropout import ATTENTION, attention
 
 
 def skip_unread_positions(model: nn.Module) -> bool:
     """Make `model`'s forward compute only the read positions in the last block, where exact; returns
     whether it applies. Idempotent."""
     backbone = getattr(model, "backbone", None)
-    if backbone is None or getattr(backbone.config, "_attn_implementation", None) != "sdpa":
+    if backbone is None or getattr(backbone.config, "_attn_implementation", None) not in ("sdpa", ATTENTION):
         return False
     block = block_list(backbone)[-1]
     if type(block).__name__ != "GPT2Block" or getattr(backbone.config, "add_cross_attention", False):
@@ -63,8 +63,8 @@ def _tail_forward(block: nn.Module, hidden_states: torch.Tensor, cache=None, att
     key, value = key_value.split(width, dim=1)
     # query i sits at position length - k + i and sees keys up to there
     visible = torch.ones(k, length, dtype=torch.bool, device=hidden_states.device).tril(length - k)
-    out = F.scaled_dot_product_attention(heads(query, k), heads(key, length), heads(value, length), attn_mask=visible,
-                                         dropout_p=attn.attn_dropout.p if block.training else 0.0, scale=attn.scaling)
+    out = attention(heads(query, k), heads(key, length), heads(value, length), attn_mask=visible,
+                    dropout_p=attn.attn_dropout.p if block.training else 0.0, scale=attn.scaling)
     out = attn.resid_dropout(attn.c_proj(out.transpose(1, 2).reshape(batch, k, width)))
     tail = hidden_states[:, -k:] + out
     tail = tail + block.mlp(block.ln_2(tail))

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from fpt.errors import FPTError
 from fpt.model.activations import fuse_activations
+from fpt.model.dropout import use_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.model.unread import skip_unread_positions
@@ -138,6 +139,8 @@ def prepare_training(config: RunConfig, task: Task, model: FrozenPretrainedTrans
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
     fuse_activations(model)  # GPT-2's Python tanh-GELU -> the same function in one kernel
     skip_unread_positions(model)  # causal backbones: the last block computes only the positions the head reads
+    if accelerator.device.type == "cpu":
+        use_cpu_dropout(model)  # dropout masks without the single-threaded Bernoulli sampler
     if config.compile:
         wrapped = torch.compile(wrapped)
     optimizer = torch.optim.Adam(trained, lr=config.lr)

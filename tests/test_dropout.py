@@ -1,0 +1,107 @@
+"""CPU dropout: the same distribution as nn.Dropout, seeded by torch's generator, and attention with
+dropout computed directly that equals PyTorch's attention when nothing is dropped."""
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fpt.model.dropout as cpu_dropout
+from fpt.model import FPTConfig, FrozenPretrainedTransformer
+from fpt.model.dropout import CPUDropout, attention, fast_dropout, use_cpu_dropout
+from fpt.model.unread import skip_unread_positions
+from fpt.tasks import get_task
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mask_keeps_one_minus_p_scaled_and_is_seeded(dtype):
+    x = torch.ones(1_000_001, dtype=dtype, requires_grad=True)
+    torch.manual_seed(3)
+    y = fast_dropout(x, 0.1)
+    assert y.dtype == dtype and y.shape == x.shape
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002
+    torch.testing.assert_close(y[kept].float(), torch.full((int(kept.sum()),), 1 / 0.9), rtol=1e-2, atol=0)
+    y.float().sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # gradient: the same mask and scale
+    torch.manual_seed(3)
+    assert torch.equal(fast_dropout(x.detach(), 0.1), y.detach())
+    assert fast_dropout(x, 0.0) is x
+
+
+def test_module_matches_nn_dropout_outside_cpu_training():
+    module = CPUDropout(0.3)
+    x = torch.randn(4, 8)
+    module.eval()
+    assert torch.equal(module(x), x)
+    module.train()
+    dropped = (module(torch.ones(10_000)) == 0).float().mean().item()
+    assert abs(dropped - 0.3) < 0.03
+
+
+@pytest.mark.parametrize("mask", ["causal", "bool", "float", None])
+def test_direct_attention_equals_sdpa_when_nothing_is_dropped(monkeypatch, mask):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    attn_mask = {"bool": torch.rand(2, 1, 5, 7) > 0.3, "float": torch.randn(2, 1, 5, 7)}.get(mask)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=mask == "causal", scale=0.2)
+    monkeypatch.setattr(cpu_dropout, "fast_dropout", lambda x, p: x)  # the direct path, keeping everything
+    got = attention(q, k, v, attn_mask, dropout_p=0.5, is_causal=mask == "causal", scale=0.2)
+    torch.testing.assert_close(got, expected)
+
+
+def test_attention_interface_repeats_grouped_keys(monkeypatch):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 4, 6, 8), torch.randn(2, 2, 6, 8), torch.randn(2, 2, 6, 8)
+    module = types.SimpleNamespace(num_key_value_groups=2, is_causal=True)
+    expected = F.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), is_causal=True)
+    monkeypatch.setattr(cpu_dropout, "fast_dropout", lambda x, p: x)
+    got, _ = cpu_dropout._fpt_sdpa(module, q, k, v, None, dropout=0.1)
+    torch.testing.assert_close(got, expected.transpose(1, 2))
+
+
+def _model(backbone: str, task, seed: int = 0) -> FrozenPretrainedTransformer:
+    torch.manual_seed(seed)
+    return FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random"))
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> str:
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         vocab_size=100, max_position_embeddings=64)).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("backbone", ["tiny_gpt2", "tiny_bert"])
+def test_models_train_with_it_and_evaluate_unchanged(request, backbone):
+    path = request.getfixturevalue(backbone)
+    task = get_task("bit-memory", n_strings=3, n_bits=20, bits_per_token=5)
+    plain, swapped = _model(path, task), _model(path, task)
+    changed = use_cpu_dropout(swapped)
+    assert changed > 0 and use_cpu_dropout(swapped) == 0  # idempotent
+    assert not any(type(m) is nn.Dropout for m in swapped.modules())
+    assert swapped.backbone.config._attn_implementation == cpu_dropout.ATTENTION
+    assert skip_unread_positions(swapped) == (backbone == "tiny_gpt2")  # still exact with the new attention
+    batch = next(task.train_batches(8, 0))
+    plain.eval(), swapped.eval()
+    torch.testing.assert_close(swapped(batch.inputs), plain(batch.inputs))
+    swapped.train()
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        out = swapped(batch.inputs)
+        task.loss(out, batch.targets).backward()
+        outputs.append(out.detach())
+    assert torch.equal(outputs[0], outputs[1])  # seeded like any torch dropout
+    assert not torch.allclose(outputs[0], plain(batch.inputs))  # and it does drop
+    assert all(torch.isfinite(p.grad).all() for p in swapped.parameters() if p.grad is not None)
+    mask = torch.ones(8, batch.inputs.shape[1], dtype=torch.bool)
+    mask[0, 5:] = False  # padding: the attention mask path, in training mode
+    assert torch.isfinite(swapped(batch.inputs, mask)).all()
