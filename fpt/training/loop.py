@@ -139,7 +139,7 @@ def prepare_training(config: RunConfig, task: Task, model: FrozenPretrainedTrans
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
     fuse_activations(model)  # GPT-2's Python tanh-GELU -> the same function in one kernel
     skip_unread_positions(model)  # causal backbones: the last block computes only the positions the head reads
-    if accelerator.device.type == "cpu":
+    if accelerator.device.type == "cpu" and not config.compile:  # compiled graphs make their own dropout masks
         use_cpu_dropout(model)  # dropout masks without the single-threaded Bernoulli sampler
     if config.compile:
         wrapped = torch.compile(wrapped)
