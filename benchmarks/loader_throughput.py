@@ -2,8 +2,8 @@
 
 For MNIST, CIFAR-10 and ListOps, times (a) drawing training batches from the task (shuffling,
 CIFAR augmentation, normalisation, patching or per-batch padding) and (b) full training steps
-(forward, backward, Adam) of the FPT on the same batches, both in examples per second, on this
-machine's CPU. Real data is used where present; otherwise full-size synthetic data in the real file
+(forward, backward, Adam: the default path `fpt train` takes) of the FPT on the task, both in
+examples per second, on this machine's CPU. Real data is used where present; otherwise full-size synthetic data in the real file
 format (IDX, CIFAR python batches, LRA TSV from the ListOps generator) is written to a temporary
 data root, so the readers and tasks run exactly as on the real files.
 
@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fpt.bench import BenchCase, BenchSettings, default_path  # noqa: E402
 from fpt.data import listops, locate  # noqa: E402
 from fpt.tasks import get_task  # noqa: E402
-from fpt.training import RunConfig  # noqa: E402
-from fpt.training.loop import build_model  # noqa: E402
 from tests.datafiles import write_cifar, write_mnist  # noqa: E402
 
 
@@ -53,19 +52,17 @@ def loader_rate(task, batch_size: int, batches: int) -> float:
 
 
 def step_rate(task, backbone: str, batch_size: int, steps: int) -> float:
-    model = build_model(RunConfig(task=task.name, backbone=backbone, init="pretrained"), task).train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    stream = task.train_batches(batch_size, seed=0)
-    batches = [next(stream) for _ in range(steps + 1)]
-    elapsed = 0.0
-    for i, batch in enumerate(batches):
+    """Training examples/s of the path `fpt train` takes (fpt.bench's default path: bf16 where native)."""
+    case = BenchCase(task.name, task.name, backbone, "pretrained", batch_size)
+    with tempfile.TemporaryDirectory() as workdir:
+        path = default_path(case, BenchSettings(), task, workdir)
+        path.step()  # warm-up
+        path.sync()
         started = time.perf_counter()
-        task.loss(model(batch.inputs, batch.mask), batch.targets).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if i:  # the first step warms up
-            elapsed += time.perf_counter() - started
-    return steps * batch_size / elapsed
+        for _ in range(steps):
+            path.step()
+        path.sync()
+        return steps * batch_size / (time.perf_counter() - started)
 
 
 def main() -> None:
