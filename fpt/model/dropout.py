@@ -33,7 +33,7 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
         return x
     draws = torch.empty((x.numel() + 1) // 2, dtype=torch.int32, device=x.device).random_()  # 31 random bits
     uniform = torch.stack([draws & (LEVELS - 1), draws >> 16], dim=-1).view(-1)[: x.numel()].view(x.shape)
-    return torch.where(uniform >= round(p * LEVELS), x * (1.0 / (1.0 - p)), 0.0).to(x.dtype)
+    return torch.where(uniform >= round(p * LEVELS), x * (1.0 / (1.0 - p)), 0.0)
 
 
 class CPUDropout(nn.Dropout):
