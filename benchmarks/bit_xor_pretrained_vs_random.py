@@ -8,6 +8,7 @@ Runs exactly `fpt train --task bit-xor --backbone minilm --init {pretrained,rand
 
 --record also writes the table and both summaries to benchmarks/results/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,18 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     summaries = {}
     for init in ("pretrained", "random"):
-        command = f"fpt train --task bit-xor --backbone {args.backbone} --init {init} --steps {args.steps} --seed {args.seed}"
+        command = (
+            f"fpt train --task bit-xor --backbone {args.backbone} --init {init} --steps {args.steps} --seed {args.seed}"
+        )
         print(f"\n$ {command}")
-        config = RunConfig(task="bit-xor", backbone=args.backbone, init=init, steps=args.steps, seed=args.seed,
-                           out=f"runs/demo-{stamp}/bit-xor-{init}")
+        config = RunConfig(
+            task="bit-xor",
+            backbone=args.backbone,
+            init=init,
+            steps=args.steps,
+            seed=args.seed,
+            out=f"runs/demo-{stamp}/bit-xor-{init}",
+        )
         summaries[init] = {"command": command, **train(config)}
 
     rows = [
@@ -50,19 +59,26 @@ def main() -> None:
     paper = {"pretrained": "100% (5e2)", "random": "100% (2e4)"}
     for init, s in summaries.items():
         reached = s["steps_to_100"] if s["steps_to_100"] is not None else f"not within {s['steps']}"
-        rows.append(f"| {init} | {s['test_accuracy']:.4f} | {s['test_exact_match']:.4f} | {reached} | {paper[init]} | "
-                    f"{s['wall_seconds']:.0f} |")
+        rows.append(
+            f"| {init} | {s['test_accuracy']:.4f} | {s['test_exact_match']:.4f} | {reached} | {paper[init]} | "
+            f"{s['wall_seconds']:.0f} |"
+        )
     table = "\n".join(rows)
-    print(f"\nBit XOR, frozen {args.backbone} (attention and feed-forward frozen), {args.steps} steps, seed {args.seed}:\n")
+    print(
+        f"\nBit XOR, frozen {args.backbone} (attention and feed-forward frozen), {args.steps} steps, seed {args.seed}:\n"
+    )
     print(table)
-    print("\nValidation is checked every 50 steps, so steps-to-100% has that resolution. The paper's FPT"
-          " (GPT-2) needs ~5e2 steps and its frozen random transformer ~2e4.")
+    print(
+        "\nValidation is checked every 50 steps, so steps-to-100% has that resolution. The paper's FPT"
+        " (GPT-2) needs ~5e2 steps and its frozen random transformer ~2e4."
+    )
     if args.record:
         RESULTS.mkdir(exist_ok=True)
         machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
         (RESULTS / "bit_xor_pretrained_vs_random.md").write_text(
             f"# Bit XOR: pretrained vs random frozen {args.backbone}\n\nRecorded {time.strftime('%Y-%m-%d')} on "
-            f"{machine} by `python benchmarks/bit_xor_pretrained_vs_random.py --record`.\n\n{table}\n")
+            f"{machine} by `python benchmarks/bit_xor_pretrained_vs_random.py --record`.\n\n{table}\n"
+        )
         (RESULTS / "bit_xor_pretrained_vs_random.json").write_text(json.dumps(summaries, indent=2) + "\n")
         print(f"\nRecorded in {RESULTS}/bit_xor_pretrained_vs_random.md")
 

@@ -6,6 +6,7 @@ Writes benchmarks/results/fashion_mnist_pretrained_vs_random.md; a killed run re
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/fashion_mnist_pretrained_vs_random.py [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,26 @@ def run(init: str, steps: int, device: str, out: Path) -> dict:
     if (out / "config.yaml").exists():  # interrupted earlier: continue from its newest checkpoint
         command += ["--resume", str(out)]
     else:
-        command += ["--task", "fashion-mnist", "--backbone", "minilm", "--init", init, "--steps", str(steps),
-                    "--batch-size", str(BATCH), "--eval-every", "1000", "--seed", "0", "--device", device, "--out", str(out)]
+        command += [
+            "--task",
+            "fashion-mnist",
+            "--backbone",
+            "minilm",
+            "--init",
+            init,
+            "--steps",
+            str(steps),
+            "--batch-size",
+            str(BATCH),
+            "--eval-every",
+            "1000",
+            "--seed",
+            "0",
+            "--device",
+            device,
+            "--out",
+            str(out),
+        ]
     subprocess.run(command, check=True, cwd=ROOT)
     return json.loads((out / "summary.json").read_text())
 
@@ -38,12 +57,21 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     steps = math.ceil(args.epochs * TRAIN_EXAMPLES / BATCH)
-    rows = {init: run(init, steps, args.device, ROOT / "runs" / f"fashion-mnist-{init}-{steps}") for init in ("pretrained", "random")}
-    lines = [f"# Fashion-MNIST, frozen MiniLM, {args.epochs:g} epochs ({steps} steps of {BATCH}), seed 0", "",
-             "| init | test accuracy | best val accuracy | best step | test split | wall seconds |", "|---|---|---|---|---|---|"]
+    rows = {
+        init: run(init, steps, args.device, ROOT / "runs" / f"fashion-mnist-{init}-{steps}")
+        for init in ("pretrained", "random")
+    }
+    lines = [
+        f"# Fashion-MNIST, frozen MiniLM, {args.epochs:g} epochs ({steps} steps of {BATCH}), seed 0",
+        "",
+        "| init | test accuracy | best val accuracy | best step | test split | wall seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for init, s in rows.items():
-        lines.append(f"| {init} | {s['test_accuracy']:.4f} | {s['best_val_accuracy']:.4f} | {s['best_step']} | "
-                     f"{s['test_split']} ({s['test_examples']}) | {s['wall_seconds']} |")
+        lines.append(
+            f"| {init} | {s['test_accuracy']:.4f} | {s['best_val_accuracy']:.4f} | {s['best_step']} | "
+            f"{s['test_split']} ({s['test_examples']}) | {s['wall_seconds']} |"
+        )
     text = "\n".join(lines) + "\n"
     (ROOT / "benchmarks" / "results" / "fashion_mnist_pretrained_vs_random.md").write_text(text)
     print(text)

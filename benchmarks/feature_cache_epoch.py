@@ -7,6 +7,7 @@ loop's own `training_step`; the cached one trains the same head on `FeatureTask`
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/feature_cache_epoch.py --out benchmarks/results/feature_cache_epoch.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,12 @@ def main() -> None:
     full = get_task("fashion-mnist")
     first = lambda split, n: next(examples(full, split, n))
     train, val = first("train", args.examples), first("val", 256)
-    task = TensorTask((train.inputs, train.targets), (val.inputs, val.targets), (val.inputs, val.targets), name="fashion-mnist")
-    config = RunConfig(task="fashion-mnist", backbone="minilm", train="output", batch_size=args.batch_size, device="cpu")
+    task = TensorTask(
+        (train.inputs, train.targets), (val.inputs, val.targets), (val.inputs, val.targets), name="fashion-mnist"
+    )
+    config = RunConfig(
+        task="fashion-mnist", backbone="minilm", train="output", batch_size=args.batch_size, device="cpu"
+    )
     load_before, started = os.getloadavg(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with tempfile.TemporaryDirectory() as workdir:
         accelerator = make_accelerator("cpu", None, workdir)
@@ -74,16 +79,26 @@ def main() -> None:
     cached_epoch = (cached_before + cached_after) / 2
     result = {
         "what": "output-only training, MiniLM x Fashion-MNIST 4x4 patches, one epoch through the backbone vs on cached features",
-        "precision": through.precision.name, "batch_size": args.batch_size, "epoch_examples": args.examples,
-        "uncached_epoch_s": round(uncached, 3), "cached_epoch_s": round(cached_epoch, 5),
+        "precision": through.precision.name,
+        "batch_size": args.batch_size,
+        "epoch_examples": args.examples,
+        "uncached_epoch_s": round(uncached, 3),
+        "cached_epoch_s": round(cached_epoch, 5),
         "cached_epoch_s_before_after": [round(cached_before, 5), round(cached_after, 5)],
         "speedup_per_epoch": round(uncached / cached_epoch, 1),
         "cache_build_s": round(build_seconds, 3),
-        "full_train_split": {"examples": full_features.split_size("train"), "cached_epoch_s": round(full_epoch, 3),
-                             "cache_build_s_all_splits": round(full_build_seconds, 1)} if full else None,
-        "machine": machine(), "loadavg_before": [round(x, 2) for x in load_before],
+        "full_train_split": {
+            "examples": full_features.split_size("train"),
+            "cached_epoch_s": round(full_epoch, 3),
+            "cache_build_s_all_splits": round(full_build_seconds, 1),
+        }
+        if full
+        else None,
+        "machine": machine(),
+        "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        "started": started, "command": " ".join(sys.argv),
+        "started": started,
+        "command": " ".join(sys.argv),
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -9,6 +9,7 @@ data root, so the readers and tasks run exactly as on the real files.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/loader_throughput.py [--backbone minilm]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,12 +80,27 @@ def main() -> None:
             task = get_task(name, data_dir=data_dir)
             loader = loader_rate(task, batch_size, batches=200 if name != "listops" else 100)
             steps = step_rate(task, args.backbone, batch_size, args.steps)
-            rows.append({"task": name, "data": made.get(name, f"real ({locate(name)})"), "batch_size": batch_size,
-                         "tokens": task.spec.max_length, "loader_examples_per_s": round(loader, 1),
-                         "train_examples_per_s": round(steps, 2), "ratio": round(loader / steps, 1)})
-            print(f"{name:<8} loader {loader:10.1f} ex/s   training {steps:8.2f} ex/s   ratio {loader / steps:8.1f}x  ({rows[-1]['data']})")
-    result = {"backbone": args.backbone, "device": "cpu", "threads": torch.get_num_threads(), "rows": rows,
-              "all_at_least_10x": all(r["ratio"] >= 10 for r in rows)}
+            rows.append(
+                {
+                    "task": name,
+                    "data": made.get(name, f"real ({locate(name)})"),
+                    "batch_size": batch_size,
+                    "tokens": task.spec.max_length,
+                    "loader_examples_per_s": round(loader, 1),
+                    "train_examples_per_s": round(steps, 2),
+                    "ratio": round(loader / steps, 1),
+                }
+            )
+            print(
+                f"{name:<8} loader {loader:10.1f} ex/s   training {steps:8.2f} ex/s   ratio {loader / steps:8.1f}x  ({rows[-1]['data']})"
+            )
+    result = {
+        "backbone": args.backbone,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+        "all_at_least_10x": all(r["ratio"] >= 10 for r in rows),
+    }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"all loaders at least 10x the training step throughput: {result['all_at_least_10x']}")
 

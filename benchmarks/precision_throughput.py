@@ -11,6 +11,7 @@ cores disturb far less than wall-clock time.
 
 --record writes the table to benchmarks/results/precision_throughput_<device>.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,28 +73,43 @@ def main() -> None:
     rates: dict[str, list[tuple[float, float]]] = {p: [] for p in precisions}
     for _ in range(args.repeats):
         for precision in precisions:
-            config = RunConfig(task=args.task, backbone=args.backbone, batch_size=args.batch_size, precision=precision,
-                               device=str(device), steps=args.steps)
+            config = RunConfig(
+                task=args.task,
+                backbone=args.backbone,
+                batch_size=args.batch_size,
+                precision=precision,
+                device=str(device),
+                steps=args.steps,
+            )
             rates[precision].append(measure(config, task, args.steps))
             print(precision, [f"{r:.2f}" for r in rates[precision][-1]], flush=True)
 
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
-    lines = [f"# Training throughput by precision ({name})", "",
-             f"Command: `python benchmarks/precision_throughput.py --backbone {args.backbone} --task {args.task} "
-             f"--batch-size {args.batch_size} --steps {args.steps} --repeats {args.repeats} --precisions {args.precisions} "
-             f"--device {args.device}`", "",
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M %Z')}; "
-             f"task {args.task} ({task.spec.max_length} tokens), batch {args.batch_size}, fpt freeze policy; "
-             f"load average at start: {load_before:.1f} on {os.cpu_count()} cores.", "",
-             "| precision | examples/s, median (min-max) | vs first | examples per CPU-second, median (min-max) | vs first |",
-             "|---|---|---|---|---|"]
+    name = (
+        torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    )
+    lines = [
+        f"# Training throughput by precision ({name})",
+        "",
+        f"Command: `python benchmarks/precision_throughput.py --backbone {args.backbone} --task {args.task} "
+        f"--batch-size {args.batch_size} --steps {args.steps} --repeats {args.repeats} --precisions {args.precisions} "
+        f"--device {args.device}`",
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+        f"task {args.task} ({task.spec.max_length} tokens), batch {args.batch_size}, fpt freeze policy; "
+        f"load average at start: {load_before:.1f} on {os.cpu_count()} cores.",
+        "",
+        "| precision | examples/s, median (min-max) | vs first | examples per CPU-second, median (min-max) | vs first |",
+        "|---|---|---|---|---|",
+    ]
     medians = {p: [statistics.median(r[i] for r in rates[p]) for i in (0, 1)] for p in precisions}
     for precision in precisions:
         cells = []
         for i in (0, 1):
             values = [r[i] for r in rates[precision]]
-            cells += [f"{medians[precision][i]:.2f} ({min(values):.2f}-{max(values):.2f})",
-                      f"{medians[precision][i] / medians[precisions[0]][i]:.2f}x"]
+            cells += [
+                f"{medians[precision][i]:.2f} ({min(values):.2f}-{max(values):.2f})",
+                f"{medians[precision][i] / medians[precisions[0]][i]:.2f}x",
+            ]
         lines.append(f"| {precision} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     print(table)

@@ -1,4 +1,5 @@
 """fpt: Frozen Pretrained Transformers (Lu et al., 2021) on any Hugging Face backbone."""
+
 from fpt.errors import FPTError
 from fpt.model import FPTConfig, FreezePolicy, FrozenPretrainedTransformer
 from fpt.tasks import Task, TensorTask, get_task, register_task
@@ -6,6 +7,15 @@ from fpt.training import RunConfig, evaluate, train
 
 __version__ = "0.1.0"
 __all__ = [
-    "FPTConfig", "FPTError", "FreezePolicy", "FrozenPretrainedTransformer", "RunConfig", "Task", "TensorTask",
-    "evaluate", "get_task", "register_task", "train",
+    "FPTConfig",
+    "FPTError",
+    "FreezePolicy",
+    "FrozenPretrainedTransformer",
+    "RunConfig",
+    "Task",
+    "TensorTask",
+    "evaluate",
+    "get_task",
+    "register_task",
+    "train",
 ]

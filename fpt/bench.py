@@ -14,6 +14,7 @@ FLOPs of one training step as dispatched (torch.utils.flop_counter): the forward
 autograd actually runs: input gradients through frozen layers, weight gradients only for trained
 parameters. Attention is counted dense (2 matmuls forward, 5 backward), causal or not.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,10 +45,12 @@ aten = torch.ops.aten
 # CPU fused attention is missing from flop_counter's table; same formulas as the GPU kernels (arguments
 # arrive as shapes).
 CPU_ATTENTION_FLOPS = {
-    aten._scaled_dot_product_flash_attention_for_cpu:
-        lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
-    aten._scaled_dot_product_flash_attention_for_cpu_backward:
-        lambda g, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(g, q, k, v),
+    aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(
+        q, k, v
+    ),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: lambda g, q, k, v, *args, out_shape=None, **kwargs: (
+        sdpa_backward_flop_count(g, q, k, v)
+    ),
 }
 
 
@@ -66,11 +69,14 @@ class BenchCase:
     steps: int = 20  # timed steps per path per round, unless the settings say otherwise
 
 
-CASES = {case.name: case for case in (
-    BenchCase("gpt2-bit-memory", "bit-memory", "gpt2", "random", eval_examples=32, steps=2),
-    BenchCase("minilm-bit-xor", "bit-xor", "minilm"),
-    BenchCase("minilm-fashion-mnist", "fashion-mnist", "minilm"),
-)}
+CASES = {
+    case.name: case
+    for case in (
+        BenchCase("gpt2-bit-memory", "bit-memory", "gpt2", "random", eval_examples=32, steps=2),
+        BenchCase("minilm-bit-xor", "bit-xor", "minilm"),
+        BenchCase("minilm-fashion-mnist", "fashion-mnist", "minilm"),
+    )
+}
 
 
 @dataclass
@@ -103,10 +109,22 @@ class Path_:
 
 
 def _run_config(case: BenchCase, settings: BenchSettings, **changes) -> RunConfig:
-    return replace(RunConfig(task=case.task, task_options=dict(case.task_options), backbone=case.backbone,
-                             init=case.init, train=case.train, batch_size=case.batch_size, seed=settings.seed,
-                             device=settings.device, precision=settings.precision, compile=settings.compile,
-                             eval_batch_size=settings.eval_batch_size), **changes)
+    return replace(
+        RunConfig(
+            task=case.task,
+            task_options=dict(case.task_options),
+            backbone=case.backbone,
+            init=case.init,
+            train=case.train,
+            batch_size=case.batch_size,
+            seed=settings.seed,
+            device=settings.device,
+            precision=settings.precision,
+            compile=settings.compile,
+            eval_batch_size=settings.eval_batch_size,
+        ),
+        **changes,
+    )
 
 
 def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: str) -> Path_:
@@ -179,7 +197,9 @@ class _ValSubset(Task):
             if left <= 0:
                 return
             if len(batch) > left:
-                batch = type(batch)(batch.inputs[:left], batch.targets[:left], None if batch.mask is None else batch.mask[:left])
+                batch = type(batch)(
+                    batch.inputs[:left], batch.targets[:left], None if batch.mask is None else batch.mask[:left]
+                )
             left -= len(batch)
             yield batch
 
@@ -207,7 +227,7 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 1.0
         a @ b
         count += 1
         _synchronize(device)
-    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def _synchronize(device: torch.device) -> None:
@@ -232,7 +252,11 @@ def _memory_probe() -> None:
     case, settings = BenchCase(**request["case"]), BenchSettings(**request["settings"])
     task = get_task(case.task, **case.task_options)
     with tempfile.TemporaryDirectory() as workdir:
-        path = default_path(case, settings, task, workdir) if request["which"] == "default" else reference_path(case, settings, task)
+        path = (
+            default_path(case, settings, task, workdir)
+            if request["which"] == "default"
+            else reference_path(case, settings, task)
+        )
         for _ in range(request["steps"]):
             path.step()
         path.sync()
@@ -240,7 +264,9 @@ def _memory_probe() -> None:
         print(torch.cuda.max_memory_allocated() / 2**20)
     else:  # VmHWM: ru_maxrss would carry over the parent's peak through fork and exec
         status = Path("/proc/self/status")
-        peak = [line for line in status.read_text().splitlines() if line.startswith("VmHWM:")] if status.exists() else []
+        peak = (
+            [line for line in status.read_text().splitlines() if line.startswith("VmHWM:")] if status.exists() else []
+        )
         print(int(peak[0].split()[1]) / 1024 if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
@@ -248,8 +274,12 @@ def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: 
     """Peak memory of a fresh process that builds one path and trains `steps` steps: on CPU its
     peak resident set (Python, torch and the model included), on CUDA peak allocated device memory."""
     request = json.dumps({"case": asdict(case), "settings": asdict(settings), "which": which, "steps": steps})
-    child = subprocess.run([sys.executable, "-c", "from fpt.bench import _memory_probe; _memory_probe()"],
-                           input=request, capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "from fpt.bench import _memory_probe; _memory_probe()"],
+        input=request,
+        capture_output=True,
+        text=True,
+    )
     if child.returncode:
         raise RuntimeError(f"memory probe for {case.name} ({which}) failed:\n{child.stderr[-2000:]}")
     return float(child.stdout.strip().splitlines()[-1])
@@ -281,9 +311,13 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
                 rates[dtype].append(matmul_gflops(DTYPES[dtype], device))
             for path in order:
                 seconds[path.name] += _timed(path, steps, device)
-            log(f"  {case.name} round {round_index + 1}/{settings.rounds}: " + ", ".join(
-                f"{name} {steps * case.batch_size / max(s, 1e-9) * (round_index + 1):.2f} samples/s (so far)"
-                for name, s in seconds.items()))
+            log(
+                f"  {case.name} round {round_index + 1}/{settings.rounds}: "
+                + ", ".join(
+                    f"{name} {steps * case.batch_size / max(s, 1e-9) * (round_index + 1):.2f} samples/s (so far)"
+                    for name, s in seconds.items()
+                )
+            )
         subset = _ValSubset(task, case.eval_examples)
         eval_rate = {}
         for path in paths:
@@ -295,26 +329,36 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
             eval_rate[path.name] = subset.n / (time.perf_counter() - start)
     step_total = flops["forward"] + flops["backward"]
     tokens = task.spec.max_length
-    record: dict = {"case": case.name, **{k: v for k, v in asdict(case).items() if k != "name"},
-                    "device": str(device), "tokens_per_example": tokens,
-                    "step_flops": step_total, "step_gflop": round(step_total / 1e9, 3), "forward_gflop": round(flops["forward"] / 1e9, 3),
-                    "backward_gflop": round(flops["backward"] / 1e9, 3),
-                    "steps_timed_per_path": steps * settings.rounds}
+    record: dict = {
+        "case": case.name,
+        **{k: v for k, v in asdict(case).items() if k != "name"},
+        "device": str(device),
+        "tokens_per_example": tokens,
+        "step_flops": step_total,
+        "step_gflop": round(step_total / 1e9, 3),
+        "forward_gflop": round(flops["forward"] / 1e9, 3),
+        "backward_gflop": round(flops["backward"] / 1e9, 3),
+        "steps_timed_per_path": steps * settings.rounds,
+    }
     for path in paths:
         prefix = "" if path.name == "default" else "reference_"
         samples_per_s = steps * settings.rounds * case.batch_size / seconds[path.name]
         peak = statistics.median(rates[path.dtype])
         achieved = step_total * samples_per_s / case.batch_size / 1e9
-        record.update({
-            f"{prefix}dtype": path.dtype,
-            f"{prefix}samples_per_s": round(samples_per_s, 3),
-            f"{prefix}tokens_per_s": round(samples_per_s * tokens, 1),
-            f"{prefix}eval_samples_per_s": round(eval_rate[path.name], 3),
-            f"{prefix}matmul_gflops": round(peak, 1),
-            f"{prefix}matmul_gflops_rounds": [round(r, 1) for r in rates[path.dtype]],
-            f"{prefix}achieved_gflops": float(f"{achieved:.4g}"),
-            f"{prefix}fraction_of_matmul_peak": float(f"{achieved / peak:.3g}"),  # significant digits: tiny configs sit far below 0.001
-        })
+        record.update(
+            {
+                f"{prefix}dtype": path.dtype,
+                f"{prefix}samples_per_s": round(samples_per_s, 3),
+                f"{prefix}tokens_per_s": round(samples_per_s * tokens, 1),
+                f"{prefix}eval_samples_per_s": round(eval_rate[path.name], 3),
+                f"{prefix}matmul_gflops": round(peak, 1),
+                f"{prefix}matmul_gflops_rounds": [round(r, 1) for r in rates[path.dtype]],
+                f"{prefix}achieved_gflops": float(f"{achieved:.4g}"),
+                f"{prefix}fraction_of_matmul_peak": float(
+                    f"{achieved / peak:.3g}"
+                ),  # significant digits: tiny configs sit far below 0.001
+            }
+        )
         if settings.memory:
             record[f"{prefix}peak_memory_mb"] = round(peak_memory_mb(case, settings, path.name), 1)
     if "reference_samples_per_s" in record and "samples_per_s" in record:
@@ -332,9 +376,15 @@ def machine() -> dict:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "platform": platform.platform()}
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "platform": platform.platform(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -358,12 +408,21 @@ def run_bench(names: list[str], settings: BenchSettings, cases: dict[str, BenchC
     return {"started": started, "machine": machine(), "settings": asdict(settings), "results": results}
 
 
-COLUMNS = (("case", "case", "{}"), ("dtype", "dtype", "{}"), ("samples_per_s", "samples/s", "{:.2f}"),
-           ("reference_samples_per_s", "ref samples/s", "{:.2f}"), ("speedup_vs_reference", "speedup", "{:.2f}x"),
-           ("tokens_per_s", "tokens/s", "{:.0f}"), ("eval_samples_per_s", "eval samples/s", "{:.1f}"),
-           ("step_gflop", "GFLOP/step", "{:.1f}"), ("achieved_gflops", "GFLOP/s", "{:.1f}"),
-           ("matmul_gflops", "matmul GFLOP/s", "{:.1f}"), ("fraction_of_matmul_peak", "of peak", "{:.0%}"),
-           ("peak_memory_mb", "peak MB", "{:.0f}"), ("reference_peak_memory_mb", "ref peak MB", "{:.0f}"))
+COLUMNS = (
+    ("case", "case", "{}"),
+    ("dtype", "dtype", "{}"),
+    ("samples_per_s", "samples/s", "{:.2f}"),
+    ("reference_samples_per_s", "ref samples/s", "{:.2f}"),
+    ("speedup_vs_reference", "speedup", "{:.2f}x"),
+    ("tokens_per_s", "tokens/s", "{:.0f}"),
+    ("eval_samples_per_s", "eval samples/s", "{:.1f}"),
+    ("step_gflop", "GFLOP/step", "{:.1f}"),
+    ("achieved_gflops", "GFLOP/s", "{:.1f}"),
+    ("matmul_gflops", "matmul GFLOP/s", "{:.1f}"),
+    ("fraction_of_matmul_peak", "of peak", "{:.0%}"),
+    ("peak_memory_mb", "peak MB", "{:.0f}"),
+    ("reference_peak_memory_mb", "ref peak MB", "{:.0f}"),
+)
 
 
 def table(document: dict) -> str:
@@ -374,9 +433,13 @@ def table(document: dict) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     m = document["machine"]
-    lines.append(f"machine: {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads)"
-                 + (f", {m['gpu']}" if "gpu" in m else ""))
-    loads = ", ".join(f"{r['case']} {r['loadavg_before'][0]:.1f}->{r['loadavg_after'][0]:.1f}" for r in document["results"])
+    lines.append(
+        f"machine: {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads)"
+        + (f", {m['gpu']}" if "gpu" in m else "")
+    )
+    loads = ", ".join(
+        f"{r['case']} {r['loadavg_before'][0]:.1f}->{r['loadavg_after'][0]:.1f}" for r in document["results"]
+    )
     lines.append(f"load average (1 min) before->after: {loads}")
     return "\n".join(lines)
 

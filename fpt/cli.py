@@ -1,4 +1,5 @@
 """The `fpt` command line: train, eval, predict, describe, data, sweep, reproduce, attention."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,15 +12,26 @@ from fpt.errors import FPTError
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train an FPT on a task", description="Train a Frozen Pretrained Transformer. "
-                       "Flags override keys of --config FILE.yaml; unset flags keep the file's or the default value.")
+    p = sub.add_parser(
+        "train",
+        help="train an FPT on a task",
+        description="Train a Frozen Pretrained Transformer. "
+        "Flags override keys of --config FILE.yaml; unset flags keep the file's or the default value.",
+    )
     p.add_argument("--config", help="YAML file of run config keys (see fpt.training.config.RunConfig)")
     p.add_argument("--task", help="task name, e.g. bit-xor, bit-memory")
-    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a task option such as n_bits=5 (repeatable; values parsed as YAML)")
+    p.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task option such as n_bits=5 (repeatable; values parsed as YAML)",
+    )
     p.add_argument("--backbone", help="named backbone (minilm, gpt2, ...), hub id or local directory")
     p.add_argument("--init", help="pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR")
-    p.add_argument("--train", help="freeze policy: preset (fpt, output, all, ...) or trained groups, e.g. input,output,norm")
+    p.add_argument(
+        "--train", help="freeze policy: preset (fpt, output, all, ...) or trained groups, e.g. input,output,norm"
+    )
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--grad-accum", type=int)
@@ -33,23 +45,53 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", help="run directory (default runs/<task>-<backbone>-<init>-s<seed>-<time>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--attn-implementation", help="sdpa (default) or eager")
-    p.add_argument("--architecture", choices=["transformer", "lstm"],
-                   help="transformer (default, the FPT) or lstm (the paper's 3-layer layer-norm LSTM baseline; needs --init random)")
-    p.add_argument("--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)")
-    p.add_argument("--data-dir", help="data root for dataset tasks (default $FPT_DATA, else ~/.cache/fpt); see `fpt data`")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="autocast precision; trained parameters stay fp32 (default auto: bf16 where the GPU or CPU has native "
-                   "bf16 (AVX-512 bf16, AMX), else fp16 on a GPU, fp32 on CPU)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (faster steps after a slow first one; needs a C++ compiler on CPU)")
-    p.add_argument("--feature-cache", action=argparse.BooleanOptionalAction, default=None,
-                   help="with --train output on a fixed dataset, compute backbone features once and train the head on "
-                   "them (default on; backbone dropout is off in this mode)")
-    p.add_argument("--micro-batch-size", type=int, help="max examples per forward pass per process; gradient accumulation is computed from it")
-    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: every evaluation)")
+    p.add_argument(
+        "--architecture",
+        choices=["transformer", "lstm"],
+        help="transformer (default, the FPT) or lstm (the paper's 3-layer layer-norm LSTM baseline; needs --init random)",
+    )
+    p.add_argument(
+        "--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)"
+    )
+    p.add_argument(
+        "--data-dir", help="data root for dataset tasks (default $FPT_DATA, else ~/.cache/fpt); see `fpt data`"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="autocast precision; trained parameters stay fp32 (default auto: bf16 where the GPU or CPU has native "
+        "bf16 (AVX-512 bf16, AMX), else fp16 on a GPU, fp32 on CPU)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the model (faster steps after a slow first one; needs a C++ compiler on CPU)",
+    )
+    p.add_argument(
+        "--feature-cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --train output on a fixed dataset, compute backbone features once and train the head on "
+        "them (default on; backbone dropout is off in this mode)",
+    )
+    p.add_argument(
+        "--micro-batch-size",
+        type=int,
+        help="max examples per forward pass per process; gradient accumulation is computed from it",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, help="steps between resumable checkpoints (default: every evaluation)"
+    )
     p.add_argument("--keep-checkpoints", type=int, help="resumable checkpoints kept besides `best` (default 2)")
-    p.add_argument("--log", choices=["tensorboard", "wandb"], help="also log metrics to TensorBoard or W&B (package must be installed)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)")
+    p.add_argument(
+        "--log",
+        choices=["tensorboard", "wandb"],
+        help="also log metrics to TensorBoard or W&B (package must be installed)",
+    )
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or report; print only the summary JSON")
 
 
@@ -72,8 +114,10 @@ def _apply_task_defaults(config, given: set[str]) -> None:
     for key, value in run_defaults(config.task).items():
         if key not in given:
             setattr(config, key, value)
-            print(f"fpt: {config.task}: {key} = {value} (the task's preset; pass --{key.replace('_', '-')} to change it)",
-                  file=sys.stderr)
+            print(
+                f"fpt: {config.task}: {key} = {value} (the task's preset; pass --{key.replace('_', '-')} to change it)",
+                file=sys.stderr,
+            )
 
 
 def cmd_train(args) -> int:
@@ -81,7 +125,11 @@ def cmd_train(args) -> int:
 
     from fpt.training import RunConfig, train
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet", "task_option", "resume") and v is not None}
+    flags = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "config", "quiet", "task_option", "resume") and v is not None
+    }
     log = (lambda *a: None) if args.quiet else print
     if args.resume:
         from fpt.training.loop import resume_config
@@ -133,8 +181,18 @@ def cmd_eval(args) -> int:
     device = resolve_device(args.device)
     precision = Precision.create(config.get("distributed", {}).get("precision", "fp32"), device)  # as the run evaluated
     result = evaluate(model.to(device), task, args.split, args.batch_size, device, precision=precision)
-    print(json.dumps({"run": str(args.run_dir), "checkpoint": args.which, "split": args.split,
-                      "precision": precision.name, **result}, indent=2))
+    print(
+        json.dumps(
+            {
+                "run": str(args.run_dir),
+                "checkpoint": args.which,
+                "split": args.split,
+                "precision": precision.name,
+                **result,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -143,9 +201,13 @@ def cmd_describe(args) -> int:
     from fpt.tasks import get_task
 
     spec = get_task(args.task).spec
-    model = FrozenPretrainedTransformer(FPTConfig(**spec.model_fields(), backbone=args.backbone, init=args.init, train=args.train))
-    print(f"Task {args.task}: {spec.max_length} tokens of {spec.input_dim} ({spec.input_kind}), "
-          f"{spec.output_tokens} output token(s) x {spec.outputs_per_token} unit(s) of {spec.num_classes} classes")
+    model = FrozenPretrainedTransformer(
+        FPTConfig(**spec.model_fields(), backbone=args.backbone, init=args.init, train=args.train)
+    )
+    print(
+        f"Task {args.task}: {spec.max_length} tokens of {spec.input_dim} ({spec.input_kind}), "
+        f"{spec.output_tokens} output token(s) x {spec.outputs_per_token} unit(s) of {spec.num_classes} classes"
+    )
     print(model.freeze_report())
     return 0
 
@@ -180,13 +242,18 @@ def cmd_data(args) -> int:
 
 
 def _data_parser(sub) -> None:
-    p = sub.add_parser("data", help="list, download, verify or generate datasets",
-                       description="Datasets live under one data root: --data-dir, else $FPT_DATA, else ~/.cache/fpt.")
+    p = sub.add_parser(
+        "data",
+        help="list, download, verify or generate datasets",
+        description="Datasets live under one data root: --data-dir, else $FPT_DATA, else ~/.cache/fpt.",
+    )
     actions = p.add_subparsers(dest="action", required=True)
-    for action, text in (("list", "each dataset: present or not, where, size"),
-                         ("download", "fetch a dataset from its canonical source and verify it"),
-                         ("verify", "check checksums and read every file (all present datasets if no name)"),
-                         ("generate", "write a synthetic dataset offline (listops: the LRA recipe)")):
+    for action, text in (
+        ("list", "each dataset: present or not, where, size"),
+        ("download", "fetch a dataset from its canonical source and verify it"),
+        ("verify", "check checksums and read every file (all present datasets if no name)"),
+        ("generate", "write a synthetic dataset offline (listops: the LRA recipe)"),
+    ):
         a = actions.add_parser(action, help=text)
         if action in ("download", "generate"):
             a.add_argument("name")
@@ -200,8 +267,11 @@ def _data_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fpt", description="Frozen Pretrained Transformers: train only the input, "
-                                     "output, norm and position parameters of a language-pretrained transformer.")
+    parser = argparse.ArgumentParser(
+        prog="fpt",
+        description="Frozen Pretrained Transformers: train only the input, "
+        "output, norm and position parameters of a language-pretrained transformer.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _data_parser(sub)
@@ -211,11 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--which", default="best", choices=["best", "last"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir", help="data root for dataset tasks (default: the run's, else $FPT_DATA, else ~/.cache/fpt)")
+    p.add_argument(
+        "--data-dir", help="data root for dataset tasks (default: the run's, else $FPT_DATA, else ~/.cache/fpt)"
+    )
     p = sub.add_parser("predict", help="predict with a finished run on new inputs (.npy/.npz or the task's format)")
     p.add_argument("run_dir")
-    p.add_argument("--input", required=True, help=".npy inputs, .npz with arrays `inputs` (and `mask`), or the task's own file format")
-    p.add_argument("--output", help=".npy (classes), .npz (classes and probabilities) or .json; default: classes as JSON on stdout")
+    p.add_argument(
+        "--input",
+        required=True,
+        help=".npy inputs, .npz with arrays `inputs` (and `mask`), or the task's own file format",
+    )
+    p.add_argument(
+        "--output", help=".npy (classes), .npz (classes and probabilities) or .json; default: classes as JSON on stdout"
+    )
     p.add_argument("--which", default="best", help="checkpoint: best, last or step-NNNNNN")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
@@ -230,21 +308,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="training/eval throughput and FLOP rate vs the machine's matmul rate",
-                       description="Times the default training path and the authors' reference recipe (fp32, eager "
-                       "attention, host batches, a host sync each step) interleaved in rounds, with a dense matmul "
-                       "timed each round; writes JSON plus a table. See fpt.bench.")
-    p.add_argument("cases", nargs="*", help="cases to run (default all): gpt2-bit-memory, minilm-bit-xor, minilm-fashion-mnist")
-    p.add_argument("--reference", choices=["interleaved", "only", "off"],
-                   help="the reference recipe: timed interleaved with the default path (default), alone, or not at all")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], help="default path's precision (default auto)")
+    p = sub.add_parser(
+        "bench",
+        help="training/eval throughput and FLOP rate vs the machine's matmul rate",
+        description="Times the default training path and the authors' reference recipe (fp32, eager "
+        "attention, host batches, a host sync each step) interleaved in rounds, with a dense matmul "
+        "timed each round; writes JSON plus a table. See fpt.bench.",
+    )
+    p.add_argument(
+        "cases", nargs="*", help="cases to run (default all): gpt2-bit-memory, minilm-bit-xor, minilm-fashion-mnist"
+    )
+    p.add_argument(
+        "--reference",
+        choices=["interleaved", "only", "off"],
+        help="the reference recipe: timed interleaved with the default path (default), alone, or not at all",
+    )
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16", "auto"], help="default path's precision (default auto)"
+    )
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the default path")
     p.add_argument("--warmup", type=int, help="untimed steps per path before timing (default 2)")
-    p.add_argument("--steps", type=int, help="timed steps per path per round (default: 2 for gpt2-bit-memory, 20 otherwise)")
+    p.add_argument(
+        "--steps", type=int, help="timed steps per path per round (default: 2 for gpt2-bit-memory, 20 otherwise)"
+    )
     p.add_argument("--rounds", type=int, help="rounds of interleaved timing (default 3)")
     p.add_argument("--eval-batch-size", type=int, help="default path's evaluation batch (default 256)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--no-memory", dest="memory", action="store_false", default=None, help="skip the peak-memory child processes")
+    p.add_argument(
+        "--no-memory", dest="memory", action="store_false", default=None, help="skip the peak-memory child processes"
+    )
     p.add_argument("--out", help="JSON file to write (a .txt table is written beside it)")
 
 
@@ -262,15 +354,21 @@ def cmd_bench(args) -> int:
 
 
 def _experiment_parsers(sub) -> None:
-    p = sub.add_parser("sweep", help="run a grid of tasks x conditions x lrs x seeds; tabulate mean +- std",
-                       description="Run every run of GRID.yaml (see fpt.experiments.sweep for its keys) as a normal "
-                       "`fpt train` run under --out, skipping finished runs, then write results.csv, results.md and plots/.")
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid of tasks x conditions x lrs x seeds; tabulate mean +- std",
+        description="Run every run of GRID.yaml (see fpt.experiments.sweep for its keys) as a normal "
+        "`fpt train` run under --out, skipping finished runs, then write results.csv, results.md and plots/.",
+    )
     p.add_argument("grid", help="grid YAML file")
     p.add_argument("--out", required=True, help="sweep directory (runs/, results.md, results.csv, plots/)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (subprocesses)")
-    p = sub.add_parser("reproduce", help="run one of the paper's experiments at a budget",
-                       description="Ready-made grids for the paper's experiments; the table puts the paper's figure "
-                       "beside each measured cell. Re-running the same command resumes.")
+    p = sub.add_parser(
+        "reproduce",
+        help="run one of the paper's experiments at a budget",
+        description="Ready-made grids for the paper's experiments; the table puts the paper's figure "
+        "beside each measured cell. Re-running the same command resumes.",
+    )
     p.add_argument("experiment", help="main | init | ablation | size | convergence")
     p.add_argument("--budget", default="smoke", help="smoke (minutes on a CPU) | small | paper")
     p.add_argument("--tasks", help="comma-separated tasks (default: every task of the paper's table)")
@@ -279,9 +377,12 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--lrs", help="comma-separated learning rates (default: the budget's)")
     p.add_argument("--out", help="output directory (default runs/reproduce-<experiment>-<budget>)")
     p.add_argument("--jobs", type=int, default=1)
-    p = sub.add_parser("attention", help="attention map of a trained run on one example (PNG or JSON)",
-                       description="Attention weights of a finished run, averaged over heads, for one example of a "
-                       "split; for bit-xor the JSON gives, per layer, the mass on each output's two source bits.")
+    p = sub.add_parser(
+        "attention",
+        help="attention map of a trained run on one example (PNG or JSON)",
+        description="Attention weights of a finished run, averaged over heads, for one example of a "
+        "split; for bit-xor the JSON gives, per layer, the mass on each output's two source bits.",
+    )
     p.add_argument("run_dir")
     p.add_argument("--example", type=int, default=0, help="index of the example in the split")
     p.add_argument("--layer", type=int, help="layer to draw, from 0 (default: every layer, one panel each)")
@@ -318,8 +419,17 @@ def cmd_attention(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "describe": cmd_describe, "data": cmd_data, "sweep": cmd_sweep,
-            "reproduce": cmd_reproduce, "attention": cmd_attention, "bench": cmd_bench}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "describe": cmd_describe,
+    "data": cmd_data,
+    "sweep": cmd_sweep,
+    "reproduce": cmd_reproduce,
+    "attention": cmd_attention,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 The CLI prints `FPTError` messages without a traceback and exits non-zero; anything else is a bug.
 """
+
 from __future__ import annotations
 
 import difflib

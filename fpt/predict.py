@@ -6,6 +6,7 @@ Inputs are arrays shaped like the task's examples: (n, tokens, width) values for
 right-padded examples. They come from .npy, .npz (arrays `inputs` and optionally `mask`), or the
 task's own text format where it has one (ListOps: one expression per line, as in the LRA TSV files).
 """
+
 from __future__ import annotations
 
 import io
@@ -25,7 +26,7 @@ def check_inputs(inputs, mask, config) -> tuple[torch.Tensor, torch.Tensor | Non
     """Validate `inputs` (and `mask`) against the model's `config`; return them as tensors."""
     inputs = np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs.detach().cpu().numpy()
     continuous = config.input_kind == "continuous"
-    expected = (f"(n, tokens, {config.input_dim}) numbers" if continuous else "(n, tokens) integer token ids")
+    expected = f"(n, tokens, {config.input_dim}) numbers" if continuous else "(n, tokens) integer token ids"
     allowed = "fiub" if continuous else "iu"
     if inputs.dtype.kind not in allowed:
         raise FPTError(f"Inputs have dtype {inputs.dtype}; this model expects {expected}.")
@@ -43,16 +44,22 @@ def check_inputs(inputs, mask, config) -> tuple[torch.Tensor, torch.Tensor | Non
         values = torch.from_numpy(inputs.astype(np.float32))
         if not torch.isfinite(values).all():
             bad = int((~torch.isfinite(values)).flatten(1).any(1).sum())
-            raise FPTError(f"Inputs contain NaN or infinite values ({bad} of {n} examples); clean or impute them first.")
+            raise FPTError(
+                f"Inputs contain NaN or infinite values ({bad} of {n} examples); clean or impute them first."
+            )
     else:
         values = torch.from_numpy(inputs.astype(np.int64))
         if values.min() < 0 or values.max() >= config.input_dim:
-            raise FPTError(f"Token ids must be in [0, {config.input_dim}); found {int(values.min())}..{int(values.max())}.")
+            raise FPTError(
+                f"Token ids must be in [0, {config.input_dim}); found {int(values.min())}..{int(values.max())}."
+            )
     if mask is None:
         return values, None
     mask = np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask.detach().cpu().numpy()
     if mask.shape != (n, tokens) or mask.dtype.kind not in "biu" or not np.isin(mask, (0, 1)).all():
-        raise FPTError(f"The mask must be ({n}, {tokens}) of booleans or 0/1, marking real tokens; got {mask.shape} {mask.dtype}.")
+        raise FPTError(
+            f"The mask must be ({n}, {tokens}) of booleans or 0/1, marking real tokens; got {mask.shape} {mask.dtype}."
+        )
     mask = torch.from_numpy(mask.astype(bool))
     if (mask[:, 1:] & ~mask[:, :-1]).any() or (mask.sum(1) < config.output_tokens).any():
         raise FPTError(
@@ -75,7 +82,9 @@ def read_listops(path: Path, max_length: int, options: dict) -> tuple[np.ndarray
             continue
         ids = tokenize(expression, options.get("parentheses", False))
         if ids is None or not len(ids):
-            raise FPTError(f"{path}, line {number}: not a ListOps expression (tokens separated by spaces): {expression[:60]!r}.")
+            raise FPTError(
+                f"{path}, line {number}: not a ListOps expression (tokens separated by spaces): {expression[:60]!r}."
+            )
         tokens.append(ids)
     if not tokens:
         raise FPTError(f"{path} holds no ListOps expressions.")
@@ -86,16 +95,19 @@ def read_listops(path: Path, max_length: int, options: dict) -> tuple[np.ndarray
 TASK_READERS = {"listops": read_listops}  # task name -> reader of its own input format
 
 
-def read_inputs(path: str | Path, task: str | None = None, max_length: int = 0,
-                options: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def read_inputs(
+    path: str | Path, task: str | None = None, max_length: int = 0, options: dict | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Arrays from `path`: .npy, .npz (`inputs`, optional `mask`), else the `task`'s own format."""
     path = Path(path)
     if not path.is_file():
         raise FPTError(f"Input file {path} does not exist.")
     if path.suffix not in ARRAY_SUFFIXES:
         if task not in TASK_READERS:
-            raise FPTError(f"Cannot read {path}: give inputs as .npy or .npz (arrays `inputs` and optionally `mask`)"
-                           + (f"; {', '.join(TASK_READERS)} also read their own text format." if TASK_READERS else "."))
+            raise FPTError(
+                f"Cannot read {path}: give inputs as .npy or .npz (arrays `inputs` and optionally `mask`)"
+                + (f"; {', '.join(TASK_READERS)} also read their own text format." if TASK_READERS else ".")
+            )
         return TASK_READERS[task](path, max_length, options or {})
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -114,7 +126,9 @@ def read_inputs(path: str | Path, task: str | None = None, max_length: int = 0,
 
 
 @torch.inference_mode()
-def predict(model, inputs, mask=None, batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+def predict(
+    model, inputs, mask=None, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> dict[str, np.ndarray]:
     """Class predictions `classes` (n, units) and `probabilities` (n, units, classes) for `inputs`."""
     values, mask = check_inputs(inputs, mask, model.config)
     model.to(device).eval()
@@ -144,8 +158,14 @@ def write_predictions(result: dict[str, np.ndarray], output: Path) -> None:
     atomic_write(output, buffer.getvalue())
 
 
-def predict_run(run_dir: str | Path, input_path: str | Path, output: str | Path | None = None, which: str = "best",
-                batch_size: int = 256, device: str = "auto") -> dict[str, np.ndarray]:
+def predict_run(
+    run_dir: str | Path,
+    input_path: str | Path,
+    output: str | Path | None = None,
+    which: str = "best",
+    batch_size: int = 256,
+    device: str = "auto",
+) -> dict[str, np.ndarray]:
     """What `fpt predict` does: load the run's model, read and check the inputs, predict, write."""
     from fpt.model import load_run_model
     from fpt.training.loop import resolve_device
@@ -153,7 +173,9 @@ def predict_run(run_dir: str | Path, input_path: str | Path, output: str | Path 
 
     run_dir = Path(run_dir)
     if output is not None and Path(output).resolve().is_relative_to(run_dir.resolve()):
-        raise FPTError(f"Write predictions outside the run directory {run_dir} (got --output {output}), so its files stay as training left them.")
+        raise FPTError(
+            f"Write predictions outside the run directory {run_dir} (got --output {output}), so its files stay as training left them."
+        )
     if output is not None and Path(output).suffix not in (".npy", ".npz", ".json"):
         raise FPTError(f"Output {output}: use a .npy (classes), .npz (classes and probabilities) or .json file.")
     model = load_run_model(run_dir, which)

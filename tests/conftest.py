@@ -1,4 +1,5 @@
 """Shared fixtures: tiny backbones the tests create (no network), and the offline MiniLM."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,9 @@ def tiny_gpt2(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("tiny-gpt2")
     torch.manual_seed(0)
-    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0, eos_token_id=0)).save_pretrained(path)
+    GPT2Model(
+        GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0, eos_token_id=0)
+    ).save_pretrained(path)
     return str(path)
 
 
@@ -29,8 +32,15 @@ def tiny_llama(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=128, vocab_size=100)
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        vocab_size=100,
+    )
     LlamaModel(config).save_pretrained(path)
     return str(path)
 
@@ -43,6 +53,18 @@ def quiet_gpt2(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("quiet-gpt2")
     torch.manual_seed(0)
-    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0, eos_token_id=0,
-                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    GPT2Model(
+        GPT2Config(
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            vocab_size=100,
+            bos_token_id=0,
+            eos_token_id=0,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    ).save_pretrained(path)
     return str(path)

@@ -1,4 +1,5 @@
 """Tiny dataset files in the real formats, written by the tests (IDX, CIFAR batches, LRA TSV, TAPE LMDB)."""
+
 from __future__ import annotations
 
 import gzip
@@ -41,8 +42,12 @@ def write_cifar(directory: Path, per_batch: int = 12, seed: int = 0) -> Path:
     base = directory / "cifar-10-batches-py"
     base.mkdir(parents=True, exist_ok=True)
     for name in (*[f"data_batch_{i}" for i in range(1, 6)], "test_batch"):
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, per_batch).tolist(),
-                 b"data": rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8), b"filenames": [b"x.png"] * per_batch}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, per_batch).tolist(),
+            b"data": rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8),
+            b"filenames": [b"x.png"] * per_batch,
+        }
         (base / name).write_bytes(pickle.dumps(batch, protocol=2))
     return directory
 
@@ -69,8 +74,16 @@ def write_homology(directory: Path, seed: int = 0, per_split: int = 12) -> Path:
     letters = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
     directory.mkdir(parents=True, exist_ok=True)
     for filename in tape.SPLITS.values():
-        records = [{"primary": "".join(rng.choice(letters, rng.integers(5, 40))), "fold_label": int(rng.integers(0, 1195)),
-                    "class_label": 0, "superfamily_label": 0, "family_label": 0, "protein_length": 0}
-                   for _ in range(per_split)]
+        records = [
+            {
+                "primary": "".join(rng.choice(letters, rng.integers(5, 40))),
+                "fold_label": int(rng.integers(0, 1195)),
+                "class_label": 0,
+                "superfamily_label": 0,
+                "family_label": 0,
+                "protein_length": 0,
+            }
+            for _ in range(per_split)
+        ]
         write_lmdb(directory / filename, records)
     return directory

@@ -1,4 +1,5 @@
 """Fusing GPT-2's tanh-GELU changes no output and no gradient beyond rounding."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,11 @@ def test_fused_gelu_matches_the_python_formula(quiet_gpt2):
     models = []
     for _ in range(2):
         torch.manual_seed(0)
-        models.append(FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=quiet_gpt2,
-                                                            init="random", dropout=0.0)))
+        models.append(
+            FrozenPretrainedTransformer(
+                FPTConfig(**task.spec.model_fields(), backbone=quiet_gpt2, init="random", dropout=0.0)
+            )
+        )
     python, fused = models
     layers = len([m for m in python.modules() if isinstance(m, NewGELUActivation)])
     assert layers > 0

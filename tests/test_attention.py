@@ -1,4 +1,5 @@
 """Attention maps: the Bit XOR source-mass numbers, and the command on a trained tiny run."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,9 @@ def test_source_mass_finds_attention_on_the_partner_bit():
         partner[K + j, j] = 1.0  # every output attends only to its partner a_j
     maps = torch.cat([maps, partner.expand(1, 2, -1, -1)])
     uniform, focused = xor_source_mass(maps, K)
-    assert uniform["source_vs_other"] == pytest.approx(1.0) and uniform["partner_vs_other_first_string"] == pytest.approx(1.0)
+    assert uniform["source_vs_other"] == pytest.approx(1.0) and uniform[
+        "partner_vs_other_first_string"
+    ] == pytest.approx(1.0)
     assert uniform["source_mass"] == pytest.approx(2 / (2 * K), abs=1e-4) and not uniform["causal"]
     assert focused["partner_bit"] == 1.0 and focused["source_mass"] == 1.0 and focused["own_position"] == 0.0
     assert focused["per_other_position"] == 0.0 and focused["source_vs_other"] > 1e6
@@ -40,8 +43,15 @@ def xor_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("attention")
     torch.manual_seed(0)
     GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=16, vocab_size=10)).save_pretrained(root / "gpt2")
-    config = RunConfig(task="bit-xor", task_options={"n_bits": K, "val_size": 8, "test_size": 8}, backbone=str(root / "gpt2"),
-                       steps=2, eval_every=2, batch_size=4, out=str(root / "run"))
+    config = RunConfig(
+        task="bit-xor",
+        task_options={"n_bits": K, "val_size": 8, "test_size": 8},
+        backbone=str(root / "gpt2"),
+        steps=2,
+        eval_every=2,
+        batch_size=4,
+        out=str(root / "run"),
+    )
     train(config, progress=False, log=lambda *a: None)
     return root / "run"
 

@@ -1,5 +1,6 @@
 """fpt bench on a tiny GPT-2: the JSON has every field and sane values; the default and reference
 paths train the same model to the same losses (in fp32). Timings are never asserted."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,9 +10,20 @@ from fpt.bench import BenchCase, BenchSettings, default_path, peak_memory_mb, re
 from fpt.errors import FPTError
 from fpt.tasks import get_task
 
-FIELDS = ("samples_per_s", "reference_samples_per_s", "speedup_vs_reference", "matmul_gflops", "achieved_gflops",
-          "fraction_of_matmul_peak", "dtype", "device", "tokens_per_s", "eval_samples_per_s", "loadavg_before",
-          "step_flops")
+FIELDS = (
+    "samples_per_s",
+    "reference_samples_per_s",
+    "speedup_vs_reference",
+    "matmul_gflops",
+    "achieved_gflops",
+    "fraction_of_matmul_peak",
+    "dtype",
+    "device",
+    "tokens_per_s",
+    "eval_samples_per_s",
+    "loadavg_before",
+    "step_flops",
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,21 +33,28 @@ def quiet_gpt2(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("quiet-gpt2")
     torch.manual_seed(0)
-    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0,
-                        embd_pdrop=0.0, attn_pdrop=0.0)
+    config = GPT2Config(
+        n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+    )
     GPT2Model(config).save_pretrained(path)
     return str(path)
 
 
 def test_bench_json_has_every_field_with_sane_values(tmp_path, quiet_gpt2):
-    case = BenchCase("tiny", "bit-xor", quiet_gpt2, "random", batch_size=4, task_options={"val_size": 40}, eval_examples=16)
-    document = run_bench(["tiny"], BenchSettings(warmup=0, steps=1, rounds=1, memory=False), {"tiny": case}, log=lambda *a: None)
+    case = BenchCase(
+        "tiny", "bit-xor", quiet_gpt2, "random", batch_size=4, task_options={"val_size": 40}, eval_examples=16
+    )
+    document = run_bench(
+        ["tiny"], BenchSettings(warmup=0, steps=1, rounds=1, memory=False), {"tiny": case}, log=lambda *a: None
+    )
     record = document["results"][0]
     assert all(key in record for key in FIELDS), sorted(set(FIELDS) - set(record))
     assert record["device"] == "cpu" and record["reference_dtype"] == "fp32" and record["dtype"] in ("bf16", "fp32")
     for key in ("samples_per_s", "reference_samples_per_s", "matmul_gflops", "achieved_gflops"):
         assert record[key] > 0, key
-    assert record["speedup_vs_reference"] == pytest.approx(record["samples_per_s"] / record["reference_samples_per_s"], rel=1e-2)
+    assert record["speedup_vs_reference"] == pytest.approx(
+        record["samples_per_s"] / record["reference_samples_per_s"], rel=1e-2
+    )
     assert record["tokens_per_s"] == pytest.approx(record["samples_per_s"] * 10, rel=1e-2)
     # the linear layers of 2 blocks, 32 wide, over 4 x 10 tokens; the backward runs input gradients only (the last
     # block works on the 5 read positions only, so the step is under 3x the forward of every position)

@@ -1,4 +1,5 @@
 """The synthetic bit tasks: shapes, correctness of targets, determinism, fixed eval splits."""
+
 from __future__ import annotations
 
 

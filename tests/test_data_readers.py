@@ -1,4 +1,5 @@
 """Readers for the real formats: round trips on tiny fixtures, and a clear error for each kind of bad file."""
+
 from __future__ import annotations
 
 import gzip
@@ -20,11 +21,14 @@ def test_idx_round_trip_gzipped_or_not(tmp_path):
     np.testing.assert_array_equal(idx.read_idx(tmp_path / "a.gz"), images)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda b: gzip.compress(b)[:-30], "damaged gzip"),
-    (lambda b: b"\x12\x34" + b[2:], "magic number"),
-    (lambda b: b[:-5], "truncated"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: gzip.compress(b)[:-30], "damaged gzip"),
+        (lambda b: b"\x12\x34" + b[2:], "magic number"),
+        (lambda b: b[:-5], "truncated"),
+    ],
+)
 def test_idx_bad_files_name_the_file(tmp_path, damage, message):
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(damage(idx_bytes(np.zeros((3, 28, 28), dtype=np.uint8))))
@@ -100,7 +104,9 @@ def _evaluate(tokens: list[str]) -> int:
 
 
 def test_tape_lmdb_reads_and_reports_bad_records(tmp_path):
-    good = write_lmdb(tmp_path / "good.lmdb", [{"primary": "MKTAYX", "fold_label": 7, "evolutionary": np.zeros((6, 2))}])
+    good = write_lmdb(
+        tmp_path / "good.lmdb", [{"primary": "MKTAYX", "fold_label": 7, "evolutionary": np.zeros((6, 2))}]
+    )
     split = tape.read_lmdb(good)
     assert split.targets.tolist() == [7] and "".join(tape.VOCAB[i] for i in split.tokens[0]) == "MKTAYX"
     cases = {

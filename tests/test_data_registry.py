@@ -1,4 +1,5 @@
 """The data registry: data root, lookup, verification, and downloads from a local HTTP server."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -117,8 +118,15 @@ def test_checksum_mismatch_keeps_nothing(tmp_path, served_mnist):
 def test_no_network_fails_fast_with_manual_instructions(tmp_path, monkeypatch):
     closed = "http://127.0.0.1:9/"  # discard port: nothing listens
     entry = catalog.DATASETS["fashion-mnist"]
-    monkeypatch.setitem(catalog.DATASETS, "fashion-mnist", dataclasses.replace(
-        entry, system_dirs=(), downloads=tuple(dataclasses.replace(d, url=closed + Path(d.url).name) for d in entry.downloads)))
+    monkeypatch.setitem(
+        catalog.DATASETS,
+        "fashion-mnist",
+        dataclasses.replace(
+            entry,
+            system_dirs=(),
+            downloads=tuple(dataclasses.replace(d, url=closed + Path(d.url).name) for d in entry.downloads),
+        ),
+    )
     started = time.monotonic()
     with pytest.raises(FPTError, match="Could not download") as err:
         download("fashion-mnist", tmp_path, progressbar=False, log=lambda *a: None)
@@ -135,9 +143,21 @@ def test_archive_download_is_unpacked(tmp_path, monkeypatch):
     server = _Server({"cifar-10-python.tar.gz": archive})
     entry = catalog.DATASETS["cifar10"]
     files = {rel: f"md5:{content_hash(source / rel, 'md5')}" for rel in entry.files}
-    monkeypatch.setitem(catalog.DATASETS, "cifar10", dataclasses.replace(entry, files=files, downloads=(
-        dataclasses.replace(entry.downloads[0], url=server.url + "cifar-10-python.tar.gz",
-                            sha256=hashlib.sha256(archive).hexdigest()),)))
+    monkeypatch.setitem(
+        catalog.DATASETS,
+        "cifar10",
+        dataclasses.replace(
+            entry,
+            files=files,
+            downloads=(
+                dataclasses.replace(
+                    entry.downloads[0],
+                    url=server.url + "cifar-10-python.tar.gz",
+                    sha256=hashlib.sha256(archive).hexdigest(),
+                ),
+            ),
+        ),
+    )
     try:
         where = download("cifar10", tmp_path / "root", progressbar=False, log=lambda *a: None)
     finally:
@@ -151,14 +171,19 @@ def test_verify_catches_a_changed_file_and_missing_data_explains(tmp_path, monke
     entry = catalog.DATASETS["mnist"]
     with pytest.raises(FPTError, match="does not match the published sha256"):
         verify("mnist", tmp_path, log=lambda *a: None)  # random images are not the real MNIST
-    monkeypatch.setitem(catalog.DATASETS, "mnist", dataclasses.replace(
-        entry, files={f: f"sha256:{content_hash(directory / f, 'sha256')}" for f in entry.files}))
+    monkeypatch.setitem(
+        catalog.DATASETS,
+        "mnist",
+        dataclasses.replace(entry, files={f: f"sha256:{content_hash(directory / f, 'sha256')}" for f in entry.files}),
+    )
     assert verify("mnist", tmp_path, log=lambda *a: None) == "60 train, 20 test"
     with pytest.raises(FPTError, match="fpt data download cifar10"):
         require("cifar10", tmp_path / "empty")
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_real_fashion_mnist_matches_the_published_content_checksums(tmp_path):
     assert verify("fashion-mnist", tmp_path, log=lambda *a: None) == "60000 train, 10000 test"

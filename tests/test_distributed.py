@@ -1,5 +1,6 @@
 """Data parallelism: two CPU processes (gloo, launched by torchrun) train to the same parameters as one
 process with the same global batch and seed, and evaluation counts every example exactly once."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,18 @@ from fpt.training.checkpoint import read_checkpoint, resolve
 from fpt.training.distributed import plan_batches
 
 # 30 examples in batches of 8: 4 batches, so the two processes score 2 batches each, one of them short.
-ARGS = dict(task="bit-xor", task_options={"val_size": 30, "test_size": 30}, steps=6, eval_every=3, batch_size=8,
-            grad_accum=2, dropout=0.0, eval_batch_size=8, device="cpu", precision="fp32")
+ARGS = dict(
+    task="bit-xor",
+    task_options={"val_size": 30, "test_size": 30},
+    steps=6,
+    eval_every=3,
+    batch_size=8,
+    grad_accum=2,
+    dropout=0.0,
+    eval_batch_size=8,
+    device="cpu",
+    precision="fp32",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +38,20 @@ def gpt2_without_dropout(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("gpt2-no-dropout")
     torch.manual_seed(0)
-    GPT2Model(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, bos_token_id=0, eos_token_id=0,
-                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(path)
+    GPT2Model(
+        GPT2Config(
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            vocab_size=100,
+            bos_token_id=0,
+            eos_token_id=0,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    ).save_pretrained(path)
     return str(path)
 
 
@@ -45,8 +68,25 @@ def test_two_gloo_processes_match_one_process(tmp_path, gpt2_without_dropout):
         else:
             flags += [f"--{key.replace('_', '-')}", str(value)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-                             "-m", "fpt.cli", "train", *flags, "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--standalone",
+            "-m",
+            "fpt.cli",
+            "train",
+            *flags,
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count('"status"') == 1  # only the main process reports
 

@@ -1,5 +1,6 @@
 """CPU dropout: the same distribution as nn.Dropout, seeded by torch's generator, and attention with
 dropout computed directly that equals PyTorch's attention when nothing is dropped."""
+
 from __future__ import annotations
 
 import types
@@ -74,8 +75,16 @@ def tiny_bert(tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         vocab_size=100, max_position_embeddings=64)).save_pretrained(path)
+    BertModel(
+        BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            vocab_size=100,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(path)
     return str(path)
 
 

@@ -1,4 +1,5 @@
 """Ready-made grids: every experiment builds at every budget, with the paper's rows and numbers."""
+
 from __future__ import annotations
 
 import pytest

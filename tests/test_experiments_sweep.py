@@ -1,4 +1,5 @@
 """Sweeps: grid expansion and checks, lr choice on validation, tables, and a resumable end-to-end run."""
+
 from __future__ import annotations
 
 import csv
@@ -14,21 +15,53 @@ TINY_XOR = {"n_bits": 2, "val_size": 16, "test_size": 16}
 
 
 def test_product_of_axes_and_conditions():
-    grid = expand({"tasks": ["bit-xor", "bit-memory"], "inits": ["pretrained", "random"], "train": ["fpt", "output"],
-                   "lrs": [1e-3, 1e-4], "seeds": [0, 1, 2]})
+    grid = expand(
+        {
+            "tasks": ["bit-xor", "bit-memory"],
+            "inits": ["pretrained", "random"],
+            "train": ["fpt", "output"],
+            "lrs": [1e-3, 1e-4],
+            "seeds": [0, 1, 2],
+        }
+    )
     assert len(grid.runs) == 2 * 2 * 2 * 2 * 3
     assert grid.conditions == ["pretrained/fpt", "pretrained/output", "random/fpt", "random/output"]
-    grid = expand({"tasks": ["bit-xor"], "seeds": [0], "lrs": [1e-3], "paper_table": "main", "conditions": [
-        {"label": "FPT", "paper_row": "fpt"},
-        {"label": "LSTM", "architecture": "lstm", "init": "random", "train": "all", "lrs": [3e-4, 1e-4], "paper_row": "lstm"}]})
+    grid = expand(
+        {
+            "tasks": ["bit-xor"],
+            "seeds": [0],
+            "lrs": [1e-3],
+            "paper_table": "main",
+            "conditions": [
+                {"label": "FPT", "paper_row": "fpt"},
+                {
+                    "label": "LSTM",
+                    "architecture": "lstm",
+                    "init": "random",
+                    "train": "all",
+                    "lrs": [3e-4, 1e-4],
+                    "paper_row": "lstm",
+                },
+            ],
+        }
+    )
     assert [(r.condition, r.lr) for r in grid.runs] == [("FPT", 1e-3), ("LSTM", 3e-4), ("LSTM", 1e-4)]
     assert grid.runs[1].config["architecture"] == "lstm"
 
 
 def test_bad_grid_lists_every_problem_before_running(tmp_path):
     with pytest.raises(FPTError) as err:
-        sweep({"tasks": ["bit-xro"], "backbones": ["minilmm"], "inits": ["pretrianed"], "train": ["fpt+foo"],
-               "lrs": ["1e-3", "fast"], "conditions_typo": 1}, tmp_path / "sweep")
+        sweep(
+            {
+                "tasks": ["bit-xro"],
+                "backbones": ["minilmm"],
+                "inits": ["pretrianed"],
+                "train": ["fpt+foo"],
+                "lrs": ["1e-3", "fast"],
+                "conditions_typo": 1,
+            },
+            tmp_path / "sweep",
+        )
     message = str(err.value)
     for name in ("bit-xro", "minilmm", "pretrianed", "fpt+foo", "'fast'", "conditions_typo"):
         assert name in message
@@ -37,17 +70,36 @@ def test_bad_grid_lists_every_problem_before_running(tmp_path):
 
 def _fake_run(path, val, test, curve):
     path.mkdir(parents=True)
-    (path / "summary.json").write_text(json.dumps({"status": "finished", "best_val_accuracy": val, "test_accuracy": test}))
-    (path / "metrics.jsonl").write_text("".join(json.dumps({"step": 10 * (i + 1), "val_accuracy": v}) + "\n" for i, v in enumerate(curve)))
-    return {"key": str(path), "status": "finished", "run_dir": str(path), "summary": json.loads((path / "summary.json").read_text())}
+    (path / "summary.json").write_text(
+        json.dumps({"status": "finished", "best_val_accuracy": val, "test_accuracy": test})
+    )
+    (path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": 10 * (i + 1), "val_accuracy": v}) + "\n" for i, v in enumerate(curve))
+    )
+    return {
+        "key": str(path),
+        "status": "finished",
+        "run_dir": str(path),
+        "summary": json.loads((path / "summary.json").read_text()),
+    }
 
 
 def test_lr_is_chosen_on_validation_and_test_is_reported(tmp_path):
-    grid = expand({"tasks": ["bit-xor"], "inits": ["pretrained", "random"], "lrs": [1e-3, 1e-4], "seeds": [0, 1],
-                   "paper_table": "init", "ratio": ["random", "pretrained"]})
+    grid = expand(
+        {
+            "tasks": ["bit-xor"],
+            "inits": ["pretrained", "random"],
+            "lrs": [1e-3, 1e-4],
+            "seeds": [0, 1],
+            "paper_table": "init",
+            "ratio": ["random", "pretrained"],
+        }
+    )
     scores = {  # (init, lr): per-seed (val, test); lr 1e-4 wins on validation for `pretrained` despite worse test
-        ("pretrained", 1e-3): [(0.80, 0.99), (0.82, 0.99)], ("pretrained", 1e-4): [(0.90, 0.70), (0.92, 0.80)],
-        ("random", 1e-3): [(0.60, 0.50), (0.60, 0.70)], ("random", 1e-4): [(0.50, 0.90), (0.50, 0.90)],
+        ("pretrained", 1e-3): [(0.80, 0.99), (0.82, 0.99)],
+        ("pretrained", 1e-4): [(0.90, 0.70), (0.92, 0.80)],
+        ("random", 1e-3): [(0.60, 0.50), (0.60, 0.70)],
+        ("random", 1e-4): [(0.50, 0.90), (0.50, 0.90)],
     }
     records = []
     for run in grid.runs:
@@ -56,7 +108,9 @@ def test_lr_is_chosen_on_validation_and_test_is_reported(tmp_path):
         records.append({**rec, "key": run.key})
     cells = {c.condition: c for c in aggregate(grid, records)}
     assert cells["pretrained"].lr == 1e-4 and cells["pretrained"].test == pytest.approx([70.0, 80.0])
-    assert cells["pretrained"].mean == pytest.approx(75.0) and cells["pretrained"].std == pytest.approx(7.0711, abs=1e-3)
+    assert cells["pretrained"].mean == pytest.approx(75.0) and cells["pretrained"].std == pytest.approx(
+        7.0711, abs=1e-3
+    )
     assert cells["random"].lr == 1e-3 and cells["random"].paper == 100
     assert cells["pretrained"].steps_to_95 == [30, 30]
     markdown = results_markdown(grid, list(cells.values()))
@@ -72,9 +126,15 @@ def test_steps_to_fraction_of_final_validation_accuracy():
 
 @pytest.mark.slow
 def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
-    grid = {"name": "tiny", "tasks": ["bit-xor"], "seeds": [0], "lrs": [1e-3], "paper_table": "init",
-            "settings": {"backbone": tiny_gpt2, "steps": 2, "eval_every": 1, "batch_size": 4, "task_options": TINY_XOR},
-            "conditions": [{"label": "pretrained"}, {"label": "too deep", "layers": 5, "lrs": [1e-3]}]}
+    grid = {
+        "name": "tiny",
+        "tasks": ["bit-xor"],
+        "seeds": [0],
+        "lrs": [1e-3],
+        "paper_table": "init",
+        "settings": {"backbone": tiny_gpt2, "steps": 2, "eval_every": 1, "batch_size": 4, "task_options": TINY_XOR},
+        "conditions": [{"label": "pretrained"}, {"label": "too deep", "layers": 5, "lrs": [1e-3]}],
+    }
     out = tmp_path / "sweep"
     lines: list[str] = []
     sweep(grid, out, jobs=2, log=lines.append)

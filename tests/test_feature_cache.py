@@ -1,4 +1,5 @@
 """Output-only training on cached backbone features equals training the head through the backbone."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from fpt.training.loop import build_model
 QUIET = dict(progress=False, log=lambda *a: None)
 
 
-
 def _task() -> TensorTask:
     g = torch.Generator().manual_seed(0)
     split = lambda n: (torch.randn(n, 6, 3, generator=g), torch.randint(0, 3, (n,), generator=g))
@@ -24,10 +24,23 @@ def _task() -> TensorTask:
 def test_cached_head_training_equals_training_through_the_backbone(tmp_path, quiet_gpt2):
     runs = {}
     for cache in (True, False):
-        config = RunConfig(backbone=quiet_gpt2, init="random", train="output", dropout=0.0, precision="fp32", steps=12,
-                           eval_every=4, batch_size=4, feature_cache=cache, out=str(tmp_path / str(cache)))
+        config = RunConfig(
+            backbone=quiet_gpt2,
+            init="random",
+            train="output",
+            dropout=0.0,
+            precision="fp32",
+            steps=12,
+            eval_every=4,
+            batch_size=4,
+            feature_cache=cache,
+            out=str(tmp_path / str(cache)),
+        )
         summary = train(config, task=_task(), **QUIET)
-        losses = [json.loads(line)["train_loss"] for line in (tmp_path / str(cache) / "metrics.jsonl").read_text().splitlines()]
+        losses = [
+            json.loads(line)["train_loss"]
+            for line in (tmp_path / str(cache) / "metrics.jsonl").read_text().splitlines()
+        ]
         runs[cache] = summary, losses
     (cached, cached_losses), (plain, plain_losses) = runs[True], runs[False]
     assert cached_losses == pytest.approx(plain_losses, rel=1e-5)  # 12 steps: the same batches, the same updates

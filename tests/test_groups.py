@@ -1,4 +1,5 @@
 """Parameter groups by module type, freeze policies, and what an optimiser step may touch."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,20 @@ from fpt.backbones import classify_backbone
 EXPECTED_GROUPS = {"input", "output", "position", "norm", "attention", "feed-forward"}
 
 
-def build(backbone: str, train: str = "fpt", max_length: int = 10, init: str = "pretrained") -> FrozenPretrainedTransformer:
-    return FrozenPretrainedTransformer(FPTConfig(input_dim=3, max_length=max_length, num_classes=4, output_tokens=2,
-                                                 backbone=backbone, init=init, train=train))
+def build(
+    backbone: str, train: str = "fpt", max_length: int = 10, init: str = "pretrained"
+) -> FrozenPretrainedTransformer:
+    return FrozenPretrainedTransformer(
+        FPTConfig(
+            input_dim=3,
+            max_length=max_length,
+            num_classes=4,
+            output_tokens=2,
+            backbone=backbone,
+            init=init,
+            train=train,
+        )
+    )
 
 
 def step_changes(model: FrozenPretrainedTransformer) -> tuple[list[str], list[str]]:
@@ -21,7 +33,9 @@ def step_changes(model: FrozenPretrainedTransformer) -> tuple[list[str], list[st
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
     logits = model(torch.randn(4, model.config.max_length, 3))
-    torch.nn.functional.cross_entropy(logits.reshape(-1, 4), torch.randint(0, 4, (logits.shape[0] * logits.shape[1],))).backward()
+    torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 4), torch.randint(0, 4, (logits.shape[0] * logits.shape[1],))
+    ).backward()
     optimizer.step()
     changed = {n: not torch.equal(before[n], p) for n, p in model.named_parameters()}
     frozen_changed = [n for n, p in model.named_parameters() if not p.requires_grad and changed[n]]
@@ -114,9 +128,11 @@ def test_long_sequences_extend_the_position_table(tiny_gpt2):
 
 def test_random_and_stats_inits_are_seeded(tiny_gpt2):
     def weights(init, seed):
-        model = FrozenPretrainedTransformer(FPTConfig(input_dim=3, max_length=10, num_classes=4, backbone=tiny_gpt2,
-                                                      init=init, init_seed=seed))
+        model = FrozenPretrainedTransformer(
+            FPTConfig(input_dim=3, max_length=10, num_classes=4, backbone=tiny_gpt2, init=init, init_seed=seed)
+        )
         return model.backbone.h[0].mlp.c_fc.weight
+
     pretrained = build(tiny_gpt2).backbone.h[0].mlp.c_fc.weight
     assert torch.equal(weights("random", 1), weights("random", 1))
     assert not torch.equal(weights("random", 1), weights("random", 2))

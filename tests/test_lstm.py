@@ -1,4 +1,5 @@
 """The LSTM baselines: shapes, causality, what trains, and a run that reloads like an FPT run."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,13 +53,27 @@ def test_outputs_never_depend_on_later_tokens():
 
 def test_lstm_run_reloads_and_needs_random_init(tmp_path):
     options = {"n_bits": 2, "val_size": 32, "test_size": 32}
-    config = RunConfig(task="bit-xor", task_options=options, architecture="lstm", init="random", train="fpt",
-                       layers=1, steps=4, eval_every=2, batch_size=4, lr=3e-4, precision="fp32",  # the reload evaluates in fp32
-                       out=str(tmp_path / "lstm"))
+    config = RunConfig(
+        task="bit-xor",
+        task_options=options,
+        architecture="lstm",
+        init="random",
+        train="fpt",
+        layers=1,
+        steps=4,
+        eval_every=2,
+        batch_size=4,
+        lr=3e-4,
+        precision="fp32",  # the reload evaluates in fp32
+        out=str(tmp_path / "lstm"),
+    )
     summary = train(config, **QUIET)
     assert summary["trainable_params"] < summary["total_params"]
     model = load_run_model(tmp_path / "lstm")
     assert isinstance(model, LSTMBaseline) and model.config.hidden == 768 and model.config.layers == 1
     assert evaluate(model, get_task("bit-xor", **options), "test")["accuracy"] == summary["test_accuracy"]
     with pytest.raises(FPTError, match="--init random"):
-        train(RunConfig(task="bit-xor", task_options=options, architecture="lstm", steps=1, out=str(tmp_path / "x")), **QUIET)
+        train(
+            RunConfig(task="bit-xor", task_options=options, architecture="lstm", steps=1, out=str(tmp_path / "x")),
+            **QUIET,
+        )

@@ -1,4 +1,5 @@
 """The FPT model on more decoder families, padded inputs, and the output head."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,15 @@ from tests.test_groups import step_changes
 def tiny_decoder(request, tmp_path_factory) -> str:
     from transformers import GemmaConfig, GemmaModel, Qwen2Config, Qwen2Model
 
-    sizes = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, max_position_embeddings=128, vocab_size=100)
+    sizes = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        vocab_size=100,
+    )
     path = tmp_path_factory.mktemp(request.param)
     torch.manual_seed(0)
     if request.param == "qwen2":
@@ -34,8 +42,9 @@ def test_rotary_rmsnorm_families_group_and_freeze(tiny_decoder):
 @pytest.mark.parametrize("which", ["tiny_gpt2", "minilm"])
 def test_padding_does_not_change_predictions(which, request):
     backbone = "minilm" if which == "minilm" else request.getfixturevalue(which)
-    model = FrozenPretrainedTransformer(FPTConfig(input_dim=4, max_length=8, num_classes=3, output_tokens=2,
-                                                  input_kind="discrete", backbone=backbone)).eval()
+    model = FrozenPretrainedTransformer(
+        FPTConfig(input_dim=4, max_length=8, num_classes=3, output_tokens=2, input_kind="discrete", backbone=backbone)
+    ).eval()
     ids = torch.randint(0, 4, (1, 5))
     padded = torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], dim=1)
     mask = torch.tensor([[True] * 5 + [False] * 3])

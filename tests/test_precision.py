@@ -1,5 +1,6 @@
 """Mixed precision on CPU: bf16/fp16 autocast trains with fp32 trained parameters and optimizer state,
 frozen matrices stored in the low precision, fp16 loss-scaler state in the checkpoint; optional trackers."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,8 +18,16 @@ QUIET = dict(progress=False, log=lambda *a: None)
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_low_precision_keeps_trained_state_fp32(tmp_path, tiny_gpt2, precision):
-    config = RunConfig(backbone=tiny_gpt2, task_options={"val_size": 16, "test_size": 16}, steps=4, eval_every=2,
-                       batch_size=8, precision=precision, device="cpu", out=str(tmp_path / precision))
+    config = RunConfig(
+        backbone=tiny_gpt2,
+        task_options={"val_size": 16, "test_size": 16},
+        steps=4,
+        eval_every=2,
+        batch_size=8,
+        precision=precision,
+        device="cpu",
+        out=str(tmp_path / precision),
+    )
     task = get_task("bit-xor", val_size=16, test_size=16)
     model = build_model(config, task)
     summary = train(config, task=task, model=model, **QUIET)
@@ -33,8 +42,16 @@ def test_low_precision_keeps_trained_state_fp32(tmp_path, tiny_gpt2, precision):
 
 
 def test_trackers_are_optional(tmp_path, tiny_gpt2):
-    config = RunConfig(backbone=tiny_gpt2, task_options={"val_size": 8, "test_size": 8}, steps=2, eval_every=1,
-                       batch_size=4, log="tensorboard", device="cpu", out=str(tmp_path / "tb"))
+    config = RunConfig(
+        backbone=tiny_gpt2,
+        task_options={"val_size": 8, "test_size": 8},
+        steps=2,
+        eval_every=1,
+        batch_size=4,
+        log="tensorboard",
+        device="cpu",
+        out=str(tmp_path / "tb"),
+    )
     if importlib.util.find_spec("tensorboard") is None:
         with pytest.raises(FPTError, match="pip install tensorboard"):
             train(config, **QUIET)

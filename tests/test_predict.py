@@ -1,4 +1,5 @@
 """Inference from a saved run: `fpt predict` and `predict(load_run_model(run))` agree with evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,11 @@ TASK = {"val_size": 16, "test_size": 40}
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_gpt2):
     out = tmp_path_factory.mktemp("predict") / "run"
-    train(RunConfig(backbone=tiny_gpt2, task_options=TASK, steps=4, eval_every=2, batch_size=8, out=str(out)),
-          progress=False, log=lambda *a: None)
+    train(
+        RunConfig(backbone=tiny_gpt2, task_options=TASK, steps=4, eval_every=2, batch_size=8, out=str(out)),
+        progress=False,
+        log=lambda *a: None,
+    )
     return out
 
 
@@ -43,8 +47,21 @@ def test_cli_writes_npy_npz_and_json(run, tmp_path, capsys):
     assert main(["predict", str(run), "--input", str(tmp_path / "x.npz"), "--output", str(tmp_path / "p.npz")]) == 0
     with np.load(tmp_path / "p.npz") as saved:
         assert np.array_equal(saved["classes"], expected) and saved["probabilities"].shape == (6, 5, 2)
-    assert main(["predict", str(run), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "p.json"),
-                 "--which", "last"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--input",
+                str(tmp_path / "x.npy"),
+                "--output",
+                str(tmp_path / "p.json"),
+                "--which",
+                "last",
+            ]
+        )
+        == 0
+    )
     assert len(json.loads((tmp_path / "p.json").read_text())["classes"]) == 6
 
 
@@ -55,16 +72,19 @@ def test_padded_inputs_with_a_mask_predict_like_unpadded(run):
     np.testing.assert_array_equal(predict(model, inputs, mask)["classes"], predict(model, inputs)["classes"])
 
 
-@pytest.mark.parametrize("inputs, mask, match", [
-    (np.zeros((2, 10, 3), np.float32), None, r"shape \(2, 10, 3\); this model expects \(n, tokens, 1\)"),
-    (np.zeros((2, 10), np.float32), None, "shape"),
-    (np.array([[["a"]]]), None, "dtype <U1"),
-    (np.full((2, 10, 1), np.inf, np.float32), None, "NaN or infinite values"),
-    (np.zeros((2, 12, 1), np.float32), None, "at most 10 tokens"),
-    (np.zeros((0, 10, 1), np.float32), None, "no examples"),
-    (np.zeros((2, 10, 1), np.float32), np.ones((2, 9)), "mask must be"),
-    (np.zeros((2, 10, 1), np.float32), np.array([[0] + [1] * 9] * 2), "right padding"),
-])
+@pytest.mark.parametrize(
+    "inputs, mask, match",
+    [
+        (np.zeros((2, 10, 3), np.float32), None, r"shape \(2, 10, 3\); this model expects \(n, tokens, 1\)"),
+        (np.zeros((2, 10), np.float32), None, "shape"),
+        (np.array([[["a"]]]), None, "dtype <U1"),
+        (np.full((2, 10, 1), np.inf, np.float32), None, "NaN or infinite values"),
+        (np.zeros((2, 12, 1), np.float32), None, "at most 10 tokens"),
+        (np.zeros((0, 10, 1), np.float32), None, "no examples"),
+        (np.zeros((2, 10, 1), np.float32), np.ones((2, 9)), "mask must be"),
+        (np.zeros((2, 10, 1), np.float32), np.array([[0] + [1] * 9] * 2), "right padding"),
+    ],
+)
 def test_bad_inputs_get_clear_errors(run, inputs, mask, match):
     with pytest.raises(FPTError, match=match):
         predict(FrozenPretrainedTransformer.from_run(run), inputs, mask)

@@ -1,5 +1,6 @@
 """Exact resume: a run killed (SIGKILL) or stopped (SIGTERM) at an arbitrary step and resumed ends
 bit-identical to an uninterrupted run of the same seed; damaged or foreign checkpoints are refused."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,27 @@ from fpt.training.loop import resume_config
 
 QUIET = dict(progress=False, log=lambda *a: None)
 # Dropout stays on (0.1 in the input layer and the tiny GPT-2), so restoring the RNG state matters.
-FLAGS = ["--task", "bit-xor", "--task-option", "val_size=32", "--task-option", "test_size=32", "--steps", "16",
-         "--eval-every", "2", "--checkpoint-every", "5", "--batch-size", "8", "--device", "cpu", "--precision", "fp32",
-         "--quiet"]
+FLAGS = [
+    "--task",
+    "bit-xor",
+    "--task-option",
+    "val_size=32",
+    "--task-option",
+    "test_size=32",
+    "--steps",
+    "16",
+    "--eval-every",
+    "2",
+    "--checkpoint-every",
+    "5",
+    "--batch-size",
+    "8",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--quiet",
+]
 WALL_CLOCK = ("elapsed_s", "samples_per_s")  # timings differ between any two runs; everything else must match
 
 
@@ -46,8 +65,9 @@ def _start_and_stop(args, out, at_step: int, sig: int) -> subprocess.CompletedPr
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         metrics = out / "metrics.jsonl"
-        if metrics.is_file() and any(json.loads(line)["step"] >= at_step for line in metrics.read_text().splitlines()
-                                     if line.endswith("}")):
+        if metrics.is_file() and any(
+            json.loads(line)["step"] >= at_step for line in metrics.read_text().splitlines() if line.endswith("}")
+        ):
             proc.send_signal(sig)
             break
         time.sleep(0.02)
@@ -59,8 +79,13 @@ def _start_and_stop(args, out, at_step: int, sig: int) -> subprocess.CompletedPr
 def reference(tmp_path_factory, tiny_gpt2):
     """The uninterrupted run."""
     out = tmp_path_factory.mktemp("resume") / "reference"
-    result = subprocess.run(_fpt(*FLAGS, "--backbone", tiny_gpt2, "--out", str(out)), env=_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        _fpt(*FLAGS, "--backbone", tiny_gpt2, "--out", str(out)),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return out
 

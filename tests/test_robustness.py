@@ -1,6 +1,7 @@
 """Property tests: malformed configs, wrong arrays, NaN/inf inputs, and truncated or random-byte
 checkpoint and data files always end in an FPTError, never another exception, and never change a
 run directory."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,15 +21,32 @@ from fpt.training.rundir import read_run_config, read_summary
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FIELDS = [f.name for f in fields(RunConfig)]
-VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-                   st.text(max_size=8), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_gpt2):
     out = tmp_path_factory.mktemp("robust") / "run"
-    train(RunConfig(backbone=tiny_gpt2, task_options={"val_size": 8, "test_size": 8}, steps=2, eval_every=1,
-                    batch_size=4, out=str(out)), progress=False, log=lambda *a: None)
+    train(
+        RunConfig(
+            backbone=tiny_gpt2,
+            task_options={"val_size": 8, "test_size": 8},
+            steps=2,
+            eval_every=1,
+            batch_size=4,
+            out=str(out),
+        ),
+        progress=False,
+        log=lambda *a: None,
+    )
     return out
 
 
@@ -64,15 +82,27 @@ def test_random_config_files_are_fpt_errors(tmp_path_factory, data):
 
 
 ARRAYS = hnp.arrays(
-    dtype=st.one_of(hnp.floating_dtypes(), hnp.integer_dtypes(), hnp.boolean_dtypes(), hnp.complex_number_dtypes(),
-                    hnp.unicode_string_dtypes(max_len=2)),
+    dtype=st.one_of(
+        hnp.floating_dtypes(),
+        hnp.integer_dtypes(),
+        hnp.boolean_dtypes(),
+        hnp.complex_number_dtypes(),
+        hnp.unicode_string_dtypes(max_len=2),
+    ),
     shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=12),
 )
 
 
 @SETTINGS
-@given(ARRAYS, st.one_of(st.none(), hnp.arrays(st.sampled_from([np.bool_, np.int8, np.float32]),
-                                                 hnp.array_shapes(min_dims=1, max_dims=3, max_side=12))))
+@given(
+    ARRAYS,
+    st.one_of(
+        st.none(),
+        hnp.arrays(
+            st.sampled_from([np.bool_, np.int8, np.float32]), hnp.array_shapes(min_dims=1, max_dims=3, max_side=12)
+        ),
+    ),
+)
 def test_any_array_is_predicted_or_refused_clearly(model, inputs, mask):
     try:
         result = predict(model, inputs, mask)
@@ -98,9 +128,15 @@ def test_random_or_truncated_data_files_are_fpt_errors(tmp_path_factory, suffix,
 
 
 @SETTINGS
-@given(which=st.sampled_from(["best", "last"]), name=st.sampled_from([MODEL_FILE, STATE_FILE, MANIFEST, "summary.json"]),
-       cut=st.floats(0, 0.9), noise=st.one_of(st.none(), st.binary(min_size=1, max_size=200)))
-def test_damaged_checkpoints_are_refused_without_changing_the_run(tmp_path_factory, run, model, which, name, cut, noise):
+@given(
+    which=st.sampled_from(["best", "last"]),
+    name=st.sampled_from([MODEL_FILE, STATE_FILE, MANIFEST, "summary.json"]),
+    cut=st.floats(0, 0.9),
+    noise=st.one_of(st.none(), st.binary(min_size=1, max_size=200)),
+)
+def test_damaged_checkpoints_are_refused_without_changing_the_run(
+    tmp_path_factory, run, model, which, name, cut, noise
+):
     copy = tmp_path_factory.mktemp("damaged") / "run"
     shutil.copytree(run, copy)
     target = copy / "summary.json" if name == "summary.json" else resolve(copy, which) / name

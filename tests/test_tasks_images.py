@@ -1,4 +1,5 @@
 """Image tasks: patches, normalisation, augmentation, splits, and short end-to-end runs."""
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,7 @@ def test_augmentation_is_a_crop_flip_or_rotation_of_the_image():
     out = augment(images, generator, pad=4, max_degrees=0.0)
     padded = F.pad(images, (4, 4, 4, 4))
     for x, y in zip(padded, out):
-        candidates = [x[:, i:i + 8, j:j + 8] for i in range(9) for j in range(9)]
+        candidates = [x[:, i : i + 8, j : j + 8] for i in range(9) for j in range(9)]
         candidates += [c.flip(-1) for c in candidates]
         assert min((c - y).abs().max().item() for c in candidates) < 1e-5
     # with rotation: a centred square rotates, pixel mass stays roughly the same
@@ -76,18 +77,45 @@ def test_cifar_tasks_shapes(tmp_path):
 def test_image_tasks_train_end_to_end(tmp_path, tiny_gpt2, task):
     write_mnist(tmp_path / "mnist", n_train=40, n_test=12)
     write_cifar(tmp_path / "cifar10", per_batch=6)
-    summary = train(RunConfig(task=task, task_options={"val_size": 8}, backbone=tiny_gpt2, init="random", steps=3,
-                              batch_size=4, eval_every=3, out=str(tmp_path / "run"), data_dir=str(tmp_path), device="cpu"),
-                    progress=False, log=lambda *a: None)
+    summary = train(
+        RunConfig(
+            task=task,
+            task_options={"val_size": 8},
+            backbone=tiny_gpt2,
+            init="random",
+            steps=3,
+            batch_size=4,
+            eval_every=3,
+            out=str(tmp_path / "run"),
+            data_dir=str(tmp_path),
+            device="cpu",
+        ),
+        progress=False,
+        log=lambda *a: None,
+    )
     assert summary["test_examples"] == (12 if task == "mnist" else 6)
     assert "official test" in summary["test_split"] and "seed" in summary["val_split"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)",
+)
 def test_real_fashion_mnist_end_to_end(tmp_path, tiny_gpt2):
-    summary = train(RunConfig(task="fashion-mnist", backbone=tiny_gpt2, init="random", steps=4, batch_size=8,
-                              eval_every=4, out=str(tmp_path / "run"), device="cpu", data_dir=str(tmp_path)),
-                    progress=False, log=lambda *a: None)
+    summary = train(
+        RunConfig(
+            task="fashion-mnist",
+            backbone=tiny_gpt2,
+            init="random",
+            steps=4,
+            batch_size=8,
+            eval_every=4,
+            out=str(tmp_path / "run"),
+            device="cpu",
+            data_dir=str(tmp_path),
+        ),
+        progress=False,
+        log=lambda *a: None,
+    )
     assert summary["test_examples"] == 10000 and summary["test_split"].startswith("t10k")

@@ -1,4 +1,5 @@
 """ListOps and remote homology: per-batch padding with masks, length limits reported, end-to-end runs."""
+
 from __future__ import annotations
 
 import logging
@@ -56,9 +57,21 @@ def test_homology_splits_and_options(data_root, caplog):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["listops", "remote-homology"])
 def test_sequence_tasks_train_end_to_end(data_root, tmp_path, tiny_gpt2, task):
-    summary = train(RunConfig(task=task, backbone=tiny_gpt2, init="random", steps=3, batch_size=4, eval_every=3,
-                              out=str(tmp_path / "run"), data_dir=data_root, device="cpu"),
-                    progress=False, log=lambda *a: None)
+    summary = train(
+        RunConfig(
+            task=task,
+            backbone=tiny_gpt2,
+            init="random",
+            steps=3,
+            batch_size=4,
+            eval_every=3,
+            out=str(tmp_path / "run"),
+            data_dir=data_root,
+            device="cpu",
+        ),
+        progress=False,
+        log=lambda *a: None,
+    )
     assert summary["test_examples"] == (10 if task == "listops" else 12)
     assert summary["test_split"].startswith("basic_test.tsv" if task == "listops" else "remote_homology_test_fold")
 

@@ -1,4 +1,5 @@
 """Training end to end: run directory contents, checkpoint round trip, divergence, Python API."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,17 @@ QUIET = dict(progress=False, log=lambda *a: None)
 @pytest.fixture(scope="module")
 def xor_run(tmp_path_factory, quiet_gpt2):
     out = tmp_path_factory.mktemp("runs") / "xor"
-    config = RunConfig(task="bit-xor", task_options={"val_size": 200, "test_size": 300}, backbone=quiet_gpt2,
-                       steps=30, eval_every=10, batch_size=8, precision="fp32", out=str(out))  # reloads evaluate in fp32
+    config = RunConfig(
+        task="bit-xor",
+        task_options={"val_size": 200, "test_size": 300},
+        backbone=quiet_gpt2,
+        steps=30,
+        eval_every=10,
+        batch_size=8,
+        precision="fp32",
+        out=str(out),
+    )  # reloads evaluate in fp32
     return out, train(config, **QUIET)
-
 
 
 def test_run_directory_holds_config_metrics_summary_and_checkpoints(xor_run):
@@ -31,8 +39,18 @@ def test_run_directory_holds_config_metrics_summary_and_checkpoints(xor_run):
     assert {"step", "train_loss", "val_accuracy", "elapsed_s", "samples_per_s"} <= set(lines[0])
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
-    for key in ("task", "backbone", "init", "steps", "best_step", "test_accuracy", "trainable_params",
-                "total_params", "wall_seconds", "steps_to_100"):
+    for key in (
+        "task",
+        "backbone",
+        "init",
+        "steps",
+        "best_step",
+        "test_accuracy",
+        "trainable_params",
+        "total_params",
+        "wall_seconds",
+        "steps_to_100",
+    ):
         assert key in on_disk
     assert on_disk["test_examples"] == 300
     assert on_disk["best_step"] in (10, 20, 30)
@@ -95,8 +113,11 @@ def test_python_api_on_users_own_tensors(tmp_path, quiet_gpt2):
 
     task = TensorTask(split(64), split(32), split(40))
     assert (task.spec.input_kind, task.spec.num_classes, task.spec.max_length) == ("continuous", 2, 6)
-    summary = train(RunConfig(backbone=quiet_gpt2, steps=4, eval_every=2, batch_size=8, out=str(tmp_path / "own")),
-                    task=task, **QUIET)
+    summary = train(
+        RunConfig(backbone=quiet_gpt2, steps=4, eval_every=2, batch_size=8, out=str(tmp_path / "own")),
+        task=task,
+        **QUIET,
+    )
     assert summary["test_examples"] == 40
     with pytest.raises(FPTError, match="NaN"):
         TensorTask((torch.full((2, 3, 1), float("nan")), torch.zeros(2)), split(2), split(2))
@@ -105,8 +126,15 @@ def test_python_api_on_users_own_tensors(tmp_path, quiet_gpt2):
 
 
 def test_grad_accumulation_matches_one_big_batch(tmp_path, quiet_gpt2):
-    base = dict(task="bit-xor", task_options={"val_size": 20, "test_size": 20}, backbone=quiet_gpt2,
-                steps=3, eval_every=3, batch_size=8, dropout=0.0)
+    base = dict(
+        task="bit-xor",
+        task_options={"val_size": 20, "test_size": 20},
+        backbone=quiet_gpt2,
+        steps=3,
+        eval_every=3,
+        batch_size=8,
+        dropout=0.0,
+    )
     results = []
     for accum in (1, 4):
         out = tmp_path / f"accum{accum}"
@@ -119,8 +147,9 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path, quiet_gpt2):
 @pytest.mark.slow
 def test_minilm_learns_bit_xor(tmp_path):
     """The paper's central effect in miniature: pretrained MiniLM solves XOR in a few hundred steps."""
-    summary = train(RunConfig(task="bit-xor", steps=400, eval_every=25, target_accuracy=1.0, out=str(tmp_path / "xor")),
-                    **QUIET)
+    summary = train(
+        RunConfig(task="bit-xor", steps=400, eval_every=25, target_accuracy=1.0, out=str(tmp_path / "xor")), **QUIET
+    )
     assert summary["test_accuracy"] == 1.0
     assert summary["steps_to_100"] is not None and summary["steps_to_100"] <= 400
     size = sum(f.stat().st_size for f in resolve(tmp_path / "xor", "last").iterdir())

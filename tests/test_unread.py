@@ -1,4 +1,5 @@
 """Skipping unread positions in a causal backbone's last block changes no output and no gradient."""
+
 from __future__ import annotations
 
 import torch
@@ -8,13 +9,15 @@ from fpt.model.unread import skip_unread_positions
 from fpt.tasks import get_task
 
 
-
 def _pair(backbone: str, task, **config):
     models = []
     for _ in range(2):
         torch.manual_seed(0)
-        models.append(FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random",
-                                                            dropout=0.0, **config)))
+        models.append(
+            FrozenPretrainedTransformer(
+                FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random", dropout=0.0, **config)
+            )
+        )
     assert skip_unread_positions(models[1])
     return models
 
@@ -34,7 +37,9 @@ def test_outputs_and_gradients_are_unchanged(quiet_gpt2):
     full.eval(), skipping.eval()
     torch.testing.assert_close(skipping(batch.inputs), full(batch.inputs), rtol=1e-5, atol=1e-6)
     # encode() is not a forward of the head: every position of its output stays exact
-    torch.testing.assert_close(skipping.encode(batch.inputs).last_hidden_state, full.encode(batch.inputs).last_hidden_state)
+    torch.testing.assert_close(
+        skipping.encode(batch.inputs).last_hidden_state, full.encode(batch.inputs).last_hidden_state
+    )
 
 
 def test_padded_inputs_and_other_backbones_run_in_full(quiet_gpt2, tiny_llama):
@@ -46,6 +51,7 @@ def test_padded_inputs_and_other_backbones_run_in_full(quiet_gpt2, tiny_llama):
     torch.testing.assert_close(skipping(inputs, mask), full(inputs, mask))
     llama = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=tiny_llama, init="random"))
     assert not skip_unread_positions(llama)
-    eager = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=quiet_gpt2, init="random",
-                                                  attn_implementation="eager"))
+    eager = FrozenPretrainedTransformer(
+        FPTConfig(**task.spec.model_fields(), backbone=quiet_gpt2, init="random", attn_implementation="eager")
+    )
     assert not skip_unread_positions(eager)

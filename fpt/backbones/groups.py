@@ -11,6 +11,7 @@ Never by parameter-name substrings: `ln_1.weight` (GPT-2), `LayerNorm.weight` (B
 - other: whatever remains (BERT's token-type table, for example);
 - unused: the language token embedding, which FPT never calls (inputs enter as embeddings).
 """
+
 from __future__ import annotations
 
 from torch import nn

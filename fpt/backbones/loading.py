@@ -7,6 +7,7 @@ control) and `stats` (random tensors drawn with each pretrained tensor's mean an
 paper's Table 9). Loading from a saved state (`from:FILE|RUN_DIR`) is handled by the model, which
 knows about run directories.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -138,7 +139,9 @@ def _resolve(name: str) -> tuple[str, NamedBackbone | None]:
     if "/" in name or not close:
         return name, None  # a hub id such as `org/model` or `bert-base-uncased`
     raise unknown_name(
-        "backbone", name, list(named),
+        "backbone",
+        name,
+        list(named),
         "Pass a hub id (`org/model`) or a local directory with config.json for any other transformer.",
     )
 

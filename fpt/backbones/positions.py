@@ -3,6 +3,7 @@
 Sequences longer than a backbone's table (MiniLM 512, GPT-2 1024) are never truncated: the table
 is linearly interpolated to the new length and the model rebuilt with the larger limit.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,6 +44,9 @@ def extend_positions(model: PreTrainedModel, length: int) -> PreTrainedModel:
     extended.load_state_dict(state)
     log.warning(
         "Sequence length %d exceeds the backbone's %d learned positions: the position table was "
-        "interpolated to %d rows.", length, table.num_embeddings - offset, length,
+        "interpolated to %d rows.",
+        length,
+        table.num_embeddings - offset,
+        length,
     )
     return extended

@@ -1,4 +1,5 @@
 """Reader for the CIFAR-10 python batches (`cifar-10-batches-py/data_batch_1..5`, `test_batch`)."""
+
 from __future__ import annotations
 
 import pickle

@@ -5,6 +5,7 @@ and only then renames, so a corrupt download never lands in the cache. The downl
 resuming: bytes already received are kept in `<file>.part` and asked for again with an HTTP Range
 request; a part that fails the checksum is deleted with the temporary file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,10 +48,18 @@ class ResumingDownloader:
                 total = done + int(response.headers.get("content-length", 0)) or None
                 from tqdm.auto import tqdm
 
-                with open(part, "ab" if done else "wb") as handle, tqdm(
-                    total=total, initial=done, unit="B", unit_scale=True, desc=Path(url).name,
-                    disable=not self.progressbar, leave=False,
-                ) as bar:
+                with (
+                    open(part, "ab" if done else "wb") as handle,
+                    tqdm(
+                        total=total,
+                        initial=done,
+                        unit="B",
+                        unit_scale=True,
+                        desc=Path(url).name,
+                        disable=not self.progressbar,
+                        leave=False,
+                    ) as bar,
+                ):
                     for chunk in response.iter_content(CHUNK):
                         handle.write(chunk)
                         bar.update(len(chunk))
@@ -62,10 +71,16 @@ def fetch(download: Download, directory: Path, progressbar: bool = True) -> Path
     """One published file into `directory`, verified; an `FPTError` on network or checksum failure."""
     name = Path(download.url).name
     try:
-        return Path(pooch.retrieve(
-            download.url, known_hash=f"sha256:{download.sha256}" if download.sha256 else None, fname=name,
-            path=directory, downloader=ResumingDownloader(progressbar), progressbar=False,
-        ))
+        return Path(
+            pooch.retrieve(
+                download.url,
+                known_hash=f"sha256:{download.sha256}" if download.sha256 else None,
+                fname=name,
+                path=directory,
+                downloader=ResumingDownloader(progressbar),
+                progressbar=False,
+            )
+        )
     except ValueError as err:  # pooch: checksum mismatch; it has deleted the file
         (directory / (name + ".part")).unlink(missing_ok=True)
         raise FPTError(

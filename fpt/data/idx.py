@@ -3,6 +3,7 @@
 An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of dimensions),
 one big-endian uint32 per dimension, then the values in C order.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -13,8 +14,14 @@ import numpy as np
 
 from fpt.errors import FPTError
 
-_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-          0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_bytes(path: Path) -> bytes:

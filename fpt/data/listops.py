@@ -7,6 +7,7 @@ included: `[MAX` opens an operator, `]` closes it. (LRA's and the FPT paper's to
 posed.) The parentheses only spell out the binary tree the generator built; they are implied by the
 brackets, so they are dropped by default and kept with `parentheses=True`.
 """
+
 from __future__ import annotations
 
 import random
@@ -92,8 +93,7 @@ def _tree(rng: random.Random, depth: int, max_depth: int, max_args: int) -> tupl
     children = [_tree(rng, depth + 1, max_depth, max_args) for _ in range(rng.randint(2, max_args))]
     op = rng.choice(OPERATORS)
     values = [c[1] for c in children]
-    value = {"[MAX": max, "[MIN": min, "[SM": lambda v: sum(v) % 10,
-             "[MED": lambda v: int(np.median(v))}[op](values)
+    value = {"[MAX": max, "[MIN": min, "[SM": lambda v: sum(v) % 10, "[MED": lambda v: int(np.median(v))}[op](values)
     return (op, [c[0] for c in children]), value, 2 + sum(c[2] for c in children)
 
 
@@ -110,9 +110,18 @@ def _write(node: int | tuple, out: list[str]) -> None:
     out += ["]", ")"]
 
 
-def generate(directory: str | Path, seed: int = 0, train: int = 96_000, val: int = 2_000, test: int = 2_000,
-             min_length: int = 500, max_length: int = 2_000, max_depth: int = 10, max_args: int = 10,
-             progress=None) -> dict[str, Path]:
+def generate(
+    directory: str | Path,
+    seed: int = 0,
+    train: int = 96_000,
+    val: int = 2_000,
+    test: int = 2_000,
+    min_length: int = 500,
+    max_length: int = 2_000,
+    max_depth: int = 10,
+    max_args: int = 10,
+    progress=None,
+) -> dict[str, Path]:
     """Write basic_{train,val,test}.tsv by the LRA recipe; the same seed gives the same files.
 
     Lengths count values plus two per operator (LRA's measure, the token count without parentheses)
@@ -140,9 +149,7 @@ def generate(directory: str | Path, seed: int = 0, train: int = 96_000, val: int
     directory.mkdir(parents=True, exist_ok=True)
     written, start = {}, 0
     for split, count in (("train", train), ("val", val), ("test", test)):
-        lines = ["Source\tTarget"] + [f"{s}\t{v}" for s, v in examples[start:start + count]]
+        lines = ["Source\tTarget"] + [f"{s}\t{v}" for s, v in examples[start : start + count]]
         atomic_write(directory / SPLITS[split], ("\n".join(lines) + "\n").encode())
         written[split], start = directory / SPLITS[split], start + count
     return written
-
-

@@ -9,6 +9,7 @@ that was re-compressed (as Debian's is) or unpacked still verifies. Downloads ar
 the SHA-256 of the archive as published. Where no checksum is published (the LRA and TAPE
 archives), the registry says so and verification reads every file in full instead.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,10 @@ class Dataset:
     def manual_instructions(self, root: Path) -> str:
         where = root / self.name
         sources = " ".join(d.url + (f" ({d.size})" if d.size else "") for d in self.downloads)
-        text = (f"Put these files in {where}/: {', '.join(self.files)} (gzipped or not for .gz files). "
-                f"They come from {sources}")
+        text = (
+            f"Put these files in {where}/: {', '.join(self.files)} (gzipped or not for .gz files). "
+            f"They come from {sources}"
+        )
         if any(d.members for d in self.downloads):
             text += " (unpack the archive and copy the files named above)"
         text += ". Then check them with `fpt data verify " + self.name + "`."

@@ -4,6 +4,7 @@ Each database holds a pickled `num_examples` count under b"num_examples" and one
 example under b"0", b"1", ...; the dict has `primary` (the amino-acid string) and `fold_label`
 (besides class, superfamily and family labels, which this task does not use).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -17,7 +18,8 @@ from fpt.data import safe_pickle
 from fpt.errors import FPTError
 
 SPLITS = {
-    "train": "remote_homology_train.lmdb", "valid": "remote_homology_valid.lmdb",
+    "train": "remote_homology_train.lmdb",
+    "valid": "remote_homology_valid.lmdb",
     "test_fold_holdout": "remote_homology_test_fold_holdout.lmdb",
     "test_superfamily_holdout": "remote_homology_test_superfamily_holdout.lmdb",
     "test_family_holdout": "remote_homology_test_family_holdout.lmdb",
@@ -44,7 +46,9 @@ def read_lmdb(path: str | Path, label: str = "fold_label", num_classes: int = NU
     try:
         env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=path.is_dir())
     except lmdb.Error as err:
-        raise FPTError(f"{path} is not a readable LMDB database ({err}); expected TAPE's {path.name} directory.") from err
+        raise FPTError(
+            f"{path} is not a readable LMDB database ({err}); expected TAPE's {path.name} directory."
+        ) from err
     tokens, targets = [], []
     with env, env.begin() as txn:
         count = txn.get(b"num_examples")

@@ -8,6 +8,7 @@ source tokens against the other input positions (the visible ones, for a causal 
 attending to oneself is common in any transformer, so the partner token j (the other string's bit)
 is reported on its own too: that is the part only a model that learned XOR needs.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,18 +82,20 @@ def xor_source_mass(maps: torch.Tensor, output_tokens: int) -> list[dict]:
         other_mean = per_query.mean().item()
         partner_mean = partner[layer].mean().item()
         other_first_mean = other_first[layer].mean().item() if k > 1 else float("nan")
-        layers.append({
-            "layer": layer,
-            "causal": causal,
-            "source_mass": round((partner[layer] + own[layer]).mean().item(), 4),  # of 1.0 per output position
-            "per_source_position": round(per_source, 4),
-            "per_other_position": round(other_mean, 4),
-            "source_vs_other": round(per_source / max(other_mean, 1e-12), 2),
-            "partner_bit": round(partner_mean, 4),  # a_j, the other string's bit
-            "own_position": round(own[layer].mean().item(), 4),  # b_j, the query itself
-            "per_other_first_string_position": round(other_first_mean, 4),
-            "partner_vs_other_first_string": round(partner_mean / max(other_first_mean, 1e-12), 2),
-        })
+        layers.append(
+            {
+                "layer": layer,
+                "causal": causal,
+                "source_mass": round((partner[layer] + own[layer]).mean().item(), 4),  # of 1.0 per output position
+                "per_source_position": round(per_source, 4),
+                "per_other_position": round(other_mean, 4),
+                "source_vs_other": round(per_source / max(other_mean, 1e-12), 2),
+                "partner_bit": round(partner_mean, 4),  # a_j, the other string's bit
+                "own_position": round(own[layer].mean().item(), 4),  # b_j, the query itself
+                "per_other_first_string_position": round(other_first_mean, 4),
+                "partner_vs_other_first_string": round(partner_mean / max(other_first_mean, 1e-12), 2),
+            }
+        )
     return layers
 
 
@@ -105,8 +108,14 @@ def token_labels(task, inputs: torch.Tensor) -> list[str]:
     return [str(i) for i in range(length)]
 
 
-def draw(maps: torch.Tensor, labels: list[str], layers: list[int], title: str, out: Path,
-         sources: list[tuple[int, int]] | None = None) -> None:
+def draw(
+    maps: torch.Tensor,
+    labels: list[str],
+    layers: list[int],
+    title: str,
+    out: Path,
+    sources: list[tuple[int, int]] | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +126,7 @@ def draw(maps: torch.Tensor, labels: list[str], layers: list[int], title: str, o
     rows = (len(layers) + cols - 1) // cols
     size = max(3.5, 0.35 * len(labels))
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
-    for ax in axes.flat[len(layers):]:
+    for ax in axes.flat[len(layers) :]:
         ax.axis("off")
     ticks = len(labels) <= 40
     for ax, layer in zip(axes.flat, layers):
@@ -136,27 +145,45 @@ def draw(maps: torch.Tensor, labels: list[str], layers: list[int], title: str, o
     plt.close(fig)
 
 
-def attention_command(run_dir: str | Path, example: int = 0, layer: int | None = None, split: str = "test",
-                      fmt: str = "png", out: str | Path | None = None) -> str:
+def attention_command(
+    run_dir: str | Path,
+    example: int = 0,
+    layer: int | None = None,
+    split: str = "test",
+    fmt: str = "png",
+    out: str | Path | None = None,
+) -> str:
     """Write the map (png) or the numbers (json) of example `example`; return what to print."""
     model, task = load_for_attention(run_dir)
     inputs, targets, mask = split_tensors(task, split)
     if not 0 <= example < len(inputs):
-        raise FPTError(f"--example {example} is out of range: the {split} split has {len(inputs)} examples (0 to {len(inputs) - 1}).")
-    maps, logits = attention_maps(model, inputs[example:example + 1], None if mask is None else mask[example:example + 1])
+        raise FPTError(
+            f"--example {example} is out of range: the {split} split has {len(inputs)} examples (0 to {len(inputs) - 1})."
+        )
+    maps, logits = attention_maps(
+        model, inputs[example : example + 1], None if mask is None else mask[example : example + 1]
+    )
     n_layers = maps.shape[0]
     if layer is not None and not 0 <= layer < n_layers:
         raise FPTError(f"--layer {layer} is out of range: the backbone has {n_layers} layers (0 to {n_layers - 1}).")
-    correct = (logits.argmax(-1) == targets[example:example + 1]).float().mean().item()
+    correct = (logits.argmax(-1) == targets[example : example + 1]).float().mean().item()
     k = task.spec.output_tokens
     is_xor = task.name == "bit-xor"
 
     if fmt == "json":
-        result = {"run": str(run_dir), "task": task.name, "split": split, "example": example, "layers": n_layers,
-                  "example_unit_accuracy": correct}
+        result = {
+            "run": str(run_dir),
+            "task": task.name,
+            "split": split,
+            "example": example,
+            "layers": n_layers,
+            "example_unit_accuracy": correct,
+        }
         if is_xor:
             result["example_xor"] = xor_source_mass(maps, k)
-            split_maps = torch.cat([attention_maps(model, inputs[i:i + 256])[0] for i in range(0, len(inputs), 256)], dim=1)
+            split_maps = torch.cat(
+                [attention_maps(model, inputs[i : i + 256])[0] for i in range(0, len(inputs), 256)], dim=1
+            )
             result[f"{split}_mean_xor"] = xor_source_mass(split_maps, k)
             result["uniform_per_position"] = round(1 / (2 * k), 4)
         else:
@@ -171,7 +198,8 @@ def attention_command(run_dir: str | Path, example: int = 0, layer: int | None =
     seq = maps[:, 0] if mask is None else maps[:, 0][:, : int(mask[example].sum()), : int(mask[example].sum())]
     labels = token_labels(task, inputs[example])[: seq.shape[-1]]
     sources = [(q, key) for j in range(k) for q, key in ((k + j, j), (k + j, k + j))] if is_xor else None
-    title = (f"{task.name}, {split} example {example} (unit accuracy {correct:.0%}), attention averaged over heads"
-             + ("; red boxes: each output position's two source bits" if is_xor else ""))
+    title = f"{task.name}, {split} example {example} (unit accuracy {correct:.0%}), attention averaged over heads" + (
+        "; red boxes: each output position's two source bits" if is_xor else ""
+    )
     draw(seq, labels, [layer] if layer is not None else list(range(n_layers)), title, Path(out), sources)
     return f"Wrote {out}"

@@ -3,6 +3,7 @@
 Copied from the project's facts sheet (shared/PAPER.md). Test accuracy in percent, except
 `convergence`, which counts gradient steps. Keys are this library's task names.
 """
+
 from __future__ import annotations
 
 TASKS = ("bit-memory", "bit-xor", "listops", "mnist", "cifar10", "cifar10-lra", "remote-homology")
@@ -43,9 +44,12 @@ PAPER: dict[str, dict[str, dict[str, float]]] = {
     },
     # Model size, CIFAR-10 only (frozen): pretrained and random per GPT-2 size.
     "size": {
-        "gpt2/pretrained": {"cifar10": 68.2}, "gpt2/random": {"cifar10": 61.7},
-        "gpt2-medium/pretrained": {"cifar10": 69.8}, "gpt2-medium/random": {"cifar10": 64.0},
-        "gpt2-large/pretrained": {"cifar10": 72.1}, "gpt2-large/random": {"cifar10": 65.7},
+        "gpt2/pretrained": {"cifar10": 68.2},
+        "gpt2/random": {"cifar10": 61.7},
+        "gpt2-medium/pretrained": {"cifar10": 69.8},
+        "gpt2-medium/random": {"cifar10": 64.0},
+        "gpt2-large/pretrained": {"cifar10": 72.1},
+        "gpt2-large/random": {"cifar10": 65.7},
     },
 }
 

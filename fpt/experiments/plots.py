@@ -3,6 +3,7 @@
 Each line is the mean over the seeds of the condition's chosen learning rate; the band spans the
 lowest and highest seed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,7 @@ def plot_curves(cells, out: Path) -> list[Path]:
             length = min(len(c) for c in curves)  # early-stopped seeds end sooner: plot the common part
             steps = [m["step"] for m in curves[0][:length]]
             values = np.array([[100 * m["val_accuracy"] for m in c[:length]] for c in curves])
-            line, = ax.plot(steps, values.mean(axis=0), label=f"{cell.condition} (lr {cell.lr:g}, n={len(curves)})")
+            (line,) = ax.plot(steps, values.mean(axis=0), label=f"{cell.condition} (lr {cell.lr:g}, n={len(curves)})")
             ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
             drawn = True
         if drawn:

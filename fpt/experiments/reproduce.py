@@ -12,6 +12,7 @@ Budgets:
 - paper: GPT-2 base (weights from the Hugging Face cache), the paper's task sizes, lr and roughly the
   paper's step counts (its convergence table); needs a GPU and days.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,27 +51,49 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget(
-        backbone="minilm", steps={"bit-xor": 100, "bit-memory": 100, "default": 100}, eval_every=20,
-        lrs=(1e-3,), lstm_lrs=(3e-4,), seeds=1, task_options=SMOKE_TASK_OPTIONS, pretrain_steps=60, convergence_steps=300,
+        backbone="minilm",
+        steps={"bit-xor": 100, "bit-memory": 100, "default": 100},
+        eval_every=20,
+        lrs=(1e-3,),
+        lstm_lrs=(3e-4,),
+        seeds=1,
+        task_options=SMOKE_TASK_OPTIONS,
+        pretrain_steps=60,
+        convergence_steps=300,
         note="smoke budget: `minilm` (6 layers, 384 wide) stands in for GPT-2; Bit Memory shrunk to 5 strings of "
-             "30 bits in 10-bit tokens (18 tokens; the paper: 1000 bits, 120 tokens); 100 steps of batch 16 per "
-             "run, 300 for the convergence experiment (the paper trains to convergence, thousands of steps): "
-             "early-training numbers, not final ones; "
-             "500 validation and 1000 test examples.",
+        "30 bits in 10-bit tokens (18 tokens; the paper: 1000 bits, 120 tokens); 100 steps of batch 16 per "
+        "run, 300 for the convergence experiment (the paper trains to convergence, thousands of steps): "
+        "early-training numbers, not final ones; "
+        "500 validation and 1000 test examples.",
     ),
     "small": Budget(
-        backbone="minilm", steps={"bit-xor": 1000, "bit-memory": 3000, "default": 2000}, eval_every=100,
-        lrs=(1e-4, 3e-4, 1e-3), lstm_lrs=(1e-4, 3e-4, 1e-3), seeds=3,
+        backbone="minilm",
+        steps={"bit-xor": 1000, "bit-memory": 3000, "default": 2000},
+        eval_every=100,
+        lrs=(1e-4, 3e-4, 1e-3),
+        lstm_lrs=(1e-4, 3e-4, 1e-3),
+        seeds=3,
         note="small budget: `minilm` stands in for GPT-2; the paper's task sizes; 1000-3000 steps of batch 16; "
-             "lr chosen per condition on validation from 1e-4, 3e-4, 1e-3.",
+        "lr chosen per condition on validation from 1e-4, 3e-4, 1e-3.",
     ),
     "paper": Budget(
         backbone="gpt2",
-        steps={"bit-memory": 40_000, "bit-xor": 20_000, "listops": 6_000, "mnist": 20_000, "cifar10": 400_000,
-               "cifar10-lra": 600_000, "remote-homology": 100_000, "default": 20_000},
-        eval_every=500, lrs=(1e-3,), lstm_lrs=(3e-4,), seeds=3,
+        steps={
+            "bit-memory": 40_000,
+            "bit-xor": 20_000,
+            "listops": 6_000,
+            "mnist": 20_000,
+            "cifar10": 400_000,
+            "cifar10-lra": 600_000,
+            "remote-homology": 100_000,
+            "default": 20_000,
+        },
+        eval_every=500,
+        lrs=(1e-3,),
+        lstm_lrs=(3e-4,),
+        seeds=3,
         note="paper budget: GPT-2 base, the paper's task sizes, lr 1e-3 (1e-4 for remote homology, 3e-4 for the "
-             "LSTM) and step counts from the paper's convergence table.",
+        "LSTM) and step counts from the paper's convergence table.",
     ),
 }
 PRETRAIN_LR = 3e-4  # Bit Memory pretraining trains every parameter: a gentler lr than the FPT's 1e-3
@@ -80,21 +103,45 @@ SIZE_BACKBONES = {"smoke": None, "small": None, "paper": ("gpt2", "gpt2-medium",
 def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain_dir: str | None) -> dict:
     """The grid keys that define `experiment`'s conditions."""
     if experiment == "main":
-        return {"paper_table": "main", "conditions": [
-            {"label": "FPT (frozen pretrained)", "init": "pretrained", "train": "fpt", "paper_row": "fpt"},
-            {"label": "full transformer, 3 layers", "init": "random", "train": "all", "layers": 3, "paper_row": "full"},
-            {"label": "LSTM, fully trained", "architecture": "lstm", "init": "random", "train": "all", "lrs": lstm_lrs,
-             "paper_row": "lstm"},
-            {"label": "LSTM, frozen random", "architecture": "lstm", "init": "random", "train": "fpt", "lrs": lstm_lrs,
-             "paper_row": "none"},
-        ]}
+        return {
+            "paper_table": "main",
+            "conditions": [
+                {"label": "FPT (frozen pretrained)", "init": "pretrained", "train": "fpt", "paper_row": "fpt"},
+                {
+                    "label": "full transformer, 3 layers",
+                    "init": "random",
+                    "train": "all",
+                    "layers": 3,
+                    "paper_row": "full",
+                },
+                {
+                    "label": "LSTM, fully trained",
+                    "architecture": "lstm",
+                    "init": "random",
+                    "train": "all",
+                    "lrs": lstm_lrs,
+                    "paper_row": "lstm",
+                },
+                {
+                    "label": "LSTM, frozen random",
+                    "architecture": "lstm",
+                    "init": "random",
+                    "train": "fpt",
+                    "lrs": lstm_lrs,
+                    "paper_row": "none",
+                },
+            ],
+        }
     if experiment == "init":
         conditions = [{"label": init, "init": init} for init in ("pretrained", "random", "stats")]
         conditions.append({"label": "bit-memory", "init": f"from:{pretrain_dir}"})
         return {"paper_table": "init", "conditions": [{**c, "paper_row": c["label"]} for c in conditions]}
     if experiment == "ablation":
-        return {"paper_table": "ablation", "paper_row": "{train}",
-                "train": ["output", "output+norm", "output+norm+input", "fpt", "fpt+ff", "fpt+attention"]}
+        return {
+            "paper_table": "ablation",
+            "paper_row": "{train}",
+            "train": ["output", "output+norm", "output+norm+input", "fpt", "fpt+ff", "fpt+attention"],
+        }
     if experiment == "convergence":
         # Accuracy cells compare with the initialisation table; the steps table with the convergence table.
         return {"paper_table": "init", "inits": ["pretrained", "random"], "ratio": ["random", "pretrained"]}
@@ -104,16 +151,32 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
 def _size_grid(budget_name: str, budget: Budget) -> dict:
     backbones = SIZE_BACKBONES[budget_name]
     if backbones:
-        return {"paper_table": "size", "paper_row": "{backbone}/{init}", "backbones": list(backbones),
-                "inits": ["pretrained", "random"]}
+        return {
+            "paper_table": "size",
+            "paper_row": "{backbone}/{init}",
+            "backbones": list(backbones),
+            "inits": ["pretrained", "random"],
+        }
     # Offline stand-in: depth instead of width, the first 2, 4 or 6 blocks of minilm.
-    return {"paper_table": "size", "conditions": [
-        {"label": f"{init}, {layers} layers", "init": init, "layers": layers, "paper_row": "none"}
-        for layers in (2, 4, 6) for init in ("pretrained", "random")]}
+    return {
+        "paper_table": "size",
+        "conditions": [
+            {"label": f"{init}, {layers} layers", "init": init, "layers": layers, "paper_row": "none"}
+            for layers in (2, 4, 6)
+            for init in ("pretrained", "random")
+        ],
+    }
 
 
-def build(experiment: str, budget_name: str = "smoke", tasks: list[str] | None = None, seeds: int | None = None,
-          backbone: str | None = None, lrs: list[float] | None = None, out: str | Path = "runs/reproduce") -> tuple[dict | None, dict]:
+def build(
+    experiment: str,
+    budget_name: str = "smoke",
+    tasks: list[str] | None = None,
+    seeds: int | None = None,
+    backbone: str | None = None,
+    lrs: list[float] | None = None,
+    out: str | Path = "runs/reproduce",
+) -> tuple[dict | None, dict]:
     """The (pretraining grid or None, main grid) of `experiment` at `budget_name`."""
     if experiment not in EXPERIMENTS:
         raise unknown_name("experiment", experiment, list(EXPERIMENTS))
@@ -135,17 +198,26 @@ def build(experiment: str, budget_name: str = "smoke", tasks: list[str] | None =
 
     def task_settings(task: str) -> dict:
         steps = budget.steps.get(task, budget.steps["default"])
-        settings = {"steps": budget.convergence_steps if experiment == "convergence" and budget.convergence_steps else steps}
+        settings = {
+            "steps": budget.convergence_steps if experiment == "convergence" and budget.convergence_steps else steps
+        }
         if task in budget.task_options:
             settings["task_options"] = dict(budget.task_options[task])
         if task == "remote-homology" and not lrs and budget_name == "paper":
             settings["lrs"] = [1e-4]  # the paper's lr for remote homology
         return settings
 
-    common = {"settings": {"backbone": backbone, "batch_size": budget.batch_size, "eval_every": budget.eval_every},
-              "task_settings": {t: task_settings(t) for t in tasks}, "seeds": list(range(seeds)), "lrs": transformer_lrs}
-    stand_in = ("" if backbone.startswith("gpt2") else
-                f"Backbone `{backbone}` stands in for the paper's GPT-2 (the paper's column is GPT-2's).")
+    common = {
+        "settings": {"backbone": backbone, "batch_size": budget.batch_size, "eval_every": budget.eval_every},
+        "task_settings": {t: task_settings(t) for t in tasks},
+        "seeds": list(range(seeds)),
+        "lrs": transformer_lrs,
+    }
+    stand_in = (
+        ""
+        if backbone.startswith("gpt2")
+        else f"Backbone `{backbone}` stands in for the paper's GPT-2 (the paper's column is GPT-2's)."
+    )
     notes = [n for n in (budget.note, stand_in) if n]
     if missing:
         notes.append(f"Left out (no such task registered here): {', '.join(missing)}.")
@@ -153,26 +225,51 @@ def build(experiment: str, budget_name: str = "smoke", tasks: list[str] | None =
     pretrain = None
     pretrain_dir = None
     if experiment == "init":
-        pretrain_settings = {**task_settings("bit-memory"), **({"steps": budget.pretrain_steps} if budget.pretrain_steps else {})}
-        pretrain = {"name": "Bit Memory pretraining of the backbone (all parameters trained)", "tasks": ["bit-memory"],
-                    "seeds": [0], "lrs": [PRETRAIN_LR],
-                    "settings": {**common["settings"], "init": "random", "train": "all"},
-                    "task_settings": {"bit-memory": pretrain_settings},
-                    "conditions": [{"label": "bit-memory-pretraining", "init": "random", "train": "all"}]}
+        pretrain_settings = {
+            **task_settings("bit-memory"),
+            **({"steps": budget.pretrain_steps} if budget.pretrain_steps else {}),
+        }
+        pretrain = {
+            "name": "Bit Memory pretraining of the backbone (all parameters trained)",
+            "tasks": ["bit-memory"],
+            "seeds": [0],
+            "lrs": [PRETRAIN_LR],
+            "settings": {**common["settings"], "init": "random", "train": "all"},
+            "task_settings": {"bit-memory": pretrain_settings},
+            "conditions": [{"label": "bit-memory-pretraining", "init": "random", "train": "all"}],
+        }
         lr = pretrain["lrs"][0]
         pretrain_dir = str(out / "pretrain" / "runs" / "bit-memory" / "bit-memory-pretraining" / f"lr{lr:g}" / "s0")
-        notes.append(f"Bit Memory pretrained row: `{backbone}` architecture trained fully from random init on Bit Memory "
-                     f"({pretrain_settings['steps']} steps, lr {lr:g}, seed 0), then frozen (`--init from:{pretrain_dir}`).")
+        notes.append(
+            f"Bit Memory pretrained row: `{backbone}` architecture trained fully from random init on Bit Memory "
+            f"({pretrain_settings['steps']} steps, lr {lr:g}, seed 0), then frozen (`--init from:{pretrain_dir}`)."
+        )
 
-    grid = {"name": f"reproduce {experiment} ({budget_name} budget)", "tasks": tasks, **common,
-            **(_size_grid(budget_name, budget) if experiment == "size" else _conditions(experiment, budget, lstm_lrs, pretrain_dir)),
-            "notes": notes}
+    grid = {
+        "name": f"reproduce {experiment} ({budget_name} budget)",
+        "tasks": tasks,
+        **common,
+        **(
+            _size_grid(budget_name, budget)
+            if experiment == "size"
+            else _conditions(experiment, budget, lstm_lrs, pretrain_dir)
+        ),
+        "notes": notes,
+    }
     return pretrain, grid
 
 
-def reproduce(experiment: str, budget_name: str = "smoke", tasks: list[str] | None = None, seeds: int | None = None,
-              backbone: str | None = None, lrs: list[float] | None = None, out: str | Path | None = None,
-              jobs: int = 1, log=print) -> Path:
+def reproduce(
+    experiment: str,
+    budget_name: str = "smoke",
+    tasks: list[str] | None = None,
+    seeds: int | None = None,
+    backbone: str | None = None,
+    lrs: list[float] | None = None,
+    out: str | Path | None = None,
+    jobs: int = 1,
+    log=print,
+) -> Path:
     """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md."""
     out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
     pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out)
@@ -186,8 +283,10 @@ def reproduce(experiment: str, budget_name: str = "smoke", tasks: list[str] | No
         records = run_grid(pretrain_grid, out / "pretrain", jobs, log)
         write_results(pretrain_grid, records, out / "pretrain")
         if any(r["status"] not in ("finished", "early-stopped") for r in records):
-            raise FPTError(f"The Bit Memory pretraining run failed ({records[0].get('error') or records[0]['status']}); "
-                           f"see {out / 'pretrain'}. Fix it and run the same command again: finished runs are kept.")
+            raise FPTError(
+                f"The Bit Memory pretraining run failed ({records[0].get('error') or records[0]['status']}); "
+                f"see {out / 'pretrain'}. Fix it and run the same command again: finished runs are kept."
+            )
     records = run_grid(main_grid, out, jobs, log)
     return write_results(main_grid, records, out)
 

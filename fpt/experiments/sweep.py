@@ -19,6 +19,7 @@ Grid keys:
   ratio: [numerator, denominator] condition labels for the convergence-ratio table
   notes: lines copied into results.md
 """
+
 from __future__ import annotations
 
 import inspect
@@ -38,8 +39,20 @@ from fpt.errors import FPTError
 from fpt.training.config import read_yaml_mapping
 
 _AXES = ("backbones", "inits", "train")
-GRID_KEYS = {"name", "tasks", "seeds", "lrs", "settings", "task_settings", *_AXES, "conditions", "paper_table",
-             "paper_row", "ratio", "notes"}
+GRID_KEYS = {
+    "name",
+    "tasks",
+    "seeds",
+    "lrs",
+    "settings",
+    "task_settings",
+    *_AXES,
+    "conditions",
+    "paper_table",
+    "paper_row",
+    "ratio",
+    "notes",
+}
 
 
 @dataclass(frozen=True)
@@ -126,10 +139,15 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
                 conditions.append((name, {**entry, "backbone": backbone}, own_lrs, row))
     else:
         axes = {a: _as_list(grid.get(a), a, problems) for a in ("inits", "train")}
-        inits, presets = axes["inits"] or [settings.get("init", "pretrained")], axes["train"] or [settings.get("train", "fpt")]
+        inits, presets = (
+            axes["inits"] or [settings.get("init", "pretrained")],
+            axes["train"] or [settings.get("train", "fpt")],
+        )
         for backbone, init, preset in itertools.product(backbones, inits, presets):
             varying = [v for v, values in ((backbone, backbones), (init, inits), (preset, presets)) if len(values) > 1]
-            conditions.append(("/".join(varying) or init, {"backbone": backbone, "init": init, "train": preset}, None, None))
+            conditions.append(
+                ("/".join(varying) or init, {"backbone": backbone, "init": init, "train": preset}, None, None)
+            )
 
     runs = []
     for task in tasks:
@@ -154,9 +172,15 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
     if problems:
         unique = list(dict.fromkeys(problems))
         raise FPTError(f"The grid has {len(unique)} problem(s); no run was started: " + "; ".join(unique) + ".")
-    return Grid(name=str(grid.get("name", "sweep")), runs=runs, conditions=list(dict.fromkeys(c[0] for c in conditions)),
-                tasks=list(dict.fromkeys(tasks)), paper_table=grid.get("paper_table"), ratio=grid.get("ratio"),
-                notes=list(grid.get("notes") or []))
+    return Grid(
+        name=str(grid.get("name", "sweep")),
+        runs=runs,
+        conditions=list(dict.fromkeys(c[0] for c in conditions)),
+        tasks=list(dict.fromkeys(tasks)),
+        paper_table=grid.get("paper_table"),
+        ratio=grid.get("ratio"),
+        notes=list(grid.get("notes") or []),
+    )
 
 
 def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[str]:
@@ -192,7 +216,9 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
             accepted = inspect.signature(_REGISTRY[config["task"]]).parameters
             bad = sorted(set(config.get("task_options") or {}) - set(accepted))
             if bad:
-                problems.append(f"task {config['task']!r} has no option(s) {', '.join(bad)} (it accepts: {', '.join(accepted)})")
+                problems.append(
+                    f"task {config['task']!r} has no option(s) {', '.join(bad)} (it accepts: {', '.join(accepted)})"
+                )
         if config.get("architecture", "transformer") == "transformer":
             once("backbone", config.get("backbone", "minilm"), lambda: _resolve(config.get("backbone", "minilm")))
         elif config.get("init") != "random":
@@ -220,8 +246,9 @@ def run_status(run_dir: Path) -> dict | None:
 def _train(args: list[str], log_path: Path, threads: int) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     with open(log_path, "a") as log:
-        return subprocess.run([sys.executable, "-m", "fpt.cli", "train", *args, "--quiet"], stdout=log,
-                              stderr=subprocess.STDOUT, env=env).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "fpt.cli", "train", *args, "--quiet"], stdout=log, stderr=subprocess.STDOUT, env=env
+        ).returncode
 
 
 def _launch(run: Run, out: Path, threads: int) -> dict:
@@ -247,8 +274,15 @@ def _launch(run: Run, out: Path, threads: int) -> dict:
         summary = run_status(run_dir)
         if summary is None:
             lines = [line for line in log_path.read_text().splitlines() if line.strip()]
-            error = next((line for line in reversed(lines) if line.startswith("fpt: error:")), lines[-1] if lines else "")
-            return {"key": run.key, "status": "failed", "error": error.removeprefix("fpt: error: ")[:500], "log": str(log_path)}
+            error = next(
+                (line for line in reversed(lines) if line.startswith("fpt: error:")), lines[-1] if lines else ""
+            )
+            return {
+                "key": run.key,
+                "status": "failed",
+                "error": error.removeprefix("fpt: error: ")[:500],
+                "log": str(log_path),
+            }
     return {"key": run.key, "status": summary.get("status"), "run_dir": str(run_dir), "summary": summary}
 
 
@@ -259,9 +293,13 @@ def _config_text(run: Run, run_dir: Path) -> str:
 def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict]:
     """Run (or resume) every run of `grid` under `out`; return one record per run, in grid order."""
     out = Path(out)
-    changed = [r.key for r in grid.runs if run_status(out / "runs" / r.key) is not None
-               and (out / "configs" / f"{r.key}.yaml").is_file()
-               and (out / "configs" / f"{r.key}.yaml").read_text() != _config_text(r, out / "runs" / r.key)]
+    changed = [
+        r.key
+        for r in grid.runs
+        if run_status(out / "runs" / r.key) is not None
+        and (out / "configs" / f"{r.key}.yaml").is_file()
+        and (out / "configs" / f"{r.key}.yaml").read_text() != _config_text(r, out / "runs" / r.key)
+    ]
     if changed:
         raise FPTError(
             f"{out} holds finished runs made with other settings ({', '.join(changed[:3])}"
@@ -270,8 +308,10 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
     out.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     todo = [r for r in grid.runs if run_status(out / "runs" / r.key) is None]
-    log(f"Sweep {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already finished, "
-        f"{len(todo)} to run with {jobs} job(s) in {out}")
+    log(
+        f"Sweep {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already finished, "
+        f"{len(todo)} to run with {jobs} job(s) in {out}"
+    )
     records: dict[str, dict] = {}
 
     def one(run: Run) -> None:

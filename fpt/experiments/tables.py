@@ -4,6 +4,7 @@ Per (task, condition) the learning rate is chosen on validation (best mean `best
 seeds); the reported figure is the test accuracy of that learning rate's seeds, in percent.
 Convergence: steps until validation accuracy first reaches 95% of its final value (metrics.jsonl).
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,13 +73,25 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
             if not runs:
                 continue
             lrs = sorted({r.lr for r in runs})
-            finished = {lr: [by_key[r.key] for r in runs if r.lr == lr and by_key[r.key].get("summary", {}).get("test_accuracy") is not None]
-                        for lr in lrs}
-            scored = {lr: _mean([rec["summary"]["best_val_accuracy"] for rec in recs]) for lr, recs in finished.items() if recs}
+            finished = {
+                lr: [
+                    by_key[r.key]
+                    for r in runs
+                    if r.lr == lr and by_key[r.key].get("summary", {}).get("test_accuracy") is not None
+                ]
+                for lr in lrs
+            }
+            scored = {
+                lr: _mean([rec["summary"]["best_val_accuracy"] for rec in recs])
+                for lr, recs in finished.items()
+                if recs
+            }
             lr = max(scored, key=scored.get) if scored else None
             config = runs[0].config
             backbone = "lstm" if config.get("architecture") == "lstm" else config.get("backbone", "minilm")
-            cell = Cell(task, condition, backbone, lr, lrs, paper=paper_value(grid.paper_table, runs[0].paper_row, task))
+            cell = Cell(
+                task, condition, backbone, lr, lrs, paper=paper_value(grid.paper_table, runs[0].paper_row, task)
+            )
             for rec in finished.get(lr, []):
                 cell.test.append(100 * rec["summary"]["test_accuracy"])
                 cell.val.append(100 * rec["summary"]["best_val_accuracy"])
@@ -105,13 +118,43 @@ def _steps(value: float | None) -> str:
 def results_csv(cells: list[Cell]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["task", "condition", "backbone", "lr", "lrs_tried", "n_seeds", "n_failed", "mean", "std", "paper",
-                     "val_mean", "steps_to_95_mean", "steps_to_95_std", "run_dirs"])
+    writer.writerow(
+        [
+            "task",
+            "condition",
+            "backbone",
+            "lr",
+            "lrs_tried",
+            "n_seeds",
+            "n_failed",
+            "mean",
+            "std",
+            "paper",
+            "val_mean",
+            "steps_to_95_mean",
+            "steps_to_95_std",
+            "run_dirs",
+        ]
+    )
     for c in cells:
-        writer.writerow([c.task, c.condition, c.backbone, c.lr if c.lr is not None else "", " ".join(f"{x:g}" for x in c.lrs_tried),
-                         len(c.test), len(c.failed), _round(c.mean), _round(c.std), "" if c.paper is None else c.paper,
-                         _round(_mean(c.val)), _round(_mean(c.steps_to_95)),
-                         _round(statistics.stdev(c.steps_to_95) if len(c.steps_to_95) > 1 else None), " ".join(c.run_dirs)])
+        writer.writerow(
+            [
+                c.task,
+                c.condition,
+                c.backbone,
+                c.lr if c.lr is not None else "",
+                " ".join(f"{x:g}" for x in c.lrs_tried),
+                len(c.test),
+                len(c.failed),
+                _round(c.mean),
+                _round(c.std),
+                "" if c.paper is None else c.paper,
+                _round(_mean(c.val)),
+                _round(_mean(c.steps_to_95)),
+                _round(statistics.stdev(c.steps_to_95) if len(c.steps_to_95) > 1 else None),
+                " ".join(c.run_dirs),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -124,8 +167,11 @@ def results_markdown(grid, cells: list[Cell]) -> str:
     lines += [f"- {note}" for note in grid.notes]
     if grid.paper_table in NOTES:
         lines.append(f"- {NOTES[grid.paper_table]}")
-    lines += ["- Cells: test accuracy (%) on the full test split, mean ± sample std over seeds (n), at the learning rate "
-              "chosen on validation per condition; `paper` is the paper's figure for the same row.", ""]
+    lines += [
+        "- Cells: test accuracy (%) on the full test split, mean ± sample std over seeds (n), at the learning rate "
+        "chosen on validation per condition; `paper` is the paper's figure for the same row.",
+        "",
+    ]
     cell = {(c.task, c.condition): c for c in cells}
     header = ["condition"] + [h for t in grid.tasks for h in (t, f"{t} paper")]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -139,12 +185,19 @@ def results_markdown(grid, cells: list[Cell]) -> str:
             row += [f"{_fmt(c.mean)} ± {_fmt(c.std)} (n={len(c.test)})", _fmt(c.paper)]
         lines.append("| " + " | ".join(row) + " |")
 
-    lines += ["", "## Details", "", "| task | condition | backbone | lr (chosen on val) | lrs tried | val mean | steps to 95% of final val | failed runs |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Details",
+        "",
+        "| task | condition | backbone | lr (chosen on val) | lrs tried | val mean | steps to 95% of final val | failed runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in cells:
         steps = f"{_steps(_mean(c.steps_to_95))} ± {_steps(statistics.stdev(c.steps_to_95)) if len(c.steps_to_95) > 1 else '–'}"
-        lines.append(f"| {c.task} | {c.condition} | {c.backbone} | {'' if c.lr is None else f'{c.lr:g}'} | "
-                     f"{', '.join(f'{x:g}' for x in c.lrs_tried)} | {_fmt(_mean(c.val))} | {steps} | {len(c.failed)} |")
+        lines.append(
+            f"| {c.task} | {c.condition} | {c.backbone} | {'' if c.lr is None else f'{c.lr:g}'} | "
+            f"{', '.join(f'{x:g}' for x in c.lrs_tried)} | {_fmt(_mean(c.val))} | {steps} | {len(c.failed)} |"
+        )
 
     if grid.ratio:
         lines += convergence_section(grid, cell)
@@ -176,13 +229,19 @@ def convergence_section(grid, cell: dict) -> list[str]:
     stays meaningful when the numerator never gets near the denominator's accuracy.
     """
     numerator, denominator = grid.ratio
-    lines = ["", "## Convergence", "",
-             f"Steps to reach {CONVERGENCE_FRACTION:.0%} of each run's own final validation accuracy, and to reach a common "
-             f"target ({CONVERGENCE_FRACTION:.0%} of the {denominator} runs' mean final validation accuracy); mean over seeds. "
-             "The paper's figures are its steps to converge.", "",
-             f"| task | {numerator} final val % | {denominator} final val % | {numerator} steps (own) | "
-             f"{denominator} steps (own) | ratio | common target % | {numerator} steps | {denominator} steps | ratio | "
-             f"paper {numerator} | paper {denominator} | paper ratio |", "|" + "---|" * 13]
+    lines = [
+        "",
+        "## Convergence",
+        "",
+        f"Steps to reach {CONVERGENCE_FRACTION:.0%} of each run's own final validation accuracy, and to reach a common "
+        f"target ({CONVERGENCE_FRACTION:.0%} of the {denominator} runs' mean final validation accuracy); mean over seeds. "
+        "The paper's figures are its steps to converge.",
+        "",
+        f"| task | {numerator} final val % | {denominator} final val % | {numerator} steps (own) | "
+        f"{denominator} steps (own) | ratio | common target % | {numerator} steps | {denominator} steps | ratio | "
+        f"paper {numerator} | paper {denominator} | paper ratio |",
+        "|" + "---|" * 13,
+    ]
     for task in grid.tasks:
         num, den = cell.get((task, numerator)), cell.get((task, denominator))
         if num is None or den is None or not num.run_dirs or not den.run_dirs:
@@ -192,13 +251,18 @@ def convergence_section(grid, cell: dict) -> list[str]:
         pa, pb = paper_value("convergence", numerator, task), paper_value("convergence", denominator, task)
         (ca, a_bound), (cb, b_bound) = _steps_to_common_target(num, target), _steps_to_common_target(den, target)
         common = "–" if b_bound else ("> " if a_bound else "") + _fmt(ca / cb, 2)
-        lines.append(f"| {task} | {_fmt(_final_val(num))} | {_fmt(_final_val(den))} | {_steps(a)} | {_steps(b)} | "
-                     f"{_fmt(a / b if a and b else None, 2)} | {100 * target:.1f} | {'> ' if a_bound else ''}{_steps(ca)} | "
-                     f"{'> ' if b_bound else ''}{_steps(cb)} | {common} | {_steps(pa)} | {_steps(pb)} | "
-                     f"{_fmt(pa / pb if pa and pb else None, 1)} |")
-    lines += ["", "The own-final ratio only means something where both conditions end near the same accuracy (a run "
-              "that stays near chance reaches 95% of its own final value at once); the common target does not have "
-              "that problem; where some seeds never reach it within the budget, their last step is counted and the figure is a lower bound (`>`)."]
+        lines.append(
+            f"| {task} | {_fmt(_final_val(num))} | {_fmt(_final_val(den))} | {_steps(a)} | {_steps(b)} | "
+            f"{_fmt(a / b if a and b else None, 2)} | {100 * target:.1f} | {'> ' if a_bound else ''}{_steps(ca)} | "
+            f"{'> ' if b_bound else ''}{_steps(cb)} | {common} | {_steps(pa)} | {_steps(pb)} | "
+            f"{_fmt(pa / pb if pa and pb else None, 1)} |"
+        )
+    lines += [
+        "",
+        "The own-final ratio only means something where both conditions end near the same accuracy (a run "
+        "that stays near chance reaches 95% of its own final value at once); the common target does not have "
+        "that problem; where some seeds never reach it within the budget, their last step is counted and the figure is a lower bound (`>`).",
+    ]
     return lines
 
 

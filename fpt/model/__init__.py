@@ -1,4 +1,5 @@
 """The FPT model: input embedders, output heads, freezing of parameter groups."""
+
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.freeze import GROUPS, PRESETS, FreezePolicy
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
@@ -12,5 +13,13 @@ def load_run_model(run_dir, which: str = "best") -> FrozenPretrainedTransformer 
     return (LSTMBaseline if lstm else FrozenPretrainedTransformer).from_run(run_dir, which)
 
 
-__all__ = ["GROUPS", "PRESETS", "FPTConfig", "FreezePolicy", "FrozenPretrainedTransformer", "LSTMBaseline",
-           "LSTMConfig", "load_run_model"]
+__all__ = [
+    "GROUPS",
+    "PRESETS",
+    "FPTConfig",
+    "FreezePolicy",
+    "FrozenPretrainedTransformer",
+    "LSTMBaseline",
+    "LSTMConfig",
+    "load_run_model",
+]

@@ -12,6 +12,7 @@ with dropout is computed directly in fp32, as PyTorch's fallback does (in bf16 i
 Fashion-MNIST accuracy): scores, mask, softmax, dropout, values. The drop probability is
 rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,12 +46,20 @@ class CPUDropout(nn.Dropout):
         return fast_dropout(x, self.p)
 
 
-def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
-              dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None) -> torch.Tensor:
+def attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> torch.Tensor:
     """`F.scaled_dot_product_attention` (same arguments and meaning); with dropout on CPU, computed directly."""
     if dropout_p == 0.0 or query.device.type != "cpu":
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
-                                              is_causal=is_causal, scale=scale)
+        return F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
+        )
     dtype = query.dtype  # like PyTorch's own fallback: scores and softmax in fp32 even under bf16/fp16 autocast
     with torch.autocast("cpu", enabled=False):
         out = _attend(query.float(), key.float(), value.float(), attn_mask, dropout_p, is_causal, scale)
@@ -58,7 +67,9 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_
 
 
 def _attend(query, key, value, attn_mask, dropout_p, is_causal, scale) -> torch.Tensor:
-    scores = torch.matmul(query, key.transpose(-2, -1)) * (scale if scale is not None else 1 / math.sqrt(query.shape[-1]))
+    scores = torch.matmul(query, key.transpose(-2, -1)) * (
+        scale if scale is not None else 1 / math.sqrt(query.shape[-1])
+    )
     if is_causal:
         attn_mask = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
     if attn_mask is not None and attn_mask.dtype == torch.bool:
@@ -68,13 +79,19 @@ def _attend(query, key, value, attn_mask, dropout_p, is_causal, scale) -> torch.
     return torch.matmul(fast_dropout(torch.softmax(scores, dim=-1), dropout_p), value)
 
 
-def _fpt_sdpa(module: nn.Module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-              is_causal=None, **kwargs):
+def _fpt_sdpa(
+    module: nn.Module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None, **kwargs
+):
     """Hugging Face attention interface: `sdpa`, except the CPU dropout case in its plain form."""
-    if (dropout == 0.0 or query.device.type != "cpu" or kwargs.get("position_bias") is not None
-            or kwargs.get("softcap") is not None):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+    if (
+        dropout == 0.0
+        or query.device.type != "cpu"
+        or kwargs.get("position_bias") is not None
+        or kwargs.get("softcap") is not None
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)

@@ -1,4 +1,5 @@
 """Input layers: the new modality enters the backbone as embeddings, never as language tokens."""
+
 from __future__ import annotations
 
 import torch

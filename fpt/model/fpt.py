@@ -1,4 +1,5 @@
 """The Frozen Pretrained Transformer: new input layer -> frozen backbone -> new output layer."""
+
 from __future__ import annotations
 
 import hashlib
@@ -87,7 +88,9 @@ class FrozenPretrainedTransformer(nn.Module):
         keep_first_layers(backbone.model, config.layers)
         self.backbone_name, self.backbone_source = backbone.name, backbone.source
         self.backbone = extend_positions(backbone.model, config.max_length)
-        self.positions_extended = self.backbone.config.max_position_embeddings if self.backbone is not backbone.model else None
+        self.positions_extended = (
+            self.backbone.config.max_position_embeddings if self.backbone is not backbone.model else None
+        )
         hidden = self.backbone.get_input_embeddings().embedding_dim
         self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
         # Rotary/relative backbones have no position table to train: give them a learned absolute
@@ -108,7 +111,7 @@ class FrozenPretrainedTransformer(nn.Module):
     def _load_backbone(config: FPTConfig):
         if not config.init.startswith("from:"):
             return load_backbone(config.backbone, config.init, config.init_seed, config.attn_implementation)
-        path = Path(config.init[len("from:"):]).expanduser()
+        path = Path(config.init[len("from:") :]).expanduser()
         if (path / "config.yaml").is_file():
             source = FrozenPretrainedTransformer.from_run(path)
             backbone = load_backbone(source.config.backbone, "random", 0, config.attn_implementation)
@@ -120,7 +123,9 @@ class FrozenPretrainedTransformer(nn.Module):
             try:
                 state = load_file(str(path))
             except Exception as err:
-                raise FPTError(f"Could not read backbone weights from {path}: {err}. Expected a safetensors file.") from err
+                raise FPTError(
+                    f"Could not read backbone weights from {path}: {err}. Expected a safetensors file."
+                ) from err
         else:
             raise FPTError(
                 f"Init {config.init!r}: {path} is neither a run directory (with config.yaml) nor a "
@@ -181,7 +186,7 @@ class FrozenPretrainedTransformer(nn.Module):
         """The backbone's output on embedded `inputs`; pass output_attentions=True for attention maps."""
         x = self.embedder(inputs)
         if self.learned_positions is not None:
-            x = x + self.learned_positions[:inputs.shape[1]]
+            x = x + self.learned_positions[: inputs.shape[1]]
         return self.backbone(inputs_embeds=x, attention_mask=mask, **backbone_kwargs)
 
     def trained_state(self) -> dict[str, torch.Tensor]:
@@ -202,7 +207,9 @@ class FrozenPretrainedTransformer(nn.Module):
         counts = self.group_counts()
         total = sum(c for c, _ in counts.values())
         trained = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        lines = [f"Backbone {self.backbone_name} ({type(self.backbone).__name__}, init {self.config.init}), policy {self.policy.spec!r}"]
+        lines = [
+            f"Backbone {self.backbone_name} ({type(self.backbone).__name__}, init {self.config.init}), policy {self.policy.spec!r}"
+        ]
         lines.append(f"  {'group':<14}{'parameters':>14}  state")
         for group in (*GROUPS, UNUSED):
             if group in counts:
@@ -212,8 +219,10 @@ class FrozenPretrainedTransformer(nn.Module):
                 lines.append(f"  {label:<14}{count:>14,}  {state}")
         lines.append(f"  trained {trained:,} of {total:,} parameters ({100 * trained / total:.3f}%)")
         if self.learned_positions is not None:
-            lines.append("  note: the backbone has no learned position table (rotary/relative); a learned "
-                         "absolute position embedding, zero-initialised, was added and is trained")
+            lines.append(
+                "  note: the backbone has no learned position table (rotary/relative); a learned "
+                "absolute position embedding, zero-initialised, was added and is trained"
+            )
         if self.config.layers is not None:
             lines.append(f"  note: only the first {self.config.layers} transformer blocks are kept")
         if self.positions_extended:

@@ -1,4 +1,5 @@
 """Freeze policies: which parameter groups train. The default is the paper's FPT recipe."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

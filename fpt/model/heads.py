@@ -1,4 +1,5 @@
 """Output layer: a linear map from the final hidden states of the last k positions."""
+
 from __future__ import annotations
 
 import torch

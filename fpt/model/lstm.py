@@ -7,6 +7,7 @@ Parameter groups reuse the FPT's names: input, output, norm, and `other` for the
 so `--train all` trains everything and `--train fpt` leaves the recurrent weights frozen at random
 init with the input, output and norm parameters trained (the paper's frozen-LSTM control).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -59,7 +60,7 @@ class LayerNormLSTMLayer(nn.Module):
         self.cell_norm = nn.LayerNorm(hidden)
         with torch.no_grad():  # forget-gate bias 1: the usual remedy for early vanishing memory
             self.recurrent_gates.bias.zero_()
-            self.recurrent_gates.bias[hidden:2 * hidden] = 1.0
+            self.recurrent_gates.bias[hidden : 2 * hidden] = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
@@ -94,15 +95,27 @@ class LSTMBaseline(nn.Module):
         for name, module in self.named_modules():
             for pname, _ in module.named_parameters(recurse=False):
                 full = f"{name}.{pname}"
-                self.groups[full] = ("input" if name.startswith("embedder") else "output" if name.startswith("head")
-                                     else "norm" if isinstance(module, nn.LayerNorm) else RECURRENT)
+                self.groups[full] = (
+                    "input"
+                    if name.startswith("embedder")
+                    else "output"
+                    if name.startswith("head")
+                    else "norm"
+                    if isinstance(module, nn.LayerNorm)
+                    else RECURRENT
+                )
         self.policy.check_against(set(self.groups.values()), "lstm")
         for name, param in self.named_parameters():
             param.requires_grad_(self.policy.trains(self.groups[name]))
         frozen = [(n, p) for n, p in self.named_parameters() if not p.requires_grad]
         self.backbone_name = "lstm"
-        self.fingerprint = {"backbone": "lstm", "source": "random", "init": f"random:{config.init_seed}",
-                            "config_hash": str(sorted(asdict(config).items())), "weights_hash": _hash_tensors(frozen)}
+        self.fingerprint = {
+            "backbone": "lstm",
+            "source": "random",
+            "init": f"random:{config.init_seed}",
+            "config_hash": str(sorted(asdict(config).items())),
+            "weights_hash": _hash_tensors(frozen),
+        }
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embedder(inputs)
@@ -118,8 +131,10 @@ class LSTMBaseline(nn.Module):
         counts = self.group_counts()
         total = sum(c for c, _ in counts.values())
         trained = sum(c for c, t in counts.values() if t)
-        lines = [f"LSTM baseline: {self.config.layers} layer-norm LSTM layers, {self.config.hidden} wide, "
-                 f"random init (seed {self.config.init_seed}), policy {self.policy.spec!r}"]
+        lines = [
+            f"LSTM baseline: {self.config.layers} layer-norm LSTM layers, {self.config.hidden} wide, "
+            f"random init (seed {self.config.init_seed}), policy {self.policy.spec!r}"
+        ]
         lines.append(f"  {'group':<14}{'parameters':>14}  state")
         for group in ("input", "output", "norm", RECURRENT):
             count, is_trained = counts[group]

@@ -12,6 +12,7 @@ attention, inputs without padding (a padded batch reads different positions per 
 inside `model(inputs)`; `model.encode()` (attention maps, hidden states) always runs in full. The
 first L - k positions of the last block's output are then its input, unchanged: nothing reads them.
 """
+
 from __future__ import annotations
 
 import types
@@ -46,12 +47,19 @@ def _set(block: nn.Module, model: nn.Module, args: tuple) -> None:
     block.read_last = model.head.output_tokens if mask is None else None
 
 
-def _tail_forward(block: nn.Module, hidden_states: torch.Tensor, cache=None, attention_mask=None,
-                  encoder_hidden_states=None, **kwargs):
+def _tail_forward(
+    block: nn.Module, hidden_states: torch.Tensor, cache=None, attention_mask=None, encoder_hidden_states=None, **kwargs
+):
     """GPT2Block.forward with queries, attention output and feed-forward for the last `read_last` positions."""
     k, length = block.read_last, hidden_states.shape[1]
-    if (k is None or cache is not None or attention_mask is not None or encoder_hidden_states is not None
-            or kwargs.get("output_attentions") or k >= length):
+    if (
+        k is None
+        or cache is not None
+        or attention_mask is not None
+        or encoder_hidden_states is not None
+        or kwargs.get("output_attentions")
+        or k >= length
+    ):
         return block.full_forward(hidden_states, cache, attention_mask, encoder_hidden_states, **kwargs)
     attn = block.attn
     batch, width = hidden_states.shape[0], attn.embed_dim
@@ -63,8 +71,14 @@ def _tail_forward(block: nn.Module, hidden_states: torch.Tensor, cache=None, att
     key, value = key_value.split(width, dim=1)
     # query i sits at position length - k + i and sees keys up to there
     visible = torch.ones(k, length, dtype=torch.bool, device=hidden_states.device).tril(length - k)
-    out = attention(heads(query, k), heads(key, length), heads(value, length), attn_mask=visible,
-                    dropout_p=attn.attn_dropout.p if block.training else 0.0, scale=attn.scaling)
+    out = attention(
+        heads(query, k),
+        heads(key, length),
+        heads(value, length),
+        attn_mask=visible,
+        dropout_p=attn.attn_dropout.p if block.training else 0.0,
+        scale=attn.scaling,
+    )
     out = attn.resid_dropout(attn.c_proj(out.transpose(1, 2).reshape(batch, k, width)))
     tail = hidden_states[:, -k:] + out
     tail = tail + block.mlp(block.ln_2(tail))

@@ -1,4 +1,5 @@
 """Tasks and their registry: `get_task(name, **options)`, in the manner of timm's model registry."""
+
 from __future__ import annotations
 
 import inspect
@@ -54,4 +55,14 @@ register_task("cifar10-lra", images.cifar10_lra, images.RUN_DEFAULTS)
 register_task("listops", listops.listops)
 register_task("remote-homology", homology.remote_homology, homology.RUN_DEFAULTS)
 
-__all__ = ["Batch", "Scores", "Task", "TaskSpec", "TensorTask", "get_task", "register_task", "run_defaults", "task_names"]
+__all__ = [
+    "Batch",
+    "Scores",
+    "Task",
+    "TaskSpec",
+    "TensorTask",
+    "get_task",
+    "register_task",
+    "run_defaults",
+    "task_names",
+]

@@ -4,6 +4,7 @@ Data flows one way: task -> `Batch` -> model -> logits -> `task.loss` / `Scores`
 Every task predicts `units` categorical outputs per example (one class label, or one per bit), so
 one loss and one pair of metrics serve all: unit accuracy and whole-example exact match.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -40,8 +41,12 @@ class TaskSpec:
 
     def model_fields(self) -> dict:
         return dict(
-            input_kind=self.input_kind, input_dim=self.input_dim, max_length=self.max_length,
-            num_classes=self.num_classes, output_tokens=self.output_tokens, outputs_per_token=self.outputs_per_token,
+            input_kind=self.input_kind,
+            input_dim=self.input_dim,
+            max_length=self.max_length,
+            num_classes=self.num_classes,
+            output_tokens=self.output_tokens,
+            outputs_per_token=self.outputs_per_token,
         )
 
 

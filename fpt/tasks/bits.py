@@ -3,6 +3,7 @@
 Bits are +-1 in the inputs (0 marks a masked bit) and 0/1 class ids in the targets. Validation and
 test sets are fixed: generated once with their own seeds, the same for every run and training seed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ class BitTask(Task):
             self._fixed[split] = self._batch(self.split_size(split), torch.Generator().manual_seed(seed))
         data = self._fixed[split]
         for start in range(0, len(data), batch_size):
-            yield Batch(data.inputs[start:start + batch_size], data.targets[start:start + batch_size])
+            yield Batch(data.inputs[start : start + batch_size], data.targets[start : start + batch_size])
 
 
 def _random_signs(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -61,18 +62,33 @@ class BitMemory(BitTask):
     name = "bit-memory"
     metric_names = {"accuracy": "bit accuracy", "exact_match": "string accuracy"}
 
-    def __init__(self, n_strings: int = 5, n_bits: int = 1000, bits_per_token: int = 50, mask_prob: float = 0.5,
-                 val_size: int = 1000, test_size: int = 1000):
+    def __init__(
+        self,
+        n_strings: int = 5,
+        n_bits: int = 1000,
+        bits_per_token: int = 50,
+        mask_prob: float = 0.5,
+        val_size: int = 1000,
+        test_size: int = 1000,
+    ):
         if n_bits % bits_per_token:
             raise FPTError(f"bit-memory: n_bits ({n_bits}) must be a multiple of bits_per_token ({bits_per_token}).")
         super().__init__(bits_per_token, val_size, test_size)
         self.n_strings, self.n_bits, self.mask_prob = n_strings, n_bits, mask_prob
         query_tokens = n_bits // bits_per_token
-        self.spec = TaskSpec("continuous", bits_per_token, (n_strings + 1) * query_tokens, 2, query_tokens, bits_per_token)
+        self.spec = TaskSpec(
+            "continuous", bits_per_token, (n_strings + 1) * query_tokens, 2, query_tokens, bits_per_token
+        )
 
     def options(self) -> dict:
-        return dict(n_strings=self.n_strings, n_bits=self.n_bits, bits_per_token=self.bits_per_token,
-                    mask_prob=self.mask_prob, val_size=self.val_size, test_size=self.test_size)
+        return dict(
+            n_strings=self.n_strings,
+            n_bits=self.n_bits,
+            bits_per_token=self.bits_per_token,
+            mask_prob=self.mask_prob,
+            val_size=self.val_size,
+            test_size=self.test_size,
+        )
 
     def sample(self, n, generator):
         strings = _random_signs((n, self.n_strings, self.n_bits), generator)
@@ -99,7 +115,9 @@ class BitXOR(BitTask):
         self.spec = TaskSpec("continuous", bits_per_token, 2 * out_tokens, 2, out_tokens, bits_per_token)
 
     def options(self) -> dict:
-        return dict(n_bits=self.n_bits, bits_per_token=self.bits_per_token, val_size=self.val_size, test_size=self.test_size)
+        return dict(
+            n_bits=self.n_bits, bits_per_token=self.bits_per_token, val_size=self.val_size, test_size=self.test_size
+        )
 
     def sample(self, n, generator):
         a = _random_signs((n, self.n_bits), generator)

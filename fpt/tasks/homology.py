@@ -5,6 +5,7 @@ the three test sets (fold, superfamily or family holdout; `test_split`). Sequenc
 max_length (1024, as in the paper) are counted and reported, then clipped or (train and valid
 only) skipped; the paper dropped them silently and rescaled the accuracy instead.
 """
+
 from __future__ import annotations
 
 from fpt.data import tape
@@ -16,8 +17,9 @@ RUN_DEFAULTS = {"lr": 1e-4}  # the paper's learning rate for this task
 TEST_SPLITS = ("fold", "superfamily", "family")
 
 
-def remote_homology(data_dir: str | None = None, max_length: int = 1024, overlong: str = "clip",
-                    test_split: str = "fold") -> SequenceTask:
+def remote_homology(
+    data_dir: str | None = None, max_length: int = 1024, overlong: str = "clip", test_split: str = "fold"
+) -> SequenceTask:
     if test_split not in TEST_SPLITS:
         raise FPTError(f"remote-homology: test_split must be one of {', '.join(TEST_SPLITS)}, got {test_split!r}.")
     directory = require("remote-homology", data_dir)
@@ -27,5 +29,13 @@ def remote_homology(data_dir: str | None = None, max_length: int = 1024, overlon
         read = tape.read_lmdb(directory / tape.SPLITS[key])
         splits[split] = (read.tokens, read.targets)
     sources = {s: tape.SPLITS[k] for s, k in files.items()}
-    return SequenceTask("remote-homology", splits, len(tape.VOCAB), tape.NUM_FOLDS, max_length, overlong,
-                        dict(max_length=max_length, overlong=overlong, test_split=test_split), sources)
+    return SequenceTask(
+        "remote-homology",
+        splits,
+        len(tape.VOCAB),
+        tape.NUM_FOLDS,
+        max_length,
+        overlong,
+        dict(max_length=max_length, overlong=overlong, test_split=test_split),
+        sources,
+    )

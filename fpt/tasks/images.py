@@ -10,6 +10,7 @@ random crop with 4 pixels of zero padding, horizontal flip and rotation up to 20
 Validation is carved from the training split with a fixed seed (these datasets have none); test is
 the official test split, evaluated in full.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,7 +73,7 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
     for start in range(0, len(images), chunk):
-        x = images[start:start + chunk].double().div_(255)
+        x = images[start : start + chunk].double().div_(255)
         total += x.sum(dim=(0, 2, 3))
         squares += x.square().sum(dim=(0, 2, 3))
     count = images.numel() / images.shape[1]
@@ -84,8 +85,17 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor
 class ImageTask(TensorTask):
     """Classify uint8 images (n, c, h, w) given per split, as patch tokens."""
 
-    def __init__(self, name: str, train: tuple, val: tuple, test: tuple, patch_size: int, augment: bool,
-                 options: dict, split_sources: dict[str, str]):
+    def __init__(
+        self,
+        name: str,
+        train: tuple,
+        val: tuple,
+        test: tuple,
+        patch_size: int,
+        augment: bool,
+        options: dict,
+        split_sources: dict[str, str],
+    ):
         self.name, self.patch_size, self.augment, self._options = name, patch_size, augment, options
         self.split_sources = split_sources
         self.data = {}
@@ -130,21 +140,36 @@ def _idx_task(dataset: str, data_dir: str | None, patch_size: int, augment: bool
     directory = require(dataset, data_dir)
     train, val = _split_with_validation(*read_idx_pair(directory, "train"), val_size)
     test_images, test_labels = read_idx_pair(directory, "t10k")
-    sources = {"train": f"train minus val ({dataset} {directory})", "val": f"{val_size} of train, seed {VAL_SPLIT_SEED}",
-               "test": "t10k (official test, 10000)"}
-    return ImageTask(dataset, train, val, (torch.from_numpy(test_images.copy()), torch.from_numpy(test_labels)),
-                     patch_size, augment, dict(patch_size=patch_size, augment=augment, val_size=val_size), sources)
+    sources = {
+        "train": f"train minus val ({dataset} {directory})",
+        "val": f"{val_size} of train, seed {VAL_SPLIT_SEED}",
+        "test": "t10k (official test, 10000)",
+    }
+    return ImageTask(
+        dataset,
+        train,
+        val,
+        (torch.from_numpy(test_images.copy()), torch.from_numpy(test_labels)),
+        patch_size,
+        augment,
+        dict(patch_size=patch_size, augment=augment, val_size=val_size),
+        sources,
+    )
 
 
 def mnist(data_dir: str | None = None, patch_size: int = 4, augment: bool = False, val_size: int = 2000) -> ImageTask:
     return _idx_task("mnist", data_dir, patch_size, augment, val_size)
 
 
-def fashion_mnist(data_dir: str | None = None, patch_size: int = 4, augment: bool = False, val_size: int = 2000) -> ImageTask:
+def fashion_mnist(
+    data_dir: str | None = None, patch_size: int = 4, augment: bool = False, val_size: int = 2000
+) -> ImageTask:
     return _idx_task("fashion-mnist", data_dir, patch_size, augment, val_size)
 
 
-def _cifar_task(name: str, data_dir: str | None, patch_size: int, augment: bool, val_size: int, grayscale: bool) -> ImageTask:
+def _cifar_task(
+    name: str, data_dir: str | None, patch_size: int, augment: bool, val_size: int, grayscale: bool
+) -> ImageTask:
     base = require("cifar10", data_dir) / "cifar-10-batches-py"
     train, val = _split_with_validation(*cifar.read_split(base, cifar.TRAIN_BATCHES), val_size)
     test_images, test_labels = cifar.read_split(base, (cifar.TEST_BATCH,))
@@ -152,15 +177,28 @@ def _cifar_task(name: str, data_dir: str | None, patch_size: int, augment: bool,
     if grayscale:  # rounded back to uint8, as LRA's tf.image.rgb_to_grayscale on uint8 images
         to_gray = lambda x: (x.float() * GRAY.reshape(1, 3, 1, 1)).sum(1, keepdim=True).round().to(torch.uint8)
         train, val, test = ((to_gray(x), y) for x, y in (train, val, test))
-    sources = {"train": "data_batch_1-5 minus val", "val": f"{val_size} of data_batch_1-5, seed {VAL_SPLIT_SEED}",
-               "test": "test_batch (official test, 10000)"}
-    return ImageTask(name, train, val, test, patch_size, augment,
-                     dict(patch_size=patch_size, augment=augment, val_size=val_size), sources)
+    sources = {
+        "train": "data_batch_1-5 minus val",
+        "val": f"{val_size} of data_batch_1-5, seed {VAL_SPLIT_SEED}",
+        "test": "test_batch (official test, 10000)",
+    }
+    return ImageTask(
+        name,
+        train,
+        val,
+        test,
+        patch_size,
+        augment,
+        dict(patch_size=patch_size, augment=augment, val_size=val_size),
+        sources,
+    )
 
 
 def cifar10(data_dir: str | None = None, patch_size: int = 4, augment: bool = True, val_size: int = 2000) -> ImageTask:
     return _cifar_task("cifar10", data_dir, patch_size, augment, val_size, grayscale=False)
 
 
-def cifar10_lra(data_dir: str | None = None, patch_size: int = 1, augment: bool = False, val_size: int = 2000) -> ImageTask:
+def cifar10_lra(
+    data_dir: str | None = None, patch_size: int = 1, augment: bool = False, val_size: int = 2000
+) -> ImageTask:
     return _cifar_task("cifar10-lra", data_dir, patch_size, augment, val_size, grayscale=True)

@@ -4,6 +4,7 @@ Examples are kept as one uint8 matrix padded to the longest example plus their l
 cut to its own longest example and carries a mask (True on real tokens), so short batches cost
 little and the output head reads each example's last real token.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,7 +19,9 @@ from fpt.tasks.tensors import TensorTask, rows
 log = logging.getLogger(__name__)
 
 
-def fit_lengths(name: str, splits: dict[str, list[np.ndarray]], max_length: int | None, overlong: str) -> tuple[dict, int]:
+def fit_lengths(
+    name: str, splits: dict[str, list[np.ndarray]], max_length: int | None, overlong: str
+) -> tuple[dict, int]:
     """Apply `max_length` (None: the longest example) to every split, reporting what was cut.
 
     overlong: "clip" keeps the first max_length tokens, "skip" drops the example (training and
@@ -35,8 +38,16 @@ def fit_lengths(name: str, splits: dict[str, list[np.ndarray]], max_length: int 
         long = [i for i, t in enumerate(tokens) if len(t) > limit]
         if long:
             action = "skipped" if overlong == "skip" and split != "test" else "clipped"
-            log.warning("%s: %d of %d %s examples are longer than max_length %d tokens (longest %d); %s.",
-                        name, len(long), len(tokens), split, limit, max(len(tokens[i]) for i in long), action)
+            log.warning(
+                "%s: %d of %d %s examples are longer than max_length %d tokens (longest %d); %s.",
+                name,
+                len(long),
+                len(tokens),
+                split,
+                limit,
+                max(len(tokens[i]) for i in long),
+                action,
+            )
         keep = np.ones(len(tokens), dtype=bool)
         if overlong == "skip" and split != "test":
             keep[long] = False
@@ -56,8 +67,17 @@ def pack(tokens: list[np.ndarray], limit: int) -> tuple[torch.Tensor, torch.Tens
 class SequenceTask(TensorTask):
     """Classify id sequences of varying length; splits are (list of uint8 id arrays, (n,) labels)."""
 
-    def __init__(self, name: str, splits: dict[str, tuple[list[np.ndarray], np.ndarray]], vocab_size: int,
-                 num_classes: int, max_length: int | None, overlong: str, options: dict, split_sources: dict[str, str]):
+    def __init__(
+        self,
+        name: str,
+        splits: dict[str, tuple[list[np.ndarray], np.ndarray]],
+        vocab_size: int,
+        num_classes: int,
+        max_length: int | None,
+        overlong: str,
+        options: dict,
+        split_sources: dict[str, str],
+    ):
         self.name, self._options, self.split_sources = name, options, split_sources
         kept, limit = fit_lengths(name, {s: tokens for s, (tokens, _) in splits.items()}, max_length, overlong)
         self.data, self.lengths = {}, {}

@@ -1,4 +1,5 @@
 """A task over in-memory tensors: the user's own data, and the base for file-backed datasets."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -27,10 +28,19 @@ class TensorTask(Task):
     Training samples without replacement, reshuffled every epoch by a seeded generator.
     """
 
-    def __init__(self, train: Split, val: Split, test: Split, num_classes: int | None = None,
-                 output_tokens: int = 1, name: str = "tensors"):
+    def __init__(
+        self,
+        train: Split,
+        val: Split,
+        test: Split,
+        num_classes: int | None = None,
+        output_tokens: int = 1,
+        name: str = "tensors",
+    ):
         self.name = name
-        self.data = {split: self._check(split, *parts) for split, parts in (("train", train), ("val", val), ("test", test))}
+        self.data = {
+            split: self._check(split, *parts) for split, parts in (("train", train), ("val", val), ("test", test))
+        }
         inputs, targets, _ = self.data["train"]
         discrete = not inputs.is_floating_point()
         if num_classes is None:
@@ -39,11 +49,19 @@ class TensorTask(Task):
         if units % output_tokens:
             raise FPTError(f"{units} target units per example cannot be split over {output_tokens} output tokens.")
         width = int(max(x.max() for x, _, _ in self.data.values())) + 1 if discrete else inputs.shape[-1]
-        self.spec = TaskSpec("discrete" if discrete else "continuous", width, inputs.shape[1], num_classes,
-                             output_tokens, units // output_tokens)
+        self.spec = TaskSpec(
+            "discrete" if discrete else "continuous",
+            width,
+            inputs.shape[1],
+            num_classes,
+            output_tokens,
+            units // output_tokens,
+        )
         for split, (_, t, _) in self.data.items():
             if t.min() < 0 or t.max() >= num_classes:
-                raise FPTError(f"{split} targets must be class ids in [0, {num_classes}); found {int(t.min())}..{int(t.max())}.")
+                raise FPTError(
+                    f"{split} targets must be class ids in [0, {num_classes}); found {int(t.min())}..{int(t.max())}."
+                )
 
     @staticmethod
     def _check(split: str, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None):
@@ -59,7 +77,8 @@ class TensorTask(Task):
         if len(targets) != len(inputs) or (mask is not None and tuple(mask.shape) != tuple(inputs.shape[:2])):
             raise FPTError(
                 f"{split}: {len(inputs)} inputs but {len(targets)} targets"
-                + ("" if mask is None else f" and a mask of shape {tuple(mask.shape)}") + "; they must match."
+                + ("" if mask is None else f" and a mask of shape {tuple(mask.shape)}")
+                + "; they must match."
             )
         return inputs, targets, None if mask is None else torch.as_tensor(mask).bool()
 
@@ -76,7 +95,7 @@ class TensorTask(Task):
         while True:
             order = torch.randperm(n, generator=generator)
             for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-                yield self._take("train", order[start:start + batch_size])
+                yield self._take("train", order[start : start + batch_size])
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         for start in range(0, self.split_size(split), batch_size):

@@ -8,6 +8,7 @@ every file, so a truncated or altered file is refused instead of silently loaded
 
 Layout: run/checkpoints/step-000100 ... (the last few, resumable) and run/checkpoints/best.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,7 +69,9 @@ def save_checkpoint(directory: Path, model, step: int, extra: dict | None = None
 
 def step_checkpoints(checkpoints: Path) -> list[Path]:
     """Published resumable checkpoints, oldest first."""
-    found = [p for p in checkpoints.glob("step-*") if p.is_dir() and p.name[5:].isdigit()] if checkpoints.is_dir() else []
+    found = (
+        [p for p in checkpoints.glob("step-*") if p.is_dir() and p.name[5:].isdigit()] if checkpoints.is_dir() else []
+    )
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
@@ -78,7 +81,9 @@ def resolve(run_dir: Path, which: str) -> Path:
     if which == "last":
         steps = step_checkpoints(checkpoints)
         if not steps:
-            raise FPTError(f"{run_dir} has no step checkpoint yet (looked for {checkpoints}/step-*); nothing to resume or load.")
+            raise FPTError(
+                f"{run_dir} has no step checkpoint yet (looked for {checkpoints}/step-*); nothing to resume or load."
+            )
         return steps[-1]
     return checkpoints / which
 
@@ -115,7 +120,11 @@ def read_manifest(directory: Path) -> dict:
         manifest = json.loads(path.read_bytes())
     except (ValueError, OSError) as err:
         raise FPTError(f"Checkpoint {directory}: {MANIFEST} is damaged ({err}); refusing to load it.") from err
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), dict) or not isinstance(manifest.get("fingerprint"), dict):
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(manifest.get("sha256"), dict)
+        or not isinstance(manifest.get("fingerprint"), dict)
+    ):
         raise FPTError(f"Checkpoint {directory}: {MANIFEST} is not a checkpoint manifest written by fpt.")
     return manifest
 
@@ -139,7 +148,9 @@ def read_training_state(directory: Path) -> dict:
     data = _read_verified(directory, STATE_FILE, manifest)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for bad pickles; the hash matched, so this is a bug or a foreign file
+    except (
+        Exception
+    ) as err:  # torch raises several types for bad pickles; the hash matched, so this is a bug or a foreign file
         raise FPTError(f"Checkpoint {directory}/{STATE_FILE} cannot be read ({err}).") from err
 
 
@@ -172,7 +183,9 @@ def load_trained(model, run_dir: Path, which: str = "best") -> dict:
     params = dict(model.named_parameters())
     for name, tensor in tensors.items():
         if params[name].shape != tensor.shape:
-            raise FPTError(f"Checkpoint tensor {name} has shape {tuple(tensor.shape)}, model expects {tuple(params[name].shape)}.")
+            raise FPTError(
+                f"Checkpoint tensor {name} has shape {tuple(tensor.shape)}, model expects {tuple(params[name].shape)}."
+            )
     with torch.no_grad():
         for name, tensor in tensors.items():
             params[name].copy_(tensor)

@@ -1,4 +1,5 @@
 """The run configuration: one flat, typed object; YAML files and CLI flags both fill it."""
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,9 @@ class RunConfig:
     data_dir: str | None = None  # data root for file-backed tasks; default $FPT_DATA, else ~/.cache/fpt (fpt.data)
     architecture: str = "transformer"  # transformer (the FPT) | lstm (the paper's layer-norm LSTM baseline)
     layers: int | None = None  # transformer: keep the first N blocks; lstm: depth (default 3)
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16 where the GPU or CPU has native bf16, else fp16 on GPU, fp32 on CPU)
+    precision: str = (
+        "auto"  # fp32 | bf16 | fp16 | auto (bf16 where the GPU or CPU has native bf16, else fp16 on GPU, fp32 on CPU)
+    )
     compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)
     feature_cache: bool = True  # output-only runs on fixed datasets: the head trains on backbone features computed once (eval mode: no backbone dropout)
     micro_batch_size: int | None = None  # max examples per forward pass per process; sets grad_accum
@@ -98,9 +101,7 @@ class RunConfig:
         values = {k: v for k, v in values.items() if k not in ("model", "distributed")}
         unknown = sorted(map(str, set(values) - known))
         if unknown:
-            raise FPTError(
-                f"Unknown key(s) in {source}: {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}."
-            )
+            raise FPTError(f"Unknown key(s) in {source}: {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}.")
         return cls(**values)
 
     @classmethod

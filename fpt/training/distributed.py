@@ -5,6 +5,7 @@ the examples seen per optimizer step do not depend on how many processes run, an
 matter of replaying the stream. Gradients are averaged over processes (DDP) and over micro-batches
 (loss / accumulation), so the update equals one computed on the whole batch at once.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,7 +34,9 @@ class BatchPlan:
         return asdict(self)
 
 
-def plan_batches(batch_size: int, processes: int, grad_accum: int = 1, micro_batch_size: int | None = None) -> BatchPlan:
+def plan_batches(
+    batch_size: int, processes: int, grad_accum: int = 1, micro_batch_size: int | None = None
+) -> BatchPlan:
     """Split `batch_size` over processes; accumulate `grad_accum` micro-batches, or as few as keep
     each micro-batch within `micro_batch_size` when that is given."""
     if batch_size % processes:
@@ -58,7 +61,9 @@ def plan_batches(batch_size: int, processes: int, grad_accum: int = 1, micro_bat
 def local_micro_batches(batch: Batch, plan: BatchPlan, rank: int) -> list[Batch]:
     """This process's slice of the global `batch`, cut into its micro-batches."""
     if len(batch) != plan.batch_size:
-        raise FPTError(f"The training stream gave a batch of {len(batch)} examples; expected batch_size {plan.batch_size}.")
+        raise FPTError(
+            f"The training stream gave a batch of {len(batch)} examples; expected batch_size {plan.batch_size}."
+        )
     share = plan.micro_batch * plan.accumulation
     start = rank * share
     parts = []

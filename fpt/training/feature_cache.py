@@ -10,6 +10,7 @@ dropout of the frozen input layer and backbone is off (the head's own input is w
 evaluation). Only tasks whose examples never change can be cached: in-memory datasets
 (`TensorTask`) without augmentation; generated streams (the bit tasks) and augmented images are not.
 """
+
 from __future__ import annotations
 
 import time
@@ -62,8 +63,14 @@ def head_inputs(model: FrozenPretrainedTransformer, batch: Batch, precision: Pre
 class FeatureTask(TensorTask):
     """The original task with each example replaced by its cached head inputs."""
 
-    def __init__(self, task: TensorTask, model: FrozenPretrainedTransformer, batch_size: int = 256,
-                 device: torch.device | str = "cpu", precision: Precision | None = None):
+    def __init__(
+        self,
+        task: TensorTask,
+        model: FrozenPretrainedTransformer,
+        batch_size: int = 256,
+        device: torch.device | str = "cpu",
+        precision: Precision | None = None,
+    ):
         was_training = model.training
         model.eval()
         splits = {}
@@ -74,8 +81,14 @@ class FeatureTask(TensorTask):
                 targets.append(batch.targets)
             splits[split] = (torch.cat(features), torch.cat(targets))
         model.train(was_training)
-        super().__init__(splits["train"], splits["val"], splits["test"], num_classes=task.spec.num_classes,
-                         output_tokens=task.spec.output_tokens, name=task.name)
+        super().__init__(
+            splits["train"],
+            splits["val"],
+            splits["test"],
+            num_classes=task.spec.num_classes,
+            output_tokens=task.spec.output_tokens,
+            name=task.name,
+        )
         self.split_sources = getattr(task, "split_sources", {})
 
 
@@ -90,13 +103,16 @@ class HeadOnFeatures(nn.Module):
         return self.head(features)  # features hold exactly the positions the head reads
 
 
-def cache_if_output_only(model: nn.Module, task: Task, batch_size: int, device: torch.device,
-                         precision: Precision, log=print) -> tuple[nn.Module, Task] | None:
+def cache_if_output_only(
+    model: nn.Module, task: Task, batch_size: int, device: torch.device, precision: Precision, log=print
+) -> tuple[nn.Module, Task] | None:
     """(head, feature task) to train on instead of (model, task) when that is the same training."""
     if not (output_only(model) and cacheable(task)):
         return None
     started = time.perf_counter()
     features = FeatureTask(task, model.to(device), batch_size, device, precision)
-    log(f"Output-only training: backbone features of {sum(features.split_size(s) for s in features.data)} examples "
-        f"cached in {time.perf_counter() - started:.1f} s; the head trains on the cache (backbone dropout off).")
+    log(
+        f"Output-only training: backbone features of {sum(features.split_size(s) for s in features.data)} examples "
+        f"cached in {time.perf_counter() - started:.1f} s; the head trains on the cache (backbone dropout off)."
+    )
     return HeadOnFeatures(model), features

@@ -6,6 +6,7 @@ launch`, `torchrun`, or none), every process computes its slice of each global b
 (fpt.training.distributed), and only the main process writes run files. `training_step` is the
 whole per-step hot path; it never waits on the device, so the loss is read only at evaluations.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,13 @@ from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.model.unread import skip_unread_positions
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.training.checkpoint import (
-    load_trained, prune, read_checkpoint, read_training_state, resolve, save_checkpoint, step_name,
+    load_trained,
+    prune,
+    read_checkpoint,
+    read_training_state,
+    resolve,
+    save_checkpoint,
+    step_name,
 )
 from fpt.training.config import RunConfig
 from fpt.training.distributed import BatchPlan, local_micro_batches, make_accelerator, plan_batches, process_seed
@@ -71,19 +78,39 @@ def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | 
     if config.architecture == "lstm":
         if config.init != "random":
             raise FPTError(f"The LSTM baseline has no pretrained weights (init {config.init!r}); pass --init random.")
-        return LSTMBaseline(LSTMConfig(**task.spec.model_fields(), layers=config.layers or 3, train=config.train,
-                                       init_seed=config.seed, dropout=config.dropout))
-    return FrozenPretrainedTransformer(FPTConfig(
-        **task.spec.model_fields(), backbone=config.backbone, init=config.init, init_seed=config.seed,
-        train=config.train, dropout=config.dropout, attn_implementation=config.attn_implementation,
-        layers=config.layers,
-    ))
+        return LSTMBaseline(
+            LSTMConfig(
+                **task.spec.model_fields(),
+                layers=config.layers or 3,
+                train=config.train,
+                init_seed=config.seed,
+                dropout=config.dropout,
+            )
+        )
+    return FrozenPretrainedTransformer(
+        FPTConfig(
+            **task.spec.model_fields(),
+            backbone=config.backbone,
+            init=config.init,
+            init_seed=config.seed,
+            train=config.train,
+            dropout=config.dropout,
+            attn_implementation=config.attn_implementation,
+            layers=config.layers,
+        )
+    )
 
 
 @torch.inference_mode()
-def evaluate(model: FrozenPretrainedTransformer, task: Task, split: str, batch_size: int = 256,
-             device: torch.device | str = "cpu", accelerator: Accelerator | None = None,
-             precision: Precision | None = None) -> dict[str, float]:
+def evaluate(
+    model: FrozenPretrainedTransformer,
+    task: Task,
+    split: str,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    accelerator: Accelerator | None = None,
+    precision: Precision | None = None,
+) -> dict[str, float]:
     """One full pass over `split`: unit accuracy, exact match and the number of examples.
 
     With an `accelerator`, process r scores batches r, r + n, r + 2n, ... and the counts are summed,
@@ -99,8 +126,9 @@ def evaluate(model: FrozenPretrainedTransformer, task: Task, split: str, batch_s
                 batch = batch.to(device)
                 scores.add(model(batch.inputs, batch.mask), batch.targets)
     model.train(was_training)
-    counts = torch.tensor([scores.correct_units.item(), scores.units, scores.correct_examples.item(), scores.examples],
-                          device=device)
+    counts = torch.tensor(
+        [scores.correct_units.item(), scores.units, scores.correct_examples.item(), scores.examples], device=device
+    )
     if world > 1:
         counts = accelerator.reduce(counts, "sum")
     correct_units, units, correct_examples, examples = counts.tolist()
@@ -129,8 +157,9 @@ class Trainer:
         return self.accelerator.device
 
 
-def prepare_training(config: RunConfig, task: Task, model: FrozenPretrainedTransformer,
-                     accelerator: Accelerator) -> Trainer:
+def prepare_training(
+    config: RunConfig, task: Task, model: FrozenPretrainedTransformer, accelerator: Accelerator
+) -> Trainer:
     """Place `model` on this process's device, wrap it for data parallelism, and make the optimizer."""
     plan = plan_batches(config.batch_size, accelerator.num_processes, config.grad_accum, config.micro_batch_size)
     precision = Precision.create(config.precision, accelerator.device)
@@ -216,8 +245,11 @@ class StopRequests:
 def _rng_state() -> dict:
     """This process's RNG states, as tensors and plain values (loadable with weights_only)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -279,11 +311,17 @@ def _open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accel
     state = read_training_state(checkpoint)
     load_trained(model, run_dir, checkpoint.name)
     if summary and summary.get("status") == "diverged":
-        raise FPTError(f"{run_dir} diverged (see summary.json); resuming would repeat it exactly. Start a new run with a lower --lr.")
+        raise FPTError(
+            f"{run_dir} diverged (see summary.json); resuming would repeat it exactly. Start a new run with a lower --lr."
+        )
     if summary and summary.get("status") == "early-stopped":
-        raise FPTError(f"{run_dir} stopped early on reaching target_accuracy at step {state['step']}; there is nothing to resume.")
+        raise FPTError(
+            f"{run_dir} stopped early on reaching target_accuracy at step {state['step']}; there is nothing to resume."
+        )
     if summary and summary.get("status") == "finished" and state["step"] >= config.steps:
-        raise FPTError(f"{run_dir} already finished at step {state['step']}; pass a larger --steps to train it further.")
+        raise FPTError(
+            f"{run_dir} already finished at step {state['step']}; pass a larger --steps to train it further."
+        )
     saved, now = state["config"], _resumed_config(config)
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if changed:
@@ -292,9 +330,11 @@ def _open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accel
             "resuming would not continue the same run. Restore config.yaml or start a new run."
         )
     if state["plan"]["processes"] != accelerator.num_processes:
-        log(f"Note: checkpoint written by {state['plan']['processes']} process(es), resumed on "
+        log(
+            f"Note: checkpoint written by {state['plan']['processes']} process(es), resumed on "
             f"{accelerator.num_processes}: the same batches are seen, but dropout streams differ, so the result "
-            "is not bit-identical to an uninterrupted run.")
+            "is not bit-identical to an uninterrupted run."
+        )
     log(f"Resuming {run_dir} from {checkpoint.name} (step {state['step']})")
     return state
 
@@ -313,8 +353,14 @@ def _run_path(config: RunConfig, task: Task, state: PartialState) -> Path:
     return Path(out[0])
 
 
-def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTransformer | None = None,
-          progress: bool = True, log=print, resume: bool = False) -> dict:
+def train(
+    config: RunConfig,
+    task: Task | None = None,
+    model: FrozenPretrainedTransformer | None = None,
+    progress: bool = True,
+    log=print,
+    resume: bool = False,
+) -> dict:
     """Train per `config` and return the summary (also written to the run directory's summary.json).
 
     `task` and `model` default to the ones `config` names; pass your own to train on your own data.
@@ -327,22 +373,36 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
     device = resolve_device(config.device)
     if device.index is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise FPTError(f"--device {config.device} names one GPU, but several processes were launched; use --device "
-                           "cuda (or auto) and each process takes its own local GPU.")
+            raise FPTError(
+                f"--device {config.device} names one GPU, but several processes were launched; use --device "
+                "cuda (or auto) and each process takes its own local GPU."
+            )
         torch.cuda.set_device(device)
     out = _run_path(config, task, PartialState(cpu=device.type == "cpu"))
     config.out = str(out)
     if not resume and (out / "config.yaml").exists():
-        raise FPTError(f"{out} already holds a run; choose another --out so its results are not overwritten, "
-                       f"or continue it with `fpt train --resume {out}`.")
+        raise FPTError(
+            f"{out} already holds a run; choose another --out so its results are not overwritten, "
+            f"or continue it with `fpt train --resume {out}`."
+        )
     accelerator = make_accelerator(config.device, config.log, out)
     main = accelerator.is_main_process
     log = log if main else (lambda *a: None)
     _seed(config.seed)
     model = model or build_model(config, task)
     saved = _open_for_resume(out, config, model, accelerator, log) if resume else None
-    cached = cache_if_output_only(model, task, config.eval_batch_size, accelerator.device,
-                                  Precision.create(config.precision, accelerator.device), log) if config.feature_cache else None
+    cached = (
+        cache_if_output_only(
+            model,
+            task,
+            config.eval_batch_size,
+            accelerator.device,
+            Precision.create(config.precision, accelerator.device),
+            log,
+        )
+        if config.feature_cache
+        else None
+    )
     step_model, step_task = cached or (model, task)  # output-only: the head trains on cached backbone features
     trainer = prepare_training(config, step_task, step_model, accelerator)
     plan, precision, run = trainer.plan, trainer.precision, RunDir(out)
@@ -354,8 +414,10 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
         RunDir.create(out, {**config.to_dict(), "distributed": layout}, model.config_dict())
     log(model.freeze_report())
     log(f"Run directory: {out}")
-    log(f"{plan.processes} process(es) on {accelerator.device} x {plan.accumulation} micro-batch(es) of "
-        f"{plan.micro_batch} = batch {plan.batch_size} per step; precision {precision.name}")
+    log(
+        f"{plan.processes} process(es) on {accelerator.device} x {plan.accumulation} micro-batch(es) of "
+        f"{plan.micro_batch} = batch {plan.batch_size} per step; precision {precision.name}"
+    )
 
     p = Progress()
     loss_sum = torch.zeros((), device=accelerator.device)
@@ -370,15 +432,23 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
             _set_rng_state(mine["rng"])
         else:
             torch.manual_seed(process_seed(config.seed + p.step, accelerator.process_index))
-        loss_sum += (mine["loss_sum"] if mine else torch.stack([r["loss_sum"] for r in ranks]).mean()).to(loss_sum.device)
+        loss_sum += (mine["loss_sum"] if mine else torch.stack([r["loss_sum"] for r in ranks]).mean()).to(
+            loss_sum.device
+        )
         if p.best_step:
             best_params = read_checkpoint(run.checkpoints / "best")[0]
     else:
         torch.manual_seed(process_seed(config.seed, accelerator.process_index))  # each process its own dropout
     if config.log:
-        scalars = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in {**config.to_dict(), **layout}.items()}
-        accelerator.init_trackers("tensorboard" if config.log == "tensorboard" else "fpt", scalars,
-                                  {"wandb": {"name": out.name, "dir": str(out)}})
+        scalars = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in {**config.to_dict(), **layout}.items()
+        }
+        accelerator.init_trackers(
+            "tensorboard" if config.log == "tensorboard" else "fpt",
+            scalars,
+            {"wandb": {"name": out.name, "dir": str(out)}},
+        )
     counts = model.group_counts()
     n_trained, n_total = sum(t.numel() for t in trainer.trained), sum(c for c, _ in counts.values())
     checkpoint_every = config.checkpoint_every or config.eval_every
@@ -386,8 +456,14 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
     def save_resumable(step: int) -> None:
         ranks = gather_object([{"rng": _rng_state(), "loss_sum": loss_sum.detach().cpu()}])
         if main:
-            state = {"optimizer": trainer.optimizer.state_dict(), "precision": precision.state_dict(),
-                     "progress": p.to_dict(), "ranks": ranks, "plan": plan.to_dict(), "config": _resumed_config(config)}
+            state = {
+                "optimizer": trainer.optimizer.state_dict(),
+                "precision": precision.state_dict(),
+                "progress": p.to_dict(),
+                "ranks": ranks,
+                "plan": plan.to_dict(),
+                "config": _resumed_config(config),
+            }
             save_checkpoint(run.checkpoints / step_name(step), model, step, state=state)
             prune(run.checkpoints, config.keep_checkpoints)
 
@@ -396,8 +472,13 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
         next(stream)
     status, resumed_from = "finished", p.step if saved else None
     window_start, window_samples = time.time(), 0
-    bar = tqdm(initial=p.step, total=config.steps, disable=not (progress and main), desc=f"{task.name} {config.init}",
-               file=sys.stderr)
+    bar = tqdm(
+        initial=p.step,
+        total=config.steps,
+        disable=not (progress and main),
+        desc=f"{task.name} {config.init}",
+        file=sys.stderr,
+    )
     with StopRequests(accelerator) as stop:
         for step in range(p.step + 1, config.steps + 1):
             loss_sum += training_step(trainer, next(stream))
@@ -410,10 +491,17 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
                     status = "diverged"
                     break
                 samples_per_s = window_samples / max(time.time() - window_start, 1e-9)
-                val = evaluate(step_model, step_task, "val", config.eval_batch_size, accelerator.device, accelerator, precision)
-                record = {"step": step, "train_loss": train_loss, "val_accuracy": val["accuracy"],
-                          "val_exact_match": val["exact_match"], "elapsed_s": round(time.time() - started, 3),
-                          "samples_per_s": round(samples_per_s, 2)}
+                val = evaluate(
+                    step_model, step_task, "val", config.eval_batch_size, accelerator.device, accelerator, precision
+                )
+                record = {
+                    "step": step,
+                    "train_loss": train_loss,
+                    "val_accuracy": val["accuracy"],
+                    "val_exact_match": val["exact_match"],
+                    "elapsed_s": round(time.time() - started, 3),
+                    "samples_per_s": round(samples_per_s, 2),
+                }
                 if main:
                     run.append_metrics(record)
                 accelerator.log(record, step=step)
@@ -439,12 +527,21 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
     bar.close()
 
     summary = {
-        "task": task.name, "backbone": config.backbone, "init": config.init, "train": config.train,
-        "seed": config.seed, "steps": p.step, "status": status, "best_step": p.best_step,
+        "task": task.name,
+        "backbone": config.backbone,
+        "init": config.init,
+        "train": config.train,
+        "seed": config.seed,
+        "steps": p.step,
+        "status": status,
+        "best_step": p.best_step,
         "best_val_accuracy": p.best_accuracy if p.best_step else None,
         "steps_to_100": p.steps_to_100,
-        "trainable_params": n_trained, "total_params": n_total,
-        "metric_names": task.metric_names, **layout, "resumed_from_step": resumed_from,
+        "trainable_params": n_trained,
+        "total_params": n_total,
+        "metric_names": task.metric_names,
+        **layout,
+        "resumed_from_step": resumed_from,
     }
     if status in ("diverged", "interrupted"):
         summary["wall_seconds"] = round(time.time() - started, 2)
@@ -457,7 +554,11 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
                 f"Interrupted at step {p.step} of {config.steps}; a checkpoint was saved in "
                 f"{run.checkpoints / step_name(p.step)}. Continue with `fpt train --resume {out}`."
             )
-        kept = f"the last good checkpoint (step {p.best_step}) is kept in {run.checkpoints}" if p.best_step else "no checkpoint had been written yet"
+        kept = (
+            f"the last good checkpoint (step {p.best_step}) is kept in {run.checkpoints}"
+            if p.best_step
+            else "no checkpoint had been written yet"
+        )
         raise TrainingDiverged(
             f"Training diverged: the loss became non-finite before step {p.step}; stopped, and {kept}. "
             f"Try a lower --lr (now {config.lr}) or a smaller clip norm."
@@ -467,16 +568,22 @@ def train(config: RunConfig, task: Task | None = None, model: FrozenPretrainedTr
             if name in best_params:
                 param.copy_(best_params[name])
     test = evaluate(step_model, step_task, "test", config.eval_batch_size, accelerator.device, accelerator, precision)
-    summary.update({
-        "test_split": getattr(task, "split_sources", {}).get("test", "test"),
-        "val_split": getattr(task, "split_sources", {}).get("val", "val"),
-        "test_examples": test["examples"], "test_accuracy": test["accuracy"],
-        "test_exact_match": test["exact_match"], "wall_seconds": round(time.time() - started, 2),
-    })
+    summary.update(
+        {
+            "test_split": getattr(task, "split_sources", {}).get("test", "test"),
+            "val_split": getattr(task, "split_sources", {}).get("val", "val"),
+            "test_examples": test["examples"],
+            "test_accuracy": test["accuracy"],
+            "test_exact_match": test["exact_match"],
+            "wall_seconds": round(time.time() - started, 2),
+        }
+    )
     if main:
         run.write_summary(summary)
     _finish_trackers(accelerator)
-    log(f"{task.name}: test {task.metric_names['accuracy']} {test['accuracy']:.4f}, "
+    log(
+        f"{task.name}: test {task.metric_names['accuracy']} {test['accuracy']:.4f}, "
         f"{task.metric_names['exact_match']} {test['exact_match']:.4f} "
-        f"(best val step {p.best_step}, {test['examples']} test examples)")
+        f"(best val step {p.best_step}, {test['examples']} test examples)"
+    )
     return summary

@@ -4,6 +4,7 @@ Trained parameters and the optimizer state stay fp32. The frozen matrices may be
 precision: autocast would cast them to it at every forward pass anyway (its weight cache only
 covers parameters that require grad), so storing them cast halves their memory and saves the casts.
 """
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager

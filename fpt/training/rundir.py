@@ -2,6 +2,7 @@
 
 Files are written whole to a temporary name and renamed, so a crash never leaves half a file.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,11 @@ class RunDir:
     def create(cls, path: str | Path, config: dict, model_config: dict) -> RunDir:
         run = cls(path)
         if (run.path / "config.yaml").exists():
-            raise FPTError(
-                f"{run.path} already holds a run; choose another --out so its results are not overwritten."
-            )
+            raise FPTError(f"{run.path} already holds a run; choose another --out so its results are not overwritten.")
         run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write(run.path / "config.yaml", yaml.safe_dump({**config, "model": model_config}, sort_keys=False).encode())
+        atomic_write(
+            run.path / "config.yaml", yaml.safe_dump({**config, "model": model_config}, sort_keys=False).encode()
+        )
         return run
 
     def append_metrics(self, record: dict) -> None:
