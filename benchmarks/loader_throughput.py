@@ -48,7 +48,7 @@ def loader_rate(task, batch_size: int, batches: int) -> float:
     next(stream)
     started = time.perf_counter()
     for _ in range(batches):
-        batch = next(stream)
+        next(stream)
     return batches * batch_size / (time.perf_counter() - started)
 
 

@@ -431,7 +431,7 @@ def table(document: dict) -> str:
     for record in document["results"]:
         rows.append([fmt.format(record[key]) if key in record else "-" for key, _, fmt in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=False)) for row in rows]
     m = document["machine"]
     lines.append(
         f"machine: {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads)"

@@ -77,7 +77,7 @@ def test_listops_generator_follows_the_lra_recipe_and_is_deterministic(tmp_path)
     data = {s: listops.read_tsv(p) for s, p in a.items()}
     sources = set()
     for split in data.values():
-        for ids, value in zip(split.tokens, split.targets):
+        for ids, value in zip(split.tokens, split.targets, strict=False):
             assert 20 < len(ids) < 200
             assert _evaluate([listops.VOCAB[i] for i in ids]) == value
             sources.add(ids.tobytes())

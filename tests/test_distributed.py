@@ -101,7 +101,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, gpt2_without_dropout):
             torch.testing.assert_close(theirs[name], ours[name], rtol=1e-5, atol=1e-6)
     lines = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (one, two)]
     assert [line["step"] for line in lines[1]] == [3, 6]
-    for a, b in zip(*lines):
+    for a, b in zip(*lines, strict=False):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_accuracy"] == b["val_accuracy"]
     assert summaries[0]["test_accuracy"] == summaries[1]["test_accuracy"]

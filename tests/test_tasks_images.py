@@ -31,7 +31,7 @@ def test_augmentation_is_a_crop_flip_or_rotation_of_the_image():
     # no rotation: every output is the image shifted by at most 4 pixels (zero fill), maybe flipped
     out = augment(images, generator, pad=4, max_degrees=0.0)
     padded = F.pad(images, (4, 4, 4, 4))
-    for x, y in zip(padded, out):
+    for x, y in zip(padded, out, strict=False):
         candidates = [x[:, i : i + 8, j : j + 8] for i in range(9) for j in range(9)]
         candidates += [c.flip(-1) for c in candidates]
         assert min((c - y).abs().max().item() for c in candidates) < 1e-5

@@ -129,7 +129,7 @@ def draw(
     for ax in axes.flat[len(layers) :]:
         ax.axis("off")
     ticks = len(labels) <= 40
-    for ax, layer in zip(axes.flat, layers):
+    for ax, layer in zip(axes.flat, layers, strict=False):
         image = ax.imshow(maps[layer].numpy(), cmap="viridis", vmin=0)
         ax.set_title(f"layer {layer}")
         ax.set(xlabel="attended position (key)", ylabel="position (query)")

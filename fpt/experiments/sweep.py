@@ -220,12 +220,18 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
                     f"task {config['task']!r} has no option(s) {', '.join(bad)} (it accepts: {', '.join(accepted)})"
                 )
         if config.get("architecture", "transformer") == "transformer":
-            once("backbone", config.get("backbone", "minilm"), lambda: _resolve(config.get("backbone", "minilm")))
+            once(
+                "backbone",
+                config.get("backbone", "minilm"),
+                lambda config=config: _resolve(config.get("backbone", "minilm")),
+            )
         elif config.get("init") != "random":
             problems.append(f"condition {run.condition!r}: the LSTM baseline needs init random")
-        once("init", config.get("init", "pretrained"), lambda: check_init(config.get("init", "pretrained")))
-        once("train", config.get("train", "fpt"), lambda: FreezePolicy.parse(config.get("train", "fpt")))
-        once("config", sorted(config.items(), key=str), lambda: RunConfig.from_dict(dict(config), "grid"))
+        once(
+            "init", config.get("init", "pretrained"), lambda config=config: check_init(config.get("init", "pretrained"))
+        )
+        once("train", config.get("train", "fpt"), lambda config=config: FreezePolicy.parse(config.get("train", "fpt")))
+        once("config", sorted(config.items(), key=str), lambda config=config: RunConfig.from_dict(dict(config), "grid"))
     return problems
 
 

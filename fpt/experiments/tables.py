@@ -218,7 +218,7 @@ def _steps_to_common_target(cell: Cell, target: float) -> tuple[float, bool]:
     never got there: their budget's last step is counted)."""
     curves = [c for c in (read_metrics(d) for d in cell.run_dirs) if c]
     steps = [steps_to_value(c, target) for c in curves]
-    return _mean([s if s is not None else c[-1]["step"] for s, c in zip(steps, curves)]), None in steps
+    return _mean([s if s is not None else c[-1]["step"] for s, c in zip(steps, curves, strict=False)]), None in steps
 
 
 def convergence_section(grid, cell: dict) -> list[str]:

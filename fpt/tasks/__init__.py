@@ -6,10 +6,10 @@ import inspect
 from collections.abc import Callable
 
 from fpt.errors import FPTError, unknown_name
+from fpt.tasks import homology, images, listops
 from fpt.tasks.base import Batch, Scores, Task, TaskSpec
 from fpt.tasks.bits import BitMemory, BitXOR
 from fpt.tasks.tensors import TensorTask
-from fpt.tasks import homology, images, listops
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 _RUN_DEFAULTS: dict[str, dict] = {}

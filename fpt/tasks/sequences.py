@@ -59,7 +59,7 @@ def pack(tokens: list[np.ndarray], limit: int) -> tuple[torch.Tensor, torch.Tens
     """(n, longest) uint8 ids, zero-padded and clipped to `limit`, and (n,) lengths."""
     lengths = np.array([min(len(t), limit) for t in tokens], dtype=np.int64)
     ids = np.zeros((len(tokens), int(lengths.max())), dtype=np.uint8)
-    for row, (t, n) in enumerate(zip(tokens, lengths)):
+    for row, (t, n) in enumerate(zip(tokens, lengths, strict=False)):
         ids[row, :n] = t[:n]
     return torch.from_numpy(ids), torch.from_numpy(lengths)
 
@@ -83,7 +83,7 @@ class SequenceTask(TensorTask):
         self.data, self.lengths = {}, {}
         for split, (tokens, labels) in splits.items():
             keep = kept[split]
-            ids, lengths = pack([t for t, k in zip(tokens, keep) if k], limit)
+            ids, lengths = pack([t for t, k in zip(tokens, keep, strict=False) if k], limit)
             self.data[split] = (ids, torch.as_tensor(labels[keep]).long().reshape(-1, 1), None)
             self.lengths[split] = lengths
         self.spec = TaskSpec("discrete", vocab_size, limit, num_classes)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import get_args, get_type_hints
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import yaml
 
