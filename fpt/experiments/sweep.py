@@ -313,6 +313,8 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
         )
     out.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the caller's own cap (a shared machine) wins
+        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
     todo = [r for r in grid.runs if run_status(out / "runs" / r.key) is None]
     log(
         f"Sweep {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already finished, "
