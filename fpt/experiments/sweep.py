@@ -187,6 +187,7 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
     """Problems with the names and values runs use, found without loading any model or data."""
     from fpt.backbones.loading import INITS, _resolve
     from fpt.model.freeze import FreezePolicy
+    from fpt.model.init_source import check_source
     from fpt.tasks import _REGISTRY, task_names
     from fpt.training.config import RunConfig
 
@@ -201,10 +202,10 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
         except FPTError as err:
             problems.append(str(err))
 
-    def check_init(init: str) -> None:
+    def check_init(init: str, backbone: str) -> None:
         if init.startswith("from:"):
-            if init[5:] not in pending and not Path(init[5:]).expanduser().exists():
-                raise FPTError(f"init {init!r}: {init[5:]} does not exist")
+            if init[5:] not in pending:
+                check_source(init, backbone)  # exists, and trained the backbone this run names
         elif init not in INITS:
             raise FPTError(f"Unknown init {init!r} (known: {', '.join(INITS)}, from:RUN_DIR, from:FILE.safetensors)")
 
@@ -227,9 +228,8 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
             )
         elif config.get("init") != "random":
             problems.append(f"condition {run.condition!r}: the LSTM baseline needs init random")
-        once(
-            "init", config.get("init", "pretrained"), lambda config=config: check_init(config.get("init", "pretrained"))
-        )
+        init, backbone = config.get("init", "pretrained"), config.get("backbone", "minilm")
+        once("init", (init, backbone), lambda init=init, backbone=backbone: check_init(init, backbone))
         once("train", config.get("train", "fpt"), lambda config=config: FreezePolicy.parse(config.get("train", "fpt")))
         once("config", sorted(config.items(), key=str), lambda config=config: RunConfig.from_dict(dict(config), "grid"))
     return problems

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -17,6 +17,7 @@ from fpt.errors import FPTError
 from fpt.model.embedders import make_embedder
 from fpt.model.freeze import GROUPS, FreezePolicy
 from fpt.model.heads import OutputHead
+from fpt.model.init_source import check_source, resolve_init, source_path, source_run_model
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FPTConfig:
     dropout: float = 0.1
     attn_implementation: str = "sdpa"  # "eager" to read attention maps
     layers: int | None = None  # keep only the first N transformer blocks (None: all)
+    init_fingerprint: str | None = None  # from: inits: SHA-256 of the loaded backbone state, checked on rebuild
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
@@ -82,6 +84,8 @@ class FrozenPretrainedTransformer(nn.Module):
 
     def __init__(self, config: FPTConfig):
         super().__init__()
+        config = replace(config, init=resolve_init(config.init))  # absolute: rebuildable from any folder
+        check_source(config.init, config.backbone)
         self.config = config
         self.policy = FreezePolicy.parse(config.train)
         backbone = self._load_backbone(config)
@@ -109,16 +113,17 @@ class FrozenPretrainedTransformer(nn.Module):
     # -- construction -------------------------------------------------------------------------
     @staticmethod
     def _load_backbone(config: FPTConfig):
+        """The backbone per `config.init`; a `from:` state is checked against (or recorded in) init_fingerprint."""
         if not config.init.startswith("from:"):
             return load_backbone(config.backbone, config.init, config.init_seed, config.attn_implementation)
-        path = Path(config.init[len("from:") :]).expanduser()
-        if (path / "config.yaml").is_file():
+        path = source_path(config.init)  # checked by check_source: a run directory or a file
+        if source_run_model(path) is not None:
             source = FrozenPretrainedTransformer.from_run(path)
-            backbone = load_backbone(source.config.backbone, "random", 0, config.attn_implementation)
+            backbone = load_backbone(config.backbone, "random", 0, config.attn_implementation)
             keep_first_layers(backbone.model, source.config.layers)
             state = source.backbone.state_dict()
             backbone.model = extend_positions(backbone.model, source.backbone.config.max_position_embeddings)
-        elif path.is_file():
+        else:
             backbone = load_backbone(config.backbone, "random", 0, config.attn_implementation)
             try:
                 state = load_file(str(path))
@@ -126,17 +131,20 @@ class FrozenPretrainedTransformer(nn.Module):
                 raise FPTError(
                     f"Could not read backbone weights from {path}: {err}. Expected a safetensors file."
                 ) from err
-        else:
-            raise FPTError(
-                f"Init {config.init!r}: {path} is neither a run directory (with config.yaml) nor a "
-                "safetensors file of backbone weights."
-            )
         result = backbone.model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise FPTError(
                 f"Backbone weights in {path} do not fit backbone {backbone.name!r}: missing "
                 f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
             )
+        fingerprint = _hash_tensors(sorted(state.items()))
+        if config.init_fingerprint not in (None, fingerprint):
+            raise FPTError(
+                f"The backbone state in {path} changed since this model was made from it (fingerprint "
+                f"{config.init_fingerprint[:12]}..., now {fingerprint[:12]}...); the trained parameters were fitted to "
+                "the old one. Restore the source run or file, or train again."
+            )
+        config.init_fingerprint = fingerprint
         backbone.init = config.init
         return backbone
 
@@ -157,6 +165,7 @@ class FrozenPretrainedTransformer(nn.Module):
             "init": self.config.init,
             "config_hash": _sha256_json(self.backbone.config.to_dict()),
             "weights_hash": _hash_tensors(frozen),
+            "init_fingerprint": self.config.init_fingerprint,
         }
 
     @classmethod

@@ -390,6 +390,7 @@ def train(
     log = log if main else (lambda *a: None)
     _seed(config.seed)
     model = model or build_model(config, task)
+    config.init = getattr(model.config, "init", config.init)  # a from: init as the model resolved it (absolute)
     saved = _open_for_resume(out, config, model, accelerator, log) if resume else None
     cached = (
         cache_if_output_only(
@@ -530,6 +531,7 @@ def train(
         "task": task.name,
         "backbone": config.backbone,
         "init": config.init,
+        "init_fingerprint": getattr(model.config, "init_fingerprint", None),
         "train": config.train,
         "seed": config.seed,
         "steps": p.step,
