@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from torch import nn
 from fpt.backbones import classify_backbone, extend_positions, load_backbone, position_table
 from fpt.backbones.groups import UNUSED, block_list
 from fpt.errors import FPTError
+from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
 from fpt.model.embedders import make_embedder
 from fpt.model.freeze import GROUPS, FreezePolicy
 from fpt.model.heads import OutputHead
@@ -38,6 +40,9 @@ class FPTConfig:
     attn_implementation: str = "sdpa"  # "eager" to read attention maps
     layers: int | None = None  # keep only the first N transformer blocks (None: all)
     init_fingerprint: str | None = None  # from: inits: SHA-256 of the loaded backbone state, checked on rebuild
+    lora_rank: int = 8  # LoRA rank (policies lora, fpt+lora)
+    lora_alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by alpha / rank
+    adapter_targets: str | None = None  # modules an adapter wraps, comma-separated; default per architecture
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
@@ -103,6 +108,10 @@ class FrozenPretrainedTransformer(nn.Module):
         if position_table(self.backbone) is None and self.policy.trains("position"):
             self.learned_positions = nn.Parameter(torch.zeros(config.max_length, hidden))
         self.head = OutputHead(hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
+        if self.policy.adapter:  # after the new layers, so they start as in every other policy with this seed
+            inject_adapter(
+                self.backbone, self.policy.adapter, config.lora_rank, config.lora_alpha, config.adapter_targets
+            )
         self.groups = self._classify()
         present = {g for g in self.groups.values() if g != UNUSED}
         self.policy.check_against(present, config.backbone)
@@ -150,6 +159,7 @@ class FrozenPretrainedTransformer(nn.Module):
 
     def _classify(self) -> dict[str, str]:
         groups = {f"backbone.{n}": g for n, g in classify_backbone(self.backbone).items()}
+        groups.update({f"backbone.{n}": ADAPTER_GROUP for n in adapter_parameters(self.backbone)})
         groups.update({f"embedder.{n}": "input" for n, _ in self.embedder.named_parameters()})
         groups.update({f"head.{n}": "output" for n, _ in self.head.named_parameters()})
         if self.learned_positions is not None:
@@ -232,11 +242,17 @@ class FrozenPretrainedTransformer(nn.Module):
                 "  note: the backbone has no learned position table (rotary/relative); a learned "
                 "absolute position embedding, zero-initialised, was added and is trained"
             )
+        if self.policy.adapter:
+            lines.append(f"  note: adapter {self.policy.adapter} (peft) on {', '.join(self.adapter_targets())}")
         if self.config.layers is not None:
             lines.append(f"  note: only the first {self.config.layers} transformer blocks are kept")
         if self.positions_extended:
             lines.append(f"  note: the position table was interpolated to {self.positions_extended} positions")
         return "\n".join(lines)
+
+    def adapter_targets(self) -> list[str]:
+        """The backbone modules the adapter wraps, with block numbers as N."""
+        return sorted({re.sub(r"\.\d+\.", ".N.", name) for name in adapter_modules(self.backbone)})
 
     def config_dict(self) -> dict:
         return asdict(self.config)

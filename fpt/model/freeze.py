@@ -1,12 +1,19 @@
-"""Freeze policies: which parameter groups train. The default is the paper's FPT recipe."""
+"""Freeze policies: which parameter groups train. The default is the paper's FPT recipe.
+
+A policy may also add a PEFT adapter to the frozen backbone (`lora`, `ia3`, `ln-tuning`, see
+fpt.model.adapters); its tensors are the `adapter` group. The adapter presets also train the new
+input and output layers (nothing else reads or writes the new modality), and nothing more.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fpt.errors import FPTError
+from fpt.model.adapters import ADAPTER_GROUP, ADAPTERS
 
-GROUPS = ("input", "output", "position", "norm", "attention", "feed-forward", "other")
+GROUPS = ("input", "output", "position", "norm", "attention", "feed-forward", "other", ADAPTER_GROUP)
+_NAMED = GROUPS[:-1]  # groups a spec names; the adapter group comes with an adapter's name
 
 _FPT = ("input", "output", "position", "norm")
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -16,7 +23,11 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "fpt": _FPT,
     "fpt+ff": (*_FPT, "feed-forward"),
     "fpt+attention": (*_FPT, "attention"),
-    "all": GROUPS,
+    "all": _NAMED,
+    "lora": ("input", "output", "lora"),
+    "fpt+lora": (*_FPT, "lora"),
+    "ia3": ("input", "output", "ia3"),
+    "ln-tuning": ("input", "output", "ln-tuning"),
 }
 
 
@@ -24,26 +35,36 @@ PRESETS: dict[str, tuple[str, ...]] = {
 class FreezePolicy:
     """The set of trained groups; every other group is frozen.
 
-    `spec` is a preset name (see `PRESETS`) or groups joined by `,` or `+`, e.g. `input,output,norm`.
+    `spec` is a preset name (see `PRESETS`) or groups joined by `,` or `+`, e.g. `input,output,norm`;
+    one adapter name (`lora`, `ia3`, `ln-tuning`) among them adds that adapter and trains it.
     Presets apply to the groups a backbone has; a group named explicitly must exist.
     """
 
     spec: str
     trained: frozenset[str]
     explicit: bool
+    adapter: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> FreezePolicy:
-        if spec in PRESETS:
-            return cls(spec, frozenset(PRESETS[spec]), explicit=False)
-        names = [n.strip() for n in spec.replace("+", ",").split(",") if n.strip()]
-        unknown = [n for n in names if n not in GROUPS]
-        if not names or unknown:
-            raise FPTError(
-                f"Unknown freeze policy {spec!r}: {', '.join(unknown) or 'no group named'} is not a group. "
-                f"Give a preset ({', '.join(PRESETS)}) or trained groups joined by commas from: {', '.join(GROUPS)}."
+        explicit = spec not in PRESETS
+        names = list(PRESETS[spec]) if not explicit else [n.strip() for n in spec.replace("+", ",").split(",")]
+        names = [n for n in names if n]
+        adapters = [n for n in names if n in ADAPTERS]
+        unknown = [n for n in names if n not in _NAMED and n not in ADAPTERS]
+        if not names or unknown or len(adapters) > 1:
+            problem = (
+                f"{', '.join(unknown)} is not a group"
+                if unknown
+                else ("more than one adapter is named" if names else "no group is named")
             )
-        return cls(spec, frozenset(names), explicit=True)
+            raise FPTError(
+                f"Unknown freeze policy {spec!r}: {problem}. Give a preset ({', '.join(PRESETS)}) or trained groups "
+                f"joined by commas from: {', '.join(_NAMED)}, plus at most one "
+                f"adapter ({', '.join(ADAPTERS)})."
+            )
+        trained = frozenset(ADAPTER_GROUP if n in ADAPTERS else n for n in names)
+        return cls(spec, trained, explicit, adapters[0] if adapters else None)
 
     def trains(self, group: str) -> bool:
         return group in self.trained

@@ -33,6 +33,8 @@ def skip_unread_positions(model: nn.Module) -> bool:
     block = block_list(backbone)[-1]
     if type(block).__name__ != "GPT2Block" or getattr(backbone.config, "add_cross_attention", False):
         return False
+    if type(block.attn.c_attn).__name__ != "Conv1D":  # wrapped by a PEFT adapter: its weight alone is not the layer
+        return False
     if not hasattr(block, "read_last"):
         block.read_last = None  # set for the duration of model(inputs) calls without padding
         block.full_forward = block.forward

@@ -1,0 +1,121 @@
+"""PEFT adapters (LoRA, IA3, LN-tuning) in the frozen backbone, through Hugging Face `peft`.
+
+`peft.inject_adapter_in_model` wraps the targeted modules of the backbone in place, so the backbone
+stays the same `transformers` model and every parameter keeps a stable name (the wrapped layer's
+weights move under `base_layer.`). Adapter tensors form their own parameter group, `adapter`: they
+are found structurally, as the `adapter_layer_names` of each PEFT tuner layer, never by name.
+
+Target modules default to peft's per-architecture tables (GPT-2's Conv1D `c_attn`, BERT's
+`query`/`value`, Llama-style `q_proj`/`v_proj` for LoRA; keys/values and the feed-forward output
+for IA3). LN-tuning differs from the `norm` group in two ways: it trains a copy of each targeted
+norm and leaves the pretrained norm frozen and intact (the adapter can be removed again), and it
+targets the norms in peft's table for the architecture, which for some families is fewer than
+every norm (Qwen2/3: only the post-attention norms). Where peft has no table (BERT/MiniLM), every
+module of our `norm` group is targeted, so `ln-tuning` then computes what `output+norm+input` does.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import nn
+
+from fpt.backbones.groups import is_norm
+from fpt.errors import FPTError
+
+ADAPTERS = ("lora", "ia3", "ln-tuning")
+ADAPTER_GROUP = "adapter"
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError as err:
+        raise FPTError(
+            "The adapter policies (lora, fpt+lora, ia3, ln-tuning) use Hugging Face's `peft`, which is not "
+            "installed. Install it with `pip install 'fpt[peft]'` (or `pip install peft`)."
+        ) from err
+    return peft
+
+
+def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
+    """None where peft has a table for the architecture; our norm modules for LN-tuning without one."""
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+        TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING,
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
+    )
+
+    table = {
+        "lora": TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
+        "ia3": TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+        "ln-tuning": TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING,
+    }[method]
+    model_type = getattr(backbone.config, "model_type", None)
+    if model_type in table:
+        return None
+    if method == "ln-tuning":
+        names = sorted({name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if name and is_norm(m)})
+        if names:
+            return names
+    raise FPTError(
+        f"peft has no default {method} target modules for backbone type {model_type!r}; name the modules to "
+        "wrap with --adapter-targets, e.g. `--adapter-targets q_proj,v_proj` (module names as in "
+        "`fpt describe`'s backbone, matched at the end of each module's name)."
+    )
+
+
+def _config(peft, method: str, targets: list[str] | None, rank: int, alpha: float, backbone: nn.Module):
+    from transformers.pytorch_utils import Conv1D
+
+    conv1d = any(isinstance(m, Conv1D) for m in backbone.modules())  # GPT-2 stores its linear layers transposed
+    if method == "lora":
+        return peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, fan_in_fan_out=conv1d)
+    if method == "ia3":
+        # IA3 needs its feed-forward modules named too; peft's table has both where it has one.
+        return peft.IA3Config(
+            target_modules=targets, feedforward_modules=[] if targets else None, fan_in_fan_out=conv1d
+        )
+    return peft.LNTuningConfig(target_modules=targets)
+
+
+def inject_adapter(backbone: nn.Module, method: str, rank: int = 8, alpha: float = 16, targets: str | None = None):
+    """Wrap `backbone`'s target modules with `method`'s adapter, in place. Returns the backbone."""
+    if method not in ADAPTERS:
+        raise FPTError(f"Unknown adapter {method!r}; known: {', '.join(ADAPTERS)}.")
+    peft = _peft()
+    wanted = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    wanted = wanted or _default_targets(method, backbone)
+    config = _config(peft, method, wanted, rank, alpha, backbone)
+    # peft resolves its per-architecture table from the model's config; it only reads `model_type`.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            peft.inject_adapter_in_model(config, backbone)
+        except ValueError as err:
+            raise FPTError(
+                f"peft could not add {method} to backbone {type(backbone).__name__}: {err} Check --adapter-targets "
+                "(module names matched at the end of each module's name)."
+            ) from err
+    return backbone
+
+
+def adapter_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The PEFT tuner layers in `model`, by name."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # no peft: no adapter can be in the model
+        return {}
+    return {name: m for name, m in model.named_modules() if isinstance(m, BaseTunerLayer)}
+
+
+def adapter_parameters(model: nn.Module) -> set[str]:
+    """Names (relative to `model`) of every PEFT adapter tensor in it."""
+    names = set()
+    for prefix, module in adapter_modules(model).items():
+        for attr in module.adapter_layer_names:
+            holder = getattr(module, attr, None)
+            if isinstance(holder, nn.Module):
+                base = f"{prefix}.{attr}" if prefix else attr
+                names.update(f"{base}.{n}" for n, _ in holder.named_parameters())
+    return names

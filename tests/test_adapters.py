@@ -1,0 +1,88 @@
+"""PEFT adapters as freeze policies: LoRA, IA3 and LN-tuning through `peft`, their parameter group,
+their start (the pretrained function, unchanged), checkpoints and the error without peft."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from fpt import FPTError, RunConfig, train
+from fpt.model import FPTConfig, FrozenPretrainedTransformer
+from fpt.model.freeze import FreezePolicy
+from fpt.model.unread import skip_unread_positions
+from fpt.training.checkpoint import read_checkpoint
+
+SHAPE = dict(input_dim=3, max_length=8, num_classes=2, output_tokens=2)
+QUIET = dict(progress=False, log=lambda *a: None)
+
+
+def _model(backbone: str, train: str = "lora", seed: int = 0, **options) -> FrozenPretrainedTransformer:
+    torch.manual_seed(seed)
+    return FrozenPretrainedTransformer(FPTConfig(**SHAPE, backbone=backbone, train=train, dropout=0.0, **options))
+
+
+def test_policies_parse_presets_and_one_adapter_among_groups():
+    assert FreezePolicy.parse("lora").adapter == "lora"
+    assert FreezePolicy.parse("fpt+lora").trained == {"input", "output", "position", "norm", "adapter"}
+    assert FreezePolicy.parse("input,output,ia3").adapter == "ia3"
+    assert FreezePolicy.parse("fpt").adapter is None and not FreezePolicy.parse("all").trains("adapter")
+    with pytest.raises(FPTError, match="more than one adapter"):
+        FreezePolicy.parse("input,output,lora,ia3")
+    with pytest.raises(FPTError, match="adapter is not a group"):
+        FreezePolicy.parse("input,output,adapter")
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "ln-tuning"])
+def test_adapters_start_from_the_unchanged_function_and_train_only_their_group(quiet_gpt2, method):
+    plain, adapted = _model(quiet_gpt2, "input,output"), _model(quiet_gpt2, f"input,output,{method}")
+    x = torch.randn(4, 8, 3)
+    torch.testing.assert_close(adapted.eval()(x), plain.eval()(x))  # LoRA B = 0, IA3 = 1, LN copies
+    counts = adapted.group_counts()
+    assert counts["adapter"][1] and counts["adapter"][0] > 0
+    trained_groups = {g for g, (_, t) in counts.items() if t}
+    assert trained_groups == {"input", "output", "adapter"}
+    assert not skip_unread_positions(adapted) or method == "ln-tuning"  # c_attn wrapped: no tail shortcut
+    assert "adapter" in adapted.freeze_report() and method in adapted.freeze_report()
+
+
+def test_lora_defaults_per_family_and_explicit_targets(tiny_gpt2, tiny_llama):
+    assert _model(tiny_gpt2).adapter_targets() == ["h.N.attn.c_attn"]  # GPT-2's Conv1D
+    assert _model(tiny_llama).adapter_targets() == ["layers.N.self_attn.q_proj", "layers.N.self_attn.v_proj"]
+    model = _model(tiny_llama, lora_rank=2, adapter_targets="k_proj,o_proj")
+    assert model.adapter_targets() == ["layers.N.self_attn.k_proj", "layers.N.self_attn.o_proj"]
+    lora_a = [p for n, p in model.named_parameters() if "lora_A" in n]
+    assert lora_a and all(p.shape[0] == 2 for p in lora_a)
+    with pytest.raises(FPTError, match="adapter-targets"):
+        _model(tiny_llama, adapter_targets="no_such_module")
+
+
+def test_lora_checkpoint_holds_adapter_tensors_and_reloads(tmp_path, quiet_gpt2):
+    out = tmp_path / "lora"
+    config = RunConfig(
+        task="bit-xor",
+        task_options={"val_size": 16, "test_size": 16},
+        backbone=quiet_gpt2,
+        train="lora",
+        steps=4,
+        eval_every=2,
+        batch_size=8,
+        device="cpu",
+        precision="fp32",
+        out=str(out),
+    )
+    summary = train(config, **QUIET)
+    assert summary["train"] == "lora"
+    tensors, _ = read_checkpoint(out / "checkpoints" / "best")
+    model = FrozenPretrainedTransformer.from_run(out)
+    assert set(tensors) == set(model.trained_state())
+    assert any("lora_B" in n for n in tensors) and not any("base_layer" in n for n in tensors)
+    assert summary["trainable_params"] == sum(t.numel() for t in tensors.values())
+    assert any(t.abs().sum() > 0 for n, t in tensors.items() if "lora_B" in n)  # the adapter trained
+
+
+def test_without_peft_the_error_names_the_install_command(monkeypatch, quiet_gpt2):
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
+    with pytest.raises(FPTError, match=r"pip install 'fpt\[peft\]'"):
+        _model(quiet_gpt2)
