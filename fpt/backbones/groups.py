@@ -4,7 +4,10 @@ Never by parameter-name substrings: `ln_1.weight` (GPT-2), `LayerNorm.weight` (B
 `input_layernorm.weight` (Llama) are all norms because their module is a normalisation layer.
 
 - norm: any normalisation module (torch's LayerNorm/RMSNorm/GroupNorm, or a model's own
-  `...Norm` class such as LlamaRMSNorm);
+  `...Norm` class such as LlamaRMSNorm) outside attention: the block layer norms the paper trains;
+- attention-norm: a norm inside the innermost attention module (Gemma 3 / Qwen3 `q_norm`, `k_norm`). It
+  scales queries and keys, so training it gives a frozen backbone direct control of its attention
+  patterns: its own group, frozen by the `fpt` preset;
 - position: the learned absolute position table (an Embedding sized to the position limit);
 - attention / feed-forward: inside each transformer block, what sits under an attention module,
   and everything else;
@@ -17,7 +20,7 @@ from __future__ import annotations
 from torch import nn
 from transformers import PreTrainedModel
 
-BACKBONE_GROUPS = ("position", "norm", "attention", "feed-forward", "other")
+BACKBONE_GROUPS = ("position", "norm", "attention-norm", "attention", "feed-forward", "other")
 UNUSED = "unused"
 
 
@@ -66,22 +69,26 @@ def classify_backbone(model: PreTrainedModel) -> dict[str, str]:
     blocks = list(block_list(model))
     groups: dict[str, str] = {}
 
-    def visit(module: nn.Module, prefix: str, inside: str | None) -> None:
+    def visit(module: nn.Module, prefix: str, inside: str | None, in_core: bool) -> None:
         if module is token:
             group = UNUSED
         elif module is positions:
             group = "position"
         elif is_norm(module):
-            group = "norm"
+            group = "attention-norm" if in_core else "norm"
         elif inside is not None and is_attention(module):
             inside = group = "attention"
+            # The innermost attention module (no attention module below it) is the attention
+            # computation itself: a norm there acts on queries/keys. BERT's BertAttention and T5's
+            # T5LayerSelfAttention wrap one and hold the block's residual layer norm instead.
+            in_core = not any(is_attention(m) for m in module.modules() if m is not module)
         else:
             group = inside or "other"
         for pname, _ in module.named_parameters(recurse=False):
             groups[f"{prefix}{pname}"] = group
         for cname, child in module.named_children():
             child_inside = "feed-forward" if any(child is b for b in blocks) else inside
-            visit(child, f"{prefix}{cname}.", child_inside)
+            visit(child, f"{prefix}{cname}.", child_inside, in_core)
 
-    visit(model, "", None)
+    visit(model, "", None, False)
     return groups

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from fpt.errors import FPTError
 from fpt.model.adapters import ADAPTER_GROUP, ADAPTERS
 
-GROUPS = ("input", "output", "position", "norm", "attention", "feed-forward", "other", ADAPTER_GROUP)
+GROUPS = ("input", "output", "position", "norm", "attention-norm", "attention", "feed-forward", "other", ADAPTER_GROUP)
 _NAMED = GROUPS[:-1]  # groups a spec names; the adapter group comes with an adapter's name
 
+# `norm` is the block layer norms the paper trains; `attention-norm` (QK-norms inside attention,
+# Gemma 3 / Qwen3) is part of attention, so it trains with `fpt+attention` and `all` only.
 _FPT = ("input", "output", "position", "norm")
 PRESETS: dict[str, tuple[str, ...]] = {
     "output": ("output",),
@@ -22,7 +24,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "output+norm+input": ("output", "norm", "input"),
     "fpt": _FPT,
     "fpt+ff": (*_FPT, "feed-forward"),
-    "fpt+attention": (*_FPT, "attention"),
+    "fpt+attention": (*_FPT, "attention-norm", "attention"),
     "all": _NAMED,
     "lora": ("input", "output", "lora"),
     "fpt+lora": (*_FPT, "lora"),
@@ -35,21 +37,28 @@ PRESETS: dict[str, tuple[str, ...]] = {
 class FreezePolicy:
     """The set of trained groups; every other group is frozen.
 
-    `spec` is a preset name (see `PRESETS`) or groups joined by `,` or `+`, e.g. `input,output,norm`;
-    one adapter name (`lora`, `ia3`, `ln-tuning`) among them adds that adapter and trains it.
-    Presets apply to the groups a backbone has; a group named explicitly must exist.
+    `spec` is a preset name (see `PRESETS`), groups joined by `,` or `+` (`input,output,norm`), or
+    both (`fpt,attention-norm`); one adapter name (`lora`, `ia3`, `ln-tuning`) among them adds that
+    adapter and trains it. Presets apply to the groups a backbone has; a group named explicitly
+    (`named`) must exist.
     """
 
     spec: str
     trained: frozenset[str]
-    explicit: bool
+    named: frozenset[str] = frozenset()
     adapter: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> FreezePolicy:
-        explicit = spec not in PRESETS
-        names = list(PRESETS[spec]) if not explicit else [n.strip() for n in spec.replace("+", ",").split(",")]
-        names = [n for n in names if n]
+        names, named = [], []
+        for item in [spec] if spec in PRESETS else [i.strip() for i in spec.split(",")]:
+            for part in [item] if item in PRESETS else [p.strip() for p in item.split("+")]:
+                if part in PRESETS:
+                    names.extend(PRESETS[part])
+                elif part:
+                    names.append(part)
+                    named.append(part)
+        names = list(dict.fromkeys(names))
         adapters = [n for n in names if n in ADAPTERS]
         unknown = [n for n in names if n not in _NAMED and n not in ADAPTERS]
         if not names or unknown or len(adapters) > 1:
@@ -59,19 +68,20 @@ class FreezePolicy:
                 else ("more than one adapter is named" if names else "no group is named")
             )
             raise FPTError(
-                f"Unknown freeze policy {spec!r}: {problem}. Give a preset ({', '.join(PRESETS)}) or trained groups "
-                f"joined by commas from: {', '.join(_NAMED)}, plus at most one "
+                f"Unknown freeze policy {spec!r}: {problem}. Give a preset ({', '.join(PRESETS)}), trained groups "
+                f"joined by commas from: {', '.join(_NAMED)}, or both (e.g. `fpt,attention-norm`), plus at most one "
                 f"adapter ({', '.join(ADAPTERS)})."
             )
         trained = frozenset(ADAPTER_GROUP if n in ADAPTERS else n for n in names)
+        explicit = frozenset(n for n in named if n not in ADAPTERS)
         return cls(spec, trained, explicit, adapters[0] if adapters else None)
 
     def trains(self, group: str) -> bool:
         return group in self.trained
 
     def check_against(self, present: set[str], backbone: str) -> None:
-        missing = sorted(g for g in self.trained if g not in present)
-        if self.explicit and missing:
+        missing = sorted(g for g in self.named if g not in present)
+        if missing:
             raise FPTError(
                 f"Freeze policy {self.spec!r} trains {', '.join(missing)}, but backbone {backbone!r} has no "
                 f"parameters in {'that group' if len(missing) == 1 else 'those groups'}. Its groups: "
