@@ -119,3 +119,4 @@ def test_describe_shows_attention_norm_frozen(tiny_gemma3, capsys):
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.strip().startswith("attention-norm"))
     assert line.split()[-1] == "frozen" and int(line.split()[1].replace(",", "")) == 2 * 2 * 16
+    assert "--train fpt,attention-norm" in out

@@ -244,6 +244,11 @@ class FrozenPretrainedTransformer(nn.Module):
             )
         if self.policy.adapter:
             lines.append(f"  note: adapter {self.policy.adapter} (peft) on {', '.join(self.adapter_targets())}")
+        if "attention-norm" in counts and not counts["attention-norm"][1]:
+            lines.append(
+                "  note: attention-norm (QK-norms inside attention) stays frozen as the paper's block-norm "
+                "recipe has it; train it with --train fpt,attention-norm"
+            )
         if self.config.layers is not None:
             lines.append(f"  note: only the first {self.config.layers} transformer blocks are kept")
         if self.positions_extended:
