@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fpt.errors import FPTError
+from fpt.tasks.base import mask_problem
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -56,16 +57,13 @@ def check_inputs(inputs, mask, config) -> tuple[torch.Tensor, torch.Tensor | Non
     if mask is None:
         return values, None
     mask = np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask.detach().cpu().numpy()
-    if mask.shape != (n, tokens) or mask.dtype.kind not in "biu" or not np.isin(mask, (0, 1)).all():
-        raise FPTError(
-            f"The mask must be ({n}, {tokens}) of booleans or 0/1, marking real tokens; got {mask.shape} {mask.dtype}."
-        )
-    mask = torch.from_numpy(mask.astype(bool))
-    if (mask[:, 1:] & ~mask[:, :-1]).any() or (mask.sum(1) < config.output_tokens).any():
-        raise FPTError(
-            f"Each mask row must mark at least {config.output_tokens} real token(s), all before the padding "
-            "(right padding: ones, then zeros)."
-        )
+    if mask.dtype.kind not in "biu":
+        raise FPTError(f"The mask must be ({n}, {tokens}) booleans or 0/1 marking real tokens; got dtype {mask.dtype}.")
+    mask = torch.from_numpy(mask.astype(np.int64) if mask.dtype.kind == "u" else mask)
+    problem = mask_problem(mask, (n, tokens), config.output_tokens)
+    if problem:
+        raise FPTError(f"The mask {problem}")
+    mask = mask.bool()
     return values, mask
 
 

@@ -28,6 +28,20 @@ class Batch:
         return self.inputs.shape[0]
 
 
+def mask_problem(mask: torch.Tensor, shape: tuple[int, int], output_tokens: int) -> str | None:
+    """What is wrong with a padding mask, or None: it must be (n, tokens) booleans (or 0/1), right padding
+    only, with at least `output_tokens` real tokens per row, since the head reads the last real tokens."""
+    if tuple(mask.shape) != shape or mask.is_complex() or not ((mask == 0) | (mask == 1)).all():
+        return f"must be {shape} of booleans or 0/1 marking real tokens; got {tuple(mask.shape)} {mask.dtype}."
+    mask = mask.bool()
+    if (mask[:, 1:] & ~mask[:, :-1]).any() or (mask.sum(1) < output_tokens).any():
+        return (
+            f"rows must each mark at least {output_tokens} real token(s), all before the padding (right padding: "
+            "ones, then zeros); left-padded or all-padding rows would make the head read padding."
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Shapes the model is built from (see `FPTConfig`)."""
