@@ -52,5 +52,5 @@ def test_streams_are_seeded_and_eval_splits_fixed_and_distinct():
 def test_bad_sizes_and_options():
     with pytest.raises(FPTError, match="multiple"):
         get_task("bit-memory", n_bits=1000, bits_per_token=33)
-    with pytest.raises(FPTError, match="Unknown option"):
+    with pytest.raises(FPTError, match="unknown option"):
         get_task("bit-xor", width=3)

@@ -28,7 +28,7 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
         (["train", "--train", "input,attn"], "not a group"),
         (["train", "--steps", "0"], "steps must be a positive integer"),
         (["train", "--task-option", "n_bits"], "KEY=VALUE"),
-        (["train", "--task-option", "width=3"], "Unknown option(s) width"),
+        (["train", "--task-option", "width=3"], "unknown option(s) width"),
         (["describe", "--backbone", "gpt2"], "not in the local Hugging Face cache"),
         (["eval", "/nonexistent/run"], "not a run directory"),
     ],

@@ -57,7 +57,7 @@ def test_bad_grid_lists_every_problem_before_running(tmp_path):
                 "backbones": ["minilmm"],
                 "inits": ["pretrianed"],
                 "train": ["fpt+foo"],
-                "lrs": ["1e-3", "fast"],
+                "lrs": [1e-3, "fast"],
                 "conditions_typo": 1,
             },
             tmp_path / "sweep",

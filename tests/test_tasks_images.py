@@ -55,7 +55,7 @@ def test_mnist_task_splits_shapes_and_normalisation(tmp_path):
     train_idx, val_idx = carve_validation(60, 10)
     assert set(train_idx.tolist()).isdisjoint(val_idx.tolist()) and torch.equal(val_idx, carve_validation(60, 10)[1])
     assert get_task("mnist", data_dir=str(tmp_path), val_size=10, patch_size=7).spec.max_length == 16
-    with pytest.raises(FPTError, match="patch_size 5 must divide"):
+    with pytest.raises(FPTError, match=r"patch_size \(5\) must divide"):
         get_task("mnist", data_dir=str(tmp_path), val_size=10, patch_size=5)
 
 

@@ -22,7 +22,6 @@ Grid keys:
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import os
@@ -36,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from fpt.errors import FPTError
-from fpt.training.config import read_yaml_mapping
+from fpt.yamlsafe import read_yaml_mapping, short
 
 _AXES = ("backbones", "inits", "train")
 GRID_KEYS = {
@@ -155,11 +154,10 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
         task_lrs = _as_list(per_task.pop("lrs", None), "lrs", problems)
         for label, cond, own_lrs, row in conditions:
             for lr in _as_list(own_lrs, "lrs", problems) or task_lrs or lrs or [settings.get("lr", 1e-3)]:
-                try:
-                    lr = float(lr)  # YAML reads 1e-3 (no dot) as a string
-                except (TypeError, ValueError):
-                    problems.append(f"learning rate {lr!r} is not a number")
+                if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+                    problems.append(f"learning rate {short(repr(lr), 60)} is not a number")
                     continue
+                lr = float(lr)
                 for seed in seeds:
                     config = {**settings, **per_task, **cond, "task": task, "lr": lr, "seed": seed}
                     row_format = row or grid.get("paper_row", "{init}")
@@ -188,7 +186,7 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
     from fpt.backbones.loading import INITS, _resolve
     from fpt.model.freeze import FreezePolicy
     from fpt.model.init_source import check_source
-    from fpt.tasks import _REGISTRY, task_names
+    from fpt.tasks import check_task_options, task_names
     from fpt.training.config import RunConfig
 
     problems, seen = [], set()
@@ -211,15 +209,14 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
 
     for run in runs:
         config = run.config
-        if config["task"] not in _REGISTRY:
+        if config["task"] not in task_names():
             problems.append(f"unknown task {config['task']!r} (known: {', '.join(task_names())})")
         else:
-            accepted = inspect.signature(_REGISTRY[config["task"]]).parameters
-            bad = sorted(set(config.get("task_options") or {}) - set(accepted))
-            if bad:
-                problems.append(
-                    f"task {config['task']!r} has no option(s) {', '.join(bad)} (it accepts: {', '.join(accepted)})"
-                )
+            once(
+                "task_options",
+                (config["task"], sorted((config.get("task_options") or {}).items(), key=str)),
+                lambda config=config: check_task_options(config["task"], config.get("task_options") or {}),
+            )
         if config.get("architecture", "transformer") == "transformer":
             once(
                 "backbone",

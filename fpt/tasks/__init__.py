@@ -5,20 +5,44 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from fpt.errors import FPTError, unknown_name
+from fpt.errors import unknown_name
 from fpt.tasks import homology, images, listops
 from fpt.tasks.base import Batch, Scores, Task, TaskSpec
-from fpt.tasks.bits import BitMemory, BitXOR
+from fpt.tasks.bits import BIT_MEMORY_OPTIONS, BIT_XOR_OPTIONS, BitMemory, BitXOR
+from fpt.tasks.options import Option, Rule, TaskOptions, derive
 from fpt.tasks.tensors import TensorTask
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 _RUN_DEFAULTS: dict[str, dict] = {}
+_SCHEMAS: dict[str, TaskOptions] = {}
 
 
-def register_task(name: str, factory: Callable[..., Task], run_defaults: dict | None = None) -> None:
-    """Make `factory(**options)` available as `--task name`, with recommended run settings if any."""
+def register_task(
+    name: str,
+    factory: Callable[..., Task],
+    run_defaults: dict | None = None,
+    options: dict[str, dict] | None = None,
+    rules: tuple[Rule, ...] = (),
+) -> None:
+    """Make `factory(**options)` available as `--task name`, with recommended run settings if any.
+
+    The task's option schema comes from the factory's keyword parameters (typed by their defaults);
+    `options` refines them ({name: {help, min, max, choices, type, nullable}}) and `rules` relate them."""
+    _SCHEMAS[name] = derive(name, factory, options, rules)
     _REGISTRY[name] = factory
     _RUN_DEFAULTS[name] = dict(run_defaults or {})
+
+
+def task_options_schema(name: str) -> TaskOptions:
+    """The typed options of task `name` (`.options`: each `Option`; `.check(values)`; `.describe()`)."""
+    if name not in _SCHEMAS:
+        raise unknown_name("task", str(name), task_names())
+    return _SCHEMAS[name]
+
+
+def check_task_options(name: str, options: dict) -> dict:
+    """`options` checked against task `name`'s schema (an FPTError listing every problem)."""
+    return task_options_schema(name).check(options)
 
 
 def task_names() -> list[str]:
@@ -27,17 +51,10 @@ def task_names() -> list[str]:
 
 def get_task(name: str, data_dir: str | None = None, **options) -> Task:
     """Build task `name`; `data_dir` (the data root, see fpt.data) goes to tasks that read files."""
-    if name not in _REGISTRY:
-        raise unknown_name("task", name, task_names())
+    options = check_task_options(name, options)
     factory = _REGISTRY[name]
-    accepted = inspect.signature(factory).parameters
-    if data_dir is not None and "data_dir" in accepted:
+    if data_dir is not None and "data_dir" in inspect.signature(factory).parameters:
         options["data_dir"] = data_dir
-    unknown = sorted(k for k in options if k not in accepted)
-    if unknown:
-        raise FPTError(
-            f"Unknown option(s) {', '.join(unknown)} for task {name!r}; it accepts: {', '.join(accepted) or 'none'}."
-        )
     return factory(**options)
 
 
@@ -46,23 +63,27 @@ def run_defaults(name: str) -> dict:
     return dict(_RUN_DEFAULTS.get(name, {}))
 
 
-register_task("bit-memory", BitMemory)
-register_task("bit-xor", BitXOR)
-register_task("mnist", images.mnist, images.RUN_DEFAULTS)
-register_task("fashion-mnist", images.fashion_mnist, images.RUN_DEFAULTS)
-register_task("cifar10", images.cifar10, images.RUN_DEFAULTS)
-register_task("cifar10-lra", images.cifar10_lra, images.RUN_DEFAULTS)
-register_task("listops", listops.listops)
-register_task("remote-homology", homology.remote_homology, homology.RUN_DEFAULTS)
+register_task("bit-memory", BitMemory, None, *BIT_MEMORY_OPTIONS)
+register_task("bit-xor", BitXOR, None, *BIT_XOR_OPTIONS)
+register_task("mnist", images.mnist, images.RUN_DEFAULTS, *images.options(28, 60_000))
+register_task("fashion-mnist", images.fashion_mnist, images.RUN_DEFAULTS, *images.options(28, 60_000))
+register_task("cifar10", images.cifar10, images.RUN_DEFAULTS, *images.options(32, 50_000))
+register_task("cifar10-lra", images.cifar10_lra, images.RUN_DEFAULTS, *images.options(32, 50_000))
+register_task("listops", listops.listops, None, listops.OPTIONS)
+register_task("remote-homology", homology.remote_homology, homology.RUN_DEFAULTS, homology.OPTIONS)
 
 __all__ = [
     "Batch",
+    "Option",
     "Scores",
     "Task",
+    "TaskOptions",
     "TaskSpec",
     "TensorTask",
+    "check_task_options",
     "get_task",
     "register_task",
     "run_defaults",
     "task_names",
+    "task_options_schema",
 ]

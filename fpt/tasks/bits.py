@@ -12,6 +12,7 @@ import torch
 
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, Task, TaskSpec
+from fpt.tasks.options import divisible, fits_in_memory
 
 VAL_SEED, TEST_SEED = 2_000_000_011, 2_000_000_033
 
@@ -123,3 +124,36 @@ class BitXOR(BitTask):
         a = _random_signs((n, self.n_bits), generator)
         b = _random_signs((n, self.n_bits), generator)
         return torch.cat([a, b], dim=1), (a != b)
+
+
+_SIZES = {
+    "bits_per_token": {"min": 1, "help": "bits per input token (n_bits must be a multiple)"},
+    "val_size": {"min": 1, "help": "examples in the fixed validation set"},
+    "test_size": {"min": 1, "help": "examples in the fixed test set"},
+}
+# (refinements, rules) of each task's options; the fixed splits are generated at once, with ~3 float
+# copies of each example while sampling
+BIT_MEMORY_OPTIONS = (
+    {
+        **_SIZES,
+        "n_strings": {"min": 1, "help": "strings to memorise"},
+        "n_bits": {"min": 1, "help": "bits per string"},
+        "mask_prob": {"type": float, "min": 0.0, "max": 1.0, "help": "chance each query bit is zeroed"},
+    },
+    (
+        divisible("n_bits", "bits_per_token"),
+        fits_in_memory(
+            "the validation and test sets",
+            lambda v: 12.0 * (v["val_size"] + v["test_size"]) * (v["n_strings"] + 1) * v["n_bits"],
+        ),
+    ),
+)
+BIT_XOR_OPTIONS = (
+    {**_SIZES, "n_bits": {"min": 1, "help": "bits per string (two strings are XORed)"}},
+    (
+        divisible("n_bits", "bits_per_token"),
+        fits_in_memory(
+            "the validation and test sets", lambda v: 12.0 * (v["val_size"] + v["test_size"]) * 2 * v["n_bits"]
+        ),
+    ),
+)

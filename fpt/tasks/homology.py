@@ -15,6 +15,11 @@ from fpt.tasks.sequences import SequenceTask
 
 RUN_DEFAULTS = {"lr": 1e-4}  # the paper's learning rate for this task
 TEST_SPLITS = ("fold", "superfamily", "family")
+OPTIONS = {
+    "max_length": {"min": 1, "help": "tokens per protein; longer ones are clipped or skipped"},
+    "overlong": {"choices": ("clip", "skip"), "help": "longer proteins: clipped, or (train/valid) skipped"},
+    "test_split": {"choices": TEST_SPLITS, "help": "which holdout is the test set"},
+}
 
 
 def remote_homology(

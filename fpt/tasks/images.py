@@ -202,3 +202,25 @@ def cifar10_lra(
     data_dir: str | None = None, patch_size: int = 1, augment: bool = False, val_size: int = 2000
 ) -> ImageTask:
     return _cifar_task("cifar10-lra", data_dir, patch_size, augment, val_size, grayscale=True)
+
+
+def options(side: int, train_examples: int) -> tuple[dict, tuple]:
+    """(refinements, rules) of the image tasks' options, for `side`-pixel images."""
+
+    def patch_divides(values: dict) -> str | None:
+        if side % values["patch_size"]:
+            return f"patch_size ({values['patch_size']}) must divide the image side ({side} pixels)"
+        return None
+
+    return (
+        {
+            "patch_size": {"min": 1, "max": side, "help": "side of the square patches that become tokens"},
+            "augment": {"help": "random crop, flip and rotation of training images"},
+            "val_size": {
+                "min": 1,
+                "max": train_examples - 1,
+                "help": "validation examples carved from the training split (fixed seed)",
+            },
+        },
+        (patch_divides,),
+    )

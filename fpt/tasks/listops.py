@@ -12,6 +12,12 @@ from fpt.data import listops as data
 from fpt.data.registry import require
 from fpt.tasks.sequences import SequenceTask
 
+OPTIONS = {
+    "max_length": {"type": int, "min": 1, "help": "tokens per example (null: the longest example)"},
+    "parentheses": {"help": "keep the parentheses as tokens (they are implied by the brackets)"},
+    "overlong": {"choices": ("clip", "skip"), "help": "longer examples: clipped, or (train/val) skipped"},
+}
+
 
 def listops(
     data_dir: str | None = None, max_length: int | None = None, parentheses: bool = False, overlong: str = "clip"

@@ -7,9 +7,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import get_args, get_type_hints
 
-import yaml
-
 from fpt.errors import FPTError
+from fpt.yamlsafe import read_yaml_mapping, short
+
+# Upper bounds of the counts (steps up to 2^31; examples per batch up to 2^24).
+LIMITS = {
+    "steps": 2**31 - 1,
+    "eval_every": 2**31 - 1,
+    "checkpoint_every": 2**31 - 1,
+    "keep_checkpoints": 10_000,
+    "batch_size": 2**24,
+    "grad_accum": 2**24,
+    "micro_batch_size": 2**24,
+    "eval_batch_size": 2**24,
+    "layers": 10_000,
+}
 
 
 @dataclass
@@ -52,33 +64,37 @@ class RunConfig:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive integer (got {value!r})")
+                problems.append(f"{name} must be a positive integer (got {short(repr(value))})")
+        for name, limit in LIMITS.items():  # far beyond any real run; larger values only fail later, obscurely
+            value = getattr(self, name)
+            if isinstance(value, int) and value > limit:
+                problems.append(f"{name} must be at most {limit:,} (got {short(repr(value))})")
         if self.batch_size % max(self.grad_accum, 1):
             problems.append(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
         for name in ("lr", "clip_norm"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                problems.append(f"{name} must be a positive number (got {value!r})")
+                problems.append(f"{name} must be a positive number (got {short(repr(value))})")
         if not 0 <= self.dropout < 1:
-            problems.append(f"dropout must be in [0, 1) (got {self.dropout!r})")
+            problems.append(f"dropout must be in [0, 1) (got {short(repr(self.dropout))})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
-            problems.append(f"target_accuracy must be in (0, 1] (got {self.target_accuracy!r})")
+            problems.append(f"target_accuracy must be in (0, 1] (got {short(repr(self.target_accuracy))})")
         if self.architecture not in ("transformer", "lstm"):
-            problems.append(f"architecture must be transformer or lstm (got {self.architecture!r})")
+            problems.append(f"architecture must be transformer or lstm (got {short(repr(self.architecture))})")
         if self.layers is not None and (not isinstance(self.layers, int) or self.layers < 1):
-            problems.append(f"layers must be a positive integer (got {self.layers!r})")
+            problems.append(f"layers must be a positive integer (got {short(repr(self.layers))})")
         if not isinstance(self.task_options, dict):
             problems.append("task_options must be a mapping of option names to values")
         for name in ("micro_batch_size", "checkpoint_every", "keep_checkpoints"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                problems.append(f"{name} must be a positive integer (got {value!r})")
+                problems.append(f"{name} must be a positive integer (got {short(repr(value))})")
         if self.micro_batch_size is not None and self.grad_accum != 1:
             problems.append("set either grad_accum or micro_batch_size (which computes the accumulation), not both")
         if self.precision not in ("fp32", "bf16", "fp16", "auto"):
-            problems.append(f"precision must be fp32, bf16, fp16 or auto (got {self.precision!r})")
+            problems.append(f"precision must be fp32, bf16, fp16 or auto (got {short(repr(self.precision))})")
         if self.log not in (None, "tensorboard", "wandb"):
-            problems.append(f"log must be tensorboard or wandb (got {self.log!r})")
+            problems.append(f"log must be tensorboard or wandb (got {short(repr(self.log))})")
         if problems:
             raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
 
@@ -91,7 +107,7 @@ class RunConfig:
             ok = ok or (float in allowed and isinstance(value, int) and not isinstance(value, bool))
             if not ok:
                 names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-                problems.append(f"{f.name} must be {names} (got {value!r})")
+                problems.append(f"{f.name} must be {names} (got {short(repr(value))})")
         return problems
 
     @classmethod
@@ -101,7 +117,9 @@ class RunConfig:
         values = {k: v for k, v in values.items() if k not in ("model", "distributed")}
         unknown = sorted(map(str, set(values) - known))
         if unknown:
-            raise FPTError(f"Unknown key(s) in {source}: {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}.")
+            raise FPTError(
+                f"Unknown key(s) in {source}: {short(', '.join(unknown))}. Known keys: {', '.join(sorted(known))}."
+            )
         return cls(**values)
 
     @classmethod
@@ -112,17 +130,3 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def read_yaml_mapping(path: str | Path, what: str, holds: str) -> dict:
-    """A YAML file that must hold a mapping; every way it can fail is an FPTError naming `what`."""
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_bytes()) or {}  # bytes: undecodable files raise a YAMLError too
-    except FileNotFoundError as err:
-        raise FPTError(f"{what} {path} does not exist.") from err
-    except yaml.YAMLError as err:
-        raise FPTError(f"{what} {path} is not valid YAML: {err}") from err
-    if not isinstance(values, dict):
-        raise FPTError(f"{what} {path} must hold a mapping of {holds}, not {type(values).__name__}.")
-    return values

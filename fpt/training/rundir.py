@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from fpt import yamlsafe
 from fpt.errors import FPTError
 from fpt.model.fpt import FPTConfig
 
@@ -62,9 +63,9 @@ def read_run_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise FPTError(f"{run_dir} is not a run directory: it has no config.yaml. Pass the --out of a `fpt train` run.")
     try:
-        values = yaml.safe_load(path.read_bytes())  # bytes: undecodable files raise a YAMLError too
-    except yaml.YAMLError as err:
-        raise FPTError(f"{path} is not valid YAML ({err}); the run directory is damaged.") from err
+        values = yamlsafe.load(path.read_bytes(), f"{path}")  # bytes: undecodable files raise a YAMLError too
+    except FPTError as err:
+        raise FPTError(f"{err} The run directory is damaged.") from err
     if not isinstance(values, dict) or not isinstance(values.get("model"), dict):
         raise FPTError(f"{path} has no `model` section; it was not written by `fpt train`.")
     return values
