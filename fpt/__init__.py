@@ -1,11 +1,50 @@
-"""fpt: Frozen Pretrained Transformers (Lu et al., 2021) on any Hugging Face backbone."""
+"""fpt: Frozen Pretrained Transformers (Lu et al., 2021) on any Hugging Face backbone.
 
-from fpt.errors import FPTError
-from fpt.model import FPTConfig, FreezePolicy, FrozenPretrainedTransformer
-from fpt.tasks import Task, TensorTask, get_task, register_task
-from fpt.training import RunConfig, evaluate, train
+The public names are imported on first use (PEP 562), so `import fpt` and the commands that need
+no model (`fpt --help`, `fpt data list`) start without loading torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from fpt.errors import FPTError  # plain Python: cheap to import eagerly
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "FPTConfig": "fpt.model",
+    "FreezePolicy": "fpt.model",
+    "FrozenPretrainedTransformer": "fpt.model",
+    "Task": "fpt.tasks",
+    "TensorTask": "fpt.tasks",
+    "get_task": "fpt.tasks",
+    "register_task": "fpt.tasks",
+    "RunConfig": "fpt.training",
+    "evaluate": "fpt.training",
+    "train": "fpt.training",
+}
+
+if TYPE_CHECKING:
+    from fpt.model import FPTConfig, FreezePolicy, FrozenPretrainedTransformer
+    from fpt.tasks import Task, TensorTask, get_task, register_task
+    from fpt.training import RunConfig, evaluate, train
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'fpt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
     "FPTConfig",
     "FPTError",

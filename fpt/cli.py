@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from fpt import __version__
 from fpt.errors import FPTError
 
 
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Frozen Pretrained Transformers: train only the input, "
         "output, norm and position parameters of a language-pretrained transformer.",
     )
+    parser.add_argument("--version", action="version", version=f"fpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _data_parser(sub)
@@ -435,11 +437,16 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(format="fpt: %(message)s", level=logging.WARNING)
-    import transformers
+    # transformers and huggingface_hub read these when first imported (lazily, by the commands that load a
+    # model): no "Loading weights" bars or library warnings in fpt's output.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (fpt.cli.main called from Python): set it directly
+        import transformers
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    logging.basicConfig(format="fpt: %(message)s", level=logging.WARNING)
     try:
         return COMMANDS[args.command](args)
     except FPTError as err:
