@@ -146,12 +146,12 @@ def _resolve(name: str) -> tuple[str, NamedBackbone | None]:
     )
 
 
-def load_config(name: str) -> PretrainedConfig:
+def load_config(name: str, revision: str | None = None) -> PretrainedConfig:
     """The architecture config of a backbone, offline where the library ships it."""
     source, entry = _resolve(name)
     if entry is not None and entry.config is not None:
         return AutoConfig.from_pretrained(entry.config)
-    return _from_hub_or_cache(AutoConfig.from_pretrained, source, name, "config")
+    return _from_hub_or_cache(AutoConfig.from_pretrained, source, name, "config", revision=revision)
 
 
 def _stats_init(model: PreTrainedModel, generator: torch.Generator) -> None:
@@ -163,17 +163,19 @@ def _stats_init(model: PreTrainedModel, generator: torch.Generator) -> None:
             param.copy_(noise * std + mean)
 
 
-def load_backbone(name: str, init: str = "pretrained", seed: int = 0, attn_implementation: str = "sdpa") -> Backbone:
+def load_backbone(
+    name: str, init: str = "pretrained", seed: int = 0, attn_implementation: str = "sdpa", revision: str | None = None
+) -> Backbone:
     """Load backbone `name` with initialisation `init` in fp32 on the CPU.
 
-    `random` and `stats` are deterministic given `seed`.
+    `random` and `stats` are deterministic given `seed`; `revision` pins a hub backbone's commit, branch or tag.
     """
     if init not in INITS:
         raise unknown_name("init", init, [*INITS, "from:PATH"])
     source, _ = _resolve(name)
-    kwargs = {"attn_implementation": attn_implementation}
+    kwargs = {"attn_implementation": attn_implementation, "revision": revision}
     if init == "random":
-        config = load_config(name)
+        config = load_config(name, revision)
         config._attn_implementation = attn_implementation
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

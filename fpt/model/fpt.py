@@ -19,6 +19,7 @@ from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameter
 from fpt.model.embedders import make_embedder
 from fpt.model.freeze import GROUPS, FreezePolicy
 from fpt.model.heads import OutputHead
+from fpt.model.hub import FPTHubMixin
 from fpt.model.init_source import check_source, resolve_init, source_path, source_run_model
 
 
@@ -43,6 +44,7 @@ class FPTConfig:
     lora_rank: int = 8  # LoRA rank (policies lora, fpt+lora)
     lora_alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by alpha / rank
     adapter_targets: str | None = None  # modules an adapter wraps, comma-separated; default per architecture
+    revision: str | None = None  # a hub backbone's commit, branch or tag (None: the cached or newest one)
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
@@ -81,10 +83,11 @@ def _hash_tensors(named: list[tuple[str, torch.Tensor]]) -> str:
     return digest.hexdigest()
 
 
-class FrozenPretrainedTransformer(nn.Module):
+class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
     """A backbone whose groups are frozen or trained per `FPTConfig.train`, between new I/O layers.
 
-    Build with `FrozenPretrainedTransformer(config)`; reload a trained run with `from_run(run_dir)`.
+    Build with `FrozenPretrainedTransformer(config)`; reload a trained run with `from_run(run_dir)`;
+    share it with `save_pretrained(dir)` / `push_to_hub(repo)` and `from_pretrained(dir_or_repo)` (fpt.model.hub).
     """
 
     def __init__(self, config: FPTConfig):
@@ -124,7 +127,9 @@ class FrozenPretrainedTransformer(nn.Module):
     def _load_backbone(config: FPTConfig):
         """The backbone per `config.init`; a `from:` state is checked against (or recorded in) init_fingerprint."""
         if not config.init.startswith("from:"):
-            return load_backbone(config.backbone, config.init, config.init_seed, config.attn_implementation)
+            return load_backbone(
+                config.backbone, config.init, config.init_seed, config.attn_implementation, config.revision
+            )
         path = source_path(config.init)  # checked by check_source: a run directory or a file
         if source_run_model(path) is not None:
             source = FrozenPretrainedTransformer.from_run(path)
@@ -182,10 +187,11 @@ class FrozenPretrainedTransformer(nn.Module):
     def from_run(cls, run_dir: str | Path, which: str = "best") -> FrozenPretrainedTransformer:
         """Rebuild the model of a finished run and load its trained parameters."""
         from fpt.training.checkpoint import load_trained
-        from fpt.training.rundir import read_model_config
+        from fpt.training.rundir import read_model_config, read_summary
 
         model = cls(read_model_config(run_dir))
         load_trained(model, Path(run_dir), which)
+        model.summary = read_summary(run_dir)  # task and metrics, for the model card of save_pretrained
         return model
 
     # -- use ----------------------------------------------------------------------------------

@@ -173,10 +173,16 @@ def load_trained(model, run_dir: Path, which: str = "best") -> dict:
     directory = resolve(Path(run_dir), which)
     tensors, manifest = read_checkpoint(directory)
     check_fingerprint(manifest, model, directory)
+    copy_trained(model, tensors, directory)
+    return manifest
+
+
+def copy_trained(model, tensors: dict[str, torch.Tensor], where) -> None:
+    """Copy saved trained tensors into `model`, refusing a set or shapes that another model trains."""
     expected = model.trained_state()
     if set(tensors) != set(expected):
         raise FPTError(
-            f"Checkpoint {directory} holds other parameters than the model trains "
+            f"Checkpoint {where} holds other parameters than the model trains "
             f"(missing {sorted(set(expected) - set(tensors))[:3]}, extra {sorted(set(tensors) - set(expected))[:3]}); "
             "it was trained with another freeze policy or task shape."
         )
@@ -189,4 +195,3 @@ def load_trained(model, run_dir: Path, which: str = "best") -> dict:
     with torch.no_grad():
         for name, tensor in tensors.items():
             params[name].copy_(tensor)
-    return manifest
