@@ -223,21 +223,27 @@ def cmd_data(args) -> int:
             info = data.status(name, args.data_dir)
             state = f"present  {info['bytes'] / 2**20:8.1f} MiB" if info["present"] else "missing          "
             print(f"  {name:<16}{state}  {info['where']}  ({info['description']})")
+            for line in info["checksums"]:
+                if "pinned" not in line:
+                    print(f"  {'':<16}checksum: {line}")
     elif args.action == "download":
         data.download(args.name, args.data_dir)
     elif args.action == "verify":
         failed = []
-        for name in names:
+        for name in names:  # each dataset on its own: one damaged dataset does not stop the others
+            if not args.name and data.locate(name, args.data_dir) is None:
+                print(f"{name}: not present (skipped)")
+                continue
             try:
                 data.verify(name, args.data_dir)
-            except FPTError as err:
+            except (FPTError, OSError) as err:
                 failed.append(name)
                 print(f"{name}: FAILED: {err}", file=sys.stderr)
         if failed:
             raise FPTError(f"Verification failed for {', '.join(failed)} (details above).")
     elif args.action == "generate":
         sizes = {k: getattr(args, k) for k in ("train", "val", "test") if getattr(args, k) is not None}
-        target = data.generate(args.name, args.data_dir, seed=args.seed, **sizes)
+        target = data.generate(args.name, args.data_dir, seed=args.seed, force=args.force, **sizes)
         data.verify(args.name, target.parent)
     return 0
 
@@ -263,6 +269,7 @@ def _data_parser(sub) -> None:
         a.add_argument("--data-dir", help="data root (default $FPT_DATA, else ~/.cache/fpt)")
         if action == "generate":
             a.add_argument("--seed", type=int, default=0)
+            a.add_argument("--force", action="store_true", help="replace a dataset already in the data root")
             for split, default in (("train", 96000), ("val", 2000), ("test", 2000)):
                 a.add_argument(f"--{split}", type=int, help=f"{split} examples (default {default}, as LRA)")
 

@@ -13,20 +13,44 @@ from fpt.data.registry import data_root, dataset_names, get_dataset, locate, req
 
 def status(name: str, data_dir: str | Path | None = None) -> dict:
     """Whether dataset `name` is present, where, and its size on disk in bytes."""
+    from fpt.data.fetch import recorded_downloads
+
     directory = locate(name, data_dir)
     size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) if directory else 0
+    records = recorded_downloads(data_root(data_dir))
+    checksums = []
+    for item in get_dataset(name).downloads:
+        if item.sha256:
+            checksums.append(f"{Path(item.url).name}: published SHA-256 pinned")
+        elif item.url in records:
+            known = records[item.url]
+            checksums.append(
+                f"{Path(item.url).name}: none published; SHA-256 {str(known.get('sha256'))[:16]}... recorded at the "
+                f"first verified download ({known.get('recorded', '?')}), a different file is refused"
+            )
+        else:
+            checksums.append(f"{Path(item.url).name}: none published; recorded at the first verified download")
     return {
         "name": name,
         "present": directory is not None,
         "where": str(directory or data_root(data_dir) / name),
         "bytes": size,
         "description": get_dataset(name).description,
+        "checksums": sorted(set(checksums)),
     }
 
 
-def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, **sizes) -> Path:
-    """Write a synthetic copy of dataset `name` (ListOps only) into the data root."""
+MAX_GENERATED = 1_000_000  # examples per split; LRA has 96,000 training examples
+
+
+def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force: bool = False, **sizes) -> Path:
+    """Write a synthetic copy of dataset `name` (ListOps only) into the data root.
+
+    The arguments are checked first; the files are written to a temporary folder beside the target
+    and renamed into place, so an existing dataset is replaced only with `force` and only whole."""
     import json
+    import shutil
+    import tempfile
 
     from fpt.data import listops
     from fpt.errors import FPTError
@@ -36,12 +60,47 @@ def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, **siz
         raise FPTError(
             f"Dataset {name!r} has no generator; only listops can be generated. Use `fpt data download {name}`."
         )
-    target = data_root(data_dir) / name
-    listops.generate(target, seed=seed, **sizes)
-    atomic_write(
-        target / "GENERATED",
-        (json.dumps({"generator": "LRA recipe (fpt.data.listops)", "seed": seed, **sizes}) + "\n").encode(),
-    )
+    bad = [
+        f"{k} {v!r}"
+        for k, v in {**sizes, "seed": seed}.items()
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "seed" else 1) or v > MAX_GENERATED
+    ]
+    if bad or set(sizes) - {"train", "val", "test"}:
+        raise FPTError(
+            f"fpt data generate: {', '.join(bad) or ', '.join(sorted(set(sizes) - {'train', 'val', 'test'}))} "
+            f"is not allowed: --train, --val and --test take 1 to {MAX_GENERATED:,} examples, --seed a "
+            "non-negative integer. Nothing was written."
+        )
+    root = data_root(data_dir)
+    target = root / name
+    if target.exists() and any(target.iterdir()) and not force:
+        origin = "a generated copy" if (target / "GENERATED").exists() else "files"
+        raise FPTError(
+            f"{target} already holds {origin} of {name}; it is kept. Pass --force to replace it with a new "
+            "generated copy, or choose another --data-dir."
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-generating-", dir=root))
+    except OSError as err:
+        raise FPTError(f"Cannot write to the data root {root} ({err.strerror or err}).") from err
+    try:
+        listops.generate(staging, seed=seed, **sizes)
+        atomic_write(
+            staging / "GENERATED",
+            (json.dumps({"generator": "LRA recipe (fpt.data.listops)", "seed": seed, **sizes}) + "\n").encode(),
+        )
+        if target.exists():  # --force: the old copy goes only once the new one is whole
+            old = Path(tempfile.mkdtemp(prefix=f".{name}-replaced-", dir=root))
+            target.rename(old / name)
+            staging.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(target)
+    except OSError as err:
+        raise FPTError(f"Writing {name} under {root} failed ({err.strerror or err}); nothing was replaced.") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

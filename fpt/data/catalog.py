@@ -151,7 +151,10 @@ DATASETS: dict[str, Dataset] = {
                 ),
             ),
             generator="listops",
-            notes=("No checksum of lra_release.gz is published; files are verified by reading them in full.",),
+            notes=(
+                "No checksum of lra_release.gz is published: its size and SHA-256 are recorded at the first verified "
+                "download (trust on first use) and files are verified by reading them in full.",
+            ),
         ),
         Dataset(
             name="remote-homology",
@@ -160,13 +163,16 @@ DATASETS: dict[str, Dataset] = {
             files={f"{f}/data.mdb": None for f in tape.SPLITS.values()},
             downloads=(
                 Download(
-                    "http://s3.amazonaws.com/songlabdata/proteindata/data_pytorch/remote_homology.tar.gz",
+                    "https://s3.amazonaws.com/songlabdata/proteindata/data_pytorch/remote_homology.tar.gz",
                     None,
                     members=_TAPE_MEMBERS,
                     size="about 100 MB",
                 ),
             ),
-            notes=("No checksum of remote_homology.tar.gz is published; files are verified by reading them in full.",),
+            notes=(
+                "No checksum of remote_homology.tar.gz is published: its size and SHA-256 are recorded at the first "
+                "verified download (trust on first use) and files are verified by reading them in full.",
+            ),
         ),
     )
 }

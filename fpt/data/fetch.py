@@ -9,16 +9,19 @@ request; a part that fails the checksum is deleted with the temporary file.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
 import tempfile
+import time
+import zlib
 from pathlib import Path
 
 import pooch
 import requests
 
-from fpt.data.idx import read_bytes
+from fpt.data.idx import open_content
 from fpt.data.registry import Dataset, Download, data_root, dataset_file, get_dataset, locate
 from fpt.errors import FPTError
 
@@ -92,60 +95,126 @@ def fetch(download: Download, directory: Path, progressbar: bool = True) -> Path
 
 
 def _unpack(archive: Path, members: dict[str, str], target: Path) -> None:
-    """Copy the named archive members to `target` (via a temporary directory, renamed at the end)."""
+    """Copy the named archive members to `target` (via a temporary directory, renamed at the end).
+
+    If any is missing, nothing is copied, the archive is kept, and the error says which members were
+    missing and what the archive holds."""
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
     try:
+        held = []
         with tarfile.open(archive) as tar:
             for member in tar:
+                held.append(member.name)
                 if member.name in members and member.isfile():
                     out = staging / members[member.name]
                     out.parent.mkdir(parents=True, exist_ok=True)
                     with tar.extractfile(member) as source, open(out, "wb") as sink:
                         shutil.copyfileobj(source, sink, CHUNK)
+        missing = [m for m, relative in members.items() if not (staging / relative).is_file()]
+        if missing:
+            shown = ", ".join(held[:12]) + (f", ... ({len(held)} entries)" if len(held) > 12 else "")
+            raise FPTError(
+                f"{archive} does not hold the expected file(s) {', '.join(missing)}; it holds: {shown or 'nothing'}. "
+                f"The archive is kept (not downloaded again): if the files sit under other names, copy them "
+                f"into {target} by hand; else the source has changed: report it."
+            )
         for relative in members.values():
-            if (staging / relative).exists():
-                (target / relative).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging / relative, target / relative)
-    except (tarfile.TarError, EOFError, OSError) as err:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / relative, target / relative)
+    except (tarfile.TarError, EOFError, zlib.error) as err:
         raise FPTError(f"{archive} could not be unpacked ({err}); delete it and download again.") from err
+    except OSError as err:
+        raise FPTError(
+            f"Unpacking {archive} into {target} failed ({err.strerror or err}); the archive is kept."
+        ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _trust_on_first_use(root: Path, download: Download, path: Path) -> str:
+    """Check `path` against the size and SHA-256 recorded for its URL at the first verified download
+    (no checksum is published for it); returns the SHA-256, to record once the files verify."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    sha256, size = digest.hexdigest(), path.stat().st_size
+    known = recorded_downloads(root).get(download.url)
+    if known and (known.get("sha256"), known.get("size")) != (sha256, size):
+        raise FPTError(
+            f"{path} ({size:,} bytes, SHA-256 {sha256}) differs from the copy of {download.url} first downloaded "
+            f"and verified into {root} ({known.get('size'):,} bytes, SHA-256 {known.get('sha256')}), so it was "
+            f"not used. The source may have changed or been tampered with; the file is kept for you to inspect. "
+            f"If the change is expected, remove its entry from {root / TOFU_FILE}."
+        )
+    return sha256
+
+
+TOFU_FILE = "downloads.json"  # url -> size and SHA-256 of its first verified download (no published checksum)
+
+
+def recorded_downloads(root: Path) -> dict:
+    """The trust-on-first-use records of the data root (empty when none or unreadable)."""
+    try:
+        records = json.loads((root / TOFU_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+def _record_download(root: Path, download: Download, sha256: str, size: int) -> None:
+    from fpt.training.rundir import atomic_write
+
+    records = recorded_downloads(root)
+    if download.url not in records:
+        records[download.url] = {"sha256": sha256, "size": size, "recorded": time.strftime("%Y-%m-%d")}
+        atomic_write(root / TOFU_FILE, (json.dumps(records, indent=2) + "\n").encode())
+
+
 def download(name: str, data_dir: str | Path | None = None, progressbar: bool = True, log=print) -> Path:
-    """Fetch, unpack and verify dataset `name` into the data root; returns its directory."""
+    """Fetch, unpack and verify dataset `name` into the data root; returns its directory.
+
+    Published SHA-256s are checked by pooch; where none is published, the first verified download's
+    size and SHA-256 are recorded in the data root and a later, different file is refused."""
     dataset = get_dataset(name)
     found = locate(name, data_dir)
     if found is not None:
         log(f"{name}: already present in {found}")
         return found
-    target = data_root(data_dir) / name
-    target.mkdir(parents=True, exist_ok=True)
+    root = data_root(data_dir)
+    target = root / name
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FPTError(f"Cannot create {target} ({err.strerror or err}); choose a writable --data-dir.") from err
+    unpublished = []
     for item in dataset.downloads:
         try:
             path = fetch(item, target / ".downloads" if item.members else target, progressbar)
         except FPTError as err:
-            raise FPTError(f"{err} {dataset.manual_instructions(data_root(data_dir))}") from err
+            raise FPTError(f"{err} {dataset.manual_instructions(root)}") from err
         if not item.sha256:
-            log(f"{name}: no checksum is published for {item.url}; the files will be checked by reading them")
+            log(f"{name}: no checksum is published for {item.url}; checking it against the first verified download")
+            unpublished.append((item, _trust_on_first_use(root, item, path), path.stat().st_size))
         if item.members:
             _unpack(path, item.members, target)
-            path.unlink()
-            if not any(path.parent.iterdir()):
-                path.parent.rmdir()
     summary = verify(name, data_dir, log=log)
+    for item, sha256, size in unpublished:
+        _record_download(root, item, sha256, size)
+    for item in dataset.downloads:  # unpacked and verified: the archives can go
+        if item.members:
+            archive = target / ".downloads" / Path(item.url).name
+            archive.unlink(missing_ok=True)
+            if archive.parent.is_dir() and not any(archive.parent.iterdir()):
+                archive.parent.rmdir()
     log(f"{name}: downloaded to {target} ({summary})")
     return target
 
 
 def content_hash(path: Path, algorithm: str) -> str:
-    """Hash of the file's content; for gzip files, of the decompressed bytes."""
-    with open(path, "rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-    if gzipped:
-        return hashlib.new(algorithm, read_bytes(path)).hexdigest()
+    """Hash of the file's content; for gzip files, of the decompressed bytes (streamed, never all in memory)."""
     digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
+    with open_content(path) as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()

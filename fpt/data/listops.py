@@ -21,6 +21,7 @@ from fpt.errors import FPTError
 OPERATORS = ("[MAX", "[MIN", "[MED", "[SM")
 PAD = "<pad>"
 VOCAB = (PAD, "]", *OPERATORS, "[FIRST", "[LAST", *"0123456789", "(", ")")  # id = position
+DIGITS = tuple("0123456789")  # the values (str.isdigit would also pass "²", which int() refuses)
 SPLITS = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 
 # Each multi-character token becomes one character, so a line is tokenised by one table lookup.
@@ -58,12 +59,19 @@ def read_tsv(path: str | Path, parentheses: bool = False) -> ListOpsSplit:
     """Read one LRA ListOps TSV file; a malformed line is reported with its number."""
     path = Path(path)
     tokens, targets = [], []
-    with open(path, newline="") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise FPTError(
+                    f"{path}, line {number}: not UTF-8 text (byte {raw[err.start : err.start + 1]!r} at column "
+                    f"{err.start + 1}); LRA ListOps files are ASCII. Replace the file with an intact copy."
+                ) from err
             fields = line.rstrip("\r\n").split("\t")
             if number == 1 and fields[:2] == ["Source", "Target"]:
                 continue
-            if len(fields) != 2 or not fields[1].strip().isdigit() or not 0 <= int(fields[1]) <= 9:
+            if len(fields) != 2 or fields[1].strip() not in DIGITS:
                 raise FPTError(
                     f"{path}, line {number}: expected `expression<TAB>value` with a value 0-9, got "
                     f"{line.strip()[:80]!r}. Fix or remove the line (LRA files have a `Source<TAB>Target` header)."
