@@ -35,6 +35,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from fpt.errors import FPTError, unknown_name
+from fpt.files import atomic_write
 from fpt.tasks import Task, get_task
 from fpt.training.config import RunConfig
 from fpt.training.distributed import make_accelerator
@@ -446,7 +447,6 @@ def table(document: dict) -> str:
 
 def write(document: dict, out: str | Path) -> Path:
     """Write the JSON and, beside it, the table (.txt)."""
-    from fpt.training.rundir import atomic_write
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

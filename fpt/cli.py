@@ -1,4 +1,8 @@
-"""The `fpt` command line: train, eval, predict, describe, data, sweep, reproduce, attention."""
+"""The `fpt` command line: train, eval, predict, describe, data, sweep, reproduce, attention.
+
+Each command imports its machinery inside its function: torch and transformers take seconds to
+import, and `fpt --help` or `fpt data list` should not wait for them.
+"""
 
 from __future__ import annotations
 
@@ -170,17 +174,17 @@ def cmd_predict(args) -> int:
 
 def cmd_eval(args) -> int:
     from fpt.model import load_run_model
+    from fpt.runs import read_run_record
     from fpt.tasks import get_task
     from fpt.training import evaluate
     from fpt.training.loop import resolve_device
     from fpt.training.precision import Precision
-    from fpt.training.rundir import read_run_config
 
-    config = read_run_config(args.run_dir)
-    task = get_task(config["task"], data_dir=args.data_dir or config.get("data_dir"), **config.get("task_options", {}))
+    record = read_run_record(args.run_dir)
+    task = get_task(record.task, **record.task_kwargs(args.data_dir))
     model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
-    precision = Precision.create(config.get("distributed", {}).get("precision", "fp32"), device)  # as the run evaluated
+    precision = Precision.create(record.precision, device)  # as the run evaluated
     result = evaluate(model.to(device), task, args.split, args.batch_size, device, precision=precision)
     print(
         json.dumps(

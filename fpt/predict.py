@@ -17,8 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fpt.data.listops import tokenize
 from fpt.errors import FPTError
+from fpt.files import atomic_write
+from fpt.model import load_run_model
+from fpt.runs import read_run_record
 from fpt.tasks.base import mask_problem
+from fpt.tasks.sequences import pack
+from fpt.training.loop import resolve_device
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 
@@ -70,8 +76,6 @@ def check_inputs(inputs, mask, config) -> tuple[torch.Tensor, torch.Tensor | Non
 def read_listops(path: Path, max_length: int, options: dict) -> tuple[np.ndarray, np.ndarray]:
     """ListOps expressions, one per line (an LRA TSV's target column and header are ignored),
     clipped to the model's length as in training."""
-    from fpt.data.listops import tokenize
-    from fpt.tasks.sequences import pack
 
     tokens = []
     for number, line in enumerate(path.read_bytes().decode("utf-8", "replace").splitlines(), start=1):
@@ -141,7 +145,6 @@ def predict(
 
 def write_predictions(result: dict[str, np.ndarray], output: Path) -> None:
     """.npy: the classes; .npz: classes and probabilities; .json: both as lists. Written atomically."""
-    from fpt.training.rundir import atomic_write
 
     buffer = io.BytesIO()
     if output.suffix == ".npy":
@@ -165,9 +168,6 @@ def predict_run(
     device: str = "auto",
 ) -> dict[str, np.ndarray]:
     """What `fpt predict` does: load the run's model, read and check the inputs, predict, write."""
-    from fpt.model import load_run_model
-    from fpt.training.loop import resolve_device
-    from fpt.training.rundir import read_run_config
 
     run_dir = Path(run_dir)
     if output is not None and Path(output).resolve().is_relative_to(run_dir.resolve()):
@@ -177,8 +177,10 @@ def predict_run(
     if output is not None and Path(output).suffix not in (".npy", ".npz", ".json"):
         raise FPTError(f"Output {output}: use a .npy (classes), .npz (classes and probabilities) or .json file.")
     model = load_run_model(run_dir, which)
-    config = read_run_config(run_dir)
-    inputs, mask = read_inputs(input_path, config["task"], model.config.max_length, config.get("task_options") or {})
+    record = read_run_record(run_dir)
+    inputs, mask = read_inputs(
+        input_path, record.task, model.config.max_length, record.config.get("task_options") or {}
+    )
     result = predict(model, inputs, mask, batch_size, resolve_device(device))
     if output is not None:
         write_predictions(result, Path(output))

@@ -12,7 +12,7 @@ from fpt import FPTError, RunConfig, train
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.freeze import FreezePolicy
 from fpt.model.unread import skip_unread_positions
-from fpt.training.checkpoint import read_checkpoint
+from fpt.runs.checkpoint import read_checkpoint
 
 SHAPE = dict(input_dim=3, max_length=8, num_classes=2, output_tokens=2)
 QUIET = dict(progress=False, log=lambda *a: None)

@@ -16,7 +16,8 @@ import pytest
 
 from fpt.data import catalog, download, locate, require, verify
 from fpt.data.fetch import content_hash
-from fpt.data.registry import Download, data_root
+from fpt.data.registry import data_root
+from fpt.data.specs import Download
 from fpt.errors import FPTError
 from tests.datafiles import write_cifar, write_mnist
 

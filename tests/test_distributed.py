@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from fpt import FPTError, RunConfig, train
-from fpt.training.checkpoint import read_checkpoint, resolve
+from fpt.runs.checkpoint import read_checkpoint, resolve
 from fpt.training.distributed import plan_batches
 
 # 30 examples in batches of 8: 4 batches, so the two processes score 2 batches each, one of them short.

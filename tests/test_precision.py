@@ -10,7 +10,7 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from fpt import FPTError, RunConfig, get_task, train
-from fpt.training.checkpoint import read_training_state, resolve
+from fpt.runs.checkpoint import read_training_state, resolve
 from fpt.training.loop import build_model
 
 QUIET = dict(progress=False, log=lambda *a: None)

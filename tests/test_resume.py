@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from fpt import FPTError, train
-from fpt.training.checkpoint import read_checkpoint, resolve, step_checkpoints
+from fpt.runs.checkpoint import read_checkpoint, resolve, step_checkpoints
 from fpt.training.loop import resume_config
 
 QUIET = dict(progress=False, log=lambda *a: None)

@@ -16,8 +16,8 @@ from hypothesis.extra import numpy as hnp
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, train
 from fpt.predict import predict, read_inputs
-from fpt.training.checkpoint import MANIFEST, MODEL_FILE, STATE_FILE, load_trained, read_training_state, resolve
-from fpt.training.rundir import read_run_config, read_summary
+from fpt.runs.checkpoint import MANIFEST, MODEL_FILE, STATE_FILE, load_trained, read_training_state, resolve
+from fpt.runs.record import read_run_record, read_summary
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FIELDS = [f.name for f in fields(RunConfig)]
@@ -74,7 +74,7 @@ def test_malformed_configs_are_fpt_errors(values):
 def test_random_config_files_are_fpt_errors(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("yaml") / "config.yaml"
     path.write_bytes(data)
-    for read, argument in ((RunConfig.from_yaml, path), (read_run_config, path.parent)):
+    for read, argument in ((RunConfig.from_yaml, path), (read_run_record, path.parent)):
         try:
             read(argument)
         except FPTError:

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, TensorTask, evaluate, get_task, train
-from fpt.training.checkpoint import load_trained, resolve
+from fpt.runs.checkpoint import load_trained, resolve
 
 QUIET = dict(progress=False, log=lambda *a: None)
 

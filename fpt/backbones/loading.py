@@ -146,6 +146,11 @@ def _resolve(name: str) -> tuple[str, NamedBackbone | None]:
     )
 
 
+def check_backbone_name(name: str) -> None:
+    """Raise the FPTError `load_backbone` would for a mistyped backbone name, without loading anything."""
+    _resolve(name)
+
+
 def load_config(name: str, revision: str | None = None) -> PretrainedConfig:
     """The architecture config of a backbone, offline where the library ships it."""
     source, entry = _resolve(name)

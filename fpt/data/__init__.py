@@ -5,16 +5,20 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
 from pathlib import Path
 
-from fpt.data.fetch import download, verify
+from fpt.data import listops
+from fpt.data.fetch import download, recorded_downloads, verify
 from fpt.data.registry import data_root, dataset_names, get_dataset, locate, require
+from fpt.errors import FPTError
+from fpt.files import atomic_write
 
 
 def status(name: str, data_dir: str | Path | None = None) -> dict:
     """Whether dataset `name` is present, where, and its size on disk in bytes."""
-    from fpt.data.fetch import recorded_downloads
-
     directory = locate(name, data_dir)
     size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) if directory else 0
     records = recorded_downloads(data_root(data_dir))
@@ -48,14 +52,6 @@ def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force
 
     The arguments are checked first; the files are written to a temporary folder beside the target
     and renamed into place, so an existing dataset is replaced only with `force` and only whole."""
-    import json
-    import shutil
-    import tempfile
-
-    from fpt.data import listops
-    from fpt.errors import FPTError
-    from fpt.training.rundir import atomic_write
-
     if get_dataset(name).generator != name:
         raise FPTError(
             f"Dataset {name!r} has no generator; only listops can be generated. Use `fpt data download {name}`."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fpt.data import cifar, idx, listops, tape
-from fpt.data.registry import Dataset, Download, dataset_file
+from fpt.data.specs import Dataset, Download, dataset_file
 from fpt.errors import FPTError
 
 IDX_FILES = (

@@ -22,8 +22,10 @@ import pooch
 import requests
 
 from fpt.data.idx import open_content
-from fpt.data.registry import Dataset, Download, data_root, dataset_file, get_dataset, locate
+from fpt.data.registry import data_root, get_dataset, locate, require
+from fpt.data.specs import Dataset, Download, dataset_file
 from fpt.errors import FPTError
+from fpt.files import atomic_write
 
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5, 60
 CHUNK = 1 << 20
@@ -163,7 +165,6 @@ def recorded_downloads(root: Path) -> dict:
 
 
 def _record_download(root: Path, download: Download, sha256: str, size: int) -> None:
-    from fpt.training.rundir import atomic_write
 
     records = recorded_downloads(root)
     if download.url not in records:
@@ -222,8 +223,6 @@ def content_hash(path: Path, algorithm: str) -> str:
 
 def verify(name: str, data_dir: str | Path | None = None, log=print) -> str:
     """Check every file's content checksum (where published) and read the dataset in full."""
-    from fpt.data.registry import require
-
     dataset: Dataset = get_dataset(name)
     directory = require(name, data_dir)
     for relative, expected in dataset.files.items():

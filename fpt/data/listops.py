@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fpt.errors import FPTError
+from fpt.files import atomic_write
 
 OPERATORS = ("[MAX", "[MIN", "[MED", "[SM")
 PAD = "<pad>"
@@ -135,7 +136,6 @@ def generate(
     Lengths count values plus two per operator (LRA's measure, the token count without parentheses)
     and lie strictly between `min_length` and `max_length`; expressions are distinct across splits.
     """
-    from fpt.training.rundir import atomic_write
 
     rng = random.Random(seed)
     seen: set[str] = set()

@@ -19,25 +19,19 @@ from pathlib import Path
 import torch
 
 from fpt.errors import FPTError
+from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
+from fpt.runs import load_trained, read_run_record
+from fpt.tasks import get_task
 
 
 def load_for_attention(run_dir: str | Path, which: str = "best"):
     """The run's model with eager attention and its trained parameters, and its task."""
-    from fpt.model.fpt import FrozenPretrainedTransformer
-    from fpt.tasks import get_task
-    from fpt.training.checkpoint import load_trained
-    from fpt.training.rundir import read_run_config
-
-    values = read_run_config(run_dir)
-    if values["model"].get("architecture") == "lstm":
+    record = read_run_record(run_dir)
+    if record.architecture == "lstm":
         raise FPTError(f"{run_dir} trained the LSTM baseline, which has no attention; pass a transformer run.")
-    from fpt.model.fpt import FPTConfig
-
-    config = replace(FPTConfig.from_dict(values["model"]), attn_implementation="eager")
-    model = FrozenPretrainedTransformer(config)
+    model = FrozenPretrainedTransformer(replace(FPTConfig.from_dict(record.model), attn_implementation="eager"))
     load_trained(model, Path(run_dir), which)
-    data_dir = {"data_dir": values["data_dir"]} if values.get("data_dir") else {}  # file-backed tasks only
-    task = get_task(values["task"], **data_dir, **values.get("task_options", {}))
+    task = get_task(record.task, **record.task_kwargs())
     return model.eval(), task
 
 

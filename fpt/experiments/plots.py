@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fpt.runs.record import read_metrics
+
 
 def plot_curves(cells, out: Path) -> list[Path]:
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is slow to import and only plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from fpt.experiments.tables import read_metrics
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

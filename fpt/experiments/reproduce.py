@@ -186,7 +186,7 @@ def build(
     backbone = backbone or budget.backbone
     missing = []
     if not tasks:  # default: the paper's tasks this installation has (data tasks register themselves)
-        from fpt.tasks import task_names
+        from fpt.tasks import task_names  # deferred: loads torch and the task modules; grids alone need neither
 
         wanted = ["cifar10"] if experiment == "size" else list(TASKS)
         tasks = [t for t in wanted if t in task_names()]

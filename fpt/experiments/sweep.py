@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from fpt.errors import FPTError
+from fpt.experiments.tables import write_results
 from fpt.yamlsafe import read_yaml_mapping, short
 
 _AXES = ("backbones", "inits", "train")
@@ -183,7 +184,8 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
 
 def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[str]:
     """Problems with the names and values runs use, found without loading any model or data."""
-    from fpt.backbones.loading import INITS, _resolve
+    # deferred: these load torch and transformers, which listing or running a grid in subprocesses never needs
+    from fpt.backbones.loading import INITS, check_backbone_name
     from fpt.model.freeze import FreezePolicy
     from fpt.model.init_source import check_source
     from fpt.tasks import check_task_options, task_names
@@ -221,7 +223,7 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
             once(
                 "backbone",
                 config.get("backbone", "minilm"),
-                lambda config=config: _resolve(config.get("backbone", "minilm")),
+                lambda config=config: check_backbone_name(config.get("backbone", "minilm")),
             )
         elif config.get("init") != "random":
             problems.append(f"condition {run.condition!r}: the LSTM baseline needs init random")
@@ -260,7 +262,7 @@ def _launch(run: Run, out: Path, threads: int) -> dict:
     An interrupted or killed run with a resumable checkpoint continues from it (`fpt train --resume`);
     one without, or whose resume is refused, starts again from scratch.
     """
-    from fpt.training.checkpoint import step_checkpoints
+    from fpt.runs.checkpoint import step_checkpoints  # deferred: loads torch
 
     run_dir = out / "runs" / run.key
     summary = run_status(run_dir)
@@ -332,8 +334,6 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
 
 def sweep(source: str | Path | dict, out: str | Path, jobs: int = 1, log=print) -> Path:
     """Check, run (resuming) and tabulate a grid; return the path of results.md."""
-    from fpt.experiments.tables import write_results
-
     grid = expand(load_grid(source))
     records = run_grid(grid, out, jobs, log)
     return write_results(grid, records, Path(out))

@@ -15,16 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpt.experiments.paper import NOTES, paper_value
-from fpt.training.rundir import atomic_write
+from fpt.experiments.plots import plot_curves
+from fpt.files import atomic_write
+from fpt.runs.record import read_metrics
 
 CONVERGENCE_FRACTION = 0.95
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def steps_to_fraction(metrics: list[dict], fraction: float = CONVERGENCE_FRACTION) -> int | None:
@@ -273,8 +268,6 @@ def _final_val(cell: Cell) -> float | None:
 
 def write_results(grid, records: list[dict], out: Path) -> Path:
     """Write runs.jsonl, results.csv, results.md and plots/<task>.png under `out`."""
-    from fpt.experiments.plots import plot_curves
-
     cells = aggregate(grid, records)
     atomic_write(out / "runs.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
     atomic_write(out / "results.csv", results_csv(cells).encode())

@@ -3,13 +3,12 @@
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.freeze import GROUPS, PRESETS, FreezePolicy
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
+from fpt.runs import read_run_record
 
 
 def load_run_model(run_dir, which: str = "best") -> FrozenPretrainedTransformer | LSTMBaseline:
     """Rebuild a finished run's model, whichever architecture it trained."""
-    from fpt.training.rundir import read_run_config
-
-    lstm = read_run_config(run_dir)["model"].get("architecture") == "lstm"
+    lstm = read_run_record(run_dir).architecture == "lstm"
     return (LSTMBaseline if lstm else FrozenPretrainedTransformer).from_run(run_dir, which)
 
 

@@ -21,6 +21,7 @@ from fpt.model.freeze import GROUPS, FreezePolicy
 from fpt.model.heads import OutputHead
 from fpt.model.hub import FPTHubMixin
 from fpt.model.init_source import check_source, resolve_init, source_path, source_run_model
+from fpt.runs import load_trained, read_run_record, read_summary
 
 
 @dataclass
@@ -186,10 +187,7 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
     @classmethod
     def from_run(cls, run_dir: str | Path, which: str = "best") -> FrozenPretrainedTransformer:
         """Rebuild the model of a finished run and load its trained parameters."""
-        from fpt.training.checkpoint import load_trained
-        from fpt.training.rundir import read_model_config, read_summary
-
-        model = cls(read_model_config(run_dir))
+        model = cls(FPTConfig.from_dict(read_run_record(run_dir).model))
         load_trained(model, Path(run_dir), which)
         model.summary = read_summary(run_dir)  # task and metrics, for the model card of save_pretrained
         return model

@@ -17,6 +17,7 @@ from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_h
 from safetensors.torch import load_file, save_file
 
 from fpt.errors import FPTError
+from fpt.runs.checkpoint import check_fingerprint, copy_trained
 
 FORMAT = "fpt-trained-parameters/1"
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "README.md"
@@ -181,8 +182,7 @@ class FPTHubMixin(PyTorchModelHubMixin):
         config: dict | None = None,
         **unused,
     ):
-        from fpt.model.fpt import FPTConfig
-        from fpt.training.checkpoint import check_fingerprint, copy_trained
+        from fpt.model.fpt import FPTConfig  # deferred: fpt.model.fpt imports this module
 
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise FPTError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fpt.errors import FPTError
+from fpt.runs import read_run_record
 
 PREFIX = "from:"
 
@@ -33,9 +34,7 @@ def source_run_model(path: Path) -> dict | None:
     """The model section of the source run's config.yaml, or None when `path` is not a run directory."""
     if not (path / "config.yaml").is_file():
         return None
-    from fpt.training.rundir import read_run_config
-
-    return read_run_config(path)["model"]
+    return read_run_record(path).model
 
 
 def check_source(init: str, backbone: str) -> None:

@@ -21,6 +21,7 @@ from fpt.model.embedders import make_embedder
 from fpt.model.fpt import FrozenPretrainedTransformer, _hash_tensors, config_from_dict
 from fpt.model.freeze import FreezePolicy
 from fpt.model.heads import OutputHead
+from fpt.runs import load_trained, read_run_record
 
 RECURRENT = "other"  # the freeze group of the LSTM's recurrent and input-to-gate weights
 
@@ -148,9 +149,6 @@ class LSTMBaseline(nn.Module):
 
     @classmethod
     def from_run(cls, run_dir: str | Path, which: str = "best") -> LSTMBaseline:
-        from fpt.training.checkpoint import load_trained
-        from fpt.training.rundir import read_run_config
-
-        model = cls(LSTMConfig.from_dict(read_run_config(run_dir)["model"]))
+        model = cls(LSTMConfig.from_dict(read_run_record(run_dir).model))
         load_trained(model, Path(run_dir), which)
         return model

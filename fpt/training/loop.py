@@ -9,7 +9,6 @@ whole per-step hot path; it never waits on the device, so the loss is read only 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -33,8 +32,7 @@ from fpt.model.dropout import use_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.model.unread import skip_unread_positions
-from fpt.tasks import Batch, Scores, Task, get_task
-from fpt.training.checkpoint import (
+from fpt.runs.checkpoint import (
     load_trained,
     prune,
     read_checkpoint,
@@ -43,11 +41,12 @@ from fpt.training.checkpoint import (
     save_checkpoint,
     step_name,
 )
+from fpt.runs.record import RunDir, default_run_dir, read_run_record, read_summary
+from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.training.config import RunConfig
 from fpt.training.distributed import BatchPlan, local_micro_batches, make_accelerator, plan_batches, process_seed
 from fpt.training.feature_cache import cache_if_output_only
 from fpt.training.precision import Precision
-from fpt.training.rundir import RunDir, atomic_write, default_run_dir, read_run_config, read_summary
 
 # Config keys that may differ when a run is resumed: where and how it runs, not what it computes.
 RESUME_OVERRIDABLE = ("steps", "device", "log", "checkpoint_every", "keep_checkpoints", "data_dir", "compile")
@@ -283,24 +282,8 @@ def resume_config(run_dir: str | Path, **overrides) -> RunConfig:
             f"--resume continues a run with the config it started with; {', '.join(fixed)} cannot change "
             f"(only {', '.join(RESUME_OVERRIDABLE)} can). Start a new run to train with other settings."
         )
-    values = read_run_config(run_dir)
-    return RunConfig.from_dict({**values, **overrides, "out": str(run_dir)}, source=f"{run_dir}/config.yaml")
-
-
-def _truncate_metrics(run: RunDir, step: int) -> None:
-    """Drop metrics lines written after the checkpoint being resumed (and any half-written line)."""
-    path = run.path / "metrics.jsonl"
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
-            kept.append(line + "\n")
-    atomic_write(path, "".join(kept).encode())
+    record = read_run_record(run_dir)
+    return RunConfig.from_dict({**record.config, **overrides, "out": str(run_dir)}, source=f"{run_dir}/config.yaml")
 
 
 def _open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accelerator, log) -> dict:
@@ -410,7 +393,7 @@ def train(
     layout = {**plan.to_dict(), "precision": precision.name}
     accelerator.wait_for_everyone()  # every process has checked the run directory before it changes
     if main and saved:
-        _truncate_metrics(run, saved["step"])
+        run.truncate_metrics(saved["step"])
     elif main:
         RunDir.create(out, {**config.to_dict(), "distributed": layout}, model.config_dict())
     log(model.freeze_report())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from fpt.errors import FPTError
 
@@ -80,8 +81,6 @@ class Precision:
         """Cast frozen weight matrices of linear layers to the low precision; returns how many."""
         if self.name == "fp32":
             return 0
-        from transformers.pytorch_utils import Conv1D
-
         cast = 0
         for module in model.modules():
             if isinstance(module, (nn.Linear, Conv1D)):

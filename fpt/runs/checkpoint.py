@@ -7,6 +7,7 @@ crash mid-write leaves the previous one intact. Its manifest (written last) reco
 every file, so a truncated or altered file is refused instead of silently loaded.
 
 Layout: run/checkpoints/step-000100 ... (the last few, resumable) and run/checkpoints/best.
+Models and the training loop both read checkpoints, so this module sits below both.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -23,17 +23,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from fpt.errors import FPTError
+from fpt.files import write_synced
 
 MODEL_FILE, STATE_FILE, MANIFEST = "model.safetensors", "state.pt", "checkpoint.json"
 FINGERPRINT_KEYS = ("backbone", "init", "config_hash", "weights_hash")
-
-
-def _write_synced(path: Path, data: bytes) -> str:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return hashlib.sha256(data).hexdigest()
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -56,13 +49,13 @@ def save_checkpoint(directory: Path, model, step: int, extra: dict | None = None
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     tensors = {name: t.detach().float().cpu().contiguous() for name, t in model.trained_state().items()}
-    files = {MODEL_FILE: _write_synced(tmp / MODEL_FILE, save(tensors, metadata={"step": str(step)}))}
+    files = {MODEL_FILE: write_synced(tmp / MODEL_FILE, save(tensors, metadata={"step": str(step)}))}
     if state is not None:
         buffer = io.BytesIO()
         torch.save({"step": step, **state}, buffer)
-        files[STATE_FILE] = _write_synced(tmp / STATE_FILE, buffer.getvalue())
+        files[STATE_FILE] = write_synced(tmp / STATE_FILE, buffer.getvalue())
     manifest = {"step": step, "fingerprint": model.fingerprint, "extra": extra or {}, "sha256": files}
-    _write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, default=str).encode())
+    write_synced(tmp / MANIFEST, json.dumps(manifest, indent=1, default=str).encode())
     _publish(tmp, directory)
     return directory
 

@@ -1,0 +1,27 @@
+"""File writes every layer uses: whole files that a crash cannot leave half written.
+
+With `fpt.yamlsafe` (the one YAML reader) and `fpt.errors` this is the bottom layer: it imports
+nothing else from fpt, so data, runs, models and training can all use it without importing each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def write_synced(path: Path, data: bytes) -> str:
+    """Write `data` to `path` and flush it to disk; returns its SHA-256 (hex)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `path` whole: to a temporary name first, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_synced(tmp, data)
+    os.replace(tmp, path)

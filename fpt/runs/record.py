@@ -1,0 +1,131 @@
+"""The run directory: config.yaml, metrics.jsonl, summary.json and checkpoints/, and `RunRecord`,
+the typed view of a run's config.yaml that models, evaluation and prediction rebuild a run from.
+
+This layer sits below both the models and the training loop (both read runs; neither imports the
+other). Files are written whole to a temporary name and renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fpt import yamlsafe
+from fpt.errors import FPTError
+from fpt.files import atomic_write
+
+
+def default_run_dir(task: str, backbone: str, init: str, seed: int) -> Path:
+    safe = lambda s: "".join(c if c.isalnum() or c in "-." else "_" for c in s.split("/")[-1])[:40]
+    return Path("runs") / f"{task}-{safe(backbone)}-{safe(init)}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run's config.yaml: the run config's keys, the model config derived from the task, and the
+    process layout and precision the run trained with."""
+
+    path: Path
+    config: dict[str, Any]  # the RunConfig keys (fpt.training.config)
+    model: dict[str, Any]  # FPTConfig or LSTMConfig keys
+    distributed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.model.get("architecture", "transformer"))
+
+    @property
+    def task(self) -> str:
+        return str(self.config["task"])
+
+    @property
+    def precision(self) -> str:
+        """The precision the run trained (and evaluated) in; fp32 for runs that predate the record."""
+        return str(self.distributed.get("precision", "fp32"))
+
+    def task_kwargs(self, data_dir: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for `get_task(record.task, **kwargs)`: the run's options and data root."""
+        root = data_dir or self.config.get("data_dir")
+        return {**({"data_dir": root} if root else {}), **(self.config.get("task_options") or {})}
+
+
+def read_run_record(run_dir: str | Path) -> RunRecord:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FPTError(f"{run_dir} is not a run directory: it has no config.yaml. Pass the --out of a `fpt train` run.")
+    try:
+        values = yamlsafe.load(path.read_bytes(), f"{path}")  # bytes: undecodable files raise a YAMLError too
+    except FPTError as err:
+        raise FPTError(f"{err} The run directory is damaged.") from err
+    if not isinstance(values, dict) or not isinstance(values.get("model"), dict) or "task" not in values:
+        raise FPTError(f"{path} has no `task` key or no `model` section; it was not written by `fpt train`.")
+    model, distributed = values.pop("model"), values.pop("distributed", None)
+    return RunRecord(Path(run_dir), values, model, distributed if isinstance(distributed, dict) else {})
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | Path, config: dict, model_config: dict) -> RunDir:
+        run = cls(path)
+        if (run.path / "config.yaml").exists():
+            raise FPTError(f"{run.path} already holds a run; choose another --out so its results are not overwritten.")
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic_write(
+            run.path / "config.yaml", yaml.safe_dump({**config, "model": model_config}, sort_keys=False).encode()
+        )
+        return run
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop metrics lines written after `step` (and any half-written line): a resume from `step`."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write(path, "".join(kept).encode())
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write(self.path / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of metrics.jsonl, oldest first (none for a run that has not evaluated yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_bytes())
+    except ValueError as err:
+        summary = err
+    if not isinstance(summary, dict):
+        raise FPTError(f"{path} is damaged ({summary!r:.100}); delete it to let the run be resumed or re-summarised.")
+    return summary
