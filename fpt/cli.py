@@ -214,6 +214,11 @@ def cmd_describe(args) -> int:
         f"{spec.output_tokens} output token(s) x {spec.outputs_per_token} unit(s) of {spec.num_classes} classes"
     )
     print(model.freeze_report())
+    from fpt.backbones import named_backbones
+
+    entry = named_backbones().get(args.backbone)
+    if entry is not None and entry.note:
+        print(f"About {args.backbone}: {entry.note}")
     return 0
 
 

