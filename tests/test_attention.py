@@ -75,3 +75,15 @@ def test_lstm_run_has_no_attention(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"task": "bit-xor", "model": {"architecture": "lstm"}}))
     with pytest.raises(FPTError, match="no attention"):
         attention_command(tmp_path, fmt="json")
+
+
+def test_attention_output_is_checked_before_any_work(xor_run, tmp_path):
+    before = (xor_run / "summary.json").read_bytes()
+    with pytest.raises(FPTError, match="outside the run directory"):
+        attention_command(xor_run, fmt="json", out=xor_run / "summary.json")
+    assert (xor_run / "summary.json").read_bytes() == before
+    with pytest.raises(FPTError, match=r"\.png file"):
+        attention_command(tmp_path / "no-run", out=tmp_path / "map.yaml")  # refused before the run is read
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FPTError, match="Cannot write"):
+        attention_command(xor_run, fmt="json", out=tmp_path / "file" / "a.json")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import pickle
 import socket
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from fpt.errors import FPTError, unknown_name
+from fpt.yamlsafe import short
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -151,13 +153,34 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _refused_pickle(err: pickle.UnpicklingError, source: str, name: str) -> FPTError:
+    """A weights file torch refused to unpickle (weights_only): which file, why, and what to do instead."""
+    files = sorted(p.name for p in Path(source).glob("*.bin")) if Path(source).is_dir() else []
+    which = f"{Path(source) / files[0]}" if len(files) == 1 else f"a pickled weights file of {source}"
+    reason = next((line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+    return FPTError(
+        f"Backbone {name!r}: {which} was refused: it is a pickle that asks for more than tensors "
+        f"({short(reason.strip() or str(err), 200)}), and loading it could run code. Use model.safetensors "
+        "weights (preferred when present) or convert a trusted copy with `save_pretrained(..., safe_serialization=True)`."
+    )
+
+
 def _from_hub_or_cache(loader, source: str, name: str, what: str, **kwargs):
     """Call `loader(source)` from the local cache first, then the hub if it is reachable."""
+    try:
+        return _load(loader, source, name, what, **kwargs)
+    except pickle.UnpicklingError as err:
+        raise _refused_pickle(err, source, name) from err
+
+
+def _load(loader, source: str, name: str, what: str, **kwargs):
     if Path(source).is_dir():
         try:
             return loader(source, **kwargs)
         except (OSError, ValueError) as err:
-            raise FPTError(f"Could not load the {what} of backbone {name!r} from {source}: {err}") from err
+            raise FPTError(
+                f"Could not load the {what} of backbone {name!r} from {source}: {short(str(err), 300)}"
+            ) from err
     try:
         return loader(source, local_files_only=True, **kwargs)
     except (OSError, ValueError):
@@ -170,7 +193,9 @@ def _from_hub_or_cache(loader, source: str, name: str, what: str, **kwargs):
     try:
         return loader(source, **kwargs)
     except (OSError, ValueError) as err:
-        raise FPTError(f"Could not download the {what} of backbone {name!r} ({source}): {err}") from err
+        raise FPTError(
+            f"Could not download the {what} of backbone {name!r} ({source}): {short(str(err), 300)}"
+        ) from err
 
 
 def _resolve(name: str) -> tuple[str, NamedBackbone | None]:

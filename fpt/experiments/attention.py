@@ -12,6 +12,7 @@ is reported on its own too: that is the part only a model that learned XOR needs
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -148,6 +149,7 @@ def attention_command(
     out: str | Path | None = None,
 ) -> str:
     """Write the map (png) or the numbers (json) of example `example`; return what to print."""
+    check_output(run_dir, fmt, out)
     model, task = load_for_attention(run_dir)
     inputs, targets, mask = split_tensors(task, split)
     if not 0 <= example < len(inputs):
@@ -184,7 +186,7 @@ def attention_command(
             result["attention"] = [maps[i, 0].tolist() for i in range(n_layers)]
         text = json.dumps(result, indent=2)
         if out:
-            Path(out).write_text(text + "\n")
+            _write(Path(out), lambda path: path.write_text(text + "\n"))
         return text
 
     if out is None:
@@ -195,5 +197,39 @@ def attention_command(
     title = f"{task.name}, {split} example {example} (unit accuracy {correct:.0%}), attention averaged over heads" + (
         "; red boxes: each output position's two source bits" if is_xor else ""
     )
-    draw(seq, labels, [layer] if layer is not None else list(range(n_layers)), title, Path(out), sources)
+    layers = [layer] if layer is not None else list(range(n_layers))
+    _write(Path(out), lambda path: draw(seq, labels, layers, title, path, sources))
     return f"Wrote {out}"
+
+
+SUFFIXES = {"png": ".png", "json": ".json"}
+
+
+def check_output(run_dir: str | Path, fmt: str, out: str | Path | None) -> None:
+    """Refuse, before any work, an output that is not a file of the format's suffix or that lies in the run
+    directory (whose files stay as training left them)."""
+    if fmt not in SUFFIXES:
+        raise FPTError(f"Format {fmt!r}: use png or json.")
+    if out is None:
+        return
+    path = Path(out)
+    if path.suffix.lower() != SUFFIXES[fmt]:
+        raise FPTError(f"--out {out}: a {fmt} map is written to a {SUFFIXES[fmt]} file (or pass --format to match).")
+    if path.resolve().is_relative_to(Path(run_dir).resolve()):
+        raise FPTError(
+            f"Write the map outside the run directory {run_dir} (got --out {out}), so its files stay as training left them."
+        )
+    if path.is_dir():
+        raise FPTError(f"--out {out} is a directory; give a file name.")
+
+
+def _write(path: Path, write) -> None:
+    """Run `write(path)` (to a temporary name, then renamed), turning file-system failures into an FPTError."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise FPTError(f"Cannot write {path} ({err.strerror or err}); choose a writable --out.") from err
