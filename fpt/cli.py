@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="bit-xor", help="task whose input/output shapes to attach")
     _experiment_parsers(sub)
     _bench_parser(sub)
+    _comparison_parsers(sub)
     return parser
 
 
@@ -437,6 +438,45 @@ def cmd_attention(args) -> int:
     return 0
 
 
+def _comparison_parsers(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare runs: a table and one plot of their validation curves",
+        description="Compare finished (or running) runs side by side. RUN may be a run directory, a glob "
+        "(quote it: 'runs/xor-*') or a sweep directory (all its runs).",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--metric", default="val_accuracy", help="metrics.jsonl key to plot (default val_accuracy)")
+    p.add_argument("--out", help="write the plot of --metric against step to this PNG file")
+    p.add_argument("--format", choices=["text", "markdown", "csv"], default="text", help="table format")
+    p = sub.add_parser(
+        "report",
+        help="a self-contained HTML report of a run or sweep",
+        description="Write one HTML file (images embedded) with a run's summary, curves, freeze report and "
+        "config, or a sweep's results table, plots and runs.",
+    )
+    p.add_argument("source", metavar="RUN_OR_SWEEP")
+    p.add_argument("--out", required=True, help="HTML file to write")
+
+
+def cmd_compare(args) -> int:
+    from fpt.experiments.compare import find_runs, plot_curves, read_run, table
+
+    runs = [read_run(path) for path in find_runs(args.runs)]
+    print(table(runs, args.format))
+    if args.out:
+        plot_curves(runs, args.metric, args.out)
+        print(f"Written: {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from fpt.experiments.report import write_report
+
+    print(f"Written: {write_report(args.source, args.out)}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -447,6 +487,8 @@ COMMANDS = {
     "reproduce": cmd_reproduce,
     "attention": cmd_attention,
     "bench": cmd_bench,
+    "compare": cmd_compare,
+    "report": cmd_report,
 }
 
 

@@ -1,0 +1,138 @@
+"""A self-contained HTML report of a run or a sweep (`fpt report`): one file to mail, attach or archive.
+
+A run's report has its summary, learning curves, freeze report and config; a sweep's has its results
+table, its plots, notes, and a table of every run. Images are embedded as base64 PNG and the style is
+inline, so the page needs nothing beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+
+import yaml
+
+from fpt.errors import FPTError
+from fpt.experiments.compare import COLUMNS, RunInfo, cell_text, find_runs, plot_curves, read_run, short_labels
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f2f2f2; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+img { max-width: 49%; border: 1px solid #eee; margin: 0.5em 0; vertical-align: top; }
+"""
+
+
+def _table(header: list[str], rows: list[list], css_class: str) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _image(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _figure(runs: list[RunInfo], metric: str, title: str) -> str:
+    """`metric` vs step for `runs`, as an embedded image ('' when no run records it)."""
+    if not any(metric in record for run in runs for record in run.metrics):
+        return ""
+    buffer = io.BytesIO()
+    plot_curves(runs, metric, buffer, title)
+    return _image(buffer.getvalue(), title)
+
+
+def _freeze_report(run: RunInfo) -> str:
+    """The run's freeze report: the saved text, else rebuilt from its model config (loads the backbone)."""
+    saved = run.path / "freeze_report.txt"
+    if saved.is_file():
+        return saved.read_text()
+    try:
+        from fpt.model import load_run_model
+
+        return load_run_model(run.path).freeze_report()
+    except FPTError as err:
+        return f"(not available: {err})"
+
+
+def _page(title: str, sections: list[tuple[str, str]]) -> str:
+    body = "".join(f"<section><h2>{html.escape(name)}</h2>{content}</section>" for name, content in sections)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )
+
+
+def run_report(path: Path) -> str:
+    run = read_run(path)
+    summary = run.summary
+    curves = "".join(
+        _figure([run], metric, f"{metric} vs step") for metric in ("val_accuracy", "val_exact_match", "train_loss")
+    )
+    config = {k: v for k, v in run.config.items() if k != "model"}
+    sections = [
+        (
+            "Summary",
+            _table(["key", "value"], [[k, cell_text(k, v)] for k, v in summary.items()], "summary")
+            if summary
+            else "<p>No summary.json yet: the run has not ended.</p>",
+        ),
+        ("Curves", curves or "<p>No evaluations recorded yet (metrics.jsonl is empty).</p>"),
+        ("Freeze report", f"<pre>{html.escape(_freeze_report(run))}</pre>"),
+        ("Config", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"),
+        ("Model config", f"<pre>{html.escape(yaml.safe_dump(run.config.get('model', {}), sort_keys=False))}</pre>"),
+    ]
+    return _page(f"fpt run {path}", sections)
+
+
+def sweep_report(path: Path) -> str:
+    runs = [read_run(p) for p in find_runs([str(path / "runs")])] if (path / "runs").is_dir() else []
+    sections = []
+    results = path / "results.csv"
+    if results.is_file():
+        rows = list(csv.reader(io.StringIO(results.read_text())))
+        header, body = rows[0], [[c for c in row] for row in rows[1:]]
+        keep = [i for i, h in enumerate(header) if h != "run_dirs"]
+        sections.append(
+            ("Results", _table([header[i] for i in keep], [[row[i] for i in keep] for row in body], "results"))
+        )
+    plots = sorted((path / "plots").glob("*.png")) if (path / "plots").is_dir() else []
+    if plots:
+        sections.append(("Plots", "".join(_image(p.read_bytes(), p.stem) for p in plots)))
+    if runs:
+        labels = short_labels(runs)
+        rows = [
+            [label, *[cell_text(c, run.row()[c]) for c, _ in COLUMNS[1:]]]
+            for run, label in zip(runs, labels, strict=True)
+        ]
+        sections.append(("Runs", _table([c for c, _ in COLUMNS], rows, "runs")))
+        sections.append(("Validation curves", _figure(runs, "val_accuracy", "validation accuracy vs step")))
+    notes = path / "results.md"
+    if notes.is_file():
+        sections.append(("results.md", f"<pre>{html.escape(notes.read_text())}</pre>"))
+    if not sections:
+        raise FPTError(f"{path} holds no sweep results yet (results.csv, plots/ or runs/); run `fpt sweep` first.")
+    return _page(f"fpt sweep {path}", sections)
+
+
+def write_report(source: str | Path, out: str | Path) -> Path:
+    """Write the HTML report of run or sweep directory `source` to `out`."""
+    source = Path(source)
+    if (source / "config.yaml").is_file():
+        text = run_report(source)
+    elif (source / "results.csv").is_file() or (source / "runs.jsonl").is_file():
+        text = sweep_report(source)
+    else:
+        raise FPTError(
+            f"{source} is neither a run directory (config.yaml) nor a sweep directory (results.csv); pass the "
+            "--out of `fpt train`, `fpt sweep` or `fpt reproduce`."
+        )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return out
