@@ -1,4 +1,5 @@
-"""The `fpt` command line: train, eval, predict, describe, data, sweep, reproduce, attention.
+"""The `fpt` command line: train, eval, predict, describe, data, sweep, reproduce, attention, bench,
+list.
 
 Each command imports its machinery inside its function: torch and transformers take seconds to
 import, and `fpt --help` or `fpt data list` should not wait for them.
@@ -98,6 +99,18 @@ def _train_parser(sub) -> None:
         "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or report; print only the summary JSON")
+    _import_argument(p)
+
+
+def _import_argument(p) -> None:
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MODULE",
+        help="import MODULE first: the tasks and backbones it registers become usable (repeatable; recorded in "
+        "the run, see fpt.plugins)",
+    )
 
 
 def _parse_task_options(pairs: list[str]) -> dict:
@@ -128,6 +141,7 @@ def _apply_task_defaults(config, given: set[str]) -> None:
 def cmd_train(args) -> int:
     import yaml
 
+    from fpt.importing import import_modules
     from fpt.training import RunConfig, train
 
     flags = {
@@ -147,6 +161,7 @@ def cmd_train(args) -> int:
     if args.task_option:
         flags["task_options"] = _parse_task_options(args.task_option)
     config = RunConfig.from_yaml(args.config, **flags) if args.config else RunConfig.from_dict(flags, "flags")
+    import_modules(config.imports)  # before the task's presets are looked up
     _apply_task_defaults(config, set(flags) | (set(yaml.safe_load(open(args.config)) or {}) if args.config else set()))
     summary = train(config, progress=not args.quiet, log=log)
     _print_summary(summary)
@@ -323,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _experiment_parsers(sub)
     _bench_parser(sub)
     _comparison_parsers(sub)
+    _list_parser(sub)
     return parser
 
 
@@ -410,6 +426,26 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--out", help="output file (needed for png; JSON goes to stdout when omitted)")
 
 
+def _list_parser(sub) -> None:
+    p = sub.add_parser(
+        "list",
+        help="list tasks (with their options), backbones or freeze presets",
+        description="What --task, --backbone and --train accept here: fpt's own, installed plugins "
+        "(fpt.tasks / fpt.backbones entry points) and modules named with --import.",
+    )
+    p.add_argument("what", choices=["tasks", "backbones", "presets"])
+    _import_argument(p)
+
+
+def cmd_list(args) -> int:
+    from fpt.importing import import_modules
+    from fpt.listing import LISTS
+
+    import_modules(args.imports or [])
+    print(LISTS[args.what]())
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from fpt.experiments.sweep import sweep
 
@@ -489,6 +525,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "compare": cmd_compare,
     "report": cmd_report,
+    "list": cmd_list,
 }
 
 

@@ -85,8 +85,22 @@ def _gemma3_270m_dir() -> str:
     return str(cached(key, assemble, note=GEMMA_NOTE))
 
 
+_REGISTERED: dict[str, NamedBackbone] = {}
+
+
+def register_backbone(name: str, backbone: str | NamedBackbone) -> None:
+    """Make `--backbone name` load `backbone`: a hub id, a local directory or a NamedBackbone."""
+    if isinstance(backbone, str):
+        backbone = NamedBackbone(weights=backbone, note=f"registered: {backbone}")
+    _REGISTERED[name] = backbone
+
+
 def named_backbones() -> dict[str, NamedBackbone]:
-    """The backbones known by name. `minilm` ships weights; `gemma3-270m` with its extra; GPT-2 ships configs."""
+    """The backbones known by name: `minilm` ships weights, `gemma3-270m` with its extra, GPT-2 ships configs, plus registered ones
+    (`register_backbone`, `fpt.backbones` entry points)."""
+    from fpt.plugins import load_entry_points
+
+    load_entry_points()
     named = {
         "minilm": NamedBackbone(
             weights=_minilm_dir(),
@@ -107,7 +121,7 @@ def named_backbones() -> dict[str, NamedBackbone]:
             config=CONFIG_DIR / f"{size}.json",
             note="config ships with fpt (random init offline); weights from the HF cache or hub",
         )
-    return named
+    return named | _REGISTERED
 
 
 INITS = ("pretrained", "random", "stats")

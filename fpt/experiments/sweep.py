@@ -186,6 +186,7 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
     """Problems with the names and values runs use, found without loading any model or data."""
     # deferred: these load torch and transformers, which listing or running a grid in subprocesses never needs
     from fpt.backbones.loading import INITS, check_backbone_name
+    from fpt.importing import import_modules
     from fpt.model.freeze import FreezePolicy
     from fpt.model.init_source import check_source
     from fpt.tasks import check_task_options, task_names
@@ -211,6 +212,7 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
 
     for run in runs:
         config = run.config
+        once("imports", config.get("imports") or [], lambda config=config: import_modules(config.get("imports") or []))
         if config["task"] not in task_names():
             problems.append(f"unknown task {config['task']!r} (known: {', '.join(task_names())})")
         else:

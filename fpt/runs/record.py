@@ -18,6 +18,7 @@ import yaml
 from fpt import yamlsafe
 from fpt.errors import FPTError
 from fpt.files import atomic_write
+from fpt.importing import import_modules
 
 
 def default_run_dir(task: str, backbone: str, init: str, seed: int) -> Path:
@@ -55,6 +56,7 @@ class RunRecord:
 
 
 def read_run_record(run_dir: str | Path) -> RunRecord:
+    """config.yaml of a run, after importing the modules it records (see fpt.plugins)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FPTError(f"{run_dir} is not a run directory: it has no config.yaml. Pass the --out of a `fpt train` run.")
@@ -64,6 +66,7 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
         raise FPTError(f"{err} The run directory is damaged.") from err
     if not isinstance(values, dict) or not isinstance(values.get("model"), dict) or "task" not in values:
         raise FPTError(f"{path} has no `task` key or no `model` section; it was not written by `fpt train`.")
+    import_modules(values.get("imports") or [], search_cwd=False)  # they register the run's task/backbone
     model, distributed = values.pop("model"), values.pop("distributed", None)
     return RunRecord(Path(run_dir), values, model, distributed if isinstance(distributed, dict) else {})
 

@@ -6,15 +6,20 @@ import inspect
 from collections.abc import Callable
 
 from fpt.errors import unknown_name
-from fpt.tasks import homology, images, listops
+from fpt.tasks import arrays, homology, images, listops
 from fpt.tasks.base import Batch, Scores, Task, TaskSpec
 from fpt.tasks.bits import BIT_MEMORY_OPTIONS, BIT_XOR_OPTIONS, BitMemory, BitXOR
+from fpt.tasks.images import image_tokens, patchify
 from fpt.tasks.options import Option, Rule, TaskOptions, derive
 from fpt.tasks.tensors import TensorTask
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 _RUN_DEFAULTS: dict[str, dict] = {}
 _SCHEMAS: dict[str, TaskOptions] = {}
+UNKNOWN_TASK_HINT = (
+    "A task registered by a script exists only in that process: call register_task in a module and pass "
+    "--import MODULE (or install it as an `fpt.tasks` entry point, see fpt.plugins)."
+)
 
 
 def register_task(
@@ -35,8 +40,8 @@ def register_task(
 
 def task_options_schema(name: str) -> TaskOptions:
     """The typed options of task `name` (`.options`: each `Option`; `.check(values)`; `.describe()`)."""
-    if name not in _SCHEMAS:
-        raise unknown_name("task", str(name), task_names())
+    if name not in task_names():  # task_names loads the entry-point plugins first
+        raise unknown_name("task", str(name), task_names(), UNKNOWN_TASK_HINT)
     return _SCHEMAS[name]
 
 
@@ -46,6 +51,9 @@ def check_task_options(name: str, options: dict) -> dict:
 
 
 def task_names() -> list[str]:
+    from fpt.plugins import load_entry_points
+
+    load_entry_points()
     return sorted(_REGISTRY)
 
 
@@ -71,6 +79,7 @@ register_task("cifar10", images.cifar10, images.RUN_DEFAULTS, *images.options(32
 register_task("cifar10-lra", images.cifar10_lra, images.RUN_DEFAULTS, *images.options(32, 50_000))
 register_task("listops", listops.listops, None, listops.OPTIONS)
 register_task("remote-homology", homology.remote_homology, homology.RUN_DEFAULTS, homology.OPTIONS)
+register_task("arrays", arrays.arrays, None, arrays.OPTIONS)
 
 __all__ = [
     "Batch",
@@ -82,6 +91,8 @@ __all__ = [
     "TensorTask",
     "check_task_options",
     "get_task",
+    "image_tokens",
+    "patchify",
     "register_task",
     "run_defaults",
     "task_names",

@@ -42,10 +42,24 @@ def carve_validation(n: int, val_size: int, seed: int = VAL_SPLIT_SEED) -> tuple
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
-    """(b, c, h, w) -> (b, h/p * w/p, p * p * c): row-major patches, each flattened (rows, cols, channels)."""
+    """Cut images into the paper's patch tokens: (b, c, h, w) -> (b, h/p * w/p, p * p * c), patches in
+    row-major order, each flattened as (rows, cols, channels). `p` must divide h and w. Public: what the
+    image tasks feed the model; `image_tokens` takes numpy-style (n, h, w[, c]) images."""
     b, c, h, w = images.shape
     x = images.reshape(b, c, h // patch, patch, w // patch, patch).permute(0, 2, 4, 3, 5, 1)
     return x.reshape(b, (h // patch) * (w // patch), patch * patch * c)
+
+
+def image_tokens(images: np.ndarray, patch_size: int) -> torch.Tensor:
+    """Images (n, h, w) or channels-last (n, h, w, c), uint8 (scaled to [0, 1]) or float, as patch tokens
+    (n, h/p * w/p, p * p * c): how to feed your own images to a TensorTask (normalise them as you like)."""
+    x = torch.as_tensor(np.asarray(images))
+    if x.dim() not in (3, 4):
+        raise FPTError(f"Images must be (n, h, w) or (n, h, w, channels); got shape {tuple(x.shape)}.")
+    x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).reshape(*x.shape[:3], -1).permute(0, 3, 1, 2)
+    if x.shape[2] % patch_size or x.shape[3] % patch_size:
+        raise FPTError(f"patch_size {patch_size} must divide the image size {x.shape[2]}x{x.shape[3]}.")
+    return patchify(x, patch_size)
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4, max_degrees: float = 20.0) -> torch.Tensor:

@@ -155,3 +155,32 @@ class TensorTask(Task):
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         for start in range(0, self.split_size(split), batch_size):
             yield self._take(split, slice(start, start + batch_size))
+
+    # -- own data, rebuildable in a new process (fpt.tasks.arrays) --------------------------------
+    source: dict | None = None  # set when read from a file: the `arrays` task options that rebuild it
+
+    def options(self) -> dict:
+        return dict(self.source or {})
+
+    def rebuild_options(self, run_dir, write: bool = True) -> dict:
+        """The `arrays` task options that rebuild this task in a new process (`fpt eval`, `--resume`);
+        a task held only in memory first saves its arrays in `run_dir` (when `write`)."""
+        from fpt.tasks.arrays import save_task
+
+        return dict(self.source) if self.source else save_task(self, run_dir, write)
+
+    @classmethod
+    def from_arrays(cls, inputs, targets, mask=None, split=None, **options) -> TensorTask:
+        """One set of arrays, with an optional per-example `split` (0 train, 1 val, 2 test); see
+        `fpt.tasks.arrays.from_arrays` (val_fraction, test_fraction, split_seed, num_classes, ...)."""
+        from fpt.tasks.arrays import from_arrays
+
+        return from_arrays(inputs, targets, mask, split, **options)
+
+    @classmethod
+    def from_hf(cls, dataset, input_column: str, label_column: str, **options) -> TensorTask:
+        """A Hugging Face `datasets.Dataset` (split by fraction) or `DatasetDict` (train/validation/test);
+        see `fpt.tasks.arrays.from_hf` (mask_column, patch_size for image columns, ...). Needs `fpt[hf]`."""
+        from fpt.tasks.arrays import from_hf
+
+        return from_hf(dataset, input_column, label_column, **options)

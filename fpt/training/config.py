@@ -56,6 +56,7 @@ class RunConfig:
     checkpoint_every: int | None = None  # steps between resumable checkpoints (default: every evaluation)
     keep_checkpoints: int = 2  # resumable checkpoints kept (plus `best`)
     log: str | None = None  # tensorboard | wandb, besides metrics.jsonl
+    imports: list = field(default_factory=list)  # modules imported first: tasks/backbones they register (fpt.plugins)
 
     def __post_init__(self) -> None:
         problems = self._type_problems()
@@ -93,6 +94,8 @@ class RunConfig:
             problems.append("set either grad_accum or micro_batch_size (which computes the accumulation), not both")
         if self.precision not in ("fp32", "bf16", "fp16", "auto"):
             problems.append(f"precision must be fp32, bf16, fp16 or auto (got {short(repr(self.precision))})")
+        if not all(isinstance(name, str) and name for name in self.imports):
+            problems.append(f"imports must be a list of module names (got {short(repr(self.imports))})")
         if self.log not in (None, "tensorboard", "wandb"):
             problems.append(f"log must be tensorboard or wandb (got {short(repr(self.log))})")
         if problems:

@@ -27,11 +27,13 @@ from accelerate.utils import broadcast_object_list, gather_object
 from tqdm.auto import tqdm
 
 from fpt.errors import FPTError
+from fpt.importing import import_modules
 from fpt.model.activations import fuse_activations
 from fpt.model.dropout import use_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.model.unread import skip_unread_positions
+from fpt.plugins import recorded_imports
 from fpt.runs.checkpoint import (
     load_trained,
     prune,
@@ -43,6 +45,7 @@ from fpt.runs.checkpoint import (
 )
 from fpt.runs.record import RunDir, default_run_dir, read_run_record, read_summary
 from fpt.tasks import Batch, Scores, Task, get_task
+from fpt.tasks.arrays import task_record
 from fpt.training.config import RunConfig
 from fpt.training.distributed import BatchPlan, local_micro_batches, make_accelerator, plan_batches, process_seed
 from fpt.training.feature_cache import cache_if_output_only
@@ -351,8 +354,8 @@ def train(
     With bf16/fp16 the model's frozen weight matrices are left stored in that precision.
     """
     started = time.time()
+    import_modules(config.imports)  # modules that register the user's tasks and backbones
     task = task or get_task(config.task, data_dir=config.data_dir, **config.task_options)
-    config.task, config.task_options = task.name, task.options()
     device = resolve_device(config.device)
     if device.index is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -368,6 +371,9 @@ def train(
             f"{out} already holds a run; choose another --out so its results are not overwritten, "
             f"or continue it with `fpt train --resume {out}`."
         )
+    # what rebuilds the task in a new process (fpt eval, --resume): in-memory data is saved in the run
+    config.task, config.task_options = task_record(task, out, write=PartialState().is_main_process)
+    config.imports = recorded_imports(config.imports, config.task)
     accelerator = make_accelerator(config.device, config.log, out)
     main = accelerator.is_main_process
     log = log if main else (lambda *a: None)
