@@ -59,6 +59,20 @@ def test_mnist_task_splits_shapes_and_normalisation(tmp_path):
         get_task("mnist", data_dir=str(tmp_path), val_size=10, patch_size=5)
 
 
+def test_test_size_takes_a_fixed_subset_of_the_test_split_and_says_so(tmp_path):
+    write_mnist(tmp_path / "mnist", n_train=60, n_test=20)
+    full = get_task("mnist", data_dir=str(tmp_path), val_size=10)
+    quick = get_task("mnist", data_dir=str(tmp_path), val_size=10, test_size=8)
+    assert quick.split_size("test") == 8 and quick.options()["test_size"] == 8 and full.options()["test_size"] is None
+    assert "8 of t10k" in quick.split_sources["test"] and "official test, 20" in full.split_sources["test"]
+    images = lambda task: next(task.eval_batches("test", 100)).inputs
+    subset = images(quick)
+    assert torch.equal(subset, images(get_task("mnist", data_dir=str(tmp_path), val_size=10, test_size=8)))  # fixed
+    assert all(any(torch.equal(x, y) for y in images(full)) for x in subset)  # drawn from the official split
+    with pytest.raises(FPTError, match="test_size"):
+        get_task("mnist", data_dir=str(tmp_path), val_size=10, test_size=0)
+
+
 def test_cifar_tasks_shapes(tmp_path):
     write_cifar(tmp_path / "cifar10", per_batch=4)
     colour = get_task("cifar10", data_dir=str(tmp_path), val_size=4)

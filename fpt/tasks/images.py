@@ -8,7 +8,8 @@ the training split's per-channel mean and std and cut into patches by tensor res
 CIFAR-10 training batches are augmented as in the paper, in one vectorised `grid_sample` per batch:
 random crop with 4 pixels of zero padding, horizontal flip and rotation up to 20 degrees.
 Validation is carved from the training split with a fixed seed (these datasets have none); test is
-the official test split, evaluated in full.
+the official test split, evaluated in full unless `test_size` asks for a fixed random subset of it
+(for quick runs; the subset is named in the run's summary).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fpt.tasks.base import Batch, TaskSpec
 from fpt.tasks.tensors import TensorTask, rows
 
 VAL_SPLIT_SEED = 1_000_003
+TEST_SUBSET_SEED = 1_000_033
 # A full validation pass costs as much as ~100 training steps of batch 16: validate every 500 steps.
 RUN_DEFAULTS = {"eval_every": 500}
 GRAY = torch.tensor([0.2989, 0.5870, 0.1140])  # ITU-R 601 luma, as tf.image.rgb_to_grayscale (LRA)
@@ -39,6 +41,17 @@ def carve_validation(n: int, val_size: int, seed: int = VAL_SPLIT_SEED) -> tuple
         raise FPTError(f"val_size must be between 1 and {n - 1} (the training split has {n} examples); got {val_size}.")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[val_size:].sort().values, order[:val_size].sort().values
+
+
+def test_subset(images: torch.Tensor, labels: torch.Tensor, test_size: int | None, official: str):
+    """The official test split, or a fixed random subset of `test_size` of it; and its description."""
+    if test_size is None:
+        return (images, labels), f"{official} (official test, {len(labels)})"
+    if not 0 < test_size <= len(labels):
+        raise FPTError(f"test_size must be between 1 and {len(labels)} (the official test split); got {test_size}.")
+    keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(TEST_SUBSET_SEED))[:test_size]
+    keep = keep.sort().values
+    return (images[keep], labels[keep]), f"{test_size} of {official}, seed {TEST_SUBSET_SEED} (not the full test split)"
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -150,51 +163,74 @@ def _split_with_validation(images: np.ndarray, labels: np.ndarray, val_size: int
     return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
 
 
-def _idx_task(dataset: str, data_dir: str | None, patch_size: int, augment: bool, val_size: int) -> ImageTask:
+def _idx_task(
+    dataset: str, data_dir: str | None, patch_size: int, augment: bool, val_size: int, test_size: int | None
+) -> ImageTask:
     directory = require(dataset, data_dir)
     train, val = _split_with_validation(*read_idx_pair(directory, "train"), val_size)
     test_images, test_labels = read_idx_pair(directory, "t10k")
+    test, test_source = test_subset(
+        torch.from_numpy(test_images.copy()), torch.from_numpy(test_labels), test_size, "t10k"
+    )
     sources = {
         "train": f"train minus val ({dataset} {directory})",
         "val": f"{val_size} of train, seed {VAL_SPLIT_SEED}",
-        "test": "t10k (official test, 10000)",
+        "test": test_source,
     }
     return ImageTask(
         dataset,
         train,
         val,
-        (torch.from_numpy(test_images.copy()), torch.from_numpy(test_labels)),
+        test,
         patch_size,
         augment,
-        dict(patch_size=patch_size, augment=augment, val_size=val_size),
+        dict(patch_size=patch_size, augment=augment, val_size=val_size, test_size=test_size),
         sources,
     )
 
 
-def mnist(data_dir: str | None = None, patch_size: int = 4, augment: bool = False, val_size: int = 2000) -> ImageTask:
-    return _idx_task("mnist", data_dir, patch_size, augment, val_size)
+def mnist(
+    data_dir: str | None = None,
+    patch_size: int = 4,
+    augment: bool = False,
+    val_size: int = 2000,
+    test_size: int | None = None,
+) -> ImageTask:
+    return _idx_task("mnist", data_dir, patch_size, augment, val_size, test_size)
 
 
 def fashion_mnist(
-    data_dir: str | None = None, patch_size: int = 4, augment: bool = False, val_size: int = 2000
+    data_dir: str | None = None,
+    patch_size: int = 4,
+    augment: bool = False,
+    val_size: int = 2000,
+    test_size: int | None = None,
 ) -> ImageTask:
-    return _idx_task("fashion-mnist", data_dir, patch_size, augment, val_size)
+    return _idx_task("fashion-mnist", data_dir, patch_size, augment, val_size, test_size)
 
 
 def _cifar_task(
-    name: str, data_dir: str | None, patch_size: int, augment: bool, val_size: int, grayscale: bool
+    name: str,
+    data_dir: str | None,
+    patch_size: int,
+    augment: bool,
+    val_size: int,
+    test_size: int | None,
+    grayscale: bool,
 ) -> ImageTask:
     base = require("cifar10", data_dir) / "cifar-10-batches-py"
     train, val = _split_with_validation(*cifar.read_split(base, cifar.TRAIN_BATCHES), val_size)
     test_images, test_labels = cifar.read_split(base, (cifar.TEST_BATCH,))
-    test = (torch.from_numpy(test_images), torch.from_numpy(test_labels))
+    test, test_source = test_subset(
+        torch.from_numpy(test_images), torch.from_numpy(test_labels), test_size, "test_batch"
+    )
     if grayscale:  # rounded back to uint8, as LRA's tf.image.rgb_to_grayscale on uint8 images
         to_gray = lambda x: (x.float() * GRAY.reshape(1, 3, 1, 1)).sum(1, keepdim=True).round().to(torch.uint8)
         train, val, test = ((to_gray(x), y) for x, y in (train, val, test))
     sources = {
         "train": "data_batch_1-5 minus val",
         "val": f"{val_size} of data_batch_1-5, seed {VAL_SPLIT_SEED}",
-        "test": "test_batch (official test, 10000)",
+        "test": test_source,
     }
     return ImageTask(
         name,
@@ -203,19 +239,29 @@ def _cifar_task(
         test,
         patch_size,
         augment,
-        dict(patch_size=patch_size, augment=augment, val_size=val_size),
+        dict(patch_size=patch_size, augment=augment, val_size=val_size, test_size=test_size),
         sources,
     )
 
 
-def cifar10(data_dir: str | None = None, patch_size: int = 4, augment: bool = True, val_size: int = 2000) -> ImageTask:
-    return _cifar_task("cifar10", data_dir, patch_size, augment, val_size, grayscale=False)
+def cifar10(
+    data_dir: str | None = None,
+    patch_size: int = 4,
+    augment: bool = True,
+    val_size: int = 2000,
+    test_size: int | None = None,
+) -> ImageTask:
+    return _cifar_task("cifar10", data_dir, patch_size, augment, val_size, test_size, grayscale=False)
 
 
 def cifar10_lra(
-    data_dir: str | None = None, patch_size: int = 1, augment: bool = False, val_size: int = 2000
+    data_dir: str | None = None,
+    patch_size: int = 1,
+    augment: bool = False,
+    val_size: int = 2000,
+    test_size: int | None = None,
 ) -> ImageTask:
-    return _cifar_task("cifar10-lra", data_dir, patch_size, augment, val_size, grayscale=True)
+    return _cifar_task("cifar10-lra", data_dir, patch_size, augment, val_size, test_size, grayscale=True)
 
 
 def options(side: int, train_examples: int) -> tuple[dict, tuple]:
@@ -234,6 +280,12 @@ def options(side: int, train_examples: int) -> tuple[dict, tuple]:
                 "min": 1,
                 "max": train_examples - 1,
                 "help": "validation examples carved from the training split (fixed seed)",
+            },
+            "test_size": {
+                "type": int,
+                "min": 1,
+                "max": 10_000,
+                "help": "a fixed random subset of the official test split, for quick runs (default: all of it)",
             },
         },
         (patch_divides,),
