@@ -388,6 +388,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _quick_look_flags(p) -> None:
+    p.add_argument("--steps", type=int, help="quick look: train every run this many steps (noted in results.md)")
+    p.add_argument(
+        "--max-runs",
+        type=int,
+        help="quick look: only this many runs, one per task and condition first (noted in results.md)",
+    )
+
+
 def _experiment_parsers(sub) -> None:
     p = sub.add_parser(
         "sweep",
@@ -398,6 +407,13 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("grid", help="grid YAML file")
     p.add_argument("--out", required=True, help="sweep directory (runs/, results.md, results.csv, plots/)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (subprocesses)")
+    _quick_look_flags(p)
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="write each run's config under --out/configs and print `KEY<TAB>COMMAND` lines (for SLURM, "
+        "submitit) instead of running; the same `fpt sweep` afterwards tabulates the finished runs",
+    )
     p = sub.add_parser(
         "reproduce",
         help="run one of the paper's experiments at a budget",
@@ -412,6 +428,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--lrs", help="comma-separated learning rates (default: the budget's)")
     p.add_argument("--out", help="output directory (default runs/reproduce-<experiment>-<budget>)")
     p.add_argument("--jobs", type=int, default=1)
+    _quick_look_flags(p)
     p = sub.add_parser(
         "attention",
         help="attention map of a trained run on one example (PNG or JSON)",
@@ -447,9 +464,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from fpt.experiments.sweep import sweep
+    from fpt.experiments.sweep import expand, list_runs, load_grid, quick_look, sweep
 
-    print(sweep(args.grid, args.out, args.jobs).read_text())
+    if args.list:
+        grid = quick_look(expand(load_grid(args.grid)), args.steps, args.max_runs)
+        for key, command in list_runs(grid, args.out):
+            print(f"{key}\t{command}")
+        return 0
+    print(sweep(args.grid, args.out, args.jobs, steps=args.steps, max_runs=args.max_runs).read_text())
     return 0
 
 
@@ -461,7 +483,18 @@ def cmd_reproduce(args) -> int:
         lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
     except ValueError as err:
         raise FPTError(f"--lrs expects comma-separated numbers such as 1e-4,1e-3, got {args.lrs!r}.") from err
-    path = reproduce(args.experiment, args.budget, tasks, args.seeds, args.backbone, lrs, args.out, args.jobs)
+    path = reproduce(
+        args.experiment,
+        args.budget,
+        tasks,
+        args.seeds,
+        args.backbone,
+        lrs,
+        args.out,
+        args.jobs,
+        steps=args.steps,
+        max_runs=args.max_runs,
+    )
     print(path.read_text())
     print(f"Written: {path} (and results.csv, plots/ beside it)")
     return 0

@@ -69,3 +69,19 @@ def test_size_comparison_has_a_gemma_row_where_installed(installed, monkeypatch)
         _, grid = build("size", budget, tasks=["cifar10"])
         backbones = grid.get("backbones") or [c.get("backbone") for c in grid["conditions"]]
         assert ("gemma3-270m" in backbones) is installed
+
+
+def test_reproduce_quick_look_overrides_steps_and_runs(tmp_path, monkeypatch):
+    from fpt.experiments import reproduce as module
+
+    grids = []
+
+    def fake_run_grid(grid, out, jobs=1, log=print):  # records what would run; every run "fails" at once
+        grids.append(grid)
+        return [{"key": r.key, "status": "failed", "error": "not run in this test"} for r in grid.runs]
+
+    monkeypatch.setattr(module, "run_grid", fake_run_grid)
+    module.reproduce("main", "smoke", tasks=BITS, seeds=2, out=tmp_path, steps=3, max_runs=2, log=lambda *a: None)
+    (grid,) = grids
+    assert len(grid.runs) == 2 and {r.config["steps"] for r in grid.runs} == {3}
+    assert "Quick look" in (tmp_path / "results.md").read_text()

@@ -6,9 +6,10 @@ import csv
 import json
 
 import pytest
+import yaml
 
 from fpt import FPTError
-from fpt.experiments.sweep import expand, sweep
+from fpt.experiments.sweep import expand, quick_look, sweep
 from fpt.experiments.tables import aggregate, results_markdown, steps_to_fraction
 
 TINY_XOR = {"n_bits": 2, "val_size": 16, "test_size": 16}
@@ -169,3 +170,41 @@ def test_example_grid_in_the_docs_is_valid():
 
     grid = expand(load_grid(Path(__file__).parent.parent / "docs" / "grid-example.yaml"))
     assert len(grid.runs) == 24 and grid.ratio == ["random", "pretrained"]
+
+
+def _quick_grid() -> dict:
+    return {
+        "tasks": ["bit-xor", "bit-memory"],
+        "seeds": [0, 1, 2],
+        "lrs": [1e-3, 1e-4],
+        "inits": ["pretrained", "random"],
+        "settings": {"steps": 500},
+    }
+
+
+def test_quick_look_shrinks_steps_and_runs_one_per_cell_first():
+    grid = expand(_quick_grid())
+    assert len(grid.runs) == 2 * 3 * 2 * 2
+    quick = quick_look(grid, steps=7, max_runs=4)
+    assert len(quick.runs) == 4 and all(r.config["steps"] == 7 for r in quick.runs)
+    assert {(r.task, r.condition) for r in quick.runs} == {(t, c) for t in grid.tasks for c in grid.conditions}
+    assert {(r.lr, r.seed) for r in quick.runs} == {(1e-3, 0)}  # the first lr and seed of every cell
+    assert any("4 of 24 runs" in note for note in quick.notes) and any("7 steps" in note for note in quick.notes)
+    assert quick_look(grid).runs == grid.runs and quick_look(grid, max_runs=100).runs == grid.runs
+    with pytest.raises(FPTError, match="--max-runs must be a positive integer"):
+        quick_look(grid, max_runs=0)
+
+
+def test_sweep_list_writes_configs_and_prints_one_command_per_run(tmp_path, capsys):
+    from fpt.cli import main
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(_quick_grid()))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "sw"), "--list", "--max-runs", "3", "--steps", "9"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    key, command = lines[0].split("\t")
+    assert key == "bit-xor/pretrained/lr0.001/s0" and command.startswith("fpt train --config ")
+    config = yaml.safe_load(open(command.split()[-1]))
+    assert config["steps"] == 9 and config["out"] == str(tmp_path / "sw" / "runs" / key)
+    assert not (tmp_path / "sw" / "runs").exists()  # listed, not run

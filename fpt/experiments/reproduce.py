@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fpt.errors import FPTError, unknown_name
 from fpt.experiments.paper import PAPER, TASKS
-from fpt.experiments.sweep import expand, run_grid
+from fpt.experiments.sweep import expand, quick_look, run_grid
 from fpt.experiments.tables import write_results
 
 EXPERIMENTS = ("main", "init", "ablation", "size", "convergence")
@@ -282,16 +282,21 @@ def reproduce(
     out: str | Path | None = None,
     jobs: int = 1,
     log=print,
+    steps: int | None = None,
+    max_runs: int | None = None,
 ) -> Path:
-    """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md."""
+    """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md.
+
+    `steps` and `max_runs` shrink the grid for a quick look (fpt.experiments.sweep.quick_look); the
+    Bit Memory pretraining stage of `init` takes the `steps` override but always runs."""
     out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
     pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out)
     pending = frozenset()
     pretrain_grid = None
     if pretrain is not None:
-        pretrain_grid = expand(pretrain)
+        pretrain_grid = quick_look(expand(pretrain), steps)
         pending = frozenset(str(out / "pretrain" / "runs" / r.key) for r in pretrain_grid.runs)
-    main_grid = expand(grid, pending)  # every problem of both stages is reported before any run
+    main_grid = quick_look(expand(grid, pending), steps, max_runs)  # every problem of both stages before any run
     if pretrain_grid is not None:
         records = run_grid(pretrain_grid, out / "pretrain", jobs, log)
         write_results(pretrain_grid, records, out / "pretrain")

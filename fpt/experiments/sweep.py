@@ -25,11 +25,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -334,8 +335,50 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
     return [records[r.key] for r in grid.runs]
 
 
-def sweep(source: str | Path | dict, out: str | Path, jobs: int = 1, log=print) -> Path:
-    """Check, run (resuming) and tabulate a grid; return the path of results.md."""
-    grid = expand(load_grid(source))
+def quick_look(grid: Grid, steps: int | None = None, max_runs: int | None = None) -> Grid:
+    """`grid` shrunk for a quick look: every run `steps` long and/or only `max_runs` runs, taken one per
+    (task, condition) before any second learning rate or seed. Its results table says so."""
+    for name, value in (("--steps", steps), ("--max-runs", max_runs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise FPTError(f"{name} must be a positive integer, got {value!r}.")
+    runs, notes = list(grid.runs), list(grid.notes)
+    if steps is not None:
+        runs = [replace(r, config={**r.config, "steps": steps}) for r in runs]
+        notes.append(f"Quick look: every run trained {steps} steps (the grid's own budget was overridden).")
+    if max_runs is not None and max_runs < len(runs):
+        lrs = {lr: i for i, lr in enumerate(dict.fromkeys(r.lr for r in runs))}
+        seeds = {seed: i for i, seed in enumerate(dict.fromkeys(r.seed for r in runs))}
+        first = sorted(runs, key=lambda r: (seeds[r.seed], lrs[r.lr]))[:max_runs]  # stable: grid order within
+        kept = {r.key for r in first}
+        runs = [r for r in runs if r.key in kept]
+        notes.append(f"Quick look: {max_runs} of {len(grid.runs)} runs (--max-runs).")
+    return replace(grid, runs=runs, notes=notes)
+
+
+def list_runs(grid: Grid, out: str | Path) -> list[tuple[str, str]]:
+    """(key, command) of every run, its config written under `out`/configs, for a scheduler (SLURM,
+    submitit) to run; `fpt sweep` with the same grid and --out then tabulates the finished runs."""
+    out = Path(out)
+    listed = []
+    for run in grid.runs:
+        path = out / "configs" / f"{run.key}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_config_text(run, out / "runs" / run.key))
+        listed.append((run.key, f"fpt train --config {shlex.quote(str(path))}"))
+    return listed
+
+
+def sweep(
+    source: str | Path | dict,
+    out: str | Path,
+    jobs: int = 1,
+    log=print,
+    steps: int | None = None,
+    max_runs: int | None = None,
+) -> Path:
+    """Check, run (resuming) and tabulate a grid; return the path of results.md.
+
+    `steps` and `max_runs` shrink the grid for a quick look (see `quick_look`)."""
+    grid = quick_look(expand(load_grid(source)), steps, max_runs)
     records = run_grid(grid, out, jobs, log)
     return write_results(grid, records, Path(out))
