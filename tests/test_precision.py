@@ -59,3 +59,22 @@ def test_trackers_are_optional(tmp_path, tiny_gpt2):
     else:
         train(config, **QUIET)
         assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_bf16_without_native_hardware_warns_once_that_it_will_be_slow(monkeypatch, caplog):
+    from fpt.training import precision
+
+    precision._warn_emulated_bf16.cache_clear()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING"):
+        assert precision.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+        precision.resolve_precision("bf16", torch.device("cpu"))
+        assert precision.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    warned = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert len(warned) == 1 and "slower than in fp32" in warned[0]
+    caplog.clear()
+    precision._warn_emulated_bf16.cache_clear()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level("WARNING"):
+        precision.resolve_precision("bf16", torch.device("cpu"))
+    assert not caplog.records

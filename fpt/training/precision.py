@@ -7,6 +7,8 @@ covers parameters that require grad), so storing them cast halves their memory a
 
 from __future__ import annotations
 
+import functools
+import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -25,11 +27,27 @@ def resolve_precision(name: str, device: torch.device) -> str:
     bf16 or AMX), else fp16 on a GPU and fp32 on CPU."""
     if name not in CHOICES:
         raise FPTError(f"Unknown precision {name!r}; choose one of {', '.join(CHOICES)}.")
+    if name == "bf16" and not native_bf16(device):
+        _warn_emulated_bf16(device.type)
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def native_bf16(device: torch.device) -> bool:
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+
+
+@functools.cache
+def _warn_emulated_bf16(device_type: str) -> None:
+    """Once per process: bf16 asked for on hardware that emulates it."""
+    hardware = "GPU" if device_type == "cuda" else "CPU (no AVX-512 bf16 or AMX)"
+    logging.getLogger(__name__).warning(
+        f"--precision bf16 on this {hardware}: bf16 is emulated here and training will be slower than in fp32, "
+        "not faster. Use --precision auto (picks the fastest this hardware computes natively) or fp32."
+    )
 
 
 def cpu_has_native_bf16() -> bool:
