@@ -142,7 +142,7 @@ def cmd_train(args) -> int:
     import yaml
 
     from fpt.importing import import_modules
-    from fpt.training import RunConfig, train
+    from fpt.training import RunConfig, StopRequests, resume_config, train
 
     flags = {
         k: v
@@ -151,11 +151,12 @@ def cmd_train(args) -> int:
     }
     log = (lambda *a: None) if args.quiet else print
     if args.resume:
-        from fpt.training.loop import resume_config
-
         if args.config or args.task_option:
             raise FPTError("--resume continues a run with its own config.yaml; drop --config and --task-option.")
-        summary = train(resume_config(args.resume, **flags), progress=not args.quiet, log=log, resume=True)
+        with StopRequests.installed() as stop:  # Ctrl-C/SIGTERM: checkpoint, then exit 2 with the resume command
+            summary = train(
+                resume_config(args.resume, **flags), progress=not args.quiet, log=log, resume=True, stop=stop
+            )
         _print_summary(summary)
         return 0
     if args.task_option:
@@ -163,7 +164,8 @@ def cmd_train(args) -> int:
     config = RunConfig.from_yaml(args.config, **flags) if args.config else RunConfig.from_dict(flags, "flags")
     import_modules(config.imports)  # before the task's presets are looked up
     _apply_task_defaults(config, set(flags) | (set(yaml.safe_load(open(args.config)) or {}) if args.config else set()))
-    summary = train(config, progress=not args.quiet, log=log)
+    with StopRequests.installed() as stop:
+        summary = train(config, progress=not args.quiet, log=log, stop=stop)
     _print_summary(summary)
     return 0
 

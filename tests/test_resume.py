@@ -17,7 +17,7 @@ import yaml
 
 from fpt import FPTError, train
 from fpt.runs.checkpoint import read_checkpoint, resolve, step_checkpoints
-from fpt.training.loop import resume_config
+from fpt.training import resume_config
 
 QUIET = dict(progress=False, log=lambda *a: None)
 # Dropout stays on (0.1 in the input layer and the tiny GPT-2), so restoring the RNG state matters.

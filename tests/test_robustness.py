@@ -157,7 +157,7 @@ def test_damaged_checkpoints_are_refused_without_changing_the_run(
 
 
 def test_resume_from_a_damaged_checkpoint_changes_nothing(tmp_path, run):
-    from fpt.training.loop import resume_config
+    from fpt.training import resume_config
 
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import signal
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ import yaml
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, TensorTask, evaluate, get_task, train
 from fpt.runs.checkpoint import load_trained, resolve
+from fpt.training import StopRequests, TrainingInterrupted
 
 QUIET = dict(progress=False, log=lambda *a: None)
 
@@ -123,6 +127,30 @@ def test_python_api_on_users_own_tensors(tmp_path, quiet_gpt2):
         TensorTask((torch.full((2, 3, 1), float("nan")), torch.zeros(2)), split(2), split(2))
     with pytest.raises(FPTError, match="shape"):
         FrozenPretrainedTransformer.from_run(tmp_path / "own")(torch.randn(2, 6, 5))
+
+
+def test_library_train_leaves_signals_and_the_callers_config_alone(tmp_path, quiet_gpt2, monkeypatch):
+    installed = []
+    monkeypatch.setattr(signal, "signal", lambda *args: installed.append(args))
+    config = RunConfig(
+        task_options={"val_size": 16, "test_size": 16}, backbone=quiet_gpt2, steps=2, eval_every=2, batch_size=4
+    )
+    before = copy.deepcopy(config)
+    monkeypatch.chdir(tmp_path)  # the default run directory is under runs/
+    train(config, **QUIET)
+    assert installed == [] and config == before
+
+
+def test_a_stop_request_checkpoints_and_raises_training_interrupted(tmp_path, quiet_gpt2):
+    stop = StopRequests()
+    stop.requested = True  # as the first Ctrl-C would under StopRequests.installed()
+    config = RunConfig(task_options={"val_size": 16, "test_size": 16}, backbone=quiet_gpt2, steps=5, batch_size=4)
+    with pytest.raises(TrainingInterrupted, match="Interrupted at step 1 of 5"):
+        train(replace(config, out=str(tmp_path / "stopped")), stop=stop, **QUIET)
+    assert [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()] == ["step-000001"]
+    with StopRequests.installed():
+        assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 def test_grad_accumulation_matches_one_big_batch(tmp_path, quiet_gpt2):

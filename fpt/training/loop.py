@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import math
 import os
-import random
-import signal
 import sys
-import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, gather_object
@@ -34,26 +31,16 @@ from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.model.unread import skip_unread_positions
 from fpt.plugins import recorded_imports
-from fpt.runs.checkpoint import (
-    load_trained,
-    prune,
-    read_checkpoint,
-    read_training_state,
-    resolve,
-    save_checkpoint,
-    step_name,
-)
-from fpt.runs.record import RunDir, default_run_dir, read_run_record, read_summary
+from fpt.runs.checkpoint import prune, read_checkpoint, save_checkpoint, step_name
+from fpt.runs.record import RunDir, default_run_dir
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import task_record
 from fpt.training.config import RunConfig
 from fpt.training.distributed import BatchPlan, local_micro_batches, make_accelerator, plan_batches, process_seed
 from fpt.training.feature_cache import cache_if_output_only
 from fpt.training.precision import Precision
-
-# Config keys that may differ when a run is resumed: where and how it runs, not what it computes.
-RESUME_OVERRIDABLE = ("steps", "device", "log", "checkpoint_every", "keep_checkpoints", "data_dir", "compile")
-STOP_CHECK_EVERY = 10  # with several processes, steps between collective checks for Ctrl-C/SIGTERM
+from fpt.training.resume import open_for_resume, resumed_config, rng_state, seed_everything, set_rng_state
+from fpt.training.signals import StopRequests
 
 
 class TrainingDiverged(FPTError):
@@ -141,28 +128,240 @@ def evaluate(
 
 
 @dataclass
+class Progress:
+    """Loop counters a resumable checkpoint restores, besides parameters, optimizer and RNG."""
+
+    step: int = 0
+    best_step: int = 0
+    best_accuracy: float = -1.0
+    steps_to_100: int | None = None
+    loss_steps: int = 0  # steps summed in the running loss since the last evaluation
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+@dataclass
 class Trainer:
-    """What an optimizer step needs. `model` is DDP-wrapped with several processes; `module` never is."""
+    """What an optimizer step needs (`prepare_training`, `training_step`) and, in `train`, the loop's
+    state with its phases: `begin`, `restore`, `step`, `validate`, `save`, `finish`.
+
+    `model` is DDP-wrapped with several processes; `module` never is. `source` is the whole model,
+    whose trained parameters are checkpointed (on cached features `module` is only its head)."""
 
     accelerator: Accelerator
     model: torch.nn.Module
-    module: FrozenPretrainedTransformer
+    module: torch.nn.Module
     optimizer: torch.optim.Optimizer
     task: Task
     plan: BatchPlan
     precision: Precision
     clip_norm: float
-    trained: list[torch.nn.Parameter] = field(default_factory=list)
+    trained: list[torch.nn.Parameter]
+    config: RunConfig
+    source: torch.nn.Module
+    progress: Progress = field(default_factory=Progress)
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # since the last evaluation
+    best: dict[str, torch.Tensor] = field(default_factory=dict)  # the trained parameters of the best evaluation
+    run: RunDir | None = None  # set by `begin`
+    started: float = 0.0
+    log: Callable[..., None] = print
+    resumed_from: int | None = None
+    window: tuple[float, int] = (0.0, 0)  # (start time, samples) of the throughput window
 
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
 
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def layout(self) -> dict:
+        return {**self.plan.to_dict(), "precision": self.precision.name}
+
+    def begin(self, out: Path, started: float, log: Callable[..., None], resuming_at: int | None) -> None:
+        """Create the run directory (resuming: drop the metrics written after the checkpoint) and report."""
+        self.run, self.started, self.log = RunDir(out), started, log
+        self.accelerator.wait_for_everyone()  # every process has checked the run directory before it changes
+        if self.main and resuming_at is not None:
+            self.run.truncate_metrics(resuming_at)
+        elif self.main:
+            RunDir.create(out, {**self.config.to_dict(), "distributed": self.layout}, self.source.config_dict())
+        if self.config.log:
+            scalars = {
+                k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                for k, v in {**self.config.to_dict(), **self.layout}.items()
+            }
+            tracker = "tensorboard" if self.config.log == "tensorboard" else "fpt"
+            self.accelerator.init_trackers(tracker, scalars, {"wandb": {"name": out.name, "dir": str(out)}})
+        log(self.source.freeze_report())
+        log(f"Run directory: {out}")
+        log(
+            f"{self.plan.processes} process(es) on {self.device} x {self.plan.accumulation} micro-batch(es) of "
+            f"{self.plan.micro_batch} = batch {self.plan.batch_size} per step; precision {self.precision.name}"
+        )
+
+    def restore(self, saved: dict | None) -> None:
+        """Optimizer, loss scale, counters, RNG and running loss from a checkpoint, or a fresh start."""
+        self.best = {n: t.clone() for n, t in self.source.trained_state().items()}
+        if saved:
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.precision.load_state_dict(saved["precision"])
+            self.progress = Progress(**saved["progress"])
+            ranks = saved["ranks"]
+            mine = ranks[self.accelerator.process_index] if len(ranks) == self.accelerator.num_processes else None
+            if mine:
+                set_rng_state(mine["rng"])
+            else:
+                torch.manual_seed(process_seed(self.config.seed + self.progress.step, self.accelerator.process_index))
+            loss_sum = mine["loss_sum"] if mine else torch.stack([r["loss_sum"] for r in ranks]).mean()
+            self.loss_sum += loss_sum.to(self.loss_sum.device)
+            if self.progress.best_step:
+                self.best = read_checkpoint(self.run.checkpoints / "best")[0]
+            self.resumed_from = self.progress.step
+        else:
+            torch.manual_seed(process_seed(self.config.seed, self.accelerator.process_index))  # own dropout stream
+        self.window = (time.time(), 0)
+
+    def step(self, batch: Batch) -> None:
+        self.loss_sum += training_step(self, batch)
+        self.progress.step, self.progress.loss_steps = self.progress.step + 1, self.progress.loss_steps + 1
+        self.window = (self.window[0], self.window[1] + self.config.batch_size)
+
+    def validate(self) -> tuple[str, dict | None]:
+        """Evaluate on validation, record the metrics, keep the best parameters.
+
+        Returns the run's status (`finished` to go on, `diverged`, `early-stopped`) and the record."""
+        p, config = self.progress, self.config
+        train_loss = self.accelerator.reduce(self.loss_sum, "mean").item() / p.loss_steps  # host sync: evaluations only
+        if not math.isfinite(train_loss):
+            return "diverged", None
+        samples_per_s = self.window[1] / max(time.time() - self.window[0], 1e-9)
+        val = evaluate(
+            self.module, self.task, "val", config.eval_batch_size, self.device, self.accelerator, self.precision
+        )
+        record = {
+            "step": p.step,
+            "train_loss": train_loss,
+            "val_accuracy": val["accuracy"],
+            "val_exact_match": val["exact_match"],
+            "elapsed_s": round(time.time() - self.started, 3),
+            "samples_per_s": round(samples_per_s, 2),
+        }
+        if self.main:
+            self.run.append_metrics(record)
+        self.accelerator.log(record, step=p.step)
+        if val["accuracy"] > p.best_accuracy:
+            p.best_step, p.best_accuracy = p.step, val["accuracy"]
+            self.best = {n: t.clone() for n, t in self.source.trained_state().items()}
+            if self.main:
+                save_checkpoint(self.run.checkpoints / "best", self.source, p.step, extra={"val": val})
+        if p.steps_to_100 is None and val["accuracy"] >= 1.0:
+            p.steps_to_100 = p.step
+        self.loss_sum.zero_()
+        p.loss_steps, self.window = 0, (time.time(), 0)
+        early = config.target_accuracy is not None and val["accuracy"] >= config.target_accuracy
+        return ("early-stopped" if early else "finished"), record
+
+    def save(self) -> None:
+        """A resumable checkpoint at the current step (every process's RNG; written by the main one)."""
+        ranks = gather_object([{"rng": rng_state(), "loss_sum": self.loss_sum.detach().cpu()}])
+        if self.main:
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "precision": self.precision.state_dict(),
+                "progress": self.progress.to_dict(),
+                "ranks": ranks,
+                "plan": self.plan.to_dict(),
+                "config": resumed_config(self.config),
+            }
+            step = self.progress.step
+            save_checkpoint(self.run.checkpoints / step_name(step), self.source, step, state=state)
+            prune(self.run.checkpoints, self.config.keep_checkpoints)
+
+    def finish(self, status: str) -> dict:
+        """Write summary.json and end the run: the test pass of the best parameters when it finished,
+        else the error saying what happened and what was kept."""
+        p, config, run = self.progress, self.config, self.run
+        counts = self.source.group_counts()
+        summary = {
+            "task": self.task.name,
+            "backbone": config.backbone,
+            "init": config.init,
+            "init_fingerprint": getattr(self.source.config, "init_fingerprint", None),
+            "train": config.train,
+            "seed": config.seed,
+            "steps": p.step,
+            "status": status,
+            "best_step": p.best_step,
+            "best_val_accuracy": p.best_accuracy if p.best_step else None,
+            "steps_to_100": p.steps_to_100,
+            "trainable_params": sum(t.numel() for t in self.trained),
+            "total_params": sum(c for c, _ in counts.values()),
+            "metric_names": self.task.metric_names,
+            **self.layout,
+            "resumed_from_step": self.resumed_from,
+        }
+        test = None
+        if status not in ("diverged", "interrupted"):
+            with torch.no_grad():
+                for name, param in self.source.named_parameters():
+                    if name in self.best:
+                        param.copy_(self.best[name])
+            test = evaluate(
+                self.module, self.task, "test", config.eval_batch_size, self.device, self.accelerator, self.precision
+            )
+            sources = getattr(self.task, "split_sources", {})
+            summary.update(
+                {
+                    "test_split": sources.get("test", "test"),
+                    "val_split": sources.get("val", "val"),
+                    "test_examples": test["examples"],
+                }
+            )
+        summary["test_accuracy"] = test["accuracy"] if test else None
+        if test:
+            summary["test_exact_match"] = test["exact_match"]
+        summary["wall_seconds"] = round(time.time() - self.started, 2)
+        if self.main:
+            run.write_summary(summary)
+        for tracker in self.accelerator.trackers:  # Accelerator.end_training would also end the process group
+            tracker.finish()
+        if status == "interrupted":
+            raise TrainingInterrupted(
+                f"Interrupted at step {p.step} of {config.steps}; a checkpoint was saved in "
+                f"{run.checkpoints / step_name(p.step)}. Continue with `fpt train --resume {run.path}`."
+            )
+        if status == "diverged":
+            kept = (
+                f"the last good checkpoint (step {p.best_step}) is kept in {run.checkpoints}"
+                if p.best_step
+                else "no checkpoint had been written yet"
+            )
+            raise TrainingDiverged(
+                f"Training diverged: the loss became non-finite before step {p.step}; stopped, and {kept}. "
+                f"Try a lower --lr (now {config.lr}) or a smaller clip norm."
+            )
+        self.log(
+            f"{self.task.name}: test {self.task.metric_names['accuracy']} {test['accuracy']:.4f}, "
+            f"{self.task.metric_names['exact_match']} {test['exact_match']:.4f} "
+            f"(best val step {p.best_step}, {test['examples']} test examples)"
+        )
+        return summary
+
 
 def prepare_training(
-    config: RunConfig, task: Task, model: FrozenPretrainedTransformer, accelerator: Accelerator
+    config: RunConfig,
+    task: Task,
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    source: torch.nn.Module | None = None,
 ) -> Trainer:
-    """Place `model` on this process's device, wrap it for data parallelism, and make the optimizer."""
+    """Place `model` on this process's device, wrap it for data parallelism, and make the optimizer.
+
+    `source`: the whole model when `model` is only its head on cached features (see `train`)."""
     plan = plan_batches(config.batch_size, accelerator.num_processes, config.grad_accum, config.micro_batch_size)
     precision = Precision.create(config.precision, accelerator.device)
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -175,7 +374,20 @@ def prepare_training(
     if config.compile:
         wrapped = torch.compile(wrapped)
     optimizer = torch.optim.Adam(trained, lr=config.lr)
-    return Trainer(accelerator, wrapped, model, optimizer, task, plan, precision, config.clip_norm, trained)
+    return Trainer(
+        accelerator,
+        wrapped,
+        model,
+        optimizer,
+        task,
+        plan,
+        precision,
+        config.clip_norm,
+        trained,
+        config,
+        source or model,
+        loss_sum=torch.zeros((), device=accelerator.device),
+    )
 
 
 def training_step(trainer: Trainer, batch: Batch) -> torch.Tensor:
@@ -199,161 +411,8 @@ def training_step(trainer: Trainer, batch: Batch) -> torch.Tensor:
     return total
 
 
-@dataclass
-class Progress:
-    """Loop counters a resumable checkpoint restores, besides parameters, optimizer and RNG."""
-
-    step: int = 0
-    best_step: int = 0
-    best_accuracy: float = -1.0
-    steps_to_100: int | None = None
-    loss_steps: int = 0  # steps summed in the running loss since the last evaluation
-
-    def to_dict(self) -> dict:
-        return dict(vars(self))
-
-
-class StopRequests:
-    """The first SIGINT/SIGTERM asks training to checkpoint and stop; a second one stops at once."""
-
-    def __init__(self, accelerator: Accelerator):
-        self.accelerator, self.requested, self.previous = accelerator, False, {}
-
-    def __enter__(self) -> StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def agreed(self, step: int) -> bool:
-        """Whether all processes stop after `step` (they must agree, so several processes check together)."""
-        if self.accelerator.num_processes == 1:
-            return self.requested
-        if step % STOP_CHECK_EVERY:
-            return False
-        flag = torch.tensor(float(self.requested), device=self.accelerator.device)
-        return self.accelerator.reduce(flag, "sum").item() > 0
-
-
-def _rng_state() -> dict:
-    """This process's RNG states, as tensors and plain values (loadable with weights_only)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _seed(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def _resumed_config(config: RunConfig) -> dict:
-    return {k: v for k, v in config.to_dict().items() if k not in (*RESUME_OVERRIDABLE, "out")}
-
-
-def resume_config(run_dir: str | Path, **overrides) -> RunConfig:
-    """The config of the run in `run_dir`, with the few keys a resume may change (e.g. more steps)."""
-    fixed = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
-    if fixed:
-        raise FPTError(
-            f"--resume continues a run with the config it started with; {', '.join(fixed)} cannot change "
-            f"(only {', '.join(RESUME_OVERRIDABLE)} can). Start a new run to train with other settings."
-        )
-    record = read_run_record(run_dir)
-    return RunConfig.from_dict({**record.config, **overrides, "out": str(run_dir)}, source=f"{run_dir}/config.yaml")
-
-
-def _open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accelerator, log) -> dict:
-    """Check the newest checkpoint of `run_dir` against the model and config, load its parameters,
-    and return its training state. Refuses (FPTError) before anything is written."""
-    summary = read_summary(run_dir)
-    checkpoint = resolve(run_dir, "last")
-    state = read_training_state(checkpoint)
-    load_trained(model, run_dir, checkpoint.name)
-    if summary and summary.get("status") == "diverged":
-        raise FPTError(
-            f"{run_dir} diverged (see summary.json); resuming would repeat it exactly. Start a new run with a lower --lr."
-        )
-    if summary and summary.get("status") == "early-stopped":
-        raise FPTError(
-            f"{run_dir} stopped early on reaching target_accuracy at step {state['step']}; there is nothing to resume."
-        )
-    if summary and summary.get("status") == "finished" and state["step"] >= config.steps:
-        raise FPTError(
-            f"{run_dir} already finished at step {state['step']}; pass a larger --steps to train it further."
-        )
-    saved, now = state["config"], _resumed_config(config)
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if changed:
-        raise FPTError(
-            f"{run_dir}/config.yaml no longer matches checkpoint {checkpoint.name} (changed: {', '.join(changed)}); "
-            "resuming would not continue the same run. Restore config.yaml or start a new run."
-        )
-    if state["plan"]["processes"] != accelerator.num_processes:
-        log(
-            f"Note: checkpoint written by {state['plan']['processes']} process(es), resumed on "
-            f"{accelerator.num_processes}: the same batches are seen, but dropout streams differ, so the result "
-            "is not bit-identical to an uninterrupted run."
-        )
-    log(f"Resuming {run_dir} from {checkpoint.name} (step {state['step']})")
-    return state
-
-
-def _finish_trackers(accelerator: Accelerator) -> None:
-    """Close TensorBoard/W&B (Accelerator.end_training would also end the process group)."""
-    for tracker in accelerator.trackers:
-        tracker.finish()
-
-
-def _run_path(config: RunConfig, task: Task, state: PartialState) -> Path:
-    """The run directory, chosen once by the main process (its default name holds the time)."""
-    out = [config.out or str(default_run_dir(task.name, config.backbone, config.init, config.seed))]
-    if state.num_processes > 1:
-        broadcast_object_list(out)
-    return Path(out[0])
-
-
-def train(
-    config: RunConfig,
-    task: Task | None = None,
-    model: FrozenPretrainedTransformer | None = None,
-    progress: bool = True,
-    log=print,
-    resume: bool = False,
-) -> dict:
-    """Train per `config` and return the summary (also written to the run directory's summary.json).
-
-    `task` and `model` default to the ones `config` names; pass your own to train on your own data.
-    `resume=True` continues the run in `config.out` from its newest checkpoint (see `resume_config`).
-    With bf16/fp16 the model's frozen weight matrices are left stored in that precision.
-    """
-    started = time.time()
+def _placed(config: RunConfig, task: Task | None, resume: bool) -> tuple[RunConfig, Task, torch.device]:
+    """The task; a copy of `config` that records how to rebuild it and names the run directory; the device."""
     import_modules(config.imports)  # modules that register the user's tasks and backbones
     task = task or get_task(config.task, data_dir=config.data_dir, **config.task_options)
     device = resolve_device(config.device)
@@ -364,217 +423,88 @@ def train(
                 "cuda (or auto) and each process takes its own local GPU."
             )
         torch.cuda.set_device(device)
-    out = _run_path(config, task, PartialState(cpu=device.type == "cpu"))
-    config.out = str(out)
-    if not resume and (out / "config.yaml").exists():
+    state = PartialState(cpu=device.type == "cpu")
+    out = [config.out or str(default_run_dir(task.name, config.backbone, config.init, config.seed))]
+    if state.num_processes > 1:  # the main process names the run directory (its default name holds the time)
+        broadcast_object_list(out)
+    if not resume and (Path(out[0]) / "config.yaml").exists():
         raise FPTError(
-            f"{out} already holds a run; choose another --out so its results are not overwritten, "
-            f"or continue it with `fpt train --resume {out}`."
+            f"{out[0]} already holds a run; choose another --out so its results are not overwritten, "
+            f"or continue it with `fpt train --resume {out[0]}`."
         )
     # what rebuilds the task in a new process (fpt eval, --resume): in-memory data is saved in the run
-    config.task, config.task_options = task_record(task, out, write=PartialState().is_main_process)
-    config.imports = recorded_imports(config.imports, config.task)
-    accelerator = make_accelerator(config.device, config.log, out)
-    main = accelerator.is_main_process
-    log = log if main else (lambda *a: None)
-    _seed(config.seed)
-    model = model or build_model(config, task)
-    config.init = getattr(model.config, "init", config.init)  # a from: init as the model resolved it (absolute)
-    saved = _open_for_resume(out, config, model, accelerator, log) if resume else None
+    name, options = task_record(task, Path(out[0]), write=state.is_main_process)
+    imports = recorded_imports(config.imports, name)
+    return replace(config, task=name, task_options=options, imports=imports, out=out[0]), task, device
+
+
+def _prepare(config: RunConfig, task: Task, model, accelerator: Accelerator, log) -> Trainer:
+    """The Trainer; output-only runs on fixed data train the head on cached backbone features."""
+    precision = Precision.create(config.precision, accelerator.device)
     cached = (
-        cache_if_output_only(
-            model,
-            task,
-            config.eval_batch_size,
-            accelerator.device,
-            Precision.create(config.precision, accelerator.device),
-            log,
-        )
+        cache_if_output_only(model, task, config.eval_batch_size, accelerator.device, precision, log)
         if config.feature_cache
         else None
     )
-    step_model, step_task = cached or (model, task)  # output-only: the head trains on cached backbone features
-    trainer = prepare_training(config, step_task, step_model, accelerator)
-    plan, precision, run = trainer.plan, trainer.precision, RunDir(out)
-    layout = {**plan.to_dict(), "precision": precision.name}
-    accelerator.wait_for_everyone()  # every process has checked the run directory before it changes
-    if main and saved:
-        run.truncate_metrics(saved["step"])
-    elif main:
-        RunDir.create(out, {**config.to_dict(), "distributed": layout}, model.config_dict())
-    log(model.freeze_report())
-    log(f"Run directory: {out}")
-    log(
-        f"{plan.processes} process(es) on {accelerator.device} x {plan.accumulation} micro-batch(es) of "
-        f"{plan.micro_batch} = batch {plan.batch_size} per step; precision {precision.name}"
-    )
+    step_model, step_task = cached or (model, task)
+    return prepare_training(config, step_task, step_model, accelerator, source=model)
 
-    p = Progress()
-    loss_sum = torch.zeros((), device=accelerator.device)
-    best_params = {n: t.clone() for n, t in model.trained_state().items()}
-    if saved:
-        trainer.optimizer.load_state_dict(saved["optimizer"])
-        precision.load_state_dict(saved["precision"])
-        p = Progress(**saved["progress"])
-        ranks = saved["ranks"]
-        mine = ranks[accelerator.process_index] if len(ranks) == accelerator.num_processes else None
-        if mine:
-            _set_rng_state(mine["rng"])
-        else:
-            torch.manual_seed(process_seed(config.seed + p.step, accelerator.process_index))
-        loss_sum += (mine["loss_sum"] if mine else torch.stack([r["loss_sum"] for r in ranks]).mean()).to(
-            loss_sum.device
-        )
-        if p.best_step:
-            best_params = read_checkpoint(run.checkpoints / "best")[0]
-    else:
-        torch.manual_seed(process_seed(config.seed, accelerator.process_index))  # each process its own dropout
-    if config.log:
-        scalars = {
-            k: v if isinstance(v, (int, float, str, bool)) else str(v)
-            for k, v in {**config.to_dict(), **layout}.items()
-        }
-        accelerator.init_trackers(
-            "tensorboard" if config.log == "tensorboard" else "fpt",
-            scalars,
-            {"wandb": {"name": out.name, "dir": str(out)}},
-        )
-    counts = model.group_counts()
-    n_trained, n_total = sum(t.numel() for t in trainer.trained), sum(c for c, _ in counts.values())
-    checkpoint_every = config.checkpoint_every or config.eval_every
 
-    def save_resumable(step: int) -> None:
-        ranks = gather_object([{"rng": _rng_state(), "loss_sum": loss_sum.detach().cpu()}])
-        if main:
-            state = {
-                "optimizer": trainer.optimizer.state_dict(),
-                "precision": precision.state_dict(),
-                "progress": p.to_dict(),
-                "ranks": ranks,
-                "plan": plan.to_dict(),
-                "config": _resumed_config(config),
-            }
-            save_checkpoint(run.checkpoints / step_name(step), model, step, state=state)
-            prune(run.checkpoints, config.keep_checkpoints)
+def train(
+    config: RunConfig,
+    task: Task | None = None,
+    model: torch.nn.Module | None = None,
+    progress: bool = True,
+    log: Callable[..., None] = print,
+    resume: bool = False,
+    stop: StopRequests | None = None,
+) -> dict:
+    """Train per `config` and return the summary (also written to the run directory's summary.json).
 
-    stream = step_task.train_batches(config.batch_size, config.seed)
-    for _ in range(p.step):  # replay the stream to where the checkpoint left it
+    `task` and `model` default to the ones `config` names; pass your own to train on your own data
+    (the model ends holding its best-on-validation trained parameters; with bf16/fp16 its frozen
+    matrices are stored in that precision). `config` itself is not changed. `resume=True` continues
+    the run in `config.out` from its newest checkpoint (see `resume_config`). `stop`: pass
+    `StopRequests.installed()` to turn Ctrl-C/SIGTERM into a checkpoint and `TrainingInterrupted`.
+    """
+    started = time.time()
+    config, task, device = _placed(config, task, resume)
+    accelerator = make_accelerator(config.device, config.log, config.out)
+    log = log if accelerator.is_main_process else (lambda *a: None)
+    seed_everything(config.seed)
+    model = model or build_model(config, task)
+    config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
+    saved = open_for_resume(Path(config.out), config, model, accelerator, log) if resume else None
+    trainer = _prepare(config, task, model, accelerator, log)
+    trainer.begin(Path(config.out), started, log, saved["step"] if saved else None)
+    trainer.restore(saved)
+    stream = trainer.task.train_batches(config.batch_size, config.seed)
+    for _ in range(trainer.progress.step):  # replay the stream to where the checkpoint left it
         next(stream)
-    status, resumed_from = "finished", p.step if saved else None
-    window_start, window_samples = time.time(), 0
+    stop, status = stop or StopRequests(), "finished"
+    checkpoint_every = config.checkpoint_every or config.eval_every
+    show = progress and accelerator.is_main_process
     bar = tqdm(
-        initial=p.step,
+        initial=trainer.progress.step,
         total=config.steps,
-        disable=not (progress and main),
+        disable=not show,
         desc=f"{task.name} {config.init}",
         file=sys.stderr,
     )
-    with StopRequests(accelerator) as stop:
-        for step in range(p.step + 1, config.steps + 1):
-            loss_sum += training_step(trainer, next(stream))
-            p.step, p.loss_steps = step, p.loss_steps + 1
-            window_samples += config.batch_size
-            bar.update()
-            if step % config.eval_every == 0 or step == config.steps:
-                train_loss = accelerator.reduce(loss_sum, "mean").item() / p.loss_steps  # host sync: evaluations only
-                if not math.isfinite(train_loss):
-                    status = "diverged"
-                    break
-                samples_per_s = window_samples / max(time.time() - window_start, 1e-9)
-                val = evaluate(
-                    step_model, step_task, "val", config.eval_batch_size, accelerator.device, accelerator, precision
-                )
-                record = {
-                    "step": step,
-                    "train_loss": train_loss,
-                    "val_accuracy": val["accuracy"],
-                    "val_exact_match": val["exact_match"],
-                    "elapsed_s": round(time.time() - started, 3),
-                    "samples_per_s": round(samples_per_s, 2),
-                }
-                if main:
-                    run.append_metrics(record)
-                accelerator.log(record, step=step)
-                bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val['accuracy']:.4f}")
-                if val["accuracy"] > p.best_accuracy:
-                    p.best_step, p.best_accuracy = step, val["accuracy"]
-                    best_params = {n: t.clone() for n, t in model.trained_state().items()}
-                    if main:
-                        save_checkpoint(run.checkpoints / "best", model, step, extra={"val": val})
-                if p.steps_to_100 is None and val["accuracy"] >= 1.0:
-                    p.steps_to_100 = step
-                loss_sum.zero_()
-                p.loss_steps, window_start, window_samples = 0, time.time(), 0
-                if config.target_accuracy is not None and val["accuracy"] >= config.target_accuracy:
-                    status = "early-stopped"
-            interrupted = stop.agreed(step)
-            if interrupted or status == "early-stopped" or step == config.steps or step % checkpoint_every == 0:
-                save_resumable(step)
-            if interrupted:
-                status = "interrupted"
-            if status != "finished":
+    for step in range(trainer.progress.step + 1, config.steps + 1):
+        trainer.step(next(stream))
+        bar.update()
+        if step % config.eval_every == 0 or step == config.steps:
+            status, record = trainer.validate()
+            if record:
+                bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{record['val_accuracy']:.4f}")
+            if status == "diverged":
                 break
+        interrupted = stop.agreed(step, accelerator)
+        if interrupted or status == "early-stopped" or step == config.steps or step % checkpoint_every == 0:
+            trainer.save()
+        status = "interrupted" if interrupted else status
+        if status != "finished":
+            break
     bar.close()
-
-    summary = {
-        "task": task.name,
-        "backbone": config.backbone,
-        "init": config.init,
-        "init_fingerprint": getattr(model.config, "init_fingerprint", None),
-        "train": config.train,
-        "seed": config.seed,
-        "steps": p.step,
-        "status": status,
-        "best_step": p.best_step,
-        "best_val_accuracy": p.best_accuracy if p.best_step else None,
-        "steps_to_100": p.steps_to_100,
-        "trainable_params": n_trained,
-        "total_params": n_total,
-        "metric_names": task.metric_names,
-        **layout,
-        "resumed_from_step": resumed_from,
-    }
-    if status in ("diverged", "interrupted"):
-        summary["wall_seconds"] = round(time.time() - started, 2)
-        summary["test_accuracy"] = None
-        if main:
-            run.write_summary(summary)
-        _finish_trackers(accelerator)
-        if status == "interrupted":
-            raise TrainingInterrupted(
-                f"Interrupted at step {p.step} of {config.steps}; a checkpoint was saved in "
-                f"{run.checkpoints / step_name(p.step)}. Continue with `fpt train --resume {out}`."
-            )
-        kept = (
-            f"the last good checkpoint (step {p.best_step}) is kept in {run.checkpoints}"
-            if p.best_step
-            else "no checkpoint had been written yet"
-        )
-        raise TrainingDiverged(
-            f"Training diverged: the loss became non-finite before step {p.step}; stopped, and {kept}. "
-            f"Try a lower --lr (now {config.lr}) or a smaller clip norm."
-        )
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in best_params:
-                param.copy_(best_params[name])
-    test = evaluate(step_model, step_task, "test", config.eval_batch_size, accelerator.device, accelerator, precision)
-    summary.update(
-        {
-            "test_split": getattr(task, "split_sources", {}).get("test", "test"),
-            "val_split": getattr(task, "split_sources", {}).get("val", "val"),
-            "test_examples": test["examples"],
-            "test_accuracy": test["accuracy"],
-            "test_exact_match": test["exact_match"],
-            "wall_seconds": round(time.time() - started, 2),
-        }
-    )
-    if main:
-        run.write_summary(summary)
-    _finish_trackers(accelerator)
-    log(
-        f"{task.name}: test {task.metric_names['accuracy']} {test['accuracy']:.4f}, "
-        f"{task.metric_names['exact_match']} {test['exact_match']:.4f} "
-        f"(best val step {p.best_step}, {test['examples']} test examples)"
-    )
-    return summary
+    return trainer.finish(status)

@@ -1,0 +1,106 @@
+"""What a resumable checkpoint holds beyond parameters (RNG states, loop counters, the config it
+was written under) and the checks that a resume continues the same run.
+
+A resume must be exact: every RNG a training step draws from is saved per process and restored,
+and a resume whose config, backbone or status says it would not continue the same run is refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from fpt.errors import FPTError
+from fpt.runs.checkpoint import load_trained, read_training_state, resolve
+from fpt.runs.record import read_run_record, read_summary
+from fpt.training.config import RunConfig
+
+# Config keys that may differ when a run is resumed: where and how it runs, not what it computes.
+RESUME_OVERRIDABLE = ("steps", "device", "log", "checkpoint_every", "keep_checkpoints", "data_dir", "compile")
+
+
+def rng_state() -> dict:
+    """This process's RNG states, as tensors and plain values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def resumed_config(config: RunConfig) -> dict:
+    """The config keys a resumed run must share with its checkpoint."""
+    return {k: v for k, v in config.to_dict().items() if k not in (*RESUME_OVERRIDABLE, "out")}
+
+
+def resume_config(run_dir: str | Path, **overrides) -> RunConfig:
+    """The config of the run in `run_dir`, with the few keys a resume may change (e.g. more steps)."""
+    fixed = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
+    if fixed:
+        raise FPTError(
+            f"--resume continues a run with the config it started with; {', '.join(fixed)} cannot change "
+            f"(only {', '.join(RESUME_OVERRIDABLE)} can). Start a new run to train with other settings."
+        )
+    record = read_run_record(run_dir)
+    return RunConfig.from_dict({**record.config, **overrides, "out": str(run_dir)}, source=f"{run_dir}/config.yaml")
+
+
+def open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accelerator, log) -> dict:
+    """Check the newest checkpoint of `run_dir` against the model and config, load its parameters,
+    and return its training state. Refuses (FPTError) before anything is written."""
+    summary = read_summary(run_dir)
+    checkpoint = resolve(run_dir, "last")
+    state = read_training_state(checkpoint)
+    load_trained(model, run_dir, checkpoint.name)
+    if summary and summary.get("status") == "diverged":
+        raise FPTError(
+            f"{run_dir} diverged (see summary.json); resuming would repeat it exactly. Start a new run with a lower --lr."
+        )
+    if summary and summary.get("status") == "early-stopped":
+        raise FPTError(
+            f"{run_dir} stopped early on reaching target_accuracy at step {state['step']}; there is nothing to resume."
+        )
+    if summary and summary.get("status") == "finished" and state["step"] >= config.steps:
+        raise FPTError(
+            f"{run_dir} already finished at step {state['step']}; pass a larger --steps to train it further."
+        )
+    saved, now = state["config"], resumed_config(config)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        raise FPTError(
+            f"{run_dir}/config.yaml no longer matches checkpoint {checkpoint.name} (changed: {', '.join(changed)}); "
+            "resuming would not continue the same run. Restore config.yaml or start a new run."
+        )
+    if state["plan"]["processes"] != accelerator.num_processes:
+        log(
+            f"Note: checkpoint written by {state['plan']['processes']} process(es), resumed on "
+            f"{accelerator.num_processes}: the same batches are seen, but dropout streams differ, so the result "
+            "is not bit-identical to an uninterrupted run."
+        )
+    log(f"Resuming {run_dir} from {checkpoint.name} (step {state['step']})")
+    return state
