@@ -1,0 +1,44 @@
+"""Training steps/s and peak memory of `gemma3-270m` beside `minilm` and random-init `gpt2`, one run.
+
+Uses `fpt bench`'s machinery (fpt.bench.run_bench) on three Bit XOR cases with the default training
+path (what `fpt train` runs: bf16 autocast on a CPU with native bf16), no reference path; peak memory
+is each case's own child process (VmHWM: Python, torch and the model included).
+
+    python benchmarks/gemma_speed.py [--steps 10] [--rounds 2] [--record]
+
+--record writes benchmarks/results/gemma3_270m_speed.{json,txt}.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fpt import bench
+
+RESULTS = Path(__file__).parent / "results"
+CASES = {
+    case.name: case
+    for case in (
+        bench.BenchCase("minilm-bit-xor", "bit-xor", "minilm", eval_examples=256),
+        bench.BenchCase("gpt2-random-bit-xor", "bit-xor", "gpt2", "random", eval_examples=256),
+        bench.BenchCase("gemma3-270m-bit-xor", "bit-xor", "gemma3-270m", eval_examples=256),
+    )
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    settings = bench.BenchSettings(steps=args.steps, rounds=args.rounds, reference="off")
+    document = bench.run_bench(list(CASES), settings, cases=CASES)
+    print(bench.table(document))
+    if args.record:
+        bench.write(document, RESULTS / "gemma3_270m_speed.json")
+
+
+if __name__ == "__main__":
+    main()
