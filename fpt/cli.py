@@ -53,8 +53,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--attn-implementation", help="sdpa (default) or eager")
     p.add_argument(
         "--architecture",
-        choices=["transformer", "lstm"],
-        help="transformer (default, the FPT) or lstm (the paper's 3-layer layer-norm LSTM baseline; needs --init random)",
+        choices=["transformer", "lstm", "lstm-paper"],
+        help="transformer (default, the FPT), lstm (a strong 3-layer layer-norm LSTM) or lstm-paper (the authors' "
+        "layer-norm LSTM cell, the paper's LSTM row); the LSTMs need --init random and train everything by default",
     )
     p.add_argument(
         "--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)"

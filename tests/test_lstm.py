@@ -77,3 +77,86 @@ def test_lstm_run_reloads_and_needs_random_init(tmp_path):
             RunConfig(task="bit-xor", task_options=options, architecture="lstm", steps=1, out=str(tmp_path / "x")),
             **QUIET,
         )
+
+
+def _official_cell_step(layer, x, h, c):
+    """The authors' layer-norm LSTM step, written out from their equations (not from our module):
+    LN(v) = a * (v - mean) / sqrt(var_unbiased + 1e-6) + b on the i2h and h2h pre-activations and on
+    the new cell; gates i, f, o (sigmoid) then g (tanh); the normalised cell is carried."""
+
+    def ln(v, norm):
+        return norm.weight * (v - v.mean(1, keepdim=True)) / torch.sqrt(v.var(1, keepdim=True) + 1e-6) + norm.bias
+
+    n = layer.hidden
+    i2h = x @ layer.input_gates.weight.T + layer.input_gates.bias
+    h2h = h @ layer.recurrent_gates.weight.T + layer.recurrent_gates.bias
+    pre = ln(i2h, layer.input_norm) + ln(h2h, layer.recurrent_norm)
+    i, f, o = (pre[:, k * n : (k + 1) * n].sigmoid() for k in range(3))
+    g = pre[:, 3 * n :].tanh()
+    c = ln(f * c + i * g, layer.cell_norm)
+    return o * c.tanh(), c
+
+
+def test_paper_cell_matches_the_official_equations_on_a_tiny_input():
+    from fpt.model.lstm import PaperLayerNormLSTMLayer
+
+    torch.manual_seed(0)
+    layer = PaperLayerNormLSTMLayer(width=3, hidden=4, dropout=0.0)
+    x, h0, c0 = torch.randn(2, 5, 3), torch.randn(2, 4), torch.randn(2, 4)
+    with torch.no_grad():
+        got = layer(x, (h0, c0))
+        h, c, reference = h0, c0, []
+        for t in range(5):
+            h, c = _official_cell_step(layer, x[:, t], h, c)
+            reference.append(h)
+        assert torch.allclose(got, torch.stack(reference, 1), atol=1e-6)
+        assert not torch.allclose(got, layer(x, (h0, -c0)))  # the given initial state is the one used
+
+
+def test_paper_cell_init_state_and_dropout():
+    from fpt.model.lstm import PaperLayerNorm, PaperLayerNormLSTMLayer
+
+    layer = PaperLayerNormLSTMLayer(width=8, hidden=16, dropout=0.5)
+    for norm, size in ((layer.input_norm, 64), (layer.recurrent_norm, 64), (layer.cell_norm, 16)):
+        assert isinstance(norm, PaperLayerNorm)
+        for param in (norm.weight, norm.bias):  # near zero, not gain 1 / bias 0
+            assert param.abs().max() <= size**-0.5 and param.abs().max() > 0.5 * size**-0.5
+    for param in layer.input_gates.parameters():
+        assert param.abs().max() <= 16**-0.5
+    layer.eval()  # no dropout, yet h0/c0 are drawn afresh on every forward, as in the authors' code
+    x = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        assert not torch.allclose(layer(x), layer(x))
+        torch.manual_seed(5)
+        a = layer(x)
+        torch.manual_seed(5)
+        assert torch.equal(a, layer(x))  # drawn from torch's seeded generator: runs stay reproducible
+        layer.train()
+        dropped = layer(x)
+    assert (dropped == 0).float().mean() > 0.3  # dropout on h_t, every step
+
+
+def test_lstm_paper_is_its_own_architecture_and_reloads(tmp_path):
+    model = small(architecture="lstm-paper")
+    assert "lstm-paper" in model.freeze_report() and model.fingerprint["backbone"] == "lstm-paper"
+    assert small().fingerprint["backbone"] == "lstm"
+    with pytest.raises(FPTError, match="Unknown LSTM architecture"):
+        small(architecture="gru")
+    options = {"n_bits": 2, "val_size": 32, "test_size": 32}
+    config = RunConfig(
+        task="bit-xor",
+        task_options=options,
+        architecture="lstm-paper",
+        init="random",
+        train="all",
+        layers=1,
+        steps=2,
+        eval_every=2,
+        batch_size=4,
+        precision="fp32",
+        out=str(tmp_path / "paper"),
+    )
+    summary = train(config, **QUIET)
+    assert summary["trainable_params"] == summary["total_params"]
+    model = load_run_model(tmp_path / "paper")
+    assert isinstance(model, LSTMBaseline) and model.config.architecture == "lstm-paper"

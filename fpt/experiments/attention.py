@@ -28,7 +28,7 @@ from fpt.tasks import get_task
 def load_for_attention(run_dir: str | Path, which: str = "best"):
     """The run's model with eager attention and its trained parameters, and its task."""
     record = read_run_record(run_dir)
-    if record.architecture == "lstm":
+    if record.architecture.startswith("lstm"):
         raise FPTError(f"{run_dir} trained the LSTM baseline, which has no attention; pass a transformer run.")
     model = FrozenPretrainedTransformer(replace(FPTConfig.from_dict(record.model), attn_implementation="eager"))
     load_trained(model, Path(run_dir), which)

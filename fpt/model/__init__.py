@@ -8,7 +8,7 @@ from fpt.runs import read_run_record
 
 def load_run_model(run_dir, which: str = "best") -> FrozenPretrainedTransformer | LSTMBaseline:
     """Rebuild a finished run's model, whichever architecture it trained."""
-    lstm = read_run_record(run_dir).architecture == "lstm"
+    lstm = read_run_record(run_dir).architecture.startswith("lstm")
     return (LSTMBaseline if lstm else FrozenPretrainedTransformer).from_run(run_dir, which)
 
 

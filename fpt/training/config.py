@@ -45,7 +45,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     attn_implementation: str = "sdpa"
     data_dir: str | None = None  # data root for file-backed tasks; default $FPT_DATA, else ~/.cache/fpt (fpt.data)
-    architecture: str = "transformer"  # transformer (the FPT) | lstm (the paper's layer-norm LSTM baseline)
+    architecture: str = "transformer"  # transformer (the FPT) | lstm (strong LN-LSTM) | lstm-paper (the authors' cell)
     layers: int | None = None  # transformer: keep the first N blocks; lstm: depth (default 3)
     precision: str = (
         "auto"  # fp32 | bf16 | fp16 | auto (bf16 where the GPU or CPU has native bf16, else fp16 on GPU, fp32 on CPU)
@@ -80,8 +80,10 @@ class RunConfig:
             problems.append(f"dropout must be in [0, 1) (got {short(repr(self.dropout))})")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             problems.append(f"target_accuracy must be in (0, 1] (got {short(repr(self.target_accuracy))})")
-        if self.architecture not in ("transformer", "lstm"):
-            problems.append(f"architecture must be transformer or lstm (got {short(repr(self.architecture))})")
+        if self.architecture not in ("transformer", "lstm", "lstm-paper"):
+            problems.append(
+                f"architecture must be transformer, lstm or lstm-paper (got {short(repr(self.architecture))})"
+            )
         if self.layers is not None and (not isinstance(self.layers, int) or self.layers < 1):
             problems.append(f"layers must be a positive integer (got {short(repr(self.layers))})")
         if not isinstance(self.task_options, dict):

@@ -64,7 +64,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | LSTMBaseline:
-    if config.architecture == "lstm":
+    if config.architecture != "transformer":
         if config.init != "random":
             raise FPTError(f"The LSTM baseline has no pretrained weights (init {config.init!r}); pass --init random.")
         return LSTMBaseline(
@@ -74,6 +74,7 @@ def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | 
                 train=config.train,
                 init_seed=config.seed,
                 dropout=config.dropout,
+                architecture=config.architecture,
             )
         )
     return FrozenPretrainedTransformer(
