@@ -1,8 +1,10 @@
 """The paper's central effect, live: a frozen language-pretrained transformer learns Bit XOR, the
 same architecture with random weights does not (at the same budget).
 
-Runs exactly `fpt train --task bit-xor --backbone minilm --init {pretrained,random} --steps 600
---seed 0` (in-process) and prints both results side by side. `make demo` runs this script.
+Runs exactly `fpt train --task bit-xor --task-option encoding=pm1 --backbone minilm --init
+{pretrained,random} --steps 600 --seed 0` (in-process) and prints both results side by side. `make demo`
+runs this script. The inputs are pinned to +-1 bits (`encoding=pm1`), the encoding the recorded result
+was made with; the task's default is now the authors' 0/1.
 
     python benchmarks/bit_xor_pretrained_vs_random.py [--steps 600] [--seed 0] [--record]
 
@@ -39,11 +41,13 @@ def main() -> None:
     summaries = {}
     for init in ("pretrained", "random"):
         command = (
-            f"fpt train --task bit-xor --backbone {args.backbone} --init {init} --steps {args.steps} --seed {args.seed}"
+            f"fpt train --task bit-xor --task-option encoding=pm1 --backbone {args.backbone} --init {init} "
+            f"--steps {args.steps} --seed {args.seed}"
         )
         print(f"\n$ {command}")
         config = RunConfig(
             task="bit-xor",
+            task_options={"encoding": "pm1"},
             backbone=args.backbone,
             init=init,
             steps=args.steps,

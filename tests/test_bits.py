@@ -8,13 +8,21 @@ import torch
 from fpt import FPTError, get_task
 
 
-def test_bit_xor_targets_are_the_xor_of_the_two_strings():
-    task = get_task("bit-xor")
+@pytest.mark.parametrize(("encoding", "values"), [(None, {0.0, 1.0}), ("01", {0.0, 1.0}), ("pm1", {-1.0, 1.0})])
+def test_bit_xor_targets_are_the_xor_of_the_two_strings(encoding, values):
+    task = get_task("bit-xor", **({"encoding": encoding} if encoding else {}))  # default 0/1, the authors' inputs
     assert (task.spec.max_length, task.spec.input_dim, task.spec.output_tokens) == (10, 1, 5)
+    assert task.options()["encoding"] == (encoding or "01")
     batch = next(task.train_batches(64, seed=0))
     bits = batch.inputs.reshape(64, 10)
-    assert set(bits.unique().tolist()) == {-1.0, 1.0}
+    assert set(bits.unique().tolist()) == values
     assert torch.equal(batch.targets.bool(), bits[:, :5] != bits[:, 5:])
+
+
+def test_bit_xor_encodings_draw_the_same_bits():
+    """The two encodings differ only in the input values: same stream, same targets."""
+    a, b = (next(get_task("bit-xor", encoding=e).train_batches(8, seed=3)) for e in ("01", "pm1"))
+    assert torch.equal(a.targets, b.targets) and torch.equal(a.inputs, (b.inputs > 0).float())
 
 
 def test_bit_memory_query_is_a_masked_copy_of_one_string():
@@ -54,3 +62,5 @@ def test_bad_sizes_and_options():
         get_task("bit-memory", n_bits=1000, bits_per_token=33)
     with pytest.raises(FPTError, match="unknown option"):
         get_task("bit-xor", width=3)
+    with pytest.raises(FPTError, match="encoding must be 01"):
+        get_task("bit-xor", encoding="+-1")

@@ -1,7 +1,8 @@
 """The paper's synthetic bit tasks, generated on the fly (no files, works offline).
 
-Bits are +-1 in the inputs (0 marks a masked bit) and 0/1 class ids in the targets. Validation and
-test sets are fixed: generated once with their own seeds, the same for every run and training seed.
+Bit Memory's input bits are +-1 (0 marks a masked bit); Bit XOR's are 0/1 by default, as in the authors'
+code (`encoding=pm1` gives +-1). Targets are 0/1 class ids. Validation and test sets are fixed:
+generated once with their own seeds, the same for every run and training seed.
 """
 
 from __future__ import annotations
@@ -107,23 +108,41 @@ class BitXOR(BitTask):
     name = "bit-xor"
     metric_names = {"accuracy": "bit accuracy", "exact_match": "string accuracy"}
 
-    def __init__(self, n_bits: int = 5, bits_per_token: int = 1, val_size: int = 1000, test_size: int = 1000):
+    ENCODINGS = ("01", "pm1")
+
+    def __init__(
+        self,
+        n_bits: int = 5,
+        bits_per_token: int = 1,
+        val_size: int = 1000,
+        test_size: int = 1000,
+        encoding: str = "01",
+    ):
         if n_bits % bits_per_token:
             raise FPTError(f"bit-xor: n_bits ({n_bits}) must be a multiple of bits_per_token ({bits_per_token}).")
+        if encoding not in self.ENCODINGS:
+            raise FPTError(
+                f"bit-xor: encoding must be 01 (input bits 0/1, the paper's) or pm1 (bits -1/+1), got {encoding!r}."
+            )
         super().__init__(bits_per_token, val_size, test_size)
-        self.n_bits = n_bits
+        self.n_bits, self.encoding = n_bits, encoding
         out_tokens = n_bits // bits_per_token
         self.spec = TaskSpec("continuous", bits_per_token, 2 * out_tokens, 2, out_tokens, bits_per_token)
 
     def options(self) -> dict:
         return dict(
-            n_bits=self.n_bits, bits_per_token=self.bits_per_token, val_size=self.val_size, test_size=self.test_size
+            n_bits=self.n_bits,
+            bits_per_token=self.bits_per_token,
+            val_size=self.val_size,
+            test_size=self.test_size,
+            encoding=self.encoding,
         )
 
     def sample(self, n, generator):
         a = _random_signs((n, self.n_bits), generator)
         b = _random_signs((n, self.n_bits), generator)
-        return torch.cat([a, b], dim=1), (a != b)
+        inputs = torch.cat([a, b], dim=1)
+        return (inputs > 0).float() if self.encoding == "01" else inputs, (a != b)
 
 
 _SIZES = {
@@ -149,7 +168,14 @@ BIT_MEMORY_OPTIONS = (
     ),
 )
 BIT_XOR_OPTIONS = (
-    {**_SIZES, "n_bits": {"min": 1, "help": "bits per string (two strings are XORed)"}},
+    {
+        **_SIZES,
+        "n_bits": {"min": 1, "help": "bits per string (two strings are XORed)"},
+        "encoding": {
+            "choices": BitXOR.ENCODINGS,
+            "help": 'input bits 0/1 (01, the authors\') or -1/+1 (pm1); in YAML files quote it: "01"',
+        },
+    },
     (
         divisible("n_bits", "bits_per_token"),
         fits_in_memory(
