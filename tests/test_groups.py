@@ -120,7 +120,9 @@ def test_long_sequences_extend_the_position_table(tiny_gpt2):
     old, new = short.backbone.wpe.weight, long.backbone.wpe.weight
     assert new.shape[0] == 150
     assert torch.equal(new[0], old[0]) and torch.allclose(new[-1], old[-1])
-    assert "interpolated to 150" in long.freeze_report()
+    assert short.position_table is None
+    assert long.position_table == {"interpolated_from": short.backbone.config.max_position_embeddings, "to": 150}
+    assert f"interpolated from {long.position_table['interpolated_from']} to 150" in long.freeze_report()
     assert long(torch.randn(2, 150, 3)).shape == (2, 2, 4)
     # Frozen weights other than the table are untouched by the rebuild.
     assert torch.equal(long.backbone.h[0].attn.c_attn.weight, short.backbone.h[0].attn.c_attn.weight)

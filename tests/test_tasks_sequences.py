@@ -43,6 +43,31 @@ def test_listops_shorter_max_length_is_explicit_and_reported(data_root, caplog):
     assert skipping.split_size("train") < 40 and skipping.split_size("test") == 10  # test is never cut short
 
 
+def test_listops_paper_tokenizer_drops_brackets_and_cuts_and_pads_to_512(data_root, tmp_path):
+    task = get_task("listops", data_dir=data_root, tokenizer="paper")
+    vocabulary = listops_data.paper_vocabulary(tmp_path / "listops" / "basic_train.tsv")
+    assert not any(c in word for word in vocabulary for c in "[]()")  # `[MAX` became `MAX`; brackets vanished
+    assert {"MAX", "MIN", "MED", "SM"} <= set(vocabulary) and set("0123456789") <= set(vocabulary)
+    assert task.spec.max_length == 512 and task.spec.input_dim == len(vocabulary) + 2
+    assert task.options()["tokenizer"] == "paper" and task.options()["max_length"] == 512
+    batch = next(task.eval_batches("test", 4))
+    assert batch.inputs.shape == (4, 512) and batch.mask.all()  # padded to 512, the padding read as input
+    first = (tmp_path / "listops" / "basic_test.tsv").read_text().splitlines()[1].split("\t")[0]
+    words = first.translate(str.maketrans("[]()", "    ")).split()  # e.g. `[MAX 2 9 ]` -> MAX 2 9
+    assert batch.inputs[0, : len(words)].tolist() == [vocabulary[w] for w in words]
+    assert (batch.inputs[0, len(words) :] == 0).all()
+
+
+def test_listops_paper_vocabulary_comes_from_the_first_training_examples(tmp_path):
+    path = tmp_path / "basic_train.tsv"
+    path.write_text("Source\tTarget\n[MAX 1 2 ]\t2\n[MIN 3 4 ]\t3\n")
+    assert listops_data.paper_vocabulary(path, examples=1) == {"1": 1, "2": 2, "MAX": 3}
+    read = listops_data.read_tsv(path, vocabulary={"1": 1, "2": 2, "MAX": 3})
+    assert read.tokens[1].tolist() == [4, 4, 4]  # MIN, 3 and 4 were not in the first example: unknown id
+    with pytest.raises(FPTError, match="tokenizer must be one of lra, paper"):
+        get_task("listops", data_dir=str(tmp_path), tokenizer="bpe")
+
+
 def test_homology_splits_and_options(data_root, caplog):
     task = get_task("remote-homology", data_dir=data_root, test_split="family")
     assert task.spec.num_classes == 1195 and task.split_sources["test"] == "remote_homology_test_family_holdout.lmdb"

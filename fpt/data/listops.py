@@ -6,11 +6,17 @@ included: `[MAX` opens an operator, `]` closes it. (LRA's and the FPT paper's to
 `[`, `]`, `(` and `)`, so where an argument list ends was lost and the task could not be solved as
 posed.) The parentheses only spell out the binary tree the generator built; they are implied by the
 brackets, so they are dropped by default and kept with `parentheses=True`.
+
+The paper's tokenizer is available too, for the cell that compares with its figure (`paper_vocabulary`,
+`read_tsv(..., vocabulary=...)`): words are runs of letters and digits, so `[ ] ( )` vanish and
+`[MAX` becomes `MAX`; the vocabulary comes from the first training examples only (the authors'
+loader stops after index 1000, 1,002 examples); unseen words share one out-of-vocabulary id.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +37,8 @@ _LOOKUP = np.full(256, 255, dtype=np.uint8)
 for _token, _id in {**{_SHORT.get(t, t): i for i, t in enumerate(VOCAB) if t != PAD}}.items():
     _LOOKUP[ord(_token)] = _id
 _PARENS = (VOCAB.index("("), VOCAB.index(")"))
+_WORD = re.compile(r"[A-Za-z0-9]+")
+PAPER_VOCAB_EXAMPLES = 1002  # the authors' loader reads training examples until index > 1000
 
 
 @dataclass
@@ -56,10 +64,21 @@ def tokenize(source: str, parentheses: bool = False) -> np.ndarray | None:
     return ids if parentheses else ids[(ids != _PARENS[0]) & (ids != _PARENS[1])]
 
 
-def read_tsv(path: str | Path, parentheses: bool = False) -> ListOpsSplit:
-    """Read one LRA ListOps TSV file; a malformed line is reported with its number."""
-    path = Path(path)
-    tokens, targets = [], []
+def paper_vocabulary(path: str | Path, examples: int = PAPER_VOCAB_EXAMPLES) -> dict[str, int]:
+    """The paper's vocabulary: the words of the first `examples` lines of a training file, ids from 1
+    (0 pads; len + 1 is the out-of-vocabulary id), in sorted order so that runs are reproducible."""
+    words: set[str] = set()
+    for index, (_, source, _) in enumerate(_lines(Path(path))):
+        if index >= examples:
+            break
+        words.update(_WORD.findall(source))
+    if len(words) > 253:  # ids are stored as uint8, with 0 (padding) and len + 1 (unknown) taken
+        raise FPTError(f"{path}: the first {examples} examples hold {len(words)} distinct words; ListOps has 16.")
+    return {word: i for i, word in enumerate(sorted(words), start=1)}
+
+
+def _lines(path: Path):
+    """(line number, expression, value) of each example line; a malformed line is an FPTError."""
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -77,14 +96,31 @@ def read_tsv(path: str | Path, parentheses: bool = False) -> ListOpsSplit:
                     f"{path}, line {number}: expected `expression<TAB>value` with a value 0-9, got "
                     f"{line.strip()[:80]!r}. Fix or remove the line (LRA files have a `Source<TAB>Target` header)."
                 )
-            ids = tokenize(fields[0], parentheses)
+            yield number, fields[0], int(fields[1])
+
+
+def read_tsv(path: str | Path, parentheses: bool = False, vocabulary: dict[str, int] | None = None) -> ListOpsSplit:
+    """Read one LRA ListOps TSV file; a malformed line is reported with its number.
+
+    With a `vocabulary` (see `paper_vocabulary`) lines are tokenised the paper's way instead.
+    """
+    path = Path(path)
+    tokens, targets = [], []
+    if vocabulary is not None:
+        unknown = len(vocabulary) + 1
+        for _, source, target in _lines(path):
+            tokens.append(np.array([vocabulary.get(w, unknown) for w in _WORD.findall(source)], dtype=np.uint8))
+            targets.append(target)
+    else:
+        for number, source, target in _lines(path):
+            ids = tokenize(source, parentheses)
             if ids is None or not len(ids):
                 raise FPTError(
                     f"{path}, line {number}: the expression holds a symbol outside the ListOps vocabulary "
                     f"({' '.join(t for t in VOCAB[1:])}); tokens must be separated by spaces."
                 )
             tokens.append(ids)
-            targets.append(int(fields[1]))
+            targets.append(target)
     if not tokens:
         raise FPTError(f"{path} holds no examples; expected LRA ListOps lines `expression<TAB>value`.")
     return ListOpsSplit(tokens, np.asarray(targets, dtype=np.int64))

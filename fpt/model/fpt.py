@@ -100,9 +100,13 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
         backbone = self._load_backbone(config)
         keep_first_layers(backbone.model, config.layers)
         self.backbone_name, self.backbone_source = backbone.name, backbone.source
+        rows = backbone.model.config.max_position_embeddings
         self.backbone = extend_positions(backbone.model, config.max_length)
-        self.positions_extended = (
-            self.backbone.config.max_position_embeddings if self.backbone is not backbone.model else None
+        # Recorded in summary.json: a stretched table makes a cell differ from one that cuts inputs.
+        self.position_table = (
+            {"interpolated_from": rows, "to": self.backbone.config.max_position_embeddings}
+            if self.backbone is not backbone.model
+            else None
         )
         hidden = self.backbone.get_input_embeddings().embedding_dim
         self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
@@ -255,8 +259,11 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
             )
         if self.config.layers is not None:
             lines.append(f"  note: only the first {self.config.layers} transformer blocks are kept")
-        if self.positions_extended:
-            lines.append(f"  note: the position table was interpolated to {self.positions_extended} positions")
+        if self.position_table:
+            lines.append(
+                f"  note: the position table was interpolated from {self.position_table['interpolated_from']} "
+                f"to {self.position_table['to']} positions"
+            )
         return "\n".join(lines)
 
     def adapter_targets(self) -> list[str]:

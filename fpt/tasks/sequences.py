@@ -77,6 +77,7 @@ class SequenceTask(TensorTask):
         overlong: str,
         options: dict,
         split_sources: dict[str, str],
+        fixed_length: bool = False,
     ):
         self.name, self._options, self.split_sources = name, options, split_sources
         kept, limit = fit_lengths(name, {s: tokens for s, (tokens, _) in splits.items()}, max_length, overlong)
@@ -84,6 +85,9 @@ class SequenceTask(TensorTask):
         for split, (tokens, labels) in splits.items():
             keep = kept[split]
             ids, lengths = pack([t for t, k in zip(tokens, keep, strict=False) if k], limit)
+            if fixed_length:  # every example padded to `limit`, the padding read as tokens (the paper's ListOps)
+                ids = torch.nn.functional.pad(ids, (0, limit - ids.shape[1]))
+                lengths = torch.full_like(lengths, limit)
             self.data[split] = (ids, torch.as_tensor(labels[keep]).long().reshape(-1, 1), None)
             self.lengths[split] = lengths
         self.spec = TaskSpec("discrete", vocab_size, limit, num_classes)
