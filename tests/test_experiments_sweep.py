@@ -69,10 +69,12 @@ def test_bad_grid_lists_every_problem_before_running(tmp_path):
     assert "6 problem(s)" in message and not (tmp_path / "sweep").exists()
 
 
-def _fake_run(path, val, test, curve):
+def _fake_run(path, val, test, curve, **extra):
     path.mkdir(parents=True)
     (path / "summary.json").write_text(
-        json.dumps({"status": "finished", "best_val_accuracy": val, "test_accuracy": test})
+        json.dumps(
+            {"status": "finished", "best_val_accuracy": val, "test_accuracy": test, "precision": "bf16", **extra}
+        )
     )
     (path / "metrics.jsonl").write_text(
         "".join(json.dumps({"step": 10 * (i + 1), "val_accuracy": v}) + "\n" for i, v in enumerate(curve))
@@ -115,7 +117,62 @@ def test_lr_is_chosen_on_validation_and_test_is_reported(tmp_path):
     assert cells["random"].lr == 1e-3 and cells["random"].paper == 100
     assert cells["pretrained"].steps_to_95 == [30, 30]
     markdown = results_markdown(grid, list(cells.values()))
-    assert "75.0 ± 7.1 (n=2)" in markdown and "| > 40 | 30 | > 1.33 |" in markdown  # random never reaches the target
+    assert "75.0 ± 7.1 (n=2, bf16)" in markdown and "| > 40 | 30 | > 1.33 |" in markdown  # random never reaches it
+
+
+def test_selection_seeds_choose_the_lr_and_the_other_seeds_run_only_there(tmp_path, monkeypatch):
+    """With selection_seeds: 1, seed 0 tries every lr; seeds 1-2 run only at the lr seed 0 chose."""
+    from fpt.experiments import sweep as sweep_module
+
+    grid = expand(
+        {"tasks": ["bit-xor"], "inits": ["pretrained"], "lrs": [1e-3, 1e-4], "seeds": [0, 1, 2], "selection_seeds": 1}
+    )
+    assert grid.selection_seeds == [0]
+    val = {1e-3: 0.7, 1e-4: 0.9}
+    launched = []
+
+    def fake_launch(run, out, threads):
+        launched.append((run.lr, run.seed))
+        # seed 1 at lr 1e-3 would score best on validation: it must never be run, nor change the choice
+        return {**_fake_run(out / run.key, val[run.lr], 0.5 + run.seed / 10, [0.5, val[run.lr]]), "key": run.key}
+
+    monkeypatch.setattr(sweep_module, "_launch", fake_launch)
+    records = sweep_module.run_grid(grid, tmp_path, log=lambda *a: None)
+    assert sorted(launched) == [(1e-4, 0), (1e-4, 1), (1e-4, 2), (1e-3, 0)]
+    assert [r["status"] for r in records].count("skipped") == 2
+    (cell,) = aggregate(grid, records)
+    assert cell.lr == 1e-4 and cell.test == pytest.approx([50.0, 60.0, 70.0]) and not cell.failed
+    assert "on seed(s) 0" in results_markdown(grid, [cell])
+    with pytest.raises(FPTError, match="selection_seeds must be a positive integer"):
+        expand({"tasks": ["bit-xor"], "selection_seeds": 0})
+
+
+def test_cells_reported_on_validation_and_marked(tmp_path):
+    """ListOps and homology figures in the paper are validation accuracy; cells say what differs."""
+    grid = expand(
+        {
+            "tasks": ["listops", "listops (paper tokenizer)"],
+            "task_settings": {"listops (paper tokenizer)": {"task": "listops", "task_options": {"tokenizer": "paper"}}},
+            "inits": ["pretrained"],
+            "lrs": [1e-3],
+            "paper_table": "init",
+        }
+    )
+    assert {r.config["task"] for r in grid.runs} == {"listops"}
+    assert {r.key.split("/")[0] for r in grid.runs} == {"listops", "listops__paper_tokenizer"}
+    table = {"interpolated_from": 512, "to": 2001}
+    records = [
+        {
+            **_fake_run(tmp_path / r.key, 0.40, 0.30, [0.4], position_table=table if r.task == "listops" else None),
+            "key": r.key,
+        }
+        for r in grid.runs
+    ]
+    cells = {c.task: c for c in aggregate(grid, records)}
+    assert all(c.paper == 38.4 and c.mean == pytest.approx(40.0) for c in cells.values())
+    markdown = results_markdown(grid, list(cells.values()))
+    assert "listops (val)" in markdown and "position table interpolated 512->2001" in markdown
+    assert markdown.count("position table interpolated") == 1  # only the column that stretched it
 
 
 def test_steps_to_fraction_of_final_validation_accuracy():

@@ -10,7 +10,11 @@ Budgets:
 - small: `minilm`, the paper's task sizes, a few thousand steps, three learning rates per
   condition chosen on validation (the later study's advice), 3 seeds.
 - paper: GPT-2 base (weights from the Hugging Face cache), the paper's task sizes, lr and roughly the
-  paper's step counts (its convergence table); needs a GPU and days.
+  paper's step counts (its convergence table), and the authors' settings where ours differ: fp32,
+  Bit Memory batch 4, CIFAR-10 LRA augmented, output-only runs through the backbone (dropout on),
+  ListOps also with the paper's tokenizer; needs a GPU and days.
+- cpu: what a shared 2-core CPU can run in about an hour and a quarter (see its note): Bit XOR at the
+  paper's size, Bit Memory shrunk, short runs, lr chosen on seed 0 from three, 3 seeds.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ SMOKE_TASK_OPTIONS = {
     "bit-xor": {"val_size": 500, "test_size": 1000},
     "bit-memory": {"n_bits": 30, "bits_per_token": 10, "val_size": 500, "test_size": 1000},
 }
+PAPER_TOKENIZER = {"listops (paper tokenizer)": {"task": "listops", "task_options": {"tokenizer": "paper"}}}
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,12 @@ class Budget:
     pretrain_steps: int | None = None  # Bit Memory pretraining (init experiment); default: the task's steps
     convergence_steps: int | None = None  # the convergence experiment needs runs long enough to converge
     note: str = ""
+    precision: str = "auto"
+    batch_sizes: dict[str, int] = field(default_factory=dict)  # per task, over batch_size
+    selection_seeds: int | None = None  # seeds that try every lr (the rest run at the chosen one); None: all
+    frozen_lstm: bool = True  # the main experiment's extra frozen-LSTM row
+    settings: dict = field(default_factory=dict)  # further RunConfig keys for every run
+    task_variants: dict[str, dict] = field(default_factory=dict)  # extra labelled columns, after their task
 
 
 BUDGETS = {
@@ -93,8 +104,17 @@ BUDGETS = {
         lrs=(1e-3,),
         lstm_lrs=(3e-4,),
         seeds=3,
+        precision="fp32",
+        batch_sizes={"bit-memory": 4},
+        task_options={"cifar10-lra": {"augment": True}},
+        settings={"feature_cache": False},
+        task_variants=PAPER_TOKENIZER,
         note="paper budget: GPT-2 base, the paper's task sizes, lr 1e-3 (1e-4 for remote homology, 3e-4 for the "
-        "LSTM) and step counts from the paper's convergence table.",
+        "LSTM) and step counts from the paper's convergence table; the authors' settings: fp32 (their numerics), "
+        "Bit Memory batch 4 (the one batch size their run script names; other tasks 16, their loader's default "
+        "GPU batch), CIFAR-10 LRA augmented as their loader does (LRA's own baseline did not augment), "
+        "output-only runs trained through the backbone with dropout on (no feature cache), ListOps also with "
+        "their tokenizer (brackets dropped, 512 tokens) in its own column.",
     ),
 }
 PRETRAIN_LR = 3e-4  # Bit Memory pretraining trains every parameter: a gentler lr than the FPT's 1e-3
@@ -116,27 +136,41 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
                     "paper_row": "full",
                 },
                 {
-                    "label": "LSTM, fully trained",
-                    "architecture": "lstm",
+                    "label": "LSTM (authors' cell), fully trained",
+                    "architecture": "lstm-paper",
                     "init": "random",
                     "train": "all",
                     "lrs": lstm_lrs,
                     "paper_row": "lstm",
                 },
                 {
-                    "label": "LSTM, frozen random",
+                    "label": "LSTM, strong cell (not the paper's), fully trained",
                     "architecture": "lstm",
+                    "init": "random",
+                    "train": "all",
+                    "lrs": lstm_lrs,
+                    "paper_row": "none",
+                },
+            ]
+            + [
+                {
+                    "label": "LSTM (authors' cell), frozen random",
+                    "architecture": "lstm-paper",
                     "init": "random",
                     "train": "fpt",
                     "lrs": lstm_lrs,
                     "paper_row": "none",
-                },
-            ],
+                }
+            ][: int(budget.frozen_lstm)],
         }
     if experiment == "init":
         conditions = [{"label": init, "init": init} for init in ("pretrained", "random", "stats")]
         conditions.append({"label": "bit-memory", "init": f"from:{pretrain_dir}"})
-        return {"paper_table": "init", "conditions": [{**c, "paper_row": c["label"]} for c in conditions]}
+        return {
+            "paper_table": "init",
+            "conditions": [{**c, "paper_row": c["label"]} for c in conditions],
+            "ratio": ["random", "pretrained"],  # the same runs give the convergence comparison
+        }
     if experiment == "ablation":
         return {
             "paper_table": "ablation",
@@ -204,27 +238,43 @@ def build(
         wanted = ["cifar10"] if experiment == "size" else list(TASKS)
         tasks = [t for t in wanted if t in task_names()]
         missing = [t for t in wanted if t not in tasks]
+        tasks = [v for t in tasks for v in (t, *(n for n, s in budget.task_variants.items() if s["task"] == t))]
+    variants = {**PAPER_TOKENIZER, **budget.task_variants}  # any budget runs a variant it is asked for
     seeds = seeds or budget.seeds
     transformer_lrs = list(lrs or budget.lrs)
     lstm_lrs = list(lrs or budget.lstm_lrs)
     out = Path(out)
 
-    def task_settings(task: str) -> dict:
+    def task_settings(column: str) -> dict:
+        variant = variants.get(column, {})
+        task = variant.get("task", column)
         steps = budget.steps.get(task, budget.steps["default"])
         settings = {
             "steps": budget.convergence_steps if experiment == "convergence" and budget.convergence_steps else steps
         }
-        if task in budget.task_options:
-            settings["task_options"] = dict(budget.task_options[task])
+        if task != column:
+            settings["task"] = task
+        options = {**budget.task_options.get(task, {}), **variant.get("task_options", {})}
+        if options:
+            settings["task_options"] = options
+        if task in budget.batch_sizes:
+            settings["batch_size"] = budget.batch_sizes[task]
         if task == "remote-homology" and not lrs and budget_name == "paper":
-            settings["lrs"] = [1e-4]  # the paper's lr for remote homology
+            settings["lrs"] = [1e-4]  # the paper's lr for remote homology (the LSTM rows keep their own 3e-4)
         return settings
 
     common = {
-        "settings": {"backbone": backbone, "batch_size": budget.batch_size, "eval_every": budget.eval_every},
+        "settings": {
+            "backbone": backbone,
+            "batch_size": budget.batch_size,
+            "eval_every": budget.eval_every,
+            "precision": budget.precision,
+            **budget.settings,
+        },
         "task_settings": {t: task_settings(t) for t in tasks},
         "seeds": list(range(seeds)),
         "lrs": transformer_lrs,
+        **({"selection_seeds": budget.selection_seeds} if budget.selection_seeds and seeds > 1 else {}),
     }
     stand_in = (
         ""
@@ -232,6 +282,13 @@ def build(
         else f"Backbone `{backbone}` stands in for the paper's GPT-2 (the paper's column is GPT-2's)."
     )
     notes = [n for n in (budget.note, stand_in) if n]
+    if "cifar10-lra" in tasks:
+        augmented = budget.task_options.get("cifar10-lra", {}).get("augment", False)
+        notes.append(
+            "cifar10-lra: augmented, as the authors' loader does (LRA's own baseline did not augment)."
+            if augmented
+            else "cifar10-lra: not augmented, LRA's baseline setting (the authors' loader augments; the paper budget does)."
+        )
     if missing:
         notes.append(f"Left out (no such task registered here): {', '.join(missing)}.")
 

@@ -10,13 +10,17 @@ rate with the best mean validation accuracy is chosen, and its seeds' test accur
 Grid keys:
   name, tasks, seeds, lrs
   settings: RunConfig keys shared by every run (steps, batch_size, eval_every, ...)
-  task_settings: {task: RunConfig keys for that task only (task_options, steps, ...), and lrs}
+  task_settings: {task: RunConfig keys for that task only (task_options, steps, ...), and lrs}; an
+      entry with its own `task` key makes its name a labelled variant of that task (a column of its
+      own), e.g. "listops (paper tokenizer)": {task: listops, task_options: {tokenizer: paper}}
   backbones, inits, train: product axes (used when `conditions` is absent)
   conditions: explicit list of {label, any RunConfig keys, lrs?, paper_row?}; crossed with
       `backbones` when a condition names none
   paper_table, paper_row: which table of fpt.experiments.paper fills the "paper" column;
       paper_row is a format string over the run settings, e.g. "{init}" (default) or "{train}"
   ratio: [numerator, denominator] condition labels for the convergence-ratio table
+  selection_seeds: N: only the first N seeds try every learning rate; the other seeds run only at the
+      lr chosen on those (per task and condition), which saves runs when compute is short
   notes: lines copied into results.md
 """
 
@@ -52,6 +56,7 @@ GRID_KEYS = {
     "paper_table",
     "paper_row",
     "ratio",
+    "selection_seeds",
     "notes",
 }
 
@@ -69,7 +74,7 @@ class Run:
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{_slug(self.condition)}/lr{self.lr:g}/s{self.seed}"
+        return f"{_slug(self.task)}/{_slug(self.condition)}/lr{self.lr:g}/s{self.seed}"
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Grid:
     paper_table: str | None = None
     ratio: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    selection_seeds: list[int] | None = None  # seeds that try every lr; the rest run at the chosen one
 
 
 def _slug(text: str) -> str:
@@ -125,6 +131,10 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
     for seed in seeds:
         if not isinstance(seed, int):
             problems.append(f"seed {seed!r} is not an integer")
+    n_select = grid.get("selection_seeds")
+    if n_select is not None and (not isinstance(n_select, int) or isinstance(n_select, bool) or n_select < 1):
+        problems.append(f"selection_seeds must be a positive integer (got {n_select!r})")
+        n_select = None
 
     conditions = []  # (label, settings, lrs, paper_row)
     if grid.get("conditions"):
@@ -161,7 +171,14 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
                     continue
                 lr = float(lr)
                 for seed in seeds:
-                    config = {**settings, **per_task, **cond, "task": task, "lr": lr, "seed": seed}
+                    config = {
+                        **settings,
+                        **per_task,
+                        **cond,
+                        "task": per_task.get("task", task),
+                        "lr": lr,
+                        "seed": seed,
+                    }
                     row_format = row or grid.get("paper_row", "{init}")
                     try:
                         paper_row = row_format.format(**{"init": "pretrained", "train": "fpt", **config})
@@ -180,6 +197,7 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
         paper_table=grid.get("paper_table"),
         ratio=grid.get("ratio"),
         notes=list(grid.get("notes") or []),
+        selection_seeds=list(seeds[:n_select]) if n_select else None,
     )
 
 
@@ -317,10 +335,13 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the caller's own cap (a shared machine) wins
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
+    select = grid.selection_seeds
+    stages = [grid.runs] if not select else [[r for r in grid.runs if r.seed in select], None]
     todo = [r for r in grid.runs if run_status(out / "runs" / r.key) is None]
     log(
         f"Sweep {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already finished, "
         f"{len(todo)} to run with {jobs} job(s) in {out}"
+        + (f" (all lrs on seed(s) {', '.join(map(str, select))}; the others at the chosen lr)" if select else "")
     )
     records: dict[str, dict] = {}
 
@@ -330,8 +351,20 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
         detail = record.get("error") or f"test {record['summary'].get('test_accuracy')}"
         log(f"  [{len(records)}/{len(grid.runs)}] {run.key}: {record['status']} ({detail})")
 
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        list(pool.map(one, grid.runs))
+    for stage in stages:
+        if stage is None:  # the other seeds, at the lr each (task, condition) chose on the selection seeds
+            from fpt.experiments.tables import chosen_lr
+
+            stage = []
+            for run in grid.runs:
+                if run.seed in select:
+                    continue
+                if run.lr == chosen_lr(grid, run.task, run.condition, records):
+                    stage.append(run)
+                else:
+                    records[run.key] = {"key": run.key, "status": "skipped", "error": "lr not chosen"}
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            list(pool.map(one, stage))
     return [records[r.key] for r in grid.runs]
 
 

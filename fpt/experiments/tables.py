@@ -1,7 +1,8 @@
 """Aggregate a sweep's runs into results.csv / results.md (mean +- std over seeds, beside the paper).
 
 Per (task, condition) the learning rate is chosen on validation (best mean `best_val_accuracy` over
-seeds); the reported figure is the test accuracy of that learning rate's seeds, in percent.
+seeds, or over the grid's selection seeds when it has them); the reported figure is the test accuracy
+of that learning rate's seeds, in percent.
 Convergence: steps until validation accuracy first reaches 95% of its final value (metrics.jsonl).
 """
 
@@ -14,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fpt.experiments.paper import NOTES, paper_value
+from fpt.experiments.paper import NOTES, REPORTED_ON_VAL, paper_value
 from fpt.experiments.plots import plot_curves
 from fpt.files import atomic_write
 from fpt.runs.record import read_metrics
@@ -45,18 +46,52 @@ class Cell:
     run_dirs: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "key: error" over every lr
     paper: float | None = None
+    base_task: str = ""  # the registered task (a column may be a variant, e.g. ListOps with the paper tokenizer)
+    precisions: list[str] = field(default_factory=list)  # each finished seed's autocast precision
+    marks: list[str] = field(default_factory=list)  # what makes the cell differ from the paper's (see aggregate)
+
+    @property
+    def on_val(self) -> bool:
+        """Whether the reported figure is validation accuracy (the paper's figure for this task is)."""
+        return (self.base_task or self.task) in REPORTED_ON_VAL
+
+    @property
+    def reported(self) -> list[float]:
+        return self.val if self.on_val else self.test
 
     @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.test) if self.test else None
+        return statistics.fmean(self.reported) if self.reported else None
 
     @property
     def std(self) -> float | None:
-        return statistics.stdev(self.test) if len(self.test) > 1 else None
+        return statistics.stdev(self.reported) if len(self.reported) > 1 else None
+
+    @property
+    def precision(self) -> str:
+        return "/".join(dict.fromkeys(self.precisions)) or "–"
 
 
 def _mean(values: list) -> float | None:
     return statistics.fmean(values) if values else None
+
+
+def _finished(record: dict | None) -> bool:
+    return record is not None and record.get("summary", {}).get("test_accuracy") is not None
+
+
+def chosen_lr(grid, task: str, condition: str, records: dict[str, dict] | list[dict]) -> float | None:
+    """The lr with the best mean validation accuracy over the finished runs of (task, condition),
+    counting only the grid's selection seeds when it has them; None when none finished."""
+    by_key = records if isinstance(records, dict) else {r["key"]: r for r in records}
+    select = getattr(grid, "selection_seeds", None)
+    scores: dict[float, list[float]] = {}
+    for run in grid.runs:
+        record = by_key.get(run.key)
+        if run.task == task and run.condition == condition and (not select or run.seed in select) and _finished(record):
+            scores.setdefault(run.lr, []).append(record["summary"]["best_val_accuracy"])
+    means = {lr: statistics.fmean(values) for lr, values in sorted(scores.items())}
+    return max(means, key=means.get) if means else None
 
 
 def aggregate(grid, records: list[dict]) -> list[Cell]:
@@ -68,38 +103,43 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
             if not runs:
                 continue
             lrs = sorted({r.lr for r in runs})
-            finished = {
-                lr: [
-                    by_key[r.key]
-                    for r in runs
-                    if r.lr == lr and by_key[r.key].get("summary", {}).get("test_accuracy") is not None
-                ]
-                for lr in lrs
-            }
-            scored = {
-                lr: _mean([rec["summary"]["best_val_accuracy"] for rec in recs])
-                for lr, recs in finished.items()
-                if recs
-            }
-            lr = max(scored, key=scored.get) if scored else None
+            lr = chosen_lr(grid, task, condition, by_key)
+            finished = {lr: [by_key[r.key] for r in runs if r.lr == lr and _finished(by_key[r.key])]}
             config = runs[0].config
-            backbone = "lstm" if config.get("architecture") == "lstm" else config.get("backbone", "minilm")
-            cell = Cell(
-                task, condition, backbone, lr, lrs, paper=paper_value(grid.paper_table, runs[0].paper_row, task)
-            )
+            architecture = config.get("architecture", "transformer")
+            backbone = architecture if architecture != "transformer" else config.get("backbone", "minilm")
+            base = config.get("task", task)
+            paper = paper_value(grid.paper_table, runs[0].paper_row, base)
+            cell = Cell(task, condition, backbone, lr, lrs, paper=paper, base_task=base)
             for rec in finished.get(lr, []):
-                cell.test.append(100 * rec["summary"]["test_accuracy"])
-                cell.val.append(100 * rec["summary"]["best_val_accuracy"])
+                summary = rec["summary"]
+                cell.test.append(100 * summary["test_accuracy"])
+                cell.val.append(100 * summary["best_val_accuracy"])
                 cell.run_dirs.append(rec["run_dir"])
+                cell.precisions.append(summary.get("precision", "?"))
+                for mark in _marks(summary):
+                    if mark not in cell.marks:
+                        cell.marks.append(mark)
                 steps = steps_to_fraction(read_metrics(rec["run_dir"]))
                 if steps is not None:
                     cell.steps_to_95.append(steps)
             for r in runs:
                 rec = by_key[r.key]
-                if rec["status"] == "failed" or rec.get("summary", {}).get("test_accuracy") is None:
+                if rec["status"] != "skipped" and not _finished(rec):
                     cell.failed.append(f"{r.key}: {rec.get('error') or rec['status']}")
             cells.append(cell)
     return cells
+
+
+def _marks(summary: dict) -> list[str]:
+    """What a run did that the paper's cell did not, as short labels for the table."""
+    marks = []
+    table = summary.get("position_table")
+    if table:
+        marks.append(f"position table interpolated {table['interpolated_from']}->{table['to']}")
+    if summary.get("features_cached"):
+        marks.append("cached features (backbone in eval mode: no dropout)")
+    return marks
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -125,6 +165,10 @@ def results_csv(cells: list[Cell]) -> str:
             "mean",
             "std",
             "paper",
+            "reported_split",
+            "precision",
+            "marks",
+            "test_mean",
             "val_mean",
             "steps_to_95_mean",
             "steps_to_95_std",
@@ -144,6 +188,10 @@ def results_csv(cells: list[Cell]) -> str:
                 _round(c.mean),
                 _round(c.std),
                 "" if c.paper is None else c.paper,
+                "val" if c.on_val else "test",
+                c.precision,
+                "; ".join(c.marks),
+                _round(_mean(c.test)),
                 _round(_mean(c.val)),
                 _round(_mean(c.steps_to_95)),
                 _round(statistics.stdev(c.steps_to_95) if len(c.steps_to_95) > 1 else None),
@@ -162,13 +210,30 @@ def results_markdown(grid, cells: list[Cell]) -> str:
     lines += [f"- {note}" for note in grid.notes]
     if grid.paper_table in NOTES:
         lines.append(f"- {NOTES[grid.paper_table]}")
+    selection = (
+        f"chosen on validation per condition on seed(s) {', '.join(map(str, grid.selection_seeds))} (the other seeds "
+        "ran at that lr only)"
+        if getattr(grid, "selection_seeds", None)
+        else "chosen on validation per condition"
+    )
     lines += [
-        "- Cells: test accuracy (%) on the full test split, mean ± sample std over seeds (n), at the learning rate "
-        "chosen on validation per condition; `paper` is the paper's figure for the same row.",
-        "",
+        f"- Cells: test accuracy (%) on the full test split, mean ± sample std over seeds (n), at the learning rate "
+        f"{selection}, and the autocast precision the runs trained and evaluated in; `paper` is the paper's figure "
+        "for the same row.",
     ]
     cell = {(c.task, c.condition): c for c in cells}
-    header = ["condition"] + [h for t in grid.tasks for h in (t, f"{t} paper")]
+    on_val = {t for t in grid.tasks if any(c.on_val for c in cells if c.task == t)}
+    if on_val:
+        lines.append(
+            f"- {', '.join(sorted(on_val))}: the paper's figure is on the validation split (ListOps: LRA's val; remote "
+            "homology: TAPE's `valid`), so the `(val)` column is the best validation accuracy (selected on that same "
+            "split, as the paper's), and the test column (remote homology: the fold/superfamily/family holdout the "
+            "run names) has no paper figure: the holdout figures the paper quotes are TAPE's (Rao et al. 2019)."
+        )
+    lines.append("")
+    header = ["condition"]
+    for t in grid.tasks:
+        header += [f"{t} (val)", f"{t} paper", f"{t} test"] if t in on_val else [t, f"{t} paper"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for condition in grid.conditions:
         row = [condition]
@@ -176,8 +241,13 @@ def results_markdown(grid, cells: list[Cell]) -> str:
             c = cell.get((task, condition))
             if c is None or not c.test:
                 row += ["failed" if c is not None and c.failed else "–", _fmt(c.paper if c else None)]
+                row += ["–"] if task in on_val else []
                 continue
-            row += [f"{_fmt(c.mean)} ± {_fmt(c.std)} (n={len(c.test)})", _fmt(c.paper)]
+            marks = "".join(f"; {m}" for m in c.marks)
+            row += [f"{_fmt(c.mean)} ± {_fmt(c.std)} (n={len(c.reported)}, {c.precision}{marks})", _fmt(c.paper)]
+            if task in on_val:
+                test_std = statistics.stdev(c.test) if len(c.test) > 1 else None
+                row.append(f"{_fmt(_mean(c.test))} ± {_fmt(test_std)}")
         lines.append("| " + " | ".join(row) + " |")
 
     lines += [
