@@ -424,7 +424,9 @@ def _experiment_parsers(sub) -> None:
         "beside each measured cell. Re-running the same command resumes.",
     )
     p.add_argument("experiment", help="main | init | ablation | size | convergence")
-    p.add_argument("--budget", default="smoke", help="smoke (minutes on a CPU) | small | paper")
+    p.add_argument(
+        "--budget", default="smoke", help="smoke (minutes on a CPU) | cpu (about 75 min, one core) | small | paper"
+    )
     p.add_argument("--tasks", help="comma-separated tasks (default: every task of the paper's table)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: 1 for smoke, 3 otherwise)")
     p.add_argument("--backbone", help="override the budget's backbone")

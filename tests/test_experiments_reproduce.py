@@ -39,10 +39,35 @@ def test_main_grid_compares_fpt_full_transformer_and_lstms():
     runs = {r.condition: r for r in expand(grid).runs}
     full = runs["full transformer, 3 layers"].config
     assert full["layers"] == 3 and full["train"] == "all" and full["init"] == "random"
-    lstm = runs["LSTM, fully trained"]
-    assert lstm.config["architecture"] == "lstm" and lstm.lr == 3e-4 and lstm.paper_row == "lstm"
-    assert runs["LSTM, frozen random"].config["train"] == "fpt"
+    lstm = runs["LSTM (authors' cell), fully trained"]  # the faithful cell sits in the paper's LSTM row
+    assert lstm.config["architecture"] == "lstm-paper" and lstm.lr == 3e-4 and lstm.paper_row == "lstm"
+    strong = runs["LSTM, strong cell (not the paper's), fully trained"]
+    assert strong.config["architecture"] == "lstm" and strong.paper_row == "none"
+    assert runs["LSTM (authors' cell), frozen random"].config["train"] == "fpt"
     assert runs["FPT (frozen pretrained)"].config["backbone"] == "gpt2"
+
+
+def test_paper_budget_uses_the_authors_settings():
+    _, grid = build("main", "paper", tasks=["bit-memory", "listops", "listops (paper tokenizer)", "cifar10-lra"])
+    runs = expand(grid).runs
+    assert all(r.config["precision"] == "fp32" and r.config["feature_cache"] is False for r in runs)
+    by_task = {r.task: r.config for r in runs}
+    assert by_task["bit-memory"]["batch_size"] == 4 and by_task["listops"]["batch_size"] == 16
+    assert by_task["cifar10-lra"]["task_options"] == {"augment": True}
+    paper_listops = by_task["listops (paper tokenizer)"]
+    assert paper_listops["task"] == "listops" and paper_listops["task_options"] == {"tokenizer": "paper"}
+    assert any("LRA's own baseline did not augment" in n for n in grid["notes"])
+    _, homology = build("main", "paper", tasks=["remote-homology"])
+    lrs = {r.condition: r.lr for r in expand(homology).runs}
+    assert lrs["FPT (frozen pretrained)"] == 1e-4 and lrs["LSTM (authors' cell), fully trained"] == 3e-4
+
+
+def test_cpu_budget_chooses_the_lr_on_seed_0(tmp_path):
+    _, grid = build("main", "cpu", tasks=["bit-xor"], out=tmp_path)
+    expanded = expand(grid)
+    assert expanded.selection_seeds == [0] and {r.seed for r in expanded.runs} == {0, 1, 2}
+    assert {r.lr for r in expanded.runs} == {1e-4, 3e-4, 1e-3}
+    assert "LSTM (authors' cell), frozen random" not in expanded.conditions
 
 
 def test_unknown_experiment_or_budget():
