@@ -127,10 +127,14 @@ def _parse_task_options(pairs: list[str]) -> dict:
 
 
 def _apply_task_defaults(config, given: set[str]) -> None:
-    """Use the task's recommended run settings (e.g. remote homology's lr 1e-4) where the user set none."""
+    """Use the task's recommended run settings (e.g. remote homology's lr 1e-4) where the user set none.
+
+    The presets are the transformer's: the LSTM baselines keep their own lr (3e-4, the paper's)."""
     from fpt.tasks import run_defaults
 
     for key, value in run_defaults(config.task).items():
+        if key == "lr" and config.architecture != "transformer":
+            continue
         if key not in given:
             setattr(config, key, value)
             print(

@@ -141,3 +141,14 @@ def test_random_and_stats_inits_are_seeded(tiny_gpt2):
     stats = weights("stats", 0)
     assert not torch.equal(stats, pretrained)
     assert abs(stats.std() - pretrained.std()) < 0.1 * pretrained.std()
+
+
+def test_summary_records_an_interpolated_position_table(tiny_gpt2, tmp_path):
+    from fpt.training import RunConfig, train
+
+    options = {"n_bits": 40, "val_size": 4, "test_size": 4}  # 80 tokens: more than the backbone's 64 positions
+    config = RunConfig(
+        task="bit-xor", task_options=options, backbone=tiny_gpt2, init="random", steps=1, out=str(tmp_path / "run")
+    )
+    summary = train(config, progress=False, log=lambda *a: None)
+    assert summary["position_table"] == {"interpolated_from": 64, "to": 80}

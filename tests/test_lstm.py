@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+import yaml
 
 from fpt import FPTError, RunConfig, evaluate, get_task, train
 from fpt.model import LSTMBaseline, LSTMConfig, load_run_model
@@ -160,3 +163,43 @@ def test_lstm_paper_is_its_own_architecture_and_reloads(tmp_path):
     assert summary["trainable_params"] == summary["total_params"]
     model = load_run_model(tmp_path / "paper")
     assert isinstance(model, LSTMBaseline) and model.config.architecture == "lstm-paper"
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "lstm-paper"])
+def test_lstm_without_train_trains_everything_from_the_cli(tmp_path, capsys, architecture):
+    """The LSTM baselines are fully trained unless --train says otherwise (the default is not `fpt`)."""
+    from fpt.cli import main
+
+    out = tmp_path / architecture
+    argv = ["train", "--task", "bit-xor", "--architecture", architecture, "--init", "random", "--steps", "1"]
+    small_run = ["--layers", "1", "--task-option", "val_size=8", "--task-option", "test_size=8", "--out", str(out)]
+    assert main(argv + small_run) == 0
+    report = capsys.readouterr().out
+    assert "recurrent" in report and "frozen" not in report and "(100.000%)" in report
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["trainable_params"] == summary["total_params"] and summary["train"] == "all"
+    assert summary["architecture"] == architecture and summary["task_options"]["encoding"] == "01"
+    assert summary["position_table"] is None and summary["features_cached"] is False
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == 3e-4  # the paper's LSTM lr
+
+
+def test_run_config_defaults_depend_on_the_architecture():
+    assert (RunConfig().train, RunConfig().lr) == ("fpt", 1e-3)
+    for architecture in ("lstm", "lstm-paper"):
+        config = RunConfig(architecture=architecture, init="random")
+        assert (config.train, config.lr) == ("all", 3e-4)
+    assert RunConfig(architecture="lstm", train="fpt", lr=1e-3).train == "fpt"  # explicit values are kept
+
+
+def test_task_lr_preset_is_the_transformers_only(capsys):
+    """Remote homology's lr preset (1e-4) must not override the LSTM's 3e-4; --lr still wins."""
+    from fpt.cli import _apply_task_defaults
+
+    lstm = RunConfig(task="remote-homology", architecture="lstm", init="random")
+    _apply_task_defaults(lstm, {"task", "architecture", "init"})
+    transformer = RunConfig(task="remote-homology")
+    _apply_task_defaults(transformer, {"task"})
+    assert lstm.lr == 3e-4 and transformer.lr == 1e-4
+    given = RunConfig(task="remote-homology", lr=5e-4)
+    _apply_task_defaults(given, {"task", "lr"})
+    assert given.lr == 5e-4

@@ -30,12 +30,13 @@ class RunConfig:
     task_options: dict = field(default_factory=dict)  # e.g. {n_bits: 5} (see the task's class)
     backbone: str = "minilm"
     init: str = "pretrained"  # pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR
-    train: str = "fpt"  # freeze policy: preset or trained groups (fpt.model.freeze)
+    # freeze policy: preset or trained groups (fpt.model.freeze); None: fpt for the transformer, all for the LSTMs
+    train: str = None  # type: ignore[assignment]  # never None after __post_init__
     dropout: float = 0.1
     steps: int = 1000  # optimizer steps
     batch_size: int = 16  # examples per optimizer step
     grad_accum: int = 1  # micro-batches the batch is split into (same result, less memory)
-    lr: float = 1e-3
+    lr: float = None  # type: ignore[assignment]  # None: 1e-3 for the transformer, 3e-4 for the LSTMs (the paper's)
     clip_norm: float = 1.0
     eval_every: int = 50
     eval_batch_size: int = 256
@@ -59,6 +60,11 @@ class RunConfig:
     imports: list = field(default_factory=list)  # modules imported first: tasks/backbones they register (fpt.plugins)
 
     def __post_init__(self) -> None:
+        lstm = self.architecture in ("lstm", "lstm-paper")  # the paper's LSTM baselines are trained fully
+        if self.train is None:
+            self.train = "all" if lstm else "fpt"
+        if self.lr is None:
+            self.lr = 3e-4 if lstm else 1e-3
         problems = self._type_problems()
         if problems:  # the checks below assume the right types
             raise FPTError("Invalid run config: " + "; ".join(problems) + ".")

@@ -289,6 +289,8 @@ class Trainer:
         counts = self.source.group_counts()
         summary = {
             "task": self.task.name,
+            "task_options": config.task_options,
+            "architecture": config.architecture,
             "backbone": config.backbone,
             "init": config.init,
             "init_fingerprint": getattr(self.source.config, "init_fingerprint", None),
@@ -302,6 +304,8 @@ class Trainer:
             "trainable_params": sum(t.numel() for t in self.trained),
             "total_params": sum(c for c, _ in counts.values()),
             "metric_names": self.task.metric_names,
+            "position_table": getattr(self.source, "position_table", None),  # {interpolated_from, to} when stretched
+            "features_cached": self.module is not self.source,  # output-only on cached features: no backbone dropout
             **self.layout,
             "resumed_from_step": self.resumed_from,
         }
