@@ -122,7 +122,10 @@ def _parse_task_options(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise FPTError(f"--task-option expects KEY=VALUE, got {pair!r}.")
-        options[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        # YAML reads a numeral with a leading zero as a number; here it names a choice (bit-xor encoding=01)
+        leading_zero = value.strip().startswith("0") and value.strip().isdigit() and len(value.strip()) > 1
+        options[key] = value.strip() if leading_zero else parsed
     return options
 
 

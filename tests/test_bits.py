@@ -64,3 +64,13 @@ def test_bad_sizes_and_options():
         get_task("bit-xor", width=3)
     with pytest.raises(FPTError, match="encoding must be"):
         get_task("bit-xor", encoding="+-1")
+
+
+def test_cli_reads_encoding_01_as_a_name_not_a_number():
+    from fpt.cli import _parse_task_options
+
+    assert _parse_task_options(["encoding=01", "n_bits=5", "val_size=0100"]) == {
+        "encoding": "01",
+        "n_bits": 5,
+        "val_size": "0100",
+    }
