@@ -67,7 +67,14 @@ def test_cpu_budget_chooses_the_lr_on_seed_0(tmp_path):
     expanded = expand(grid)
     assert expanded.selection_seeds == [0] and {r.seed for r in expanded.runs} == {0, 1, 2}
     assert {r.lr for r in expanded.runs} == {1e-4, 3e-4, 1e-3}
-    assert "LSTM (authors' cell), frozen random" not in expanded.conditions
+    assert expanded.conditions == [
+        "FPT (frozen pretrained)",
+        "full transformer, 3 layers",
+        "LSTM (authors' cell), fully trained",
+    ]
+    assert {r.lr for r in expanded.runs if r.config.get("architecture") == "lstm-paper"} == {3e-4}
+    pretrain, init = build("init", "cpu", tasks=["bit-xor"], out=tmp_path)
+    assert pretrain is None and [c["label"] for c in init["conditions"]] == ["pretrained", "random", "stats"]
 
 
 def test_unknown_experiment_or_budget():
