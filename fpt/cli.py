@@ -96,6 +96,19 @@ def _train_parser(sub) -> None:
         choices=["tensorboard", "wandb"],
         help="also log metrics to TensorBoard or W&B (package must be installed)",
     )
+    p.add_argument("--lora-rank", type=int, help="LoRA rank (--train lora, fpt+lora; default 8)")
+    p.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates scaled by alpha / rank (default 16)")
+    p.add_argument(
+        "--adapter-targets",
+        help="modules the adapter wraps, comma-separated, e.g. q_proj,v_proj (default: peft's per architecture)",
+    )
+    p.add_argument(
+        "--align",
+        choices=["mmd", "otdd"],
+        help="first fit the input layer so the data's embedded tokens match the backbone's embedded English text (ORCA)",
+    )
+    p.add_argument("--align-steps", type=int, help="alignment steps of 64 examples (default 100)")
+    p.add_argument("--align-lr", type=float, help="alignment learning rate (default 1e-3)")
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)"
     )
@@ -430,7 +443,7 @@ def _experiment_parsers(sub) -> None:
         description="Ready-made grids for the paper's experiments; the table puts the paper's figure "
         "beside each measured cell. Re-running the same command resumes.",
     )
-    p.add_argument("experiment", help="main | init | ablation | size | convergence")
+    p.add_argument("experiment", help="main | init | ablation | size | convergence | methods")
     p.add_argument(
         "--budget", default="smoke", help="smoke (minutes on a CPU) | cpu (about 75 min, one core) | small | paper"
     )

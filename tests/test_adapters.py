@@ -13,6 +13,8 @@ from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.freeze import FreezePolicy
 from fpt.model.unread import skip_unread_positions
 from fpt.runs.checkpoint import read_checkpoint
+from fpt.tasks import get_task
+from fpt.training import evaluate
 
 SHAPE = dict(input_dim=3, max_length=8, num_classes=2, output_tokens=2)
 QUIET = dict(progress=False, log=lambda *a: None)
@@ -80,6 +82,8 @@ def test_lora_checkpoint_holds_adapter_tensors_and_reloads(tmp_path, quiet_gpt2)
     assert any("lora_B" in n for n in tensors) and not any("base_layer" in n for n in tensors)
     assert summary["trainable_params"] == sum(t.numel() for t in tensors.values())
     assert any(t.abs().sum() > 0 for n, t in tensors.items() if "lora_B" in n)  # the adapter trained
+    task = get_task("bit-xor", val_size=16, test_size=16)
+    assert evaluate(model, task, "test")["accuracy"] == summary["test_accuracy"]  # reloaded: the same function
 
 
 def test_without_peft_the_error_names_the_install_command(monkeypatch, quiet_gpt2):

@@ -13,6 +13,7 @@ from fpt.yamlsafe import read_yaml_mapping, short
 # Upper bounds of the counts (steps up to 2^31; examples per batch up to 2^24).
 LIMITS = {
     "steps": 2**31 - 1,
+    "align_steps": 2**31 - 1,
     "eval_every": 2**31 - 1,
     "checkpoint_every": 2**31 - 1,
     "keep_checkpoints": 10_000,
@@ -58,6 +59,12 @@ class RunConfig:
     keep_checkpoints: int = 2  # resumable checkpoints kept (plus `best`)
     log: str | None = None  # tensorboard | wandb, besides metrics.jsonl
     imports: list = field(default_factory=list)  # modules imported first: tasks/backbones they register (fpt.plugins)
+    lora_rank: int = 8  # LoRA rank (--train lora, fpt+lora)
+    lora_alpha: float = 16.0  # LoRA updates are scaled by lora_alpha / lora_rank
+    adapter_targets: str | None = None  # modules the adapter wraps, comma-separated (default: peft's per architecture)
+    align: str | None = None  # mmd | otdd: fit the input layer to the backbone's embedded English text first (ORCA)
+    align_steps: int = 100  # alignment steps (batches of 64 target examples)
+    align_lr: float = 1e-3  # alignment Adam learning rate
 
     def __post_init__(self) -> None:
         lstm = self.architecture in ("lstm", "lstm-paper")  # the paper's LSTM baselines are trained fully
@@ -68,7 +75,7 @@ class RunConfig:
         problems = self._type_problems()
         if problems:  # the checks below assume the right types
             raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size"):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size", "lora_rank", "align_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive integer (got {short(repr(value))})")
@@ -78,7 +85,7 @@ class RunConfig:
                 problems.append(f"{name} must be at most {limit:,} (got {short(repr(value))})")
         if self.batch_size % max(self.grad_accum, 1):
             problems.append(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
-        for name in ("lr", "clip_norm"):
+        for name in ("lr", "clip_norm", "lora_alpha", "align_lr"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 problems.append(f"{name} must be a positive number (got {short(repr(value))})")
@@ -104,6 +111,8 @@ class RunConfig:
             problems.append(f"precision must be fp32, bf16, fp16 or auto (got {short(repr(self.precision))})")
         if not all(isinstance(name, str) and name for name in self.imports):
             problems.append(f"imports must be a list of module names (got {short(repr(self.imports))})")
+        if self.align not in (None, "mmd", "otdd"):
+            problems.append(f"align must be mmd or otdd (got {short(repr(self.align))})")
         if self.log not in (None, "tensorboard", "wandb"):
             problems.append(f"log must be tensorboard or wandb (got {short(repr(self.log))})")
         if problems:

@@ -35,6 +35,7 @@ from fpt.runs.checkpoint import prune, read_checkpoint, save_checkpoint, step_na
 from fpt.runs.record import RunDir, default_run_dir
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import task_record
+from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
 from fpt.training.config import RunConfig
 from fpt.training.distributed import BatchPlan, local_micro_batches, make_accelerator, plan_batches, process_seed
 from fpt.training.feature_cache import cache_if_output_only
@@ -87,6 +88,9 @@ def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | 
             dropout=config.dropout,
             attn_implementation=config.attn_implementation,
             layers=config.layers,
+            lora_rank=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            adapter_targets=config.adapter_targets,
         )
     )
 
@@ -295,6 +299,8 @@ class Trainer:
             "init": config.init,
             "init_fingerprint": getattr(self.source.config, "init_fingerprint", None),
             "train": config.train,
+            "method": f"{config.align}+{config.train}" if config.align else config.train,
+            "align": read_alignment(run.path) if config.align else None,
             "seed": config.seed,
             "steps": p.step,
             "status": status,
@@ -480,8 +486,11 @@ def train(
     model = model or build_model(config, task)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
     saved = open_for_resume(Path(config.out), config, model, accelerator, log) if resume else None
+    aligned = align_input(model, task, config, log) if config.align and not saved else None  # resumed: in checkpoint
     trainer = _prepare(config, task, model, accelerator, log)
     trainer.begin(Path(config.out), started, log, saved["step"] if saved else None)
+    if aligned and trainer.main:
+        write_records(Path(config.out) / ALIGN_FILE, aligned)
     trainer.restore(saved)
     stream = trainer.task.train_batches(config.batch_size, config.seed)
     for _ in range(trainer.progress.step):  # replay the stream to where the checkpoint left it
