@@ -1,7 +1,8 @@
 """Ready-made grids for the paper's experiments at three budgets: `fpt reproduce NAME --budget B`.
 
 Experiments: main (FPT vs full transformer vs LSTM), init (pretrained / random / stats / Bit-Memory
-pretrained), ablation (which groups train), size (model size), convergence (steps to target).
+pretrained), ablation (which groups train), size (model size), convergence (steps to target), and
+methods (FPT beside PEFT and ORCA; its own budgets, in fpt.experiments.methods).
 
 Budgets:
 - smoke: minutes on a 2-core CPU. `minilm` stands in for GPT-2; bit tasks are shrunk (see
@@ -24,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpt.errors import FPTError, unknown_name
+from fpt.experiments.methods import methods_grid, write_methods_table
 from fpt.experiments.paper import PAPER, TASKS
 from fpt.experiments.sweep import expand, quick_look, run_grid
 from fpt.experiments.tables import write_results
 
-EXPERIMENTS = ("main", "init", "ablation", "size", "convergence")
+EXPERIMENTS = ("main", "init", "ablation", "size", "convergence", "methods")
 BIT_TASKS = ("bit-memory", "bit-xor")
 
 # The smoke budget's bit tasks: Bit XOR at the paper's size (10 tokens is already cheap); Bit Memory
@@ -266,6 +268,8 @@ def build(
     """The (pretraining grid or None, main grid) of `experiment` at `budget_name`."""
     if experiment not in EXPERIMENTS:
         raise unknown_name("experiment", experiment, list(EXPERIMENTS))
+    if experiment == "methods":  # its own conditions, lr grids and budgets (fpt.experiments.methods)
+        return None, methods_grid(budget_name, tasks, seeds, backbone, lrs)
     if budget_name not in BUDGETS:
         raise unknown_name("budget", budget_name, list(BUDGETS))
     budget = BUDGETS[budget_name]
@@ -402,7 +406,8 @@ def reproduce(
                 f"see {out / 'pretrain'}. Fix it and run the same command again: finished runs are kept."
             )
     records = run_grid(main_grid, out, jobs, log)
-    return write_results(main_grid, records, out)
+    results = write_results(main_grid, records, out)
+    return write_methods_table(main_grid, records, results) if experiment == "methods" else results
 
 
 __all__ = ["BUDGETS", "EXPERIMENTS", "PAPER", "build", "reproduce"]

@@ -1,0 +1,222 @@
+"""`fpt reproduce methods`: FPT beside its successors under one protocol (same tasks, seeds, budget
+and evaluation): output-only, LN-tuning, LoRA, FPT+LoRA, IA3 (PEFT, fpt.model.adapters), ORCA's
+align-then-tune with FPT and with full fine-tuning (fpt.training.align), and full fine-tuning.
+
+Every method gets its own learning-rate grid (full fine-tuning a lower one), chosen on validation
+per task like every sweep. The table adds what the accuracy costs: trainable parameters, steps to
+a common validation target, training samples/s and wall time per run.
+
+Budgets:
+- smoke: one seed, a few dozen steps, one lr per method: checks the pipeline in minutes.
+- cpu: `minilm`, 3 seeds, one lr per method, 100 steps (bit tasks stop at 100% validation
+  accuracy): what an hour of one shared CPU core allows; Bit Memory shrunk as in the smoke budget.
+- small: `minilm`, the paper's task sizes, a few thousand steps, three lrs per method.
+- paper: GPT-2 base, the paper's step counts, three lrs per method, 3 seeds; needs a GPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fpt.errors import unknown_name
+
+TASKS = ("bit-xor", "bit-memory", "fashion-mnist", "listops")
+ALIGN = "otdd"  # ORCA's distance for classification
+
+
+@dataclass(frozen=True)
+class MethodBudget:
+    backbone: str
+    steps: dict[str, int]  # per task; "default" for the rest
+    eval_every: int
+    lrs: tuple[float, ...]  # methods that train a few parameters
+    full_lrs: tuple[float, ...]  # methods that train every parameter
+    seeds: int
+    align_steps: int
+    task_settings: dict = field(default_factory=dict)  # per task: RunConfig keys (task_options, target_accuracy)
+    note: str = ""
+
+
+_SHRUNK_BITS = {
+    "bit-xor": {"task_options": {"val_size": 500, "test_size": 1000}, "target_accuracy": 1.0},
+    "bit-memory": {
+        "task_options": {"n_bits": 30, "bits_per_token": 10, "val_size": 500, "test_size": 1000},
+        "target_accuracy": 1.0,
+    },
+    "listops": {"task_options": {"max_length": 512}},
+}
+
+BUDGETS = {
+    "smoke": MethodBudget(
+        backbone="minilm",
+        steps={"default": 40},
+        eval_every=20,
+        lrs=(1e-3,),
+        full_lrs=(1e-4,),
+        seeds=1,
+        align_steps=10,
+        task_settings=_SHRUNK_BITS,
+        note="smoke budget: `minilm`, 40 steps of batch 16, one lr per method, 10 alignment steps: a pipeline "
+        "check, not a comparison.",
+    ),
+    "cpu": MethodBudget(
+        backbone="minilm",
+        steps={"default": 100},
+        eval_every=20,
+        lrs=(1e-3,),
+        full_lrs=(1e-4,),
+        seeds=3,
+        align_steps=20,
+        task_settings={
+            **_SHRUNK_BITS,
+            "bit-xor": {"task_options": {"val_size": 200, "test_size": 1000}, "target_accuracy": 1.0},
+        },
+        note="cpu budget (sized for about an hour of one shared CPU core): `minilm` (6 layers, 384 wide); batch "
+        "16; 100 steps per run (early training: Bit XOR needs about 200-300 steps to reach 100% with FPT), "
+        "stopping early at 100% validation accuracy; one lr per method, set beforehand (1e-3; full fine-tuning "
+        "1e-4), so no lr is chosen on validation at this budget; ORCA alignment: 20 OTDD steps; Bit XOR "
+        "validation 200 examples, test 1000.",
+    ),
+    "small": MethodBudget(
+        backbone="minilm",
+        steps={"bit-xor": 1000, "bit-memory": 3000, "default": 2000},
+        eval_every=100,
+        lrs=(3e-4, 1e-3, 3e-3),
+        full_lrs=(1e-5, 3e-5, 1e-4),
+        seeds=3,
+        align_steps=200,
+        note="small budget: `minilm`, the paper's task sizes, 1000-3000 steps of batch 16, three lrs per method, "
+        "ORCA alignment 200 OTDD steps.",
+    ),
+    "paper": MethodBudget(
+        backbone="gpt2",
+        steps={"bit-memory": 40_000, "bit-xor": 20_000, "listops": 6_000, "default": 20_000},
+        eval_every=500,
+        lrs=(1e-4, 3e-4, 1e-3),
+        full_lrs=(1e-5, 3e-5, 1e-4),
+        seeds=3,
+        align_steps=2_000,
+        note="paper budget: GPT-2 base, the paper's task sizes and step counts, three lrs per method, ORCA "
+        "alignment 2000 OTDD steps; needs a GPU and days.",
+    ),
+}
+
+
+def conditions(budget: MethodBudget) -> list[dict]:
+    """The compared methods as sweep conditions (label, RunConfig keys, own lr grid)."""
+    full = {"lrs": list(budget.full_lrs)}
+    align = {"align": ALIGN, "align_steps": budget.align_steps}
+    return [
+        {"label": "FPT", "train": "fpt"},
+        {"label": "output only", "train": "output"},
+        {"label": "LN-tuning", "train": "ln-tuning"},
+        {"label": "LoRA", "train": "lora"},
+        {"label": "FPT+LoRA", "train": "fpt+lora"},
+        {"label": "IA3", "train": "ia3"},
+        {"label": "ORCA align + FPT", "train": "fpt", **align},
+        {"label": "ORCA align + full fine-tuning", "train": "all", **align, **full},
+        {"label": "full fine-tuning", "train": "all", **full},
+    ]
+
+
+def methods_grid(
+    budget_name: str = "smoke",
+    tasks: list[str] | None = None,
+    seeds: int | None = None,
+    backbone: str | None = None,
+    lrs: list[float] | None = None,
+) -> dict:
+    """The sweep grid of the methods experiment at `budget_name`."""
+    if budget_name not in BUDGETS:
+        raise unknown_name("budget", budget_name, list(BUDGETS))
+    budget = BUDGETS[budget_name]
+    from fpt.tasks import task_names
+
+    tasks = list(tasks or [t for t in TASKS if t in task_names()])
+    backbone = backbone or budget.backbone
+    grid_conditions = conditions(budget)
+    if lrs:  # one grid for every method, as asked
+        grid_conditions = [{**c, "lrs": list(lrs)} for c in grid_conditions]
+    task_settings = {
+        t: {"steps": budget.steps.get(t, budget.steps["default"]), **budget.task_settings.get(t, {})} for t in tasks
+    }
+    return {
+        "name": f"reproduce methods ({budget_name} budget)",
+        "tasks": tasks,
+        "seeds": list(range(seeds or budget.seeds)),
+        "lrs": list(lrs or budget.lrs),
+        "settings": {"backbone": backbone, "batch_size": 16, "eval_every": budget.eval_every},
+        "task_settings": task_settings,
+        "conditions": grid_conditions,
+        "notes": [n for n in (budget.note,) if n],
+    }
+
+
+# -- the table --------------------------------------------------------------------------------
+TARGET_FRACTION = 0.95  # the common target: this fraction of the best method's mean final val accuracy
+
+
+def _mean(values: list) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _summaries(cell) -> list[dict]:
+    import json
+
+    return [json.loads((Path(d) / "summary.json").read_text()) for d in cell.run_dirs]
+
+
+def methods_table(grid, cells) -> str:
+    """Markdown: per task and method, test accuracy, trainable parameters, steps to the common
+    target, training samples/s, wall seconds per run, and (aligned methods) the distance change."""
+    from fpt.experiments.tables import _final_val, _steps_to_common_target, read_metrics
+
+    lines = [
+        "",
+        "## Methods: accuracy and cost",
+        "",
+        f"Test accuracy (%) mean ± std over seeds at the lr chosen on validation; steps to the common target "
+        f"({TARGET_FRACTION:.0%} of the best method's mean final validation accuracy on that task; `>` where some "
+        "seed never reached it: its last step is counted); training samples/s (mean of the evaluation windows, "
+        "evaluation excluded); wall seconds per run (alignment and evaluation included).",
+        "",
+        "| task | method | test % | n | lr | trainable params | steps to target | samples/s | wall s/run | "
+        "OTDD before → after |",
+        "|" + "---|" * 10,
+    ]
+    for task in grid.tasks:
+        ours = [c for c in cells if c.task == task and c.run_dirs]
+        finals = [v for v in (_final_val(c) for c in ours) if v is not None]
+        target = TARGET_FRACTION * max(finals) / 100 if finals else None
+        for c in ours:
+            summaries = _summaries(c)
+            steps, bound = _steps_to_common_target(c, target)
+            speeds = [m["samples_per_s"] for d in c.run_dirs for m in read_metrics(d) if "samples_per_s" in m]
+            aligned = [s["align"] for s in summaries if s.get("align")]
+            distance = (
+                f"{_mean([a['distance_before'] for a in aligned]):.3g} → {_mean([a['distance_after'] for a in aligned]):.3g}"
+                if aligned
+                else ""
+            )
+            std = f" ± {c.std:.1f}" if c.std is not None else ""
+            lines.append(
+                f"| {task} | {c.condition} | {c.mean:.1f}{std} | {len(c.test)} | {c.lr:g} | "
+                f"{summaries[0]['trainable_params']:,} | {'> ' if bound else ''}{steps:.0f} | "
+                f"{_mean(speeds):.1f} | {_mean([s['wall_seconds'] for s in summaries]):.0f} | {distance} |"
+            )
+        if target is not None:
+            lines.append(f"| {task} | common target: {100 * target:.1f}% val | | | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_methods_table(grid, records: list[dict], results: Path) -> Path:
+    """Add the methods table to the sweep's results.md (before its plots)."""
+    from fpt.experiments.tables import aggregate
+    from fpt.files import atomic_write
+
+    text, plots = results.read_text(), "\n## Validation accuracy vs step"
+    head, sep, tail = text.partition(plots)
+    atomic_write(results, (head + methods_table(grid, aggregate(grid, records)) + sep + tail).encode())
+    return results

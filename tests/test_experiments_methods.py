@@ -1,0 +1,70 @@
+"""`fpt reproduce methods`: the compared methods as one grid per budget, and the table of accuracy and
+cost written from the runs' own files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fpt.experiments.methods import BUDGETS, write_methods_table
+from fpt.experiments.reproduce import build
+from fpt.experiments.sweep import expand
+from fpt.experiments.tables import write_results
+
+LABELS = [
+    "FPT",
+    "output only",
+    "LN-tuning",
+    "LoRA",
+    "FPT+LoRA",
+    "IA3",
+    "ORCA align + FPT",
+    "ORCA align + full fine-tuning",
+    "full fine-tuning",
+]
+
+
+@pytest.mark.parametrize("budget", sorted(BUDGETS))
+def test_every_budget_compares_the_nine_methods_with_their_own_lr_grids(budget):
+    pretrain, grid = build("methods", budget, tasks=["bit-xor", "bit-memory"], seeds=2)
+    expanded = expand(grid)
+    assert pretrain is None and expanded.conditions == LABELS
+    runs = {r.condition: r for r in expanded.runs}
+    assert runs["ORCA align + FPT"].config["align"] == "otdd" and runs["ORCA align + FPT"].config["train"] == "fpt"
+    full_lrs = {r.lr for r in expanded.runs if r.condition == "full fine-tuning"}
+    assert full_lrs == set(BUDGETS[budget].full_lrs) and max(full_lrs) < max(BUDGETS[budget].lrs)
+    assert {r.seed for r in expanded.runs} == {0, 1}
+
+
+def _fake_run(run_dir, trainable: int, curve: list[float], align: dict | None = None) -> dict:
+    """A finished run's files as `fpt train` writes them (summary.json, metrics.jsonl)."""
+    run_dir.mkdir(parents=True)
+    metrics = [{"step": 10 * (i + 1), "val_accuracy": v, "samples_per_s": 20.0} for i, v in enumerate(curve)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    summary = {
+        "status": "finished",
+        "test_accuracy": curve[-1],
+        "best_val_accuracy": max(curve),
+        "trainable_params": trainable,
+        "wall_seconds": 30.0,
+        "align": align,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return {"status": "finished", "run_dir": str(run_dir), "summary": summary}
+
+
+def test_the_table_gives_accuracy_parameters_steps_speed_and_alignment(tmp_path):
+    grid = expand(build("methods", "smoke", tasks=["bit-xor"], seeds=2)[1])
+    records = []
+    for run in grid.runs:
+        fast = run.condition == "FPT"
+        curve = [0.6, 1.0, 1.0] if fast else [0.5, 0.6, 0.7]
+        align = {"distance_before": 2.0, "distance_after": 1.0} if run.config.get("align") else None
+        records.append({"key": run.key, **_fake_run(tmp_path / "runs" / run.key, 1000 if fast else 50, curve, align)})
+    path = write_methods_table(grid, records, write_results(grid, records, tmp_path))
+    rows = {line.split(" | ")[1]: line for line in path.read_text().splitlines() if line.startswith("| bit-xor |")}
+    assert "| 100.0 ± 0.0 | 2 |" in rows["FPT"] and "| 1,000 | 20 | 20.0 | 30 |" in rows["FPT"]
+    assert "| > 30 |" in rows["LoRA"]  # never reached the common target (95% of FPT's final 100%)
+    assert rows["ORCA align + FPT"].endswith("| 2 → 1 |") and rows["LoRA"].endswith("|  |")
+    assert "common target: 95.0% val" in path.read_text()
