@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fpt.errors import FPTError, unknown_name
 from fpt.experiments.methods import methods_grid, write_methods_table
@@ -149,7 +150,7 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
     """The grid keys that define `experiment`'s conditions (those of its rows the budget runs)."""
     wanted = budget.rows.get(experiment)
 
-    def kept(rows: list[tuple[str, dict]]) -> list[dict]:
+    def kept(rows: list[tuple[str, Any]]) -> list:
         return [condition for row, condition in rows if wanted is None or row in wanted]
 
     if experiment == "main":
@@ -292,7 +293,7 @@ def build(
         variant = variants.get(column, {})
         task = variant.get("task", column)
         steps = budget.steps.get(task, budget.steps["default"])
-        settings = {
+        settings: dict[str, Any] = {
             "steps": budget.convergence_steps if experiment == "convergence" and budget.convergence_steps else steps
         }
         if task != column:

@@ -357,7 +357,7 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
 
             stage = []
             for run in grid.runs:
-                if run.seed in select:
+                if run.seed in (select or ()):
                     continue
                 if run.lr == chosen_lr(grid, run.task, run.condition, records):
                     stage.append(run)

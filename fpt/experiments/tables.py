@@ -88,10 +88,16 @@ def chosen_lr(grid, task: str, condition: str, records: dict[str, dict] | list[d
     scores: dict[float, list[float]] = {}
     for run in grid.runs:
         record = by_key.get(run.key)
-        if run.task == task and run.condition == condition and (not select or run.seed in select) and _finished(record):
+        if (
+            record is not None
+            and run.task == task
+            and run.condition == condition
+            and (not select or run.seed in select)
+            and _finished(record)
+        ):
             scores.setdefault(run.lr, []).append(record["summary"]["best_val_accuracy"])
     means = {lr: statistics.fmean(values) for lr, values in sorted(scores.items())}
-    return max(means, key=means.get) if means else None
+    return max(means, key=lambda lr: means[lr]) if means else None
 
 
 def aggregate(grid, records: list[dict]) -> list[Cell]:

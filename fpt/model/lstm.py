@@ -123,7 +123,8 @@ class PaperLayerNormLSTMLayer(nn.Module):
 
     def initial_state(self, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         std = math.sqrt(2.0 / (self.width + self.hidden))
-        return tuple(torch.randn(batch, self.hidden, device=like.device, dtype=like.dtype) * std for _ in range(2))
+        h, c = (torch.randn(batch, self.hidden, device=like.device, dtype=like.dtype) * std for _ in range(2))
+        return h, c
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         h, c = state if state is not None else self.initial_state(x.shape[0], x)
