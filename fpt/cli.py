@@ -18,97 +18,24 @@ from fpt.errors import FPTError
 
 
 def _train_parser(sub) -> None:
+    from fpt.training.config import RunConfig
+
     p = sub.add_parser(
         "train",
         help="train an FPT on a task",
         description="Train a Frozen Pretrained Transformer. "
-        "Flags override keys of --config FILE.yaml; unset flags keep the file's or the default value.",
+        "Flags override keys of --config FILE.yaml; unset flags keep the file's or the default value. "
+        "Every flag is also accepted with underscores (--batch_size).",
     )
-    p.add_argument("--config", help="YAML file of run config keys (see fpt.training.config.RunConfig)")
-    p.add_argument("--task", help="task name, e.g. bit-xor, bit-memory")
+    p.add_argument("--config", help="YAML file of run config keys (the flags below, with underscores)")
     p.add_argument(
         "--task-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a task option such as n_bits=5 (repeatable; values parsed as YAML)",
+        help=f"{_help(RunConfig, 'task_options')}: one KEY=VALUE per flag (repeatable; values parsed as YAML)",
     )
-    p.add_argument("--backbone", help="named backbone (minilm, gpt2, ...), hub id or local directory")
-    p.add_argument("--init", help="pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR")
-    p.add_argument(
-        "--train", help="freeze policy: preset (fpt, output, all, ...) or trained groups, e.g. input,output,norm"
-    )
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--clip-norm", type=float)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--target-accuracy", type=float, help="stop once validation accuracy reaches this")
-    p.add_argument("--out", help="run directory (default runs/<task>-<backbone>-<init>-s<seed>-<time>)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--attn-implementation", help="sdpa (default) or eager")
-    p.add_argument(
-        "--architecture",
-        choices=["transformer", "lstm", "lstm-paper"],
-        help="transformer (default, the FPT), lstm (a strong 3-layer layer-norm LSTM) or lstm-paper (the authors' "
-        "layer-norm LSTM cell, the paper's LSTM row); the LSTMs need --init random and train everything by default",
-    )
-    p.add_argument(
-        "--layers", type=int, help="transformer: keep only the first N blocks; lstm: number of layers (default 3)"
-    )
-    p.add_argument(
-        "--data-dir", help="data root for dataset tasks (default $FPT_DATA, else ~/.cache/fpt); see `fpt data`"
-    )
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "bf16", "fp16", "auto"],
-        help="autocast precision; trained parameters stay fp32 (default auto: bf16 where the GPU or CPU has native "
-        "bf16 (AVX-512 bf16, AMX), else fp16 on a GPU, fp32 on CPU)",
-    )
-    p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="torch.compile the model (faster steps after a slow first one; needs a C++ compiler on CPU)",
-    )
-    p.add_argument(
-        "--feature-cache",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="with --train output on a fixed dataset, compute backbone features once and train the head on "
-        "them (default on; backbone dropout is off in this mode)",
-    )
-    p.add_argument(
-        "--micro-batch-size",
-        type=int,
-        help="max examples per forward pass per process; gradient accumulation is computed from it",
-    )
-    p.add_argument(
-        "--checkpoint-every", type=int, help="steps between resumable checkpoints (default: every evaluation)"
-    )
-    p.add_argument("--keep-checkpoints", type=int, help="resumable checkpoints kept besides `best` (default 2)")
-    p.add_argument(
-        "--log",
-        choices=["tensorboard", "wandb"],
-        help="also log metrics to TensorBoard or W&B (package must be installed)",
-    )
-    p.add_argument("--lora-rank", type=int, help="LoRA rank (--train lora, fpt+lora; default 8)")
-    p.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates scaled by alpha / rank (default 16)")
-    p.add_argument(
-        "--adapter-targets",
-        help="modules the adapter wraps, comma-separated, e.g. q_proj,v_proj (default: peft's per architecture)",
-    )
-    p.add_argument(
-        "--align",
-        choices=["mmd", "otdd"],
-        help="first fit the input layer so the data's embedded tokens match the backbone's embedded English text (ORCA)",
-    )
-    p.add_argument("--align-steps", type=int, help="alignment steps of 64 examples (default 100)")
-    p.add_argument("--align-lr", type=float, help="alignment learning rate (default 1e-3)")
+    _config_flags(p, RunConfig)
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)"
     )
@@ -116,14 +43,49 @@ def _train_parser(sub) -> None:
     _import_argument(p)
 
 
+def _help(config_class, name: str) -> str:
+    from dataclasses import fields
+
+    return next(f.metadata["help"] for f in fields(config_class) if f.name == name)
+
+
+def _config_flags(p: argparse.ArgumentParser, config_class) -> None:
+    """One flag per field of `config_class` (a RunConfig): its help, choices (a Literal type) and
+    default come from the field. Flags left out stay None, so a config file's value or the default
+    applies. Mappings and lists (task options, imports) have their own repeatable flags."""
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from fpt.training.config import allowed_values, field_default
+
+    hints = get_type_hints(config_class)
+    for f in fields(config_class):
+        allowed = allowed_values(hints[f.name])
+        kinds = [t for t in allowed if isinstance(t, type) and t is not type(None)]
+        choices = [c for c in allowed if not isinstance(c, type)]
+        if kinds and kinds[0] in (dict, list):
+            continue
+        default = field_default(f)
+        shown = "unset" if default is None else str(default).lower() if isinstance(default, bool) else default
+        kwargs: dict = {"help": f"{f.metadata['help']} (default: {shown})", "dest": f.name}
+        if bool in kinds:
+            kwargs.update(action=argparse.BooleanOptionalAction, default=None)
+        elif choices:
+            kwargs.update(choices=choices)
+        else:
+            kwargs.update(type=kinds[0], metavar=f.name.upper())
+        p.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
 def _import_argument(p) -> None:
+    from fpt.training.config import RunConfig
+
     p.add_argument(
         "--import",
         dest="imports",
         action="append",
         metavar="MODULE",
-        help="import MODULE first: the tasks and backbones it registers become usable (repeatable; recorded in "
-        "the run, see fpt.plugins)",
+        help=f"{_help(RunConfig, 'imports')}; repeatable, recorded in the run",
     )
 
 
@@ -142,28 +104,31 @@ def _parse_task_options(pairs: list[str]) -> dict:
     return options
 
 
-def _apply_task_defaults(config, given: set[str]) -> None:
-    """Use the task's recommended run settings (e.g. remote homology's lr 1e-4) where the user set none.
+def _with_task_defaults(config, given: set[str]):
+    """The task's recommended run settings (e.g. remote homology's lr 1e-4) where the user set none.
 
     The presets are the transformer's: the LSTM baselines keep their own lr (3e-4, the paper's)."""
+    from dataclasses import replace
+
     from fpt.tasks import run_defaults
 
-    for key, value in run_defaults(config.task).items():
-        if key == "lr" and config.architecture != "transformer":
-            continue
-        if key not in given:
-            setattr(config, key, value)
-            print(
-                f"fpt: {config.task}: {key} = {value} (the task's preset; pass --{key.replace('_', '-')} to change it)",
-                file=sys.stderr,
-            )
+    chosen = {
+        key: value
+        for key, value in run_defaults(config.task).items()
+        if key not in given and not (key == "lr" and config.architecture != "transformer")
+    }
+    for key, value in chosen.items():
+        print(
+            f"fpt: {config.task}: {key} = {value} (the task's preset; pass --{key.replace('_', '-')} to change it)",
+            file=sys.stderr,
+        )
+    return replace(config, **chosen)
 
 
 def cmd_train(args) -> int:
-    import yaml
-
     from fpt.importing import import_modules
     from fpt.training import RunConfig, StopRequests, resume_config, train
+    from fpt.yamlsafe import read_yaml_mapping
 
     flags = {
         k: v
@@ -182,9 +147,10 @@ def cmd_train(args) -> int:
         return 0
     if args.task_option:
         flags["task_options"] = _parse_task_options(args.task_option)
-    config = RunConfig.from_yaml(args.config, **flags) if args.config else RunConfig.from_dict(flags, "flags")
+    values = read_yaml_mapping(args.config, "Config file", "keys to values") if args.config else {}
+    config = RunConfig.from_dict({**values, **flags}, source=args.config or "flags")
     import_modules(config.imports)  # before the task's presets are looked up
-    _apply_task_defaults(config, set(flags) | (set(yaml.safe_load(open(args.config)) or {}) if args.config else set()))
+    config = _with_task_defaults(config, set(values) | set(flags))
     with StopRequests.installed() as stop:
         summary = train(config, progress=not args.quiet, log=log, stop=stop)
     _print_summary(summary)
@@ -587,8 +553,20 @@ COMMANDS = {
 }
 
 
+def _dashed(argv: list[str]) -> list[str]:
+    """`--batch_size 8` read as `--batch-size 8`: every flag is also accepted with underscores, as the
+    config file's keys are written."""
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            argv[index] = name.replace("_", "-") + eq + value
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_dashed(list(sys.argv[1:] if argv is None else argv)))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers and huggingface_hub read these when first imported (lazily, by the commands that load a
     # model): no "Loading weights" bars or library warnings in fpt's output.

@@ -86,3 +86,47 @@ def test_entry_point_exits_non_zero_without_traceback():
     )
     assert result.returncode == 2
     assert "Unknown task 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_flags_come_from_the_run_config(capsys):
+    """Every scalar RunConfig field is a flag showing its help and default; choices come from its type."""
+    from dataclasses import fields
+
+    from fpt.training.config import RunConfig, field_default
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for f in fields(RunConfig):
+        if f.name in ("task_options", "imports"):  # repeatable --task-option KEY=VALUE and --import MODULE
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        assert " ".join(f.metadata["help"].split()) in text, f.name
+        default = field_default(f)
+        shown = "unset" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+        assert f"(default: {shown})" in text, f.name
+    assert "--precision {fp32,bf16,fp16,auto}" in text and "--no-compile" in text
+
+
+def test_flags_accept_underscores(capsys):
+    code, _, err = run_cli(capsys, "train", "--batch_size", "0")
+    assert code == 2 and "batch_size must be a positive integer" in err
+    code, _, err = run_cli(capsys, "train", "--eval_batch_size=0")
+    assert code == 2 and "eval_batch_size must be a positive integer" in err
+
+
+def test_choices_and_bounds_are_checked_from_the_type_hints():
+    from fpt import FPTError, RunConfig
+
+    for values, message in (
+        ({"precision": "fp64"}, "precision must be fp32, bf16, fp16, auto"),
+        ({"log": "mlflow"}, "log must be tensorboard, wandb or null"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+        ({"target_accuracy": 0}, r"target_accuracy must be in \(0, 1\]"),
+        ({"lr": -1}, "lr must be a positive number"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints must be a positive integer"),
+        ({"steps": True}, "steps must be int"),
+    ):
+        with pytest.raises(FPTError, match=message):
+            RunConfig(**values)

@@ -1,70 +1,107 @@
-"""The run configuration: one flat, typed object; YAML files and CLI flags both fill it."""
+"""The run configuration: one flat, typed object; YAML files, CLI flags and Python all fill it.
+
+Each field carries its help text and bounds in its metadata and its choices in its type (`Literal`),
+once: `fpt train`'s flags are generated from these fields (fpt.cli), and `__post_init__` checks
+every value against its type hint and bounds, so a new field needs no code elsewhere.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+import types
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import get_args, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from fpt.errors import FPTError
 from fpt.yamlsafe import read_yaml_mapping, short
 
-# Upper bounds of the counts (steps up to 2^31; examples per batch up to 2^24).
-LIMITS = {
-    "steps": 2**31 - 1,
-    "align_steps": 2**31 - 1,
-    "eval_every": 2**31 - 1,
-    "checkpoint_every": 2**31 - 1,
-    "keep_checkpoints": 10_000,
-    "batch_size": 2**24,
-    "grad_accum": 2**24,
-    "micro_batch_size": 2**24,
-    "eval_batch_size": 2**24,
-    "layers": 10_000,
-}
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+Architecture = Literal["transformer", "lstm", "lstm-paper"]
+Tracker = Literal["tensorboard", "wandb"]
+Alignment = Literal["mmd", "otdd"]
+STEPS, EXAMPLES = 2**31 - 1, 2**24  # upper bounds of counts: far beyond any real run, larger fail later, obscurely
+
+
+def option(default: Any, help: str, *, min: float | None = None, max: float | None = None, **bounds: float) -> Any:
+    """A RunConfig field: its default, one line of help, and inclusive bounds `min`/`max` (or
+    exclusive ones: `above`, `below`)."""
+    metadata = {"help": help, "min": min, "max": max, **bounds}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=type(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class RunConfig:
-    task: str = "bit-xor"
-    task_options: dict = field(default_factory=dict)  # e.g. {n_bits: 5} (see the task's class)
-    backbone: str = "minilm"
-    init: str = "pretrained"  # pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR
-    # freeze policy: preset or trained groups (fpt.model.freeze); None: fpt for the transformer, all for the LSTMs
-    train: str = None  # type: ignore[assignment]  # never None after __post_init__
-    dropout: float = 0.1
-    steps: int = 1000  # optimizer steps
-    batch_size: int = 16  # examples per optimizer step
-    grad_accum: int = 1  # micro-batches the batch is split into (same result, less memory)
-    lr: float = None  # type: ignore[assignment]  # None: 1e-3 for the transformer, 3e-4 for the LSTMs (the paper's)
-    clip_norm: float = 1.0
-    eval_every: int = 50
-    eval_batch_size: int = 256
-    seed: int = 0  # training stream, dropout and random/stats backbone inits
-    target_accuracy: float | None = None  # stop early once validation accuracy reaches it
-    out: str | None = None  # run directory; default runs/<task>-<backbone>-<init>-s<seed>-<time>
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    attn_implementation: str = "sdpa"
-    data_dir: str | None = None  # data root for file-backed tasks; default $FPT_DATA, else ~/.cache/fpt (fpt.data)
-    architecture: str = "transformer"  # transformer (the FPT) | lstm (strong LN-LSTM) | lstm-paper (the authors' cell)
-    layers: int | None = None  # transformer: keep the first N blocks; lstm: depth (default 3)
-    precision: str = (
-        "auto"  # fp32 | bf16 | fp16 | auto (bf16 where the GPU or CPU has native bf16, else fp16 on GPU, fp32 on CPU)
+    task: str = option("bit-xor", "task name, e.g. bit-xor, bit-memory (`fpt list tasks`)")
+    task_options: dict = option({}, "task options, e.g. {n_bits: 5} (`fpt list tasks` shows each task's)")
+    backbone: str = option("minilm", "named backbone (minilm, gpt2, ...), hub id or local directory")
+    init: str = option("pretrained", "pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR")
+    train: str = option(
+        None,
+        "freeze policy: a preset (fpt, output, all, ...) or trained groups, e.g. input,output,norm; "
+        "unset: fpt for the transformer, all for the LSTMs",
     )
-    compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)
-    feature_cache: bool = True  # output-only runs on fixed datasets: the head trains on backbone features computed once (eval mode: no backbone dropout)
-    micro_batch_size: int | None = None  # max examples per forward pass per process; sets grad_accum
-    checkpoint_every: int | None = None  # steps between resumable checkpoints (default: every evaluation)
-    keep_checkpoints: int = 2  # resumable checkpoints kept (plus `best`)
-    log: str | None = None  # tensorboard | wandb, besides metrics.jsonl
-    imports: list = field(default_factory=list)  # modules imported first: tasks/backbones they register (fpt.plugins)
-    lora_rank: int = 8  # LoRA rank (--train lora, fpt+lora)
-    lora_alpha: float = 16.0  # LoRA updates are scaled by lora_alpha / lora_rank
-    adapter_targets: str | None = None  # modules the adapter wraps, comma-separated (default: peft's per architecture)
-    align: str | None = None  # mmd | otdd: fit the input layer to the backbone's embedded English text first (ORCA)
-    align_steps: int = 100  # alignment steps (batches of 64 target examples)
-    align_lr: float = 1e-3  # alignment Adam learning rate
+    dropout: float = option(0.1, "dropout of the input layer and the backbone", min=0, below=1)
+    steps: int = option(1000, "optimizer steps", min=1, max=STEPS)
+    batch_size: int = option(16, "examples per optimizer step, over all processes", min=1, max=EXAMPLES)
+    grad_accum: int = option(1, "micro-batches each step is split into (same result, less memory)", min=1, max=EXAMPLES)
+    lr: float = option(
+        None, "Adam learning rate; unset: 1e-3 for the transformer, 3e-4 for the LSTMs (the paper's)", above=0
+    )
+    clip_norm: float = option(1.0, "gradient norm clip", above=0)
+    eval_every: int = option(50, "steps between validation passes", min=1, max=STEPS)
+    eval_batch_size: int = option(256, "examples per evaluation batch", min=1, max=EXAMPLES)
+    seed: int = option(0, "seed of the training stream, dropout and random/stats backbone inits")
+    target_accuracy: float | None = option(None, "stop once validation accuracy reaches this", above=0, max=1)
+    out: str | None = option(None, "run directory; unset: runs/<task>-<backbone>-<init>-s<seed>-<time>")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    attn_implementation: str = option("sdpa", "attention kernel: sdpa, or eager (slow; returns attention maps)")
+    data_dir: str | None = option(None, "data root for dataset tasks; unset: $FPT_DATA, else ~/.cache/fpt")
+    architecture: Architecture = option(
+        "transformer",
+        "transformer (the FPT), lstm (a strong 3-layer layer-norm LSTM) or lstm-paper (the authors' layer-norm "
+        "LSTM cell, the paper's LSTM row); the LSTMs need --init random",
+    )
+    layers: int | None = option(
+        None, "transformer: keep only the first N blocks; lstm: number of layers (3 if unset)", min=1, max=10_000
+    )
+    precision: Precision = option(
+        "auto", "autocast precision; auto: bf16 where the GPU or CPU has it natively, else fp16 on GPU, fp32 on CPU"
+    )
+    compile: bool = option(
+        False, "torch.compile the model (faster steps after a slow first one; CPU needs a C++ compiler)"
+    )
+    feature_cache: bool = option(
+        True,
+        "output-only runs on fixed datasets: train the head on backbone features computed once (no backbone dropout)",
+    )
+    micro_batch_size: int | None = option(
+        None,
+        "max examples per forward pass per process; gradient accumulation is computed from it",
+        min=1,
+        max=EXAMPLES,
+    )
+    checkpoint_every: int | None = option(
+        None, "steps between resumable checkpoints (every evaluation if unset)", min=1, max=STEPS
+    )
+    keep_checkpoints: int = option(2, "resumable checkpoints kept besides `best`", min=1, max=10_000)
+    log: Tracker | None = option(None, "also log metrics to TensorBoard or W&B (the package must be installed)")
+    imports: list = option(
+        [], "modules to import first: the tasks and backbones they register become usable (fpt.plugins)"
+    )
+    lora_rank: int = option(8, "LoRA rank (--train lora, fpt+lora)", min=1, max=EXAMPLES)
+    lora_alpha: float = option(16.0, "LoRA scale numerator: updates scaled by lora_alpha / lora_rank", above=0)
+    adapter_targets: str | None = option(
+        None, "modules the adapter wraps, comma-separated, e.g. q_proj,v_proj; unset: peft's per architecture"
+    )
+    align: Alignment | None = option(
+        None,
+        "first fit the input layer so the data's embedded tokens match the backbone's embedded English text (ORCA)",
+    )
+    align_steps: int = option(100, "alignment steps of 64 examples", min=1, max=STEPS)
+    align_lr: float = option(1e-3, "alignment learning rate", above=0)
 
     def __post_init__(self) -> None:
         lstm = self.architecture in ("lstm", "lstm-paper")  # the paper's LSTM baselines are trained fully
@@ -75,46 +112,13 @@ class RunConfig:
         problems = self._type_problems()
         if problems:  # the checks below assume the right types
             raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size", "lora_rank", "align_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive integer (got {short(repr(value))})")
-        for name, limit in LIMITS.items():  # far beyond any real run; larger values only fail later, obscurely
-            value = getattr(self, name)
-            if isinstance(value, int) and value > limit:
-                problems.append(f"{name} must be at most {limit:,} (got {short(repr(value))})")
+        problems = [p for f in fields(self) if (p := _bounds_problem(f, getattr(self, f.name)))]
         if self.batch_size % max(self.grad_accum, 1):
             problems.append(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
-        for name in ("lr", "clip_norm", "lora_alpha", "align_lr"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                problems.append(f"{name} must be a positive number (got {short(repr(value))})")
-        if not 0 <= self.dropout < 1:
-            problems.append(f"dropout must be in [0, 1) (got {short(repr(self.dropout))})")
-        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
-            problems.append(f"target_accuracy must be in (0, 1] (got {short(repr(self.target_accuracy))})")
-        if self.architecture not in ("transformer", "lstm", "lstm-paper"):
-            problems.append(
-                f"architecture must be transformer, lstm or lstm-paper (got {short(repr(self.architecture))})"
-            )
-        if self.layers is not None and (not isinstance(self.layers, int) or self.layers < 1):
-            problems.append(f"layers must be a positive integer (got {short(repr(self.layers))})")
-        if not isinstance(self.task_options, dict):
-            problems.append("task_options must be a mapping of option names to values")
-        for name in ("micro_batch_size", "checkpoint_every", "keep_checkpoints"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                problems.append(f"{name} must be a positive integer (got {short(repr(value))})")
         if self.micro_batch_size is not None and self.grad_accum != 1:
             problems.append("set either grad_accum or micro_batch_size (which computes the accumulation), not both")
-        if self.precision not in ("fp32", "bf16", "fp16", "auto"):
-            problems.append(f"precision must be fp32, bf16, fp16 or auto (got {short(repr(self.precision))})")
         if not all(isinstance(name, str) and name for name in self.imports):
             problems.append(f"imports must be a list of module names (got {short(repr(self.imports))})")
-        if self.align not in (None, "mmd", "otdd"):
-            problems.append(f"align must be mmd or otdd (got {short(repr(self.align))})")
-        if self.log not in (None, "tensorboard", "wandb"):
-            problems.append(f"log must be tensorboard or wandb (got {short(repr(self.log))})")
         if problems:
             raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
 
@@ -122,11 +126,15 @@ class RunConfig:
         problems = []
         hints = get_type_hints(type(self))
         for f in fields(self):
-            value, allowed = getattr(self, f.name), get_args(hints[f.name]) or (hints[f.name],)
-            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-            ok = ok or (float in allowed and isinstance(value, int) and not isinstance(value, bool))
+            value, allowed = getattr(self, f.name), allowed_values(hints[f.name])
+            types_ = tuple(t for t in allowed if isinstance(t, type))
+            choices = [c for c in allowed if not isinstance(c, type)]
+            ok = value in choices if choices and not isinstance(value, bool) else False
+            ok = ok or (isinstance(value, types_) and not (isinstance(value, bool) and bool not in types_))
+            ok = ok or (float in types_ and isinstance(value, int) and not isinstance(value, bool))
             if not ok:
-                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in types_)
+                names = " or ".join(filter(None, [", ".join(map(str, choices)), names]))
                 problems.append(f"{f.name} must be {names} (got {short(repr(value))})")
         return problems
 
@@ -150,3 +158,38 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def allowed_values(hint: Any) -> tuple:
+    """The types a hint admits, with a Literal's values in their place: `Literal["a"] | None` -> ("a", NoneType)."""
+    if get_origin(hint) is Literal:
+        return get_args(hint)
+    if get_origin(hint) in (Union, types.UnionType):
+        return tuple(v for arg in get_args(hint) for v in allowed_values(arg))
+    return (get_origin(hint) or hint,)
+
+
+def field_default(f: Field) -> Any:
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+
+
+def _bounds_problem(f: Field, value: Any) -> str | None:
+    """The message for a number outside the field's metadata bounds (None and non-numbers pass)."""
+    low, high, above, below = (f.metadata.get(k) for k in ("min", "max", "above", "below"))
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{f.name} must be a finite number (got {short(repr(value))})"
+    if low == 1 and value < 1:
+        return f"{f.name} must be a positive integer (got {short(repr(value))})"
+    if above == 0 and below is None and high is None and value <= 0:
+        return f"{f.name} must be a positive number (got {short(repr(value))})"
+    if high is not None and value > high and low is not None:
+        return f"{f.name} must be at most {high:,} (got {short(repr(value))})"
+    too_low = (low is not None and value < low) or (above is not None and value <= above)
+    too_high = (high is not None and value > high) or (below is not None and value >= below)
+    if too_low or too_high:
+        opening = f"[{low}" if low is not None else f"({above}"
+        closing = f"{below})" if below is not None else f"{high}]"
+        return f"{f.name} must be in {opening}, {closing} (got {short(repr(value))})"
+    return None
