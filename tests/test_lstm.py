@@ -193,13 +193,10 @@ def test_run_config_defaults_depend_on_the_architecture():
 
 def test_task_lr_preset_is_the_transformers_only(capsys):
     """Remote homology's lr preset (1e-4) must not override the LSTM's 3e-4; --lr still wins."""
-    from fpt.cli import _apply_task_defaults
+    from fpt.cli import _with_task_defaults
 
-    lstm = RunConfig(task="remote-homology", architecture="lstm", init="random")
-    _apply_task_defaults(lstm, {"task", "architecture", "init"})
-    transformer = RunConfig(task="remote-homology")
-    _apply_task_defaults(transformer, {"task"})
+    lstm = _with_task_defaults(RunConfig(task="remote-homology", architecture="lstm", init="random"), {"task"})
+    transformer = _with_task_defaults(RunConfig(task="remote-homology"), {"task"})
     assert lstm.lr == 3e-4 and transformer.lr == 1e-4
-    given = RunConfig(task="remote-homology", lr=5e-4)
-    _apply_task_defaults(given, {"task", "lr"})
+    given = _with_task_defaults(RunConfig(task="remote-homology", lr=5e-4), {"task", "lr"})
     assert given.lr == 5e-4

@@ -134,7 +134,8 @@ class RunConfig:
             ok = ok or (float in types_ and isinstance(value, int) and not isinstance(value, bool))
             if not ok:
                 names = " or ".join("null" if t is type(None) else t.__name__ for t in types_)
-                names = " or ".join(filter(None, [", ".join(map(str, choices)), names]))
+                if choices:  # "fp32, bf16, fp16 or auto", "(or null)" where None is allowed too
+                    names = ", ".join(choices[:-1]) + f" or {choices[-1]}" + (f" (or {names})" if names else "")
                 problems.append(f"{f.name} must be {names} (got {short(repr(value))})")
         return problems
 
