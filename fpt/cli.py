@@ -40,6 +40,13 @@ def _train_parser(sub) -> None:
         "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or report; print only the summary JSON")
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text (default): a progress bar on a terminal, else one line per evaluation; json: one JSON "
+        "object per event on stdout (start, eval, phase, end, summary)",
+    )
     _import_argument(p)
 
 
@@ -133,17 +140,16 @@ def cmd_train(args) -> int:
     flags = {
         k: v
         for k, v in vars(args).items()
-        if k not in ("command", "config", "quiet", "task_option", "resume") and v is not None
+        if k not in ("command", "config", "quiet", "task_option", "resume", "log_format") and v is not None
     }
-    log = (lambda *a: None) if args.quiet else print
+    report = _train_reporter(args)
+    log = report.message if report.style in ("json", "quiet") else print
     if args.resume:
         if args.config or args.task_option:
             raise FPTError("--resume continues a run with its own config.yaml; drop --config and --task-option.")
         with StopRequests.installed() as stop:  # Ctrl-C/SIGTERM: checkpoint, then exit 2 with the resume command
-            summary = train(
-                resume_config(args.resume, **flags), progress=not args.quiet, log=log, resume=True, stop=stop
-            )
-        _print_summary(summary)
+            summary = train(resume_config(args.resume, **flags), progress=report, log=log, resume=True, stop=stop)
+        _print_summary(summary, report)
         return 0
     if args.task_option:
         flags["task_options"] = _parse_task_options(args.task_option)
@@ -152,16 +158,27 @@ def cmd_train(args) -> int:
     import_modules(config.imports)  # before the task's presets are looked up
     config = _with_task_defaults(config, set(values) | set(flags))
     with StopRequests.installed() as stop:
-        summary = train(config, progress=not args.quiet, log=log, stop=stop)
-    _print_summary(summary)
+        summary = train(config, progress=report, log=log, stop=stop)
+    _print_summary(summary, report)
     return 0
 
 
-def _print_summary(summary: dict) -> None:
+def _train_reporter(args):
+    """How `fpt train` reports: --quiet (the summary only), --log-format json, else a bar or lines."""
+    from fpt.training.progress import Reporter
+
+    return Reporter("quiet" if args.quiet else "json" if args.log_format == "json" else "auto")
+
+
+def _print_summary(summary: dict, report=None) -> None:
     """Print the run summary once, from the main process (others exist under accelerate launch/torchrun)."""
     from accelerate import PartialState
 
-    if PartialState().is_main_process:
+    if not PartialState().is_main_process:
+        return
+    if report is not None and report.style == "json":
+        report.emit("summary", "", **summary)
+    else:
         print(json.dumps(summary, indent=2))
 
 

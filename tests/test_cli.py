@@ -122,7 +122,7 @@ def test_choices_and_bounds_are_checked_from_the_type_hints():
 
     for values, message in (
         ({"precision": "fp64"}, "precision must be fp32, bf16, fp16 or auto"),
-        ({"log": "mlflow"}, r"log must be tensorboard or wandb \(or null\)"),
+        ({"log": "mlflow"}, r"log must be tensorboard, wandb or none \(or null\)"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"target_accuracy": 0}, r"target_accuracy must be in \(0, 1\]"),
         ({"lr": -1}, "lr must be a positive number"),

@@ -18,7 +18,7 @@ from fpt.yamlsafe import read_yaml_mapping, short
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 Architecture = Literal["transformer", "lstm", "lstm-paper"]
-Tracker = Literal["tensorboard", "wandb"]
+Tracker = Literal["tensorboard", "wandb", "none"]
 Alignment = Literal["mmd", "otdd"]
 STEPS, EXAMPLES = 2**31 - 1, 2**24  # upper bounds of counts: far beyond any real run, larger fail later, obscurely
 
@@ -87,7 +87,9 @@ class RunConfig:
         None, "steps between resumable checkpoints (every evaluation if unset)", min=1, max=STEPS
     )
     keep_checkpoints: int = option(2, "resumable checkpoints kept besides `best`", min=1, max=10_000)
-    log: Tracker | None = option(None, "also log metrics to TensorBoard or W&B (the package must be installed)")
+    log: Tracker | None = option(
+        None, "also log metrics to TensorBoard or W&B, or none; unset: TensorBoard where it is installed"
+    )
     imports: list = option(
         [], "modules to import first: the tasks and backbones they register become usable (fpt.plugins)"
     )

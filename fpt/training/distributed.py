@@ -78,8 +78,17 @@ def process_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
 
 
+def resolve_tracker(log: str | None) -> str | None:
+    """The tracker metrics also go to: `log` as asked, `none` for none, and by default (None)
+    TensorBoard where it is installed (event files under the run directory)."""
+    if log is None:
+        return "tensorboard" if importlib.util.find_spec(TRACKERS["tensorboard"]) is not None else None
+    return None if log == "none" else log
+
+
 def make_accelerator(device: str, log: str | None, run_dir) -> Accelerator:
     """The Accelerator for this process (launched by `accelerate launch`/`torchrun`, or alone)."""
+    log = resolve_tracker(log)
     if log is not None and importlib.util.find_spec(TRACKERS[log]) is None:
         raise FPTError(
             f"--log {log} needs the {TRACKERS[log]!r} package, which is not installed: `pip install {TRACKERS[log]}`, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -22,6 +23,7 @@ from torch import nn
 from fpt.model.fpt import FrozenPretrainedTransformer
 from fpt.tasks import Batch, Task, TensorTask
 from fpt.training.precision import Precision
+from fpt.training.progress import Reporter
 
 
 def output_only(model: nn.Module) -> bool:
@@ -104,13 +106,20 @@ class HeadOnFeatures(nn.Module):
 
 
 def cache_if_output_only(
-    model: nn.Module, task: Task, batch_size: int, device: torch.device, precision: Precision, log=print
+    model: nn.Module,
+    task: Task,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+    log=print,
+    progress: Reporter | None = None,
 ) -> tuple[nn.Module, Task] | None:
     """(head, feature task) to train on instead of (model, task) when that is the same training."""
     if not (output_only(model) and cacheable(task)):
         return None
     started = time.perf_counter()
-    features = FeatureTask(task, model.to(device), batch_size, device, precision)
+    with progress.phase("caching backbone features") if progress else nullcontext():
+        features = FeatureTask(task, model.to(device), batch_size, device, precision)
     log(
         f"Output-only training: backbone features of {sum(features.split_size(s) for s in features.data)} examples "
         f"cached in {time.perf_counter() - started:.1f} s; the head trains on the cache (backbone dropout off)."

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,9 +20,9 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, gather_object
-from tqdm.auto import tqdm
 
 from fpt.errors import FPTError
+from fpt.files import atomic_write
 from fpt.importing import import_modules
 from fpt.model.activations import fuse_activations
 from fpt.model.dropout import use_cpu_dropout
@@ -37,9 +36,17 @@ from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import task_record
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
 from fpt.training.config import RunConfig
-from fpt.training.distributed import BatchPlan, local_micro_batches, make_accelerator, plan_batches, process_seed
+from fpt.training.distributed import (
+    BatchPlan,
+    local_micro_batches,
+    make_accelerator,
+    plan_batches,
+    process_seed,
+    resolve_tracker,
+)
 from fpt.training.feature_cache import cache_if_output_only
 from fpt.training.precision import Precision
+from fpt.training.progress import Reporter, reporter
 from fpt.training.resume import open_for_resume, resumed_config, rng_state, seed_everything, set_rng_state
 from fpt.training.signals import StopRequests
 
@@ -104,18 +111,23 @@ def evaluate(
     device: torch.device | str = "cpu",
     accelerator: Accelerator | None = None,
     precision: Precision | None = None,
+    progress: Reporter | None = None,
 ) -> dict[str, float]:
     """One full pass over `split`: unit accuracy, exact match and the number of examples.
 
     With an `accelerator`, process r scores batches r, r + n, r + 2n, ... and the counts are summed,
-    so every example counts exactly once, with no padding duplicates.
+    so every example counts exactly once, with no padding duplicates. `progress` reports the pass.
     """
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     was_training = model.training
     model.eval()
     scores = Scores()
+    batches = task.eval_batches(split, batch_size)
+    if progress is not None:
+        n = task.split_size(split)
+        batches = progress.track(batches, f"{split} pass ({n} examples)", total=math.ceil(n / batch_size))
     with precision.autocast() if precision else nullcontext():
-        for index, batch in enumerate(task.eval_batches(split, batch_size)):
+        for index, batch in enumerate(batches):
             if index % world == rank:
                 batch = batch.to(device)
                 scores.add(model(batch.inputs, batch.mask), batch.targets)
@@ -173,6 +185,8 @@ class Trainer:
     log: Callable[..., None] = print
     resumed_from: int | None = None
     window: tuple[float, int] = (0.0, 0)  # (start time, samples) of the throughput window
+    report: Reporter = field(default_factory=lambda: Reporter("quiet"))  # progress lines, bar or JSON
+    callbacks: Sequence = ()  # objects with on_eval(step, record) -> stop?, or such callables
 
     @property
     def device(self) -> torch.device:
@@ -194,12 +208,14 @@ class Trainer:
             self.run.truncate_metrics(resuming_at)
         elif self.main:
             RunDir.create(out, {**self.config.to_dict(), "distributed": self.layout}, self.source.config_dict())
-        if self.config.log:
+            atomic_write(out / "freeze_report.txt", (self.source.freeze_report() + "\n").encode())
+        tracker_name = resolve_tracker(self.config.log)
+        if tracker_name:
             scalars = {
                 k: v if isinstance(v, (int, float, str, bool)) else str(v)
                 for k, v in {**self.config.to_dict(), **self.layout}.items()
             }
-            tracker = "tensorboard" if self.config.log == "tensorboard" else "fpt"
+            tracker = "tensorboard" if tracker_name == "tensorboard" else "fpt"
             self.accelerator.init_trackers(tracker, scalars, {"wandb": {"name": out.name, "dir": str(out)}})
         log(self.source.freeze_report())
         log(f"Run directory: {out}")
@@ -226,6 +242,7 @@ class Trainer:
             if self.progress.best_step:
                 self.best = read_checkpoint(self.run.checkpoints / "best")[0]
             self.resumed_from = self.progress.step
+            self.started -= saved.get("elapsed_s", 0.0)  # elapsed_s and wall_seconds go on from the checkpoint
         else:
             torch.manual_seed(process_seed(self.config.seed, self.accelerator.process_index))  # own dropout stream
         self.window = (time.time(), 0)
@@ -267,8 +284,21 @@ class Trainer:
             p.steps_to_100 = p.step
         self.loss_sum.zero_()
         p.loss_steps, self.window = 0, (time.time(), 0)
+        self.report.evaluation(record)
         early = config.target_accuracy is not None and val["accuracy"] >= config.target_accuracy
-        return ("early-stopped" if early else "finished"), record
+        return ("early-stopped" if early or self._callbacks_stop(record) else "finished"), record
+
+    def _callbacks_stop(self, record: dict) -> bool:
+        """Run the callbacks on the main process (e.g. Optuna pruning); True when one asks to stop."""
+        stop = [False]
+        if self.main:
+            for callback in self.callbacks:
+                if getattr(callback, "on_eval", callback)(record["step"], dict(record)):
+                    self.log(f"Stopped at step {record['step']} by callback {callback!r}.")
+                    stop[0] = True
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(stop)  # every process stops at the same step
+        return stop[0]
 
     def save(self) -> None:
         """A resumable checkpoint at the current step (every process's RNG; written by the main one)."""
@@ -281,6 +311,7 @@ class Trainer:
                 "ranks": ranks,
                 "plan": self.plan.to_dict(),
                 "config": resumed_config(self.config),
+                "elapsed_s": time.time() - self.started,
             }
             step = self.progress.step
             save_checkpoint(self.run.checkpoints / step_name(step), self.source, step, state=state)
@@ -322,7 +353,14 @@ class Trainer:
                     if name in self.best:
                         param.copy_(self.best[name])
             test = evaluate(
-                self.module, self.task, "test", config.eval_batch_size, self.device, self.accelerator, self.precision
+                self.module,
+                self.task,
+                "test",
+                config.eval_batch_size,
+                self.device,
+                self.accelerator,
+                self.precision,
+                self.report,
             )
             sources = getattr(self.task, "split_sources", {})
             summary.update(
@@ -422,10 +460,14 @@ def training_step(trainer: Trainer, batch: Batch) -> torch.Tensor:
     return total
 
 
-def _placed(config: RunConfig, task: Task | None, resume: bool) -> tuple[RunConfig, Task, torch.device]:
+def _placed(
+    config: RunConfig, task: Task | None, resume: bool, report: Reporter
+) -> tuple[RunConfig, Task, torch.device]:
     """The task; a copy of `config` that records how to rebuild it and names the run directory; the device."""
     import_modules(config.imports)  # modules that register the user's tasks and backbones
-    task = task or get_task(config.task, data_dir=config.data_dir, **config.task_options)
+    if task is None:
+        with report.phase(f"loading task {config.task}"):
+            task = get_task(config.task, data_dir=config.data_dir, **config.task_options)
     device = resolve_device(config.device)
     if device.index is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -449,11 +491,11 @@ def _placed(config: RunConfig, task: Task | None, resume: bool) -> tuple[RunConf
     return replace(config, task=name, task_options=options, imports=imports, out=out[0]), task, device
 
 
-def _prepare(config: RunConfig, task: Task, model, accelerator: Accelerator, log) -> Trainer:
+def _prepare(config: RunConfig, task: Task, model, accelerator: Accelerator, log, report: Reporter) -> Trainer:
     """The Trainer; output-only runs on fixed data train the head on cached backbone features."""
     precision = Precision.create(config.precision, accelerator.device)
     cached = (
-        cache_if_output_only(model, task, config.eval_batch_size, accelerator.device, precision, log)
+        cache_if_output_only(model, task, config.eval_batch_size, accelerator.device, precision, log, report)
         if config.feature_cache
         else None
     )
@@ -465,10 +507,11 @@ def train(
     config: RunConfig,
     task: Task | None = None,
     model: torch.nn.Module | None = None,
-    progress: bool = True,
+    progress: bool | str | Reporter = True,
     log: Callable[..., None] = print,
     resume: bool = False,
     stop: StopRequests | None = None,
+    callbacks: Sequence = (),
 ) -> dict:
     """Train per `config` and return the summary (also written to the run directory's summary.json).
 
@@ -477,17 +520,27 @@ def train(
     matrices are stored in that precision). `config` itself is not changed. `resume=True` continues
     the run in `config.out` from its newest checkpoint (see `resume_config`). `stop`: pass
     `StopRequests.installed()` to turn Ctrl-C/SIGTERM into a checkpoint and `TrainingInterrupted`.
+    `progress`: True (a bar on a terminal, else one line per evaluation), False, or a style of
+    fpt.training.progress (`text`, `json`, ...). `callbacks`: objects with `on_eval(step, record)`
+    (or plain callables) called after every evaluation with its metrics record; one returning True
+    stops the run there (status `early-stopped`, best checkpoint tested): Optuna/Ray Tune pruning.
     """
     started = time.time()
-    config, task, device = _placed(config, task, resume)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # launchers set RANK; the accelerator comes later
+    report = reporter(progress if main_process else False)
+    config, task, device = _placed(config, task, resume, report)
     accelerator = make_accelerator(config.device, config.log, config.out)
     log = log if accelerator.is_main_process else (lambda *a: None)
     seed_everything(config.seed)
     model = model or build_model(config, task)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
     saved = open_for_resume(Path(config.out), config, model, accelerator, log) if resume else None
-    aligned = align_input(model, task, config, log) if config.align and not saved else None  # resumed: in checkpoint
-    trainer = _prepare(config, task, model, accelerator, log)
+    aligned = None
+    if config.align and not saved:  # a resumed run has its aligned input layer in the checkpoint
+        with report.phase(f"aligning the input layer ({config.align})"):
+            aligned = align_input(model, task, config, log)
+    trainer = _prepare(config, task, model, accelerator, log, report)
+    trainer.report, trainer.callbacks = report, callbacks
     trainer.begin(Path(config.out), started, log, saved["step"] if saved else None)
     if aligned and trainer.main:
         write_records(Path(config.out) / ALIGN_FILE, aligned)
@@ -497,21 +550,12 @@ def train(
         next(stream)
     stop, status = stop or StopRequests(), "finished"
     checkpoint_every = config.checkpoint_every or config.eval_every
-    show = progress and accelerator.is_main_process
-    bar = tqdm(
-        initial=trainer.progress.step,
-        total=config.steps,
-        disable=not show,
-        desc=f"{task.name} {config.init}",
-        file=sys.stderr,
-    )
+    report.start(config.steps, trainer.progress.step, f"{task.name} {config.init}")
     for step in range(trainer.progress.step + 1, config.steps + 1):
         trainer.step(next(stream))
-        bar.update()
+        report.step()
         if step % config.eval_every == 0 or step == config.steps:
-            status, record = trainer.validate()
-            if record:
-                bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{record['val_accuracy']:.4f}")
+            status, _ = trainer.validate()
             if status == "diverged":
                 break
         interrupted = stop.agreed(step, accelerator)
@@ -520,5 +564,5 @@ def train(
         status = "interrupted" if interrupted else status
         if status != "finished":
             break
-    bar.close()
+    report.end(status, trainer.progress.step)
     return trainer.finish(status)

@@ -1,0 +1,152 @@
+"""How a run reports progress: a tqdm bar on a terminal, plain lines in a log file, JSON lines, or nothing.
+
+Logs that land in files (SLURM, CI, `fpt sweep`'s per-run logs) get one line per evaluation and never
+carriage-return bars; `json` gives one object per event for machines; `quiet` leaves only the summary.
+Long phases without steps (loading a dataset, caching features, the full test pass) report too, so a
+run is never silent for minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+STYLES = ("auto", "bar", "text", "json", "quiet")
+PHASE_DELAY = 2.0  # seconds a phase runs before it is announced: quick phases (and failures) print nothing
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _number(key: str, value: Any) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.1f}" if key.endswith("_per_s") else f"{value:.4f}"
+
+
+class Reporter:
+    """Training progress in one of STYLES. `auto` is `bar` when `stream` is a terminal, else `text`.
+
+    `bar` and `text` write to `stream` (stderr by default); `json` writes one object per line to stdout,
+    so `fpt train --log-format json > run.jsonl` holds every event, the summary last.
+    """
+
+    def __init__(self, style: str = "auto", stream: IO[str] | None = None, phase_delay: float = PHASE_DELAY):
+        if style not in STYLES:
+            raise ValueError(f"progress style {style!r} is not one of {', '.join(STYLES)}")
+        self.stream = stream or (sys.stdout if style == "json" else sys.stderr)
+        if style == "auto":
+            style = "bar" if getattr(self.stream, "isatty", lambda: False)() else "text"
+        self.style, self.phase_delay = style, phase_delay
+        self._bar: Any = None
+        self._total = self._last_step = 0
+        self._last_time = self._started = time.time()
+
+    def emit(self, event: str, line: str, **fields: Any) -> None:
+        """One event: `line` of text, or `{"event": event, **fields}` in the json style."""
+        if self.style == "quiet":
+            return
+        if self.style == "json":
+            line = json.dumps({"event": event, **fields}, default=str)
+        if self._bar is not None:
+            self._bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        """A free-form message (the freeze report, the run directory): `log=` for train()."""
+        self.emit("message", text, text=text)
+
+    def start(self, total: int, initial: int, description: str) -> None:
+        self._total, self._last_step, self._started = total, initial, time.time()
+        self._last_time = self._started
+        if self.style == "bar":
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(initial=initial, total=total, desc=description, file=self.stream, dynamic_ncols=True)
+            return
+        where = f"from step {initial} " if initial else ""
+        self.emit(
+            "start",
+            f"{description}: training {where}to step {total}",
+            description=description,
+            step=initial,
+            total_steps=total,
+        )
+
+    def step(self) -> None:
+        if self._bar is not None:
+            self._bar.update()
+
+    def evaluation(self, record: dict) -> None:
+        """One validation record (step, train loss, validation metrics, samples/s, ...), with an ETA."""
+        now, step = time.time(), record["step"]
+        rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        eta = (self._total - step) / rate if rate > 0 else None
+        self._last_step, self._last_time = step, now
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{record['val_accuracy']:.4f}")
+            return
+        shown = {k: v for k, v in record.items() if k not in ("step", "elapsed_s")}
+        text = f"step {step}/{self._total}  " + "  ".join(f"{k} {_number(k, v)}" for k, v in shown.items())
+        text += f"  elapsed {_duration(record.get('elapsed_s', now - self._started))}"
+        text += f"  ETA {_duration(eta)}" if eta is not None else ""
+        self.emit("eval", text, **record, total_steps=self._total, eta_s=None if eta is None else round(eta, 1))
+
+    def end(self, status: str, step: int) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        seconds = time.time() - self._started
+        self.emit("end", f"training {status} at step {step} in {_duration(seconds)}", status=status, step=step)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """A phase without training steps: once it has run `phase_delay` seconds, a line says it is under
+        way, and another when it ends (with its duration). Quick phases stay silent."""
+        started, announced = time.time(), threading.Event()
+
+        def announce() -> None:
+            announced.set()
+            self.emit("phase", f"{name} ...", phase=name, state="start")
+
+        timer = threading.Timer(self.phase_delay, announce) if self.phase_delay > 0 else None
+        if timer is None:
+            announce()
+        else:
+            timer.daemon = True
+            timer.start()
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if announced.is_set():
+            seconds = time.time() - started
+            self.emit("phase", f"{name}: done in {seconds:.1f} s", phase=name, state="end", seconds=round(seconds, 2))
+
+    def track(self, items: Iterable, name: str, total: int | None = None) -> Iterator:
+        """Iterate `items` as phase `name`: a bar of `total` items on a terminal, start/end lines elsewhere."""
+        if self.style != "bar":
+            with self.phase(name):
+                yield from items
+            return
+        from tqdm.auto import tqdm
+
+        yield from tqdm(items, total=total, desc=name, file=self.stream, leave=False, dynamic_ncols=True)
+
+
+def reporter(progress: bool | str | Reporter) -> Reporter:
+    """train()'s `progress` argument: True (auto), False (quiet), a style name, or a Reporter."""
+    if isinstance(progress, Reporter):
+        return progress
+    if isinstance(progress, bool):
+        return Reporter("auto" if progress else "quiet")
+    return Reporter(progress)

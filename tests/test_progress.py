@@ -1,0 +1,73 @@
+"""Progress reporting: plain lines off a terminal (no carriage returns), JSON lines, quiet."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+
+from fpt.training.progress import Reporter, reporter
+
+RECORD = {"step": 10, "train_loss": 0.5, "val_accuracy": 0.75, "val_exact_match": 0.25, "elapsed_s": 3.0}
+
+
+def _run(style: str) -> str:
+    stream = io.StringIO()
+    report = Reporter(style, stream, phase_delay=0)  # announce every phase at once
+    with report.phase("loading bit-xor"):
+        pass
+    report.start(total=20, initial=0, description="bit-xor pretrained")
+    report.step()
+    report.step()
+    report.evaluation({**RECORD, "samples_per_s": 12.5})
+    report.evaluation({**RECORD, "step": 20, "samples_per_s": 13.0})
+    report.end("finished", 20)
+    assert list(report.track(range(3), "test pass", total=3)) == [0, 1, 2]
+    return stream.getvalue()
+
+
+def test_off_a_terminal_auto_is_one_plain_line_per_event():
+    stream = io.StringIO()  # not a terminal
+    assert Reporter("auto", stream).style == "text"
+    out = _run("text")
+    assert "\r" not in out
+    lines = out.splitlines()
+    evals = [line for line in lines if line.startswith("step ")]
+    assert len(evals) == 2
+    assert evals[0].startswith("step 10/20  train_loss 0.5000  val_accuracy 0.7500  val_exact_match 0.2500")
+    assert "samples_per_s 12.5 " in evals[0] and "ETA 0:00:" in evals[0]
+    assert lines[0] == "loading bit-xor ..." and lines[1].startswith("loading bit-xor: done in")
+    assert any(line.startswith("training finished at step 20") for line in lines)
+    assert lines[-2] == "test pass ..." and lines[-1].startswith("test pass: done in")
+
+
+def test_json_style_gives_one_object_per_event():
+    events = [json.loads(line) for line in _run("json").splitlines()]
+    assert [e["event"] for e in events] == ["phase", "phase", "start", "eval", "eval", "end", "phase", "phase"]
+    first = events[3]
+    assert first["step"] == 10 and first["val_accuracy"] == 0.75 and first["total_steps"] == 20
+    assert isinstance(first["eta_s"], float)
+
+
+def test_quiet_prints_nothing_and_bool_maps_to_auto_or_quiet():
+    assert _run("quiet") == ""
+    assert reporter(False).style == "quiet" and reporter("json").style == "json"
+    with pytest.raises(ValueError, match="not one of"):
+        Reporter("fancy")
+
+
+def test_quick_phases_stay_silent_and_long_ones_are_announced():
+    stream = io.StringIO()
+    report = Reporter("text", stream, phase_delay=0.2)
+    with report.phase("quick"):
+        pass
+    with pytest.raises(KeyError):
+        with report.phase("failing"):
+            raise KeyError("x")
+    assert stream.getvalue() == ""  # nothing before an error message, nothing for a blink
+    with report.phase("slow"):
+        time.sleep(0.5)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "slow ..." and lines[1].startswith("slow: done in 0.")

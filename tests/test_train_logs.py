@@ -1,0 +1,150 @@
+"""What `fpt train` prints: lines off a terminal, JSON lines, quiet; callbacks; time across a resume; trackers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fpt import RunConfig, train
+from fpt.cli import main
+from fpt.runs.checkpoint import read_training_state, resolve
+
+QUIET = dict(progress=False, log=lambda *a: None)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flags(backbone: str, out: Path, steps: int = 30) -> list[str]:
+    return [
+        "train",
+        "--backbone",
+        backbone,
+        "--steps",
+        str(steps),
+        "--eval-every",
+        "10",
+        "--batch-size",
+        "8",
+        "--task-option",
+        "val_size=32",
+        "--task-option",
+        "test_size=32",
+        "--out",
+        str(out),
+    ]
+
+
+def test_off_a_terminal_train_prints_one_line_per_evaluation_and_no_carriage_return(quiet_gpt2, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("TRANSFORMERS_VERBOSITY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "fpt.cli", *_flags(quiet_gpt2, tmp_path / "run")],
+        capture_output=True,  # pipes: not a terminal
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "\r" not in output
+    evaluations = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in evaluations] == ["10/30", "20/30", "30/30"]
+    assert all("train_loss" in line and "val_accuracy" in line and "ETA" in line for line in evaluations)
+    assert "training finished at step 30" in result.stderr
+    assert "Loading weights" not in output and "Warning" not in output  # transformers stays quiet
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["steps"] == 30 and summary["test_examples"] == 32
+    assert "trained 2,498 of" in (tmp_path / "run" / "freeze_report.txt").read_text()
+
+
+def test_log_format_json_gives_only_json_lines_with_the_summary_last(quiet_gpt2, tmp_path, capsys):
+    assert main([*_flags(quiet_gpt2, tmp_path / "run"), "--log-format", "json"]) == 0
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("eval") == 3 and kinds[-1] == "summary" and "start" in kinds and "end" in kinds
+    assert [e["step"] for e in events if e["event"] == "eval"] == [10, 20, 30]
+    assert any(e["event"] == "message" and "trained 2,498 of" in e["text"] for e in events)  # the freeze report
+    assert events[-1]["test_examples"] == 32 and "\r" not in err
+
+
+def test_quiet_prints_only_the_summary(quiet_gpt2, tmp_path, capsys):
+    assert main([*_flags(quiet_gpt2, tmp_path / "run", steps=10), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["steps"] == 10 and err == ""
+
+
+def test_callbacks_see_every_evaluation_and_can_stop_the_run(quiet_gpt2, tmp_path):
+    seen = []
+
+    class Pruner:  # the shape an Optuna/Ray Tune pruning callback takes
+        def on_eval(self, step: int, record: dict) -> bool:
+            seen.append((step, record["val_accuracy"]))
+            return step >= 20
+
+    steps = []
+    config = RunConfig(
+        backbone=quiet_gpt2,
+        steps=50,
+        eval_every=10,
+        batch_size=8,
+        task_options={"val_size": 32, "test_size": 32},
+        out=str(tmp_path / "run"),
+    )
+    summary = train(config, callbacks=[Pruner(), lambda step, record: steps.append(step)], **QUIET)
+    assert [s for s, _ in seen] == [10, 20] and steps == [10, 20]
+    assert summary["status"] == "early-stopped" and summary["steps"] == 20 and summary["test_accuracy"] is not None
+    assert all(isinstance(acc, float) for _, acc in seen)
+
+
+def test_elapsed_time_continues_after_resume(quiet_gpt2, tmp_path):
+    config = RunConfig(
+        backbone=quiet_gpt2,
+        steps=10,
+        eval_every=10,
+        batch_size=8,
+        task_options={"val_size": 32, "test_size": 32},
+        out=str(tmp_path / "run"),
+    )
+    train(config, **QUIET)
+    first = read_training_state(resolve(tmp_path / "run", "last"))["elapsed_s"]
+    assert first > 0
+    from fpt.training import resume_config
+
+    started = time.time()
+    summary = train(resume_config(tmp_path / "run", steps=20), resume=True, **QUIET)
+    second_call = time.time() - started
+    assert summary["wall_seconds"] >= first and summary["wall_seconds"] > second_call  # not from zero
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 20 and last["elapsed_s"] > first
+
+
+def test_tensorboard_is_the_default_tracker_where_installed(monkeypatch):
+    from fpt.training import distributed
+
+    installed = {"tensorboard": True}
+    monkeypatch.setattr(distributed.importlib.util, "find_spec", lambda name: object() if installed.get(name) else None)
+    assert distributed.resolve_tracker(None) == "tensorboard"
+    assert distributed.resolve_tracker("none") is None and distributed.resolve_tracker("wandb") == "wandb"
+    installed["tensorboard"] = False
+    assert distributed.resolve_tracker(None) is None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
+def test_a_default_run_writes_tensorboard_events(quiet_gpt2, tmp_path):
+    config = RunConfig(
+        backbone=quiet_gpt2,
+        steps=2,
+        eval_every=1,
+        batch_size=4,
+        task_options={"val_size": 8, "test_size": 8},
+        out=str(tmp_path / "run"),
+    )
+    train(config, **QUIET)
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
