@@ -204,6 +204,11 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
     markdown = (out / "results.md").read_text()
     assert "from 1 to 2" in markdown  # the failed run's own error message
     assert (out / "plots" / "bit-xor.png").is_file()
+    log = (out / "logs" / "bit-xor" / "pretrained" / "lr0.001" / "s0.log").read_text()
+    assert "\r" not in log and [line[:8] for line in log.splitlines() if line.startswith("step ")] == [
+        "step 1/2",
+        "step 2/2",
+    ]
     finished = out / "runs" / "bit-xor" / "pretrained" / "lr0.001" / "s0"
     summary = json.loads((finished / "summary.json").read_text())
     (finished / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))  # as if stopped

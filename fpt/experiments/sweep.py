@@ -271,9 +271,9 @@ def run_status(run_dir: Path) -> dict | None:
 
 def _train(args: list[str], log_path: Path, threads: int) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    with open(log_path, "a") as log:
+    with open(log_path, "a") as log:  # a file, not a terminal: one progress line per evaluation
         return subprocess.run(
-            [sys.executable, "-m", "fpt.cli", "train", *args, "--quiet"], stdout=log, stderr=subprocess.STDOUT, env=env
+            [sys.executable, "-m", "fpt.cli", "train", *args], stdout=log, stderr=subprocess.STDOUT, env=env
         ).returncode
 
 
