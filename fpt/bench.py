@@ -445,6 +445,18 @@ def table(document: dict) -> str:
     return "\n".join(lines)
 
 
+def check_out(out: str | Path) -> None:
+    """Refuse an --out that cannot take the JSON (and the .txt table beside it), before measuring."""
+    out = Path(out)
+    if out.suffix != ".json":
+        raise FPTError(f"--out {out}: the bench writes a .json file (and a .txt table beside it).")
+    if out.is_dir() or out.with_suffix(".txt").is_dir():
+        raise FPTError(f"--out {out} is a directory; give a file name ending in .json.")
+    parent = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise FPTError(f"--out {out}: {parent} is not a writable directory.")
+
+
 def write(document: dict, out: str | Path) -> Path:
     """Write the JSON and, beside it, the table (.txt)."""
 

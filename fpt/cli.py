@@ -14,7 +14,8 @@ import os
 import sys
 
 from fpt import __version__
-from fpt.errors import FPTError
+from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
+from fpt.yamlsafe import short
 
 
 def _train_parser(sub) -> None:
@@ -46,6 +47,9 @@ def _train_parser(sub) -> None:
         default="text",
         help="text (default): a progress bar on a terminal, else one line per evaluation; json: one JSON "
         "object per event on stdout (start, eval, phase, end, summary)",
+    )
+    p.add_argument(
+        "--help-task", action="store_true", help="list the options of --task (type, range, default) and exit"
     )
     _import_argument(p)
 
@@ -97,17 +101,17 @@ def _import_argument(p) -> None:
 
 
 def _parse_task_options(pairs: list[str]) -> dict:
-    import yaml
+    from fpt import yamlsafe
 
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise FPTError(f"--task-option expects KEY=VALUE, got {pair!r}.")
-        parsed = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise FPTError(f"--task-option expects KEY=VALUE, got {yamlsafe.short(repr(pair), 100)}.")
+        parsed = yamlsafe.load(value, f"--task-option {yamlsafe.short(key, 40)}")
         # YAML reads a numeral with a leading zero as a number; here it names a choice (bit-xor encoding=01)
         leading_zero = value.strip().startswith("0") and value.strip().isdigit() and len(value.strip()) > 1
-        options[key] = value.strip() if leading_zero else parsed
+        options[key.strip()] = value.strip() if leading_zero else parsed
     return options
 
 
@@ -134,14 +138,19 @@ def _with_task_defaults(config, given: set[str]):
 
 def cmd_train(args) -> int:
     from fpt.importing import import_modules
+    from fpt.tasks import check_task_options, task_options_schema
     from fpt.training import RunConfig, StopRequests, resume_config, train
     from fpt.yamlsafe import read_yaml_mapping
 
     flags = {
         k: v
         for k, v in vars(args).items()
-        if k not in ("command", "config", "quiet", "task_option", "resume", "log_format") and v is not None
+        if k not in ("command", "config", "quiet", "task_option", "resume", "log_format", "help_task") and v is not None
     }
+    if args.help_task:
+        import_modules(args.imports or [])
+        print(task_options_schema(args.task or "bit-xor").describe())
+        return 0
     report = _train_reporter(args)
     log = report.message if report.style in ("json", "quiet") else print
     if args.resume:
@@ -156,6 +165,7 @@ def cmd_train(args) -> int:
     values = read_yaml_mapping(args.config, "Config file", "keys to values") if args.config else {}
     config = RunConfig.from_dict({**values, **flags}, source=args.config or "flags")
     import_modules(config.imports)  # before the task's presets are looked up
+    check_task_options(config.task, config.task_options)  # at parse time: nothing is built or written yet
     config = _with_task_defaults(config, set(values) | set(flags))
     with StopRequests.installed() as stop:
         summary = train(config, progress=report, log=log, stop=stop)
@@ -201,8 +211,11 @@ def cmd_eval(args) -> int:
     from fpt.training.loop import resolve_device
     from fpt.training.precision import Precision
 
+    if args.batch_size < 1:
+        raise FPTError(f"--batch-size must be a positive integer, got {args.batch_size}.")
     record = read_run_record(args.run_dir)
     task = get_task(record.task, **record.task_kwargs(args.data_dir))
+    record.check_task(task.spec)  # config.yaml edited after training: the checkpoint would not fit the task
     model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     precision = Precision.create(record.precision, device)  # as the run evaluated
@@ -304,8 +317,17 @@ def _data_parser(sub) -> None:
                 a.add_argument(f"--{split}", type=int, help=f"{split} examples (default {default}, as LRA)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors that quote at most a few hundred characters of the bad value."""
+
+    def error(self, message: str):
+        from fpt.yamlsafe import short
+
+        super().error(short(message, 300))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fpt",
         description="Frozen Pretrained Transformers: train only the input, "
         "output, norm and position parameters of a language-pretrained transformer.",
@@ -386,6 +408,8 @@ def cmd_bench(args) -> int:
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "cases", "out") and v is not None}
     settings = bench.BenchSettings(**given)
+    if args.out:
+        bench.check_out(args.out)  # before minutes of measuring
     document = bench.run_bench(args.cases or list(bench.CASES), settings, log=lambda text: print(text, file=sys.stderr))
     document["command"] = "fpt " + " ".join(sys.argv[1:])
     if args.out:
@@ -599,6 +623,20 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except FPTError as err:
         print(f"fpt: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system refused (a path too long, not a directory, read-only, full)
+        where = f" ({short(str(err.filename), 200)})" if err.filename else ""
+        print(
+            f"fpt: error: {err.strerror or err}{where}; check the paths given and their permissions.", file=sys.stderr
+        )
+        return 2
+    except MemoryError:
+        print(f"fpt: error: {OUT_OF_MEMORY}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if not is_out_of_memory(err):
+            raise
+        print(f"fpt: error: {OUT_OF_MEMORY}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fpt: interrupted", file=sys.stderr)

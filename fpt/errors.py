@@ -19,3 +19,18 @@ def unknown_name(kind: str, name: str, choices: list[str], hint: str = "") -> FP
     return FPTError(
         f"Unknown {kind} {name!r}.{suggestion} Known {kind}s: {', '.join(sorted(choices))}.{(' ' + hint) if hint else ''}"
     )
+
+
+OUT_OF_MEMORY = (
+    "Out of memory: the batch, evaluation batch or task sizes asked for more memory than this machine has. "
+    "Lower --batch-size or --eval-batch-size, or pass --micro-batch-size to split each batch, or shrink the "
+    "task's sizes; a run that had written a checkpoint continues with `fpt train --resume RUN_DIR`."
+)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is an allocation failure (torch raises RuntimeError subclasses; numpy MemoryError)."""
+    text = str(err)
+    return isinstance(err, MemoryError) or any(
+        marker in text for marker in ("can't allocate memory", "out of memory", "Out of memory", "not enough memory")
+    )

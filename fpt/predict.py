@@ -132,6 +132,8 @@ def predict(
     model, inputs, mask=None, batch_size: int = 256, device: str | torch.device = "cpu"
 ) -> dict[str, np.ndarray]:
     """Class predictions `classes` (n, units) and `probabilities` (n, units, classes) for `inputs`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FPTError(f"batch_size must be a positive integer, got {batch_size!r:.40}.")
     values, mask = check_inputs(inputs, mask, model.config)
     model.to(device).eval()
     classes, probabilities = [], []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fpt.data import listops
 from fpt.data.fetch import download, recorded_downloads, verify
-from fpt.data.registry import data_root, dataset_names, get_dataset, locate, require
+from fpt.data.registry import data_root, dataset_names, get_dataset, locate, require, writable_root
 from fpt.errors import FPTError
 from fpt.files import atomic_write
 
@@ -67,7 +67,7 @@ def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force
             f"is not allowed: --train, --val and --test take 1 to {MAX_GENERATED:,} examples, --seed a "
             "non-negative integer. Nothing was written."
         )
-    root = data_root(data_dir)
+    root = writable_root(data_dir)
     target = root / name
     if target.exists() and any(target.iterdir()) and not force:
         origin = "a generated copy" if (target / "GENERATED").exists() else "files"

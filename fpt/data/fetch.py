@@ -22,7 +22,7 @@ import pooch
 import requests
 
 from fpt.data.idx import open_content
-from fpt.data.registry import data_root, get_dataset, locate, require
+from fpt.data.registry import get_dataset, locate, require, writable_root
 from fpt.data.specs import Dataset, Download, dataset_file
 from fpt.errors import FPTError
 from fpt.files import atomic_write
@@ -182,12 +182,31 @@ def download(name: str, data_dir: str | Path | None = None, progressbar: bool = 
     if found is not None:
         log(f"{name}: already present in {found}")
         return found
-    root = data_root(data_dir)
+    root = writable_root(data_dir)
     target = root / name
+    created = [p for p in (target, *target.parents) if not p.exists()]
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FPTError(f"Cannot create {target} ({err.strerror or err}); choose a writable --data-dir.") from err
+    try:
+        return _download(dataset, root, target, data_dir, progressbar, log)
+    except FPTError:
+        for folder in created:  # leave no empty folders behind (a partial download's .part file stays)
+            _remove_empty(folder)
+        raise
+
+
+def _remove_empty(folder: Path) -> None:
+    for sub in sorted(folder.rglob("*"), reverse=True) if folder.is_dir() else ():
+        if sub.is_dir() and not any(sub.iterdir()):
+            sub.rmdir()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _download(dataset, root: Path, target: Path, data_dir, progressbar: bool, log) -> Path:
+    name = dataset.name
     unpublished = []
     for item in dataset.downloads:
         try:

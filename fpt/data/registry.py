@@ -31,6 +31,19 @@ def data_root(data_dir: str | Path | None = None) -> Path:
     return Path(pooch.os_cache("fpt"))
 
 
+def writable_root(data_dir: str | Path | None = None) -> Path:
+    """The data root, for writing into: refused when it is itself a dataset's directory (a data root holds
+    one folder per dataset), so a dataset is never written inside another."""
+    root = data_root(data_dir)
+    for dataset in DATASETS.values():
+        if any(find_file(root, f) for f in dataset.files):
+            raise FPTError(
+                f"{root} looks like the {dataset.name} dataset's own folder, not a data root; pass the folder "
+                f"that holds it ({root.parent}) as --data-dir."
+            )
+    return root
+
+
 def candidate_dirs(dataset: Dataset, data_dir: str | Path | None = None) -> list[Path]:
     return [data_root(data_dir) / dataset.name, *(Path(d) for d in dataset.system_dirs)]
 

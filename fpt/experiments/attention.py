@@ -30,9 +30,10 @@ def load_for_attention(run_dir: str | Path, which: str = "best"):
     record = read_run_record(run_dir)
     if record.architecture.startswith("lstm"):
         raise FPTError(f"{run_dir} trained the LSTM baseline, which has no attention; pass a transformer run.")
+    task = get_task(record.task, **record.task_kwargs())
+    record.check_task(task.spec)
     model = FrozenPretrainedTransformer(replace(FPTConfig.from_dict(record.model), attn_implementation="eager"))
     load_trained(model, Path(run_dir), which)
-    task = get_task(record.task, **record.task_kwargs())
     return model.eval(), task
 
 

@@ -331,7 +331,7 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
             f"{out} holds finished runs made with other settings ({', '.join(changed[:3])}"
             f"{', ...' if len(changed) > 3 else ''}); they are kept. Use another output directory for the changed grid."
         )
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out)
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the caller's own cap (a shared machine) wins
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
@@ -368,6 +368,29 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
     return [records[r.key] for r in grid.runs]
 
 
+SWEEP_ENTRIES = ("runs", "configs", "logs", "results.md", "results.csv", "plots", "pretrain")
+
+
+def prepare_out(out: Path) -> None:
+    """Create the sweep directory `out`, refusing a file, a run directory or a folder of other files
+    (a sweep writes only into a new or empty directory or an earlier sweep's)."""
+    from fpt.runs.record import enclosing_run
+
+    if out.exists() and not out.is_dir():
+        raise FPTError(f"--out {out} is a file; a sweep writes a directory (runs/, configs/, results.md).")
+    if enclosing_run(out) is not None or (out / "config.yaml").is_file():
+        raise FPTError(f"--out {out} is (or lies inside) a run directory; choose a place outside it.")
+    if out.is_dir() and any(out.iterdir()) and not any((out / entry).exists() for entry in SWEEP_ENTRIES):
+        raise FPTError(
+            f"--out {out} holds other files (not an earlier sweep's); choose a new or empty directory so "
+            "nothing in it is mixed with or overwritten by the sweep."
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FPTError(f"Cannot create the sweep directory {out} ({err.strerror or err}).") from err
+
+
 def quick_look(grid: Grid, steps: int | None = None, max_runs: int | None = None) -> Grid:
     """`grid` shrunk for a quick look: every run `steps` long and/or only `max_runs` runs, taken one per
     (task, condition) before any second learning rate or seed. Its results table says so."""
@@ -392,6 +415,7 @@ def list_runs(grid: Grid, out: str | Path) -> list[tuple[str, str]]:
     """(key, command) of every run, its config written under `out`/configs, for a scheduler (SLURM,
     submitit) to run; `fpt sweep` with the same grid and --out then tabulates the finished runs."""
     out = Path(out)
+    prepare_out(out)
     listed = []
     for run in grid.runs:
         path = out / "configs" / f"{run.key}.yaml"

@@ -49,6 +49,21 @@ class RunRecord:
         """The precision the run trained (and evaluated) in; fp32 for runs that predate the record."""
         return str(self.distributed.get("precision", "fp32"))
 
+    def check_task(self, spec) -> None:
+        """Refuse a task (its `TaskSpec`) whose shapes differ from those the run's model was built for:
+        config.yaml's task_options (or the data) changed after training, so the checkpoint does not fit."""
+        changed = [
+            f"{key} {value!r} (the model has {self.model.get(key)!r})"
+            for key, value in spec.model_fields().items()
+            if key in self.model and self.model[key] != value
+        ]
+        if changed:
+            raise FPTError(
+                f"{self.path}/config.yaml no longer describes the task this run trained on: its task "
+                f"{self.task!r} with task_options {self.config.get('task_options') or {}} now gives "
+                f"{'; '.join(changed)}. config.yaml (or the dataset) was changed after training; restore it."
+            )
+
     def task_kwargs(self, data_dir: str | None = None) -> dict[str, Any]:
         """Keyword arguments for `get_task(record.task, **kwargs)`: the run's options and data root."""
         root = data_dir or self.config.get("data_dir")
@@ -69,6 +84,17 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
     import_modules(values.get("imports") or [], search_cwd=False)  # they register the run's task/backbone
     model, distributed = values.pop("model"), values.pop("distributed", None)
     return RunRecord(Path(run_dir), values, model, distributed if isinstance(distributed, dict) else {})
+
+
+def enclosing_run(path: str | Path) -> Path | None:
+    """The run directory that `path` lies inside (not `path` itself), if any: nothing is ever written
+    into another run's directory."""
+    for parent in Path(path).resolve().parents:
+        if (parent / "config.yaml").is_file() and (
+            (parent / "checkpoints").is_dir() or (parent / "metrics.jsonl").is_file()
+        ):
+            return parent
+    return None
 
 
 class RunDir:

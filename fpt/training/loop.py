@@ -21,7 +21,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 
-from fpt.errors import FPTError
+from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
 from fpt.files import atomic_write
 from fpt.importing import import_modules
 from fpt.model.activations import fuse_activations
@@ -30,8 +30,9 @@ from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.model.unread import skip_unread_positions
 from fpt.plugins import recorded_imports
-from fpt.runs.checkpoint import prune, read_checkpoint, save_checkpoint, step_name
-from fpt.runs.record import RunDir, default_run_dir
+from fpt.runs.checkpoint import prune, read_checkpoint, save_checkpoint, step_checkpoints, step_name
+from fpt.runs.lock import RunLock
+from fpt.runs.record import RunDir, default_run_dir, enclosing_run
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import task_record
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
@@ -181,6 +182,7 @@ class Trainer:
     loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # since the last evaluation
     best: dict[str, torch.Tensor] = field(default_factory=dict)  # the trained parameters of the best evaluation
     run: RunDir | None = None  # set by `begin`
+    lock: RunLock | None = None  # the main process's lock on the run directory, from `begin` to `release`
     started: float = 0.0
     log: Callable[..., None] = print
     resumed_from: int | None = None
@@ -203,6 +205,16 @@ class Trainer:
     def begin(self, out: Path, started: float, log: Callable[..., None], resuming_at: int | None) -> None:
         """Create the run directory (resuming: drop the metrics written after the checkpoint) and report."""
         self.run, self.started, self.log = RunDir(out), started, log
+        refused = [None]
+        if self.main:
+            try:
+                self.lock = claim_run_dir(out, resuming_at)
+            except FPTError as err:
+                refused[0] = str(err)
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(refused)
+        if refused[0]:
+            raise FPTError(refused[0])
         self.accelerator.wait_for_everyone()  # every process has checked the run directory before it changes
         if self.main and resuming_at is not None:
             self.run.truncate_metrics(resuming_at)
@@ -223,6 +235,12 @@ class Trainer:
             f"{self.plan.processes} process(es) on {self.device} x {self.plan.accumulation} micro-batch(es) of "
             f"{self.plan.micro_batch} = batch {self.plan.batch_size} per step; precision {self.precision.name}"
         )
+
+    def release(self) -> None:
+        """Let go of the run directory (the OS also does, should the process die)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def restore(self, saved: dict | None) -> None:
         """Optimizer, loss scale, counters, RNG and running loss from a checkpoint, or a fresh start."""
@@ -460,6 +478,27 @@ def training_step(trainer: Trainer, batch: Batch) -> torch.Tensor:
     return total
 
 
+def claim_run_dir(out: Path, resuming_at: int | None) -> RunLock:
+    """Create `out` and take its lock (one writer per run directory), then check under the lock that it
+    holds no run (a new run) or still the checkpoint being resumed: two writers started together cannot
+    both pass."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FPTError(f"Cannot create the run directory {out} ({err.strerror or err}); choose another --out.") from err
+    lock = RunLock(out).acquire()
+    newest = step_checkpoints(out / "checkpoints")
+    problem = None
+    if resuming_at is None and (out / "config.yaml").exists():
+        problem = f"{out} already holds a run; choose another --out so its results are not overwritten."
+    elif resuming_at and (not newest or newest[-1].name != step_name(resuming_at)):
+        problem = f"{out} changed while this resume was starting (another run wrote it); try again."
+    if problem:
+        lock.release()
+        raise FPTError(problem)
+    return lock
+
+
 def _placed(
     config: RunConfig, task: Task | None, resume: bool, report: Reporter
 ) -> tuple[RunConfig, Task, torch.device]:
@@ -480,6 +519,12 @@ def _placed(
     out = [config.out or str(default_run_dir(task.name, config.backbone, config.init, config.seed))]
     if state.num_processes > 1:  # the main process names the run directory (its default name holds the time)
         broadcast_object_list(out)
+    if Path(out[0]).exists() and not Path(out[0]).is_dir():
+        raise FPTError(f"--out {out[0]} is a file; a run writes a directory there. Choose another --out.")
+    if enclosing_run(out[0]) is not None:
+        raise FPTError(
+            f"--out {out[0]} lies inside the run directory {enclosing_run(out[0])}; choose a place outside it."
+        )
     if not resume and (Path(out[0]) / "config.yaml").exists():
         raise FPTError(
             f"{out[0]} already holds a run; choose another --out so its results are not overwritten, "
@@ -541,9 +586,22 @@ def train(
             aligned = align_input(model, task, config, log)
     trainer = _prepare(config, task, model, accelerator, log, report)
     trainer.report, trainer.callbacks = report, callbacks
-    trainer.begin(Path(config.out), started, log, saved["step"] if saved else None)
-    if aligned and trainer.main:
-        write_records(Path(config.out) / ALIGN_FILE, aligned)
+    try:
+        trainer.begin(Path(config.out), started, log, saved["step"] if saved else (0 if resume else None))
+        if aligned and trainer.main:
+            write_records(Path(config.out) / ALIGN_FILE, aligned)
+        return _loop(trainer, saved, report, stop)
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        raise FPTError(f"{OUT_OF_MEMORY} (At step {trainer.progress.step}.)") from err
+    finally:
+        trainer.release()
+
+
+def _loop(trainer: Trainer, saved: dict | None, report: Reporter, stop: StopRequests | None) -> dict:
+    """Restore (or start) the run, train to config.steps with evaluations and checkpoints, finish."""
+    config, task, accelerator = trainer.config, trainer.task, trainer.accelerator
     trainer.restore(saved)
     stream = trainer.task.train_batches(config.batch_size, config.seed)
     for _ in range(trainer.progress.step):  # replay the stream to where the checkpoint left it

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 
 from fpt.errors import FPTError
-from fpt.runs.checkpoint import load_trained, read_training_state, resolve
+from fpt.runs.checkpoint import load_trained, read_training_state, resolve, step_checkpoints
 from fpt.runs.record import read_run_record, read_summary
 from fpt.training.config import RunConfig
 
@@ -70,10 +70,22 @@ def resume_config(run_dir: str | Path, **overrides) -> RunConfig:
     return RunConfig.from_dict({**record.config, **overrides, "out": str(run_dir)}, source=f"{run_dir}/config.yaml")
 
 
-def open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accelerator, log) -> dict:
+def open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accelerator, log) -> dict | None:
     """Check the newest checkpoint of `run_dir` against the model and config, load its parameters,
-    and return its training state. Refuses (FPTError) before anything is written."""
+    and return its training state (None: the run has no checkpoint yet and starts from step 0).
+    Refuses (FPTError) before anything is written."""
     summary = read_summary(run_dir)
+    if not step_checkpoints(run_dir / "checkpoints") and not (summary and summary.get("status") == "diverged"):
+        # it stopped before its first checkpoint (a crash, an allocation failure): start it again
+        written = RunConfig.from_dict(read_run_record(run_dir).config, source=f"{run_dir}/config.yaml")
+        changed = sorted(k for k, v in resumed_config(config).items() if resumed_config(written).get(k) != v)
+        if changed:
+            raise FPTError(
+                f"{run_dir}/config.yaml differs from the config given (changed: {', '.join(changed)}); "
+                "resuming would not continue the same run. Restore config.yaml or start a new run."
+            )
+        log(f"{run_dir} has no step checkpoint yet: starting it from step 0")
+        return None
     checkpoint = resolve(run_dir, "last")
     state = read_training_state(checkpoint)
     load_trained(model, run_dir, checkpoint.name)
@@ -84,6 +96,11 @@ def open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accele
     if summary and summary.get("status") == "early-stopped":
         raise FPTError(
             f"{run_dir} stopped early on reaching target_accuracy at step {state['step']}; there is nothing to resume."
+        )
+    if config.steps < state["step"]:
+        raise FPTError(
+            f"The newest checkpoint of {run_dir} is step {state['step']}; --steps {config.steps} would end before "
+            f"it. Pass --steps {state['step']} or more to continue (`fpt eval {run_dir}` evaluates it as it is)."
         )
     if summary and summary.get("status") == "finished" and state["step"] >= config.steps:
         raise FPTError(

@@ -1,0 +1,24 @@
+"""The short fuzz run (the long one is benchmarks/fuzz_cli.py): generated bad arguments and files for
+every subcommand and for train(), TensorTask and predict() end in exit 0 or 2, never a traceback,
+and never change a protected run directory or dataset (see tests/fuzzing.py)."""
+
+from __future__ import annotations
+
+from tests.fuzzing import Fuzzer, _cli
+
+COMMANDS = (
+    "train", "resume", "eval", "predict", "describe", "data list", "data verify", "data generate",
+    "data download", "sweep", "reproduce", "attention", "bench",
+)  # fmt: skip
+
+
+def test_fuzz_every_subcommand_and_api(tmp_path, quiet_gpt2, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fuzzer = Fuzzer(tmp_path / "fuzz", quiet_gpt2, seed=12)
+    for command in COMMANDS:  # the unfuzzed base of each case works, so the cases test what they change
+        fuzzer._run(command, command, lambda command=command: _cli(fuzzer.base_argv(command)), allowed_change=True)
+    assert fuzzer.report.outcomes == {f"{c}: exit 0": 1 for c in COMMANDS}, fuzzer.report.failures
+    for index in range(150):
+        fuzzer.api_case() if index % 6 == 0 else fuzzer.cli_case(COMMANDS[index % len(COMMANDS)])
+    assert not fuzzer.report.failures, fuzzer.report.failures[:3]
+    assert sum(fuzzer.report.cases.values()) == 150 + len(COMMANDS)
