@@ -114,3 +114,33 @@ def test_push_to_hub_uploads_config_weights_and_a_card_naming_the_repo(trained, 
     assert uploaded.pop("repo_id") == "someone/fpt-bit-xor"
     assert sorted(uploaded) == ["README.md", "config.json", "model.safetensors"]
     assert b'from_pretrained("someone/fpt-bit-xor")' in uploaded["README.md"]
+
+
+def test_an_adapter_policy_exports_a_peft_adapter_that_peft_loads(quiet_gpt2, tmp_path):
+    peft = pytest.importorskip("peft", reason="the adapter policies need peft")
+    from transformers import AutoModel
+
+    from fpt import FPTConfig
+
+    model = FrozenPretrainedTransformer(
+        FPTConfig(input_dim=4, max_length=8, num_classes=3, backbone=quiet_gpt2, train="lora")
+    ).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # LoRA starts as the identity; make it change the backbone
+                param.normal_()
+    model.save_peft_adapter(tmp_path / "adapter")
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    loaded = peft.PeftModel.from_pretrained(AutoModel.from_pretrained(quiet_gpt2), tmp_path / "adapter").eval()
+    embeds = torch.randn(2, 8, 32)
+    with torch.no_grad():
+        expected = model.backbone(inputs_embeds=embeds).last_hidden_state
+        assert torch.allclose(loaded(inputs_embeds=embeds).last_hidden_state, expected, atol=1e-5)
+        plain = AutoModel.from_pretrained(quiet_gpt2).eval()(inputs_embeds=embeds).last_hidden_state
+        assert not torch.allclose(plain, expected, atol=1e-3)  # the adapter does change the backbone
+    fpt_policy = FrozenPretrainedTransformer(FPTConfig(input_dim=4, max_length=8, num_classes=3, backbone=quiet_gpt2))
+    with pytest.raises(FPTError, match="cannot hold"):
+        fpt_policy.save_peft_adapter(tmp_path / "none")

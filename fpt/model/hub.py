@@ -132,6 +132,37 @@ class FPTHubMixin(PyTorchModelHubMixin):
         (save_directory / CONFIG).write_text(json.dumps(self.hub_config(), indent=2, default=str) + "\n")
         (save_directory / CARD).unlink(missing_ok=True)  # the mixin writes the card only where none exists
 
+    def save_peft_adapter(self, directory: str | Path) -> Path:
+        """Write the backbone's trained adapter (policies lora, ia3, ln-tuning) as a PEFT adapter:
+        adapter_config.json and adapter_model.safetensors, loadable with `peft.PeftModel.from_pretrained`
+        on the backbone. The FPT's input and output layers are not part of the backbone; they travel in
+        `save_pretrained`'s files."""
+        from fpt.model.adapters import adapter_parameters
+
+        backbone: Any = self.backbone  # type: ignore[attr-defined]
+        config: Any = self.config  # type: ignore[attr-defined]
+        adapters = {f"backbone.{n}" for n in adapter_parameters(backbone)}
+        others = sorted(n for n in self.trained_state() if n.startswith("backbone.") and n not in adapters)  # type: ignore[attr-defined]
+        if not adapters or others:
+            raise FPTError(
+                f"Policy {config.train!r} trains {'no adapter' if not adapters else ', '.join(others[:3])} in the "
+                "backbone, which a PEFT adapter cannot hold; only the lora, ia3 and ln-tuning policies map onto "
+                "one. Use save_pretrained, which stores every trained parameter."
+            )
+        import peft
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        adapter = backbone.peft_config["default"]
+        base = _base_model(self)
+        adapter.base_model_name_or_path = base or self.backbone_source  # type: ignore[attr-defined]
+        adapter.revision = _backbone_revision(self)
+        adapter.save_pretrained(str(directory))
+        state = peft.get_peft_model_state_dict(backbone)  # named as PeftModel.save_pretrained names them:
+        tensors = {f"base_model.model.{n}": t.detach().float().cpu().contiguous() for n, t in state.items()}
+        save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+        return directory
+
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs) -> str:
         """Upload config.json, model.safetensors and the card (its loading example names `repo_id`)."""
         return super().push_to_hub(
