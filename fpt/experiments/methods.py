@@ -16,6 +16,7 @@ Budgets:
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,8 +164,6 @@ def _mean(values: list) -> float | None:
 
 
 def _summaries(cell) -> list[dict]:
-    import json
-
     return [json.loads((Path(d) / "summary.json").read_text()) for d in cell.run_dirs]
 
 
