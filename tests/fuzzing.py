@@ -69,16 +69,20 @@ class Report:
 class Fuzzer:
     """Builds the fixtures under `root` once, then runs generated cases against them."""
 
-    def __init__(self, root: Path, backbone: str, seed: int = 0):
+    def __init__(self, root: Path, backbone: str, seed: int = 0, monkeypatch=None):
+        """`monkeypatch` (pytest's): the stubs, environment and working directory are undone after the
+        test; without it (the benchmark) they stay for the life of the process."""
         self.root, self.backbone, self.rng = Path(root), backbone, random.Random(seed)
         self.protected = self.root / "protected"
         self.scratch = self.root / "scratch"
         self.report = Report()
         self.counter = 0
-        os.environ.update({"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"})
-        os.environ.update({"NO_PROXY": "", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+        self.patch = monkeypatch
+        env = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+        for name, value in {**env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+            monkeypatch.setenv(name, value) if monkeypatch else os.environ.__setitem__(name, value)
         (self.root / "cwd").mkdir(parents=True, exist_ok=True)
-        os.chdir(self.root / "cwd")  # default output folders (runs/...) land here
+        (monkeypatch.chdir if monkeypatch else os.chdir)(self.root / "cwd")  # default outputs (runs/...) land here
         self._stub_expensive_leaves()
         self._build_fixtures()
         self.pristine = self.root / "pristine"
@@ -217,8 +221,8 @@ class Fuzzer:
                 "loadavg_after": load,
             }
 
-        sweep._train = failed_run
-        bench.bench_case = timed
+        for module, name, stub in ((sweep, "_train", failed_run), (bench, "bench_case", timed)):
+            self.patch.setattr(module, name, stub) if self.patch else setattr(module, name, stub)
 
     # -- values ----------------------------------------------------------------------------
     def fresh(self, suffix: str = "") -> str:

@@ -13,8 +13,7 @@ COMMANDS = (
 
 
 def test_fuzz_every_subcommand_and_api(tmp_path, quiet_gpt2, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    fuzzer = Fuzzer(tmp_path / "fuzz", quiet_gpt2, seed=12)
+    fuzzer = Fuzzer(tmp_path / "fuzz", quiet_gpt2, seed=12, monkeypatch=monkeypatch)
     for command in COMMANDS:  # the unfuzzed base of each case works, so the cases test what they change
         fuzzer._run(command, command, lambda command=command: _cli(fuzzer.base_argv(command)), allowed_change=True)
     assert fuzzer.report.outcomes == {f"{c}: exit 0": 1 for c in COMMANDS}, fuzzer.report.failures
