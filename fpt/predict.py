@@ -112,9 +112,9 @@ def read_inputs(
             )
         return TASK_READERS[task](path, max_length, options or {})
     try:
+        if path.suffix == ".npy":  # mapped first: a header announcing more than the file holds is refused unread
+            return np.array(np.load(path, mmap_mode="r", allow_pickle=False)), None
         loaded = np.load(path, allow_pickle=False)
-        if path.suffix == ".npy":
-            return loaded, None
         with loaded:
             names = list(loaded.keys())
             if "inputs" not in names and len(names) != 1:
@@ -124,7 +124,9 @@ def read_inputs(
     except FPTError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise FPTError(f"Cannot read {path} as a NumPy {path.suffix} file ({err}).") from err
+        raise FPTError(f"Cannot read {path} as a NumPy {path.suffix} file ({str(err)[:200]}).") from err
+    except MemoryError as err:  # an .npz member whose header announces more than it holds
+        raise FPTError(f"{path} announces arrays larger than this machine's memory; it is damaged or not inputs.") from err
 
 
 @torch.inference_mode()

@@ -26,3 +26,17 @@ def test_local_backbone_with_a_code_running_pickle_names_the_file(tmp_path, tiny
     with pytest.raises(FPTError, match=r"pytorch_model.bin was refused.*safetensors") as err:
         load_backbone(str(folder))
     assert not isinstance(err.value.__cause__, FPTError) and isinstance(err.value.__cause__, pickle.UnpicklingError)
+
+
+def test_npy_header_announcing_more_than_the_file_holds_is_refused_unread(tmp_path):
+    import io
+
+    import numpy as np
+
+    from fpt.predict import read_inputs
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 10, 1)})
+    (tmp_path / "huge.npy").write_bytes(header.getvalue() + b"\0" * 64)
+    with pytest.raises(FPTError, match="Cannot read"):
+        read_inputs(tmp_path / "huge.npy")
