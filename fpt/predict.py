@@ -126,7 +126,9 @@ def read_inputs(
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise FPTError(f"Cannot read {path} as a NumPy {path.suffix} file ({str(err)[:200]}).") from err
     except MemoryError as err:  # an .npz member whose header announces more than it holds
-        raise FPTError(f"{path} announces arrays larger than this machine's memory; it is damaged or not inputs.") from err
+        raise FPTError(
+            f"{path} announces arrays larger than this machine's memory; it is damaged or not inputs."
+        ) from err
 
 
 @torch.inference_mode()
