@@ -188,7 +188,9 @@ def methods_table(grid, cells) -> str:
     for task in grid.tasks:
         ours = [c for c in cells if c.task == task and c.run_dirs]
         finals = [v for v in (_final_val(c) for c in ours) if v is not None]
-        target = TARGET_FRACTION * max(finals) / 100 if finals else None
+        if not finals:
+            continue
+        target = TARGET_FRACTION * max(finals) / 100
         for c in ours:
             summaries = _summaries(c)
             steps, bound = _steps_to_common_target(c, target)
@@ -205,8 +207,7 @@ def methods_table(grid, cells) -> str:
                 f"{summaries[0]['trainable_params']:,} | {'> ' if bound else ''}{steps:.0f} | "
                 f"{_mean(speeds):.1f} | {_mean([s['wall_seconds'] for s in summaries]):.0f} | {distance} |"
             )
-        if target is not None:
-            lines.append(f"| {task} | common target: {100 * target:.1f}% val | | | | | | | | |")
+        lines.append(f"| {task} | common target: {100 * target:.1f}% val | | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ module of our `norm` group is targeted, so `ln-tuning` then computes what `outpu
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from torch import nn
 
@@ -46,13 +47,13 @@ def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
     )
 
-    table = {
+    tables: dict[str, dict] = {
         "lora": TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
         "ia3": TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
         "ln-tuning": TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING,
-    }[method]
+    }
     model_type = getattr(backbone.config, "model_type", None)
-    if model_type in table:
+    if model_type in tables[method]:
         return None
     if method == "ln-tuning":
         names = sorted({name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if name and is_norm(m)})
@@ -100,7 +101,7 @@ def inject_adapter(backbone: nn.Module, method: str, rank: int = 8, alpha: float
     return backbone
 
 
-def adapter_modules(model: nn.Module) -> dict[str, nn.Module]:
+def adapter_modules(model: nn.Module) -> dict[str, Any]:
     """The PEFT tuner layers in `model`, by name."""
     try:
         from peft.tuners.tuners_utils import BaseTunerLayer
@@ -111,7 +112,7 @@ def adapter_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 def adapter_parameters(model: nn.Module) -> set[str]:
     """Names (relative to `model`) of every PEFT adapter tensor in it."""
-    names = set()
+    names: set[str] = set()
     for prefix, module in adapter_modules(model).items():
         for attr in module.adapter_layer_names:
             holder = getattr(module, attr, None)

@@ -43,8 +43,8 @@ MEASURE_EVERY = 10  # steps between measurements of the fixed-set distance in al
 
 def _ot():
     try:
-        import geomloss
-        import ot
+        import geomloss  # type: ignore[import-untyped]
+        import ot  # type: ignore[import-untyped]
     except ImportError as err:
         raise FPTError(
             "--align uses the optimal-transport libraries POT and geomloss, which are not installed. Install "
