@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--api-fraction", type=float, default=0.15, help="share of cases on train/TensorTask/predict")
+    parser.add_argument("--max-seconds", type=float, help="stop early after this long (the record says how many ran)")
     parser.add_argument("--record", help="JSON file to write (a .md summary is written beside it)")
     args = parser.parse_args()
 
@@ -50,6 +51,9 @@ def main() -> int:
         fuzzer = Fuzzer(Path(root), tiny_backbone(Path(root) / "backbone"), seed=args.seed)
         setup_s = time.time() - started
         for index in range(args.cases):
+            if args.max_seconds and time.time() - started > args.max_seconds:
+                print(f"stopped after {args.max_seconds:g} s: {index} of {args.cases} cases ran", flush=True)
+                break
             if fuzzer.rng.random() < args.api_fraction:
                 fuzzer.api_case()
             else:
@@ -64,6 +68,7 @@ def main() -> int:
         "command": "python " + " ".join(sys.argv),
         "seed": args.seed,
         "cases": sum(report.cases.values()),
+        "cases_asked": args.cases,
         "cases_by_kind": dict(sorted(report.cases.items())),
         "outcomes": dict(sorted(report.outcomes.items())),
         "failures": len(report.failures),
