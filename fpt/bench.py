@@ -154,7 +154,7 @@ def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: 
 
 def reference_path(case: BenchCase, settings: BenchSettings, task: Task) -> Path_:
     """The authors' loop: fp32, eager attention, host batches, `.item()` every step."""
-    config = _run_config(case, settings, precision="fp32", compile=False, attn_implementation="eager")
+    config = _run_config(case, settings, precision="fp32", compile=False, attn_implementation="eager", fast_paths=False)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = build_model(config, task).to(device).train()

@@ -22,7 +22,9 @@ QUIET = dict(progress=False, log=lambda *a: None)
 
 def _model(backbone: str, train: str = "lora", seed: int = 0, **options) -> FrozenPretrainedTransformer:
     torch.manual_seed(seed)
-    return FrozenPretrainedTransformer(FPTConfig(**SHAPE, backbone=backbone, train=train, dropout=0.0, **options))
+    return FrozenPretrainedTransformer(
+        FPTConfig(**SHAPE, backbone=backbone, train=train, dropout=0.0, fast_paths=False, **options)
+    )
 
 
 def test_policies_parse_presets_and_one_adapter_among_groups():

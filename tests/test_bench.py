@@ -73,7 +73,7 @@ def test_peak_memory_is_measured_in_a_child_process(quiet_gpt2):
 def test_default_and_reference_paths_compute_the_same_losses(tmp_path, quiet_gpt2, monkeypatch):
     # the default path's CPU dropout draws its masks its own way (tests/test_dropout.py); without it
     # the input layer's dropout draws the same masks on both paths and the losses must agree
-    monkeypatch.setattr("fpt.training.loop.use_cpu_dropout", lambda model: 0)
+    monkeypatch.setattr("fpt.model.fast_paths.use_cpu_dropout", lambda model: 0)
     case = BenchCase("tiny", "bit-xor", quiet_gpt2, "random", batch_size=4)
     settings = BenchSettings(precision="fp32")
     task = get_task("bit-xor")

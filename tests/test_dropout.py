@@ -66,7 +66,9 @@ def test_attention_interface_repeats_grouped_keys(monkeypatch):
 
 def _model(backbone: str, task, seed: int = 0) -> FrozenPretrainedTransformer:
     torch.manual_seed(seed)
-    return FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random"))
+    return FrozenPretrainedTransformer(
+        FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random", fast_paths=False)
+    )
 
 
 @pytest.fixture(scope="module")

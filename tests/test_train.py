@@ -183,3 +183,27 @@ def test_minilm_learns_bit_xor(tmp_path):
     assert summary["steps_to_100"] is not None and summary["steps_to_100"] <= 400
     size = sum(f.stat().st_size for f in resolve(tmp_path / "xor", "last").iterdir())
     assert size < 5_000_000
+
+
+def test_config_yaml_and_summary_list_the_fast_paths(xor_run):
+    out, summary = xor_run
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["fast_paths"] is True and config["model"]["fast_paths"] is True
+    applied = ["fused-gelu", "cpu-dropout", "last-block-read-positions-only"]  # GPT-2 on CPU: all three
+    assert config["fast_paths_applied"] == summary["fast_paths_applied"] == applied
+
+
+def test_no_fast_paths_builds_the_plain_model_and_fast_paths_are_reversible(quiet_gpt2):
+    from fpt.model import FPTConfig
+    from fpt.model.dropout import CPUDropout
+    from fpt.model.fast_paths import drop_cpu_dropout
+
+    shape = get_task("bit-xor").spec.model_fields()
+    plain = FrozenPretrainedTransformer(FPTConfig(**shape, backbone=quiet_gpt2, init="random", fast_paths=False))
+    assert plain.fast_paths == [] and "fast paths: none" in plain.freeze_report()
+    assert not any(isinstance(m, CPUDropout) for m in plain.modules())
+    fast = FrozenPretrainedTransformer(FPTConfig(**shape, backbone=quiet_gpt2, init="random"))
+    assert "cpu-dropout" in fast.fast_paths and "cpu-dropout" in fast.freeze_report()
+    drop_cpu_dropout(fast)
+    assert "cpu-dropout" not in fast.fast_paths and not any(isinstance(m, CPUDropout) for m in fast.modules())
+    assert fast.backbone.config._attn_implementation == "sdpa"

@@ -15,7 +15,14 @@ def _pair(backbone: str, task, **config):
         torch.manual_seed(0)
         models.append(
             FrozenPretrainedTransformer(
-                FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random", dropout=0.0, **config)
+                FPTConfig(
+                    **task.spec.model_fields(),
+                    backbone=backbone,
+                    init="random",
+                    dropout=0.0,
+                    fast_paths=False,
+                    **config,
+                )
             )
         )
     assert skip_unread_positions(models[1])
@@ -49,9 +56,17 @@ def test_padded_inputs_and_other_backbones_run_in_full(quiet_gpt2, tiny_llama):
     inputs, mask = torch.randn(3, 10, 1), torch.ones(3, 10, dtype=torch.bool)
     mask[0, 7:] = False  # padded: each example reads its own last positions
     torch.testing.assert_close(skipping(inputs, mask), full(inputs, mask))
-    llama = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=tiny_llama, init="random"))
+    llama = FrozenPretrainedTransformer(
+        FPTConfig(**task.spec.model_fields(), backbone=tiny_llama, init="random", fast_paths=False)
+    )
     assert not skip_unread_positions(llama)
     eager = FrozenPretrainedTransformer(
-        FPTConfig(**task.spec.model_fields(), backbone=quiet_gpt2, init="random", attn_implementation="eager")
+        FPTConfig(
+            **task.spec.model_fields(),
+            backbone=quiet_gpt2,
+            init="random",
+            attn_implementation="eager",
+            fast_paths=False,
+        )
     )
     assert not skip_unread_positions(eager)

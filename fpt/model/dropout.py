@@ -121,3 +121,16 @@ def use_cpu_dropout(model: nn.Module) -> int:
         AttentionInterface.register(ATTENTION, _fpt_sdpa)
         AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     return changed
+
+
+def use_plain_dropout(model: nn.Module) -> None:
+    """Undo `use_cpu_dropout`: PyTorch's `nn.Dropout` and sdpa attention again."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is CPUDropout:
+                replacement = nn.Dropout(child.p, child.inplace)
+                replacement.train(child.training)
+                setattr(parent, name, replacement)
+        config = getattr(parent, "config", None)
+        if getattr(config, "_attn_implementation", None) == ATTENTION:
+            config._attn_implementation = "sdpa"

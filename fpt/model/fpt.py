@@ -17,6 +17,7 @@ from fpt.backbones.groups import UNUSED, block_list
 from fpt.errors import FPTError
 from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
 from fpt.model.embedders import make_embedder
+from fpt.model.fast_paths import apply_fast_paths
 from fpt.model.freeze import GROUPS, FreezePolicy
 from fpt.model.heads import OutputHead
 from fpt.model.hub import FPTHubMixin
@@ -46,6 +47,7 @@ class FPTConfig:
     lora_alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by alpha / rank
     adapter_targets: str | None = None  # modules an adapter wraps, comma-separated; default per architecture
     revision: str | None = None  # a hub backbone's commit, branch or tag (None: the cached or newest one)
+    fast_paths: bool = True  # build with the exact CPU fast paths of fpt.model.fast_paths (False: the plain model)
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
@@ -126,6 +128,7 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
         for name, param in self.named_parameters():
             param.requires_grad_(self.groups[name] != UNUSED and self.policy.trains(self.groups[name]))
         self.fingerprint = self._fingerprint()
+        self.fast_paths = apply_fast_paths(self) if config.fast_paths else []  # after the fingerprint: names unchanged
 
     # -- construction -------------------------------------------------------------------------
     @staticmethod
@@ -259,6 +262,7 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
             )
         if self.config.layers is not None:
             lines.append(f"  note: only the first {self.config.layers} transformer blocks are kept")
+        lines.append(f"  fast paths: {', '.join(self.fast_paths) or 'none'} (fpt.model.fast_paths)")
         if self.position_table:
             lines.append(
                 f"  note: the position table was interpolated from {self.position_table['interpolated_from']} "

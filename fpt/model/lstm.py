@@ -179,6 +179,7 @@ class LSTMBaseline(nn.Module):
             param.requires_grad_(self.policy.trains(self.groups[name]))
         frozen = [(n, p) for n, p in self.named_parameters() if not p.requires_grad]
         self.backbone_name = config.architecture
+        self.fast_paths: list[str] = []  # the FPT rewrites (fpt.model.fast_paths) do not apply to the LSTM
         self.fingerprint = {
             "backbone": config.architecture,
             "source": "random",

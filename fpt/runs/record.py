@@ -83,6 +83,7 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
         raise FPTError(f"{path} has no `task` key or no `model` section; it was not written by `fpt train`.")
     import_modules(values.get("imports") or [], search_cwd=False)  # they register the run's task/backbone
     model, distributed = values.pop("model"), values.pop("distributed", None)
+    values.pop("fast_paths_applied", None)  # derived from the model; its fast_paths setting is in `model`
     return RunRecord(Path(run_dir), values, model, distributed if isinstance(distributed, dict) else {})
 
 

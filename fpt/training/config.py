@@ -73,6 +73,9 @@ class RunConfig:
     compile: bool = option(
         False, "torch.compile the model (faster steps after a slow first one; CPU needs a C++ compiler)"
     )
+    fast_paths: bool = option(
+        True, "build the model with the exact CPU fast paths (fused GELU, CPU dropout, last block on read positions)"
+    )
     feature_cache: bool = option(
         True,
         "output-only runs on fixed datasets: train the head on backbone features computed once (no backbone dropout)",
@@ -144,8 +147,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
         known = {f.name for f in fields(cls)}
-        # `model` and `distributed` are derived, written for reference
-        values = {k: v for k, v in values.items() if k not in ("model", "distributed")}
+        # `model`, `distributed` and `fast_paths_applied` are derived, written for reference
+        values = {k: v for k, v in values.items() if k not in ("model", "distributed", "fast_paths_applied")}
         unknown = sorted(map(str, set(values) - known))
         if unknown:
             raise FPTError(

@@ -24,11 +24,9 @@ from accelerate.utils import broadcast_object_list, gather_object
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
 from fpt.files import atomic_write
 from fpt.importing import import_modules
-from fpt.model.activations import fuse_activations
-from fpt.model.dropout import use_cpu_dropout
+from fpt.model.fast_paths import drop_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
-from fpt.model.unread import skip_unread_positions
 from fpt.plugins import recorded_imports
 from fpt.runs.checkpoint import prune, read_checkpoint, save_checkpoint, step_checkpoints, step_name
 from fpt.runs.lock import RunLock
@@ -96,6 +94,7 @@ def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | 
             dropout=config.dropout,
             attn_implementation=config.attn_implementation,
             layers=config.layers,
+            fast_paths=config.fast_paths,
             lora_rank=config.lora_rank,
             lora_alpha=config.lora_alpha,
             adapter_targets=config.adapter_targets,
@@ -219,7 +218,8 @@ class Trainer:
         if self.main and resuming_at is not None:
             self.run.truncate_metrics(resuming_at)
         elif self.main:
-            RunDir.create(out, {**self.config.to_dict(), "distributed": self.layout}, self.source.config_dict())
+            derived = {"distributed": self.layout, "fast_paths_applied": self.source.fast_paths}
+            RunDir.create(out, {**self.config.to_dict(), **derived}, self.source.config_dict())
             atomic_write(out / "freeze_report.txt", (self.source.freeze_report() + "\n").encode())
         tracker_name = resolve_tracker(self.config.log)
         if tracker_name:
@@ -359,6 +359,7 @@ class Trainer:
             "trainable_params": sum(t.numel() for t in self.trained),
             "total_params": sum(c for c, _ in counts.values()),
             "metric_names": self.task.metric_names,
+            "fast_paths_applied": self.source.fast_paths,
             "position_table": getattr(self.source, "position_table", None),  # {interpolated_from, to} when stretched
             "features_cached": self.module is not self.source,  # output-only on cached features: no backbone dropout
             **self.layout,
@@ -434,10 +435,8 @@ def prepare_training(
     trained = [p for p in model.parameters() if p.requires_grad]
     wrapped = accelerator.prepare(model.train())
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
-    fuse_activations(model)  # GPT-2's Python tanh-GELU -> the same function in one kernel
-    skip_unread_positions(model)  # causal backbones: the last block computes only the positions the head reads
-    if accelerator.device.type == "cpu" and not config.compile:  # compiled graphs make their own dropout masks
-        use_cpu_dropout(model)  # dropout masks without the single-threaded Bernoulli sampler
+    if accelerator.device.type != "cpu" or config.compile:  # fused GPU kernels; compiled graphs make their own masks
+        drop_cpu_dropout(source or model)
     if config.compile:
         wrapped = torch.compile(wrapped)
     optimizer = torch.optim.Adam(trained, lr=config.lr)
