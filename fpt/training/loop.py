@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -264,6 +264,13 @@ class Trainer:
         else:
             torch.manual_seed(process_seed(self.config.seed, self.accelerator.process_index))  # own dropout stream
         self.window = (time.time(), 0)
+
+    def train_batches(self) -> Iterator[Batch]:
+        """The training stream, replayed to where the restored progress left it."""
+        stream = self.task.train_batches(self.config.batch_size, self.config.seed)
+        for _ in range(self.progress.step):
+            next(stream)
+        return stream
 
     def step(self, batch: Batch) -> None:
         self.loss_sum += training_step(self, batch)
@@ -535,7 +542,9 @@ def _placed(
     return replace(config, task=name, task_options=options, imports=imports, out=out[0]), task, device
 
 
-def _prepare(config: RunConfig, task: Task, model, accelerator: Accelerator, log, report: Reporter) -> Trainer:
+def _prepare(
+    config: RunConfig, task: Task, model, accelerator: Accelerator, log, report: Reporter, callbacks: Sequence
+) -> Trainer:
     """The Trainer; output-only runs on fixed data train the head on cached backbone features."""
     precision = Precision.create(config.precision, accelerator.device)
     cached = (
@@ -544,7 +553,18 @@ def _prepare(config: RunConfig, task: Task, model, accelerator: Accelerator, log
         else None
     )
     step_model, step_task = cached or (model, task)
-    return prepare_training(config, step_task, step_model, accelerator, source=model)
+    trainer = prepare_training(config, step_task, step_model, accelerator, source=model)
+    trainer.report, trainer.callbacks = report, callbacks
+    return trainer
+
+
+def _align(config: RunConfig, task: Task, model, saved: dict | None, log, report: Reporter) -> list | None:
+    """ORCA's first stage, the input layer fitted to the backbone's embedded text (`--align`); its
+    records. A resumed run has its aligned input layer in the checkpoint."""
+    if not config.align or saved:
+        return None
+    with report.phase(f"aligning the input layer ({config.align})"):
+        return align_input(model, task, config, log)
 
 
 def train(
@@ -579,12 +599,8 @@ def train(
     model = model or build_model(config, task)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
     saved = open_for_resume(Path(config.out), config, model, accelerator, log) if resume else None
-    aligned = None
-    if config.align and not saved:  # a resumed run has its aligned input layer in the checkpoint
-        with report.phase(f"aligning the input layer ({config.align})"):
-            aligned = align_input(model, task, config, log)
-    trainer = _prepare(config, task, model, accelerator, log, report)
-    trainer.report, trainer.callbacks = report, callbacks
+    aligned = _align(config, task, model, saved, log, report)
+    trainer = _prepare(config, task, model, accelerator, log, report, callbacks)
     try:
         trainer.begin(Path(config.out), started, log, saved["step"] if saved else (0 if resume else None))
         if aligned and trainer.main:
@@ -602,9 +618,7 @@ def _loop(trainer: Trainer, saved: dict | None, report: Reporter, stop: StopRequ
     """Restore (or start) the run, train to config.steps with evaluations and checkpoints, finish."""
     config, task, accelerator = trainer.config, trainer.task, trainer.accelerator
     trainer.restore(saved)
-    stream = trainer.task.train_batches(config.batch_size, config.seed)
-    for _ in range(trainer.progress.step):  # replay the stream to where the checkpoint left it
-        next(stream)
+    stream = trainer.train_batches()
     stop, status = stop or StopRequests(), "finished"
     checkpoint_every = config.checkpoint_every or config.eval_every
     report.start(config.steps, trainer.progress.step, f"{task.name} {config.init}")
