@@ -69,6 +69,13 @@ def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force
         )
     root = writable_root(data_dir)
     target = root / name
+    run = next(
+        (p for p in (root, *root.parents) if (p / "config.yaml").is_file() and (p / "checkpoints").is_dir()), None
+    )
+    if run is not None:  # a run directory's files stay as training left them
+        raise FPTError(
+            f"--data-dir {root} is inside the run directory {run}; choose a data root outside it. Nothing was written."
+        )
     if target.exists() and any(target.iterdir()) and not force:
         origin = "a generated copy" if (target / "GENERATED").exists() else "files"
         raise FPTError(
