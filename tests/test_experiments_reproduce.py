@@ -75,6 +75,8 @@ def test_cpu_budget_chooses_the_lr_on_seed_0(tmp_path):
     assert {r.lr for r in expanded.runs if r.config.get("architecture") == "lstm-paper"} == {3e-4}
     pretrain, init = build("init", "cpu", tasks=["bit-xor"], out=tmp_path)
     assert pretrain is None and [c["label"] for c in init["conditions"]] == ["pretrained", "random"]
+    _, ablation = build("ablation", "cpu", tasks=["bit-xor"], out=tmp_path)
+    assert ablation["train"] == ["output", "output+norm", "output+norm+input", "fpt"]
 
 
 def test_unknown_experiment_or_budget():

@@ -129,7 +129,11 @@ BUDGETS = {
         task_options=SMOKE_TASK_OPTIONS,
         pretrain_steps=200,
         selection_seeds=1,
-        rows={"main": ("fpt", "full", "lstm-paper"), "init": ("pretrained", "random")},
+        rows={
+            "main": ("fpt", "full", "lstm-paper"),
+            "init": ("pretrained", "random"),
+            "ablation": ("output", "output+norm", "output+norm+input", "fpt"),
+        },
         task_variants=PAPER_TOKENIZER,
         note="cpu budget (sized for about 80 minutes of one core of a 2-core CPU shared with other jobs, which ran "
         "at about a sixth of its quiet speed): `minilm` (6 layers, 384 wide) stands in for GPT-2; Bit XOR at the "
@@ -138,7 +142,8 @@ BUDGETS = {
         "validation and 1000 test examples; transformer lr chosen on seed 0's validation accuracy from 1e-4, "
         "3e-4, 1e-3, then seeds 1 and 2 at that lr only (seed 0's figure is thus slightly favoured); the LSTM "
         "at the paper's lr 3e-4 only; rows left out for compute: the strong LSTM and the frozen LSTM (main), "
-        "the statistics-matched and Bit-Memory-pretrained backbones (init); Bit Memory (shrunk to 5 strings of 30 bits in 10-bit "
+        "the statistics-matched and Bit-Memory-pretrained backbones (init), fpt+ff and fpt+attention "
+        "(ablation); Bit Memory (shrunk to 5 strings of 30 bits in 10-bit "
         "tokens when run, 500 steps) was not run; bf16 autocast where the CPU has it (auto).",
     ),
 }
