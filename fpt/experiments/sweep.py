@@ -104,10 +104,16 @@ def _as_list(value, name: str, problems: list[str]) -> list:
     return value
 
 
+GRIDS = Path(__file__).parent / "grids"  # grids shipped with fpt, by name: `fpt sweep example`
+
+
 def load_grid(source: str | Path | dict) -> dict:
-    """Read a grid from a YAML file (or take a dict as is)."""
+    """Read a grid from a YAML file, or a grid shipped with fpt by name (`example`), or take a dict as is."""
     if isinstance(source, dict):
         return source
+    packaged = GRIDS / f"{source}.yaml"
+    if not Path(source).exists() and "/" not in str(source) and packaged.is_file():
+        source = packaged
     return read_yaml_mapping(source, "Grid file", "grid keys (tasks, seeds, lrs, ...)")
 
 

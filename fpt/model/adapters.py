@@ -34,7 +34,7 @@ def _peft():
     except ImportError as err:
         raise FPTError(
             "The adapter policies (lora, fpt+lora, ia3, ln-tuning) use Hugging Face's `peft`, which is not "
-            "installed. Install it with `pip install 'fpt[peft]'` (or `pip install peft`)."
+            "installed. Install it with `pip install 'frozen-pretrained-transformers[peft]'` (or `pip install peft`)."
         ) from err
     return peft
 

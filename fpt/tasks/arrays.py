@@ -248,7 +248,9 @@ def from_hf(
     try:
         import datasets
     except ImportError as err:
-        raise FPTError("TensorTask.from_hf needs the `datasets` package: pip install 'fpt[hf]'.") from err
+        raise FPTError(
+            "TensorTask.from_hf needs the `datasets` package: pip install 'frozen-pretrained-transformers[hf]'."
+        ) from err
     if isinstance(dataset, datasets.DatasetDict):
         codes = sorted(HF_SPLITS.get(name, -1) for name in dataset)
         if codes != [0, 1, 2]:

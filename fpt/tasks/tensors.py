@@ -180,7 +180,7 @@ class TensorTask(Task):
     @classmethod
     def from_hf(cls, dataset, input_column: str, label_column: str, **options) -> TensorTask:
         """A Hugging Face `datasets.Dataset` (split by fraction) or `DatasetDict` (train/validation/test);
-        see `fpt.tasks.arrays.from_hf` (mask_column, patch_size for image columns, ...). Needs `fpt[hf]`."""
+        see `fpt.tasks.arrays.from_hf` (mask_column, patch_size for image columns, ...). Needs `frozen-pretrained-transformers[hf]`."""
         from fpt.tasks.arrays import from_hf
 
         return from_hf(dataset, input_column, label_column, **options)

@@ -48,7 +48,7 @@ def _ot():
     except ImportError as err:
         raise FPTError(
             "--align uses the optimal-transport libraries POT and geomloss, which are not installed. Install "
-            "them with `pip install 'fpt[align]'` (or `pip install pot geomloss`)."
+            "them with `pip install 'frozen-pretrained-transformers[align]'` (or `pip install pot geomloss`)."
         ) from err
     return ot, geomloss
 
