@@ -85,7 +85,7 @@ def test_alignment_errors_say_what_to_do(monkeypatch, tiny_gpt2):
     with pytest.raises(FPTError, match="align must be mmd or otdd"):
         RunConfig(align="wasserstein")
     monkeypatch.setitem(sys.modules, "ot", None)
-    with pytest.raises(FPTError, match=r"pip install 'fpt\[align\]'"):
+    with pytest.raises(FPTError, match=r"pip install 'frozen-pretrained-transformers\[align\]'"):
         Distance("otdd", torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))
 
 

