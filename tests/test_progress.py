@@ -71,3 +71,10 @@ def test_quick_phases_stay_silent_and_long_ones_are_announced():
         time.sleep(0.5)
     lines = stream.getvalue().splitlines()
     assert lines[0] == "slow ..." and lines[1].startswith("slow: done in 0.")
+
+
+def test_auto_is_a_bar_in_a_notebook(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ipykernel", object())  # a Jupyter kernel: output is no terminal
+    assert Reporter("auto", io.StringIO()).style == "bar"

@@ -32,7 +32,7 @@ def _number(key: str, value: Any) -> str:
 
 
 class Reporter:
-    """Training progress in one of STYLES. `auto` is `bar` when `stream` is a terminal, else `text`.
+    """Training progress in one of STYLES. `auto` is `bar` on a terminal or in a notebook, else `text`.
 
     `bar` and `text` write to `stream` (stderr by default); `json` writes one object per line to stdout,
     so `fpt train --log-format json > run.jsonl` holds every event, the summary last.
@@ -42,8 +42,9 @@ class Reporter:
         if style not in STYLES:
             raise ValueError(f"progress style {style!r} is not one of {', '.join(STYLES)}")
         self.stream = stream or (sys.stdout if style == "json" else sys.stderr)
-        if style == "auto":
-            style = "bar" if getattr(self.stream, "isatty", lambda: False)() else "text"
+        if style == "auto":  # a notebook's output is no terminal, but shows tqdm.auto's widget
+            interactive = getattr(self.stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
+            style = "bar" if interactive else "text"
         self.style, self.phase_delay = style, phase_delay
         self._bar: Any = None
         self._total = self._last_step = 0
