@@ -25,12 +25,13 @@ import torch
 import transformers
 
 from fpt import RunConfig, train
-from fpt.experiments.attention import attention_maps, load_for_attention, split_tensors, xor_source_mass
-from fpt.training.loop import resume_config
+from fpt.experiments.attention import attention_maps, split_tensors, xor_source_mass
+from fpt.training.resume import resume_config
 
 RESULTS = Path(__file__).parent / "results"
 SETTINGS = {
-    "task_options": {"val_size": 200, "test_size": 500},  # a Gemma forward pass is costly on a CPU
+    # +-1 inputs: the recorded runs predate the `encoding` option, when +-1 was the only encoding.
+    "task_options": {"encoding": "pm1", "val_size": 200, "test_size": 500},  # val/test small: Gemma is costly on a CPU
     "eval_every": 25,
     "target_accuracy": 1.0,  # stop once validation is perfect: steps_to_100 is what is compared
 }
@@ -43,13 +44,37 @@ def conditions(seeds: list[int]) -> list[tuple[str, str, int]]:
     return frozen + [(init, "fpt,attention-norm", seeds[0]) for init in ("pretrained", "random")]
 
 
+def load_run(run_dir: Path):
+    """The run's best model, switched to eager attention after loading (same weights, same function).
+
+    Not `fpt attention`'s loader: that builds the backbone with eager attention first, and for a
+    random init the backbone config then hashes differently from the checkpoint's fingerprint."""
+    from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
+    from fpt.runs.checkpoint import load_trained
+    from fpt.runs.record import read_run_record
+    from fpt.tasks import get_task
+
+    record = read_run_record(run_dir)
+    model = FrozenPretrainedTransformer(FPTConfig.from_dict(record.model))
+    load_trained(model, run_dir, "best")
+    model.backbone.config._attn_implementation = "eager"
+    # Runs recorded before the `encoding` option existed had +-1 inputs.
+    return model.eval(), get_task(record.task, **{"encoding": "pm1", **record.task_kwargs()})
+
+
 def partner_attention(run_dir: Path) -> list[float]:
-    """Per layer: mean attention mass of each output position on its partner bit (test split)."""
-    model, task = load_for_attention(run_dir)
+    """Per layer: mean attention mass of each output position on its partner bit (test split);
+    kept in the run directory once computed."""
+    cached = run_dir / "partner_attention.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    model, task = load_run(run_dir)
     inputs, _, _ = split_tensors(task, "test")
     with torch.inference_mode():
         maps = torch.cat([attention_maps(model, inputs[i : i + 250])[0] for i in range(0, len(inputs), 250)], dim=1)
-    return [layer["partner_bit"] for layer in xor_source_mass(maps, task.spec.output_tokens)]
+    partner = [layer["partner_bit"] for layer in xor_source_mass(maps, task.spec.output_tokens)]
+    cached.write_text(json.dumps(partner) + "\n")
+    return partner
 
 
 def run(init: str, policy: str, seed: int, steps: int, runs: Path) -> dict:
@@ -57,7 +82,7 @@ def run(init: str, policy: str, seed: int, steps: int, runs: Path) -> dict:
     command = (
         f"fpt train --task bit-xor --backbone gemma3-270m --init {init} --train {policy} --seed {seed} "
         f"--steps {steps} --eval-every 25 --target-accuracy 1.0 "
-        "--task-option val_size=200 --task-option test_size=500"
+        "--task-option encoding=pm1 --task-option val_size=200 --task-option test_size=500"
     )
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else None
     if summary is not None and summary["status"] == "interrupted":

@@ -1,4 +1,4 @@
-"""What a frozen Gemma 3 270M does with Bit XOR inputs before any training: pretrained vs random init.
+"""What a frozen Gemma 3 270M does with Bit XOR inputs (+-1) before any training: pretrained vs random init.
 
 Builds the untrained FPT (`fpt train`'s model at step 0: fresh input layer, zero learned positions)
 for each init, runs the Bit XOR validation inputs through it with eager attention, and reports per
@@ -30,7 +30,7 @@ RESULTS = Path(__file__).parent / "results"
 
 @torch.inference_mode()
 def profile(init: str, inputs: torch.Tensor, k: int) -> list[dict]:
-    task_fields = get_task("bit-xor").spec.model_fields()
+    task_fields = get_task("bit-xor", encoding="pm1").spec.model_fields()
     torch.manual_seed(0)  # the fresh input layer: the same draw for both inits
     model = FrozenPretrainedTransformer(
         FPTConfig(**task_fields, backbone="gemma3-270m", init=init, attn_implementation="eager", dropout=0.0)
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
-    task = get_task("bit-xor", val_size=args.examples)
+    task = get_task("bit-xor", val_size=args.examples, encoding="pm1")  # as the Bit XOR runs (gemma_bit_xor.py)
     inputs = split_tensors(task, "val")[0]
     k = task.spec.output_tokens
     result = {init: profile(init, inputs, k) for init in ("pretrained", "random")}
