@@ -78,3 +78,25 @@ def test_bf16_without_native_hardware_warns_once_that_it_will_be_slow(monkeypatc
     with caplog.at_level("WARNING"):
         precision.resolve_precision("bf16", torch.device("cpu"))
     assert not caplog.records
+
+
+@pytest.mark.parametrize(
+    ("hardware", "capability", "isa", "expected"),
+    [
+        (True, "AVX512", "", "bf16"),
+        (False, "AVX512", "", "fp32"),  # an AVX2-only or AVX-512 CPU without bf16
+        (True, "AVX2", "", "fp32"),  # ATEN_CPU_CAPABILITY=avx2: bf16 would be emulated
+        (True, "AVX512", "AVX2", "fp32"),  # ONEDNN_MAX_CPU_ISA=AVX2 caps the matmuls
+        (True, "AVX512", "AVX512_CORE_AMX", "bf16"),
+    ],
+)
+def test_auto_is_fp32_on_cpus_without_usable_native_bf16(monkeypatch, hardware, capability, isa, expected):
+    from fpt.training import precision as module
+
+    monkeypatch.setattr(module, "_cpu_supports", lambda feature: hardware)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    name, why = module.explain_precision("auto", torch.device("cpu"))
+    assert name == expected and why.startswith("auto: ")
+    assert (capability in why or isa in why) if hardware and expected == "fp32" else True
+    assert module.explain_precision("fp32", torch.device("cpu")) == ("fp32", "asked for")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -24,16 +25,25 @@ CHOICES = (*DTYPES, "auto")
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """`auto`: bf16 where the hardware computes it natively (a GPU that has it, or a CPU with AVX-512
-    bf16 or AMX), else fp16 on a GPU and fp32 on CPU."""
+    bf16 or AMX that PyTorch may use), else fp16 on a GPU and fp32 on CPU."""
+    return explain_precision(name, device)[0]
+
+
+def explain_precision(name: str, device: torch.device) -> tuple[str, str]:
+    """The precision `name` resolves to on `device`, and why (one phrase, for reports)."""
     if name not in CHOICES:
         raise FPTError(f"Unknown precision {name!r}; choose one of {', '.join(CHOICES)}.")
     if name == "bf16" and not native_bf16(device):
         _warn_emulated_bf16(device.type)
     if name != "auto":
-        return name
+        return name, "asked for"
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: the GPU computes bf16 natively"
+        return "fp16", "auto: the GPU has no bf16"
+    if cpu_has_native_bf16():
+        return "bf16", "auto: the CPU has native bf16 (AVX-512 bf16 or AMX)"
+    return "fp32", f"auto: {cpu_bf16_support()[1]}"
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -52,7 +62,25 @@ def _warn_emulated_bf16(device_type: str) -> None:
 
 def cpu_has_native_bf16() -> bool:
     """AVX-512 bf16 or AMX: bf16 matrix multiplies at about twice the fp32 rate; elsewhere emulated, slower."""
-    return _cpu_supports("avx512_bf16") or _cpu_supports("amx_tile")
+    return cpu_bf16_support()[0]
+
+
+# oneDNN instruction-set caps below AVX-512 bf16 (ONEDNN_MAX_CPU_ISA): bf16 matmuls are then emulated
+ONEDNN_BELOW_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
+def cpu_bf16_support() -> tuple[bool, str]:
+    """Whether this CPU computes bf16 natively for PyTorch, and why. The hardware needs AVX-512 bf16
+    or AMX, and PyTorch must not be capped below them (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA)."""
+    if not (_cpu_supports("avx512_bf16") or _cpu_supports("amx_tile")):
+        return False, "this CPU has no native bf16 (AVX-512 bf16 or AMX), so fp32"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "AVX512":
+        return False, f"the CPU has AVX-512 bf16 but PyTorch runs capped at {capability} (ATEN_CPU_CAPABILITY), so fp32"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa in ONEDNN_BELOW_BF16:
+        return False, f"the CPU has AVX-512 bf16 but oneDNN is capped at {isa} (ONEDNN_MAX_CPU_ISA), so fp32"
+    return True, "the CPU has native bf16 (AVX-512 bf16 or AMX)"
 
 
 def _cpu_supports(feature: str) -> bool:
