@@ -55,6 +55,9 @@ CPU_ATTENTION_FLOPS = {
 }
 
 
+CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")  # to emulate an older CPU
+
+
 @dataclass(frozen=True)
 class BenchCase:
     """One measured configuration."""
@@ -92,6 +95,8 @@ class BenchSettings:
     device: str = "auto"
     seed: int = 0
     memory: bool = True  # measure peak memory (on CPU: one short child process per path)
+    batch_size: int | None = None  # instead of each case's own
+    backbone: str | None = None  # instead of each case's own (a name or a local directory)
 
 
 @dataclass
@@ -107,6 +112,7 @@ class Path_:
     step: Callable[[], torch.Tensor | float]
     sync: Callable[[], None]
     evaluate: Callable[[Task], None]
+    choices: dict = field(default_factory=dict)  # what the path picked, and why (default path)
 
 
 def _run_config(case: BenchCase, settings: BenchSettings, **changes) -> RunConfig:
@@ -149,7 +155,69 @@ def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: 
     def run_eval(subset: Task) -> None:
         evaluate(model, subset, "val", config.eval_batch_size, trainer.device, accelerator, trainer.precision)
 
-    return Path_("default", trainer.precision.name, model, trainer.precision.autocast, step, sync, run_eval)
+    return Path_(
+        "default",
+        trainer.precision.name,
+        model,
+        trainer.precision.autocast,
+        step,
+        sync,
+        run_eval,
+        choices(config, model, trainer),
+    )
+
+
+def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dict[str, str]]:
+    """What the default path runs with, read off the prepared model and optimizer, and why."""
+    from fpt.model.dropout import ATTENTION, CPUDropout
+    from fpt.training.precision import explain_precision
+
+    dtype, why = explain_precision(config.precision, trainer.device)
+    backbone = getattr(model, "backbone", None)
+    attention = getattr(getattr(backbone, "config", None), "_attn_implementation", None) or "n/a"
+    fused_gelu = sum(type(m).__name__ == "GELUTanh" for m in model.modules())
+    cpu_dropout = sum(isinstance(m, CPUDropout) for m in model.modules())
+    unread = any(hasattr(m, "read_last") for m in model.modules())
+    options = trainer.optimizer.defaults
+    optimizer = type(trainer.optimizer).__name__ + (
+        " fused" if options.get("fused") else " foreach" if options.get("foreach") else " for-loop"
+    )
+    return {
+        "precision": {"value": dtype, "why": why},
+        "attention": {
+            "value": attention,
+            "why": "sdpa; with dropout on CPU computed directly (the fused CPU kernels have no dropout)"
+            if attention == ATTENTION
+            else "fused scaled-dot-product attention"
+            if attention == "sdpa"
+            else "as configured",
+        },
+        "fused_gelu": {
+            "value": f"{fused_gelu} modules" if fused_gelu else "none",
+            "why": "the Python tanh-GELU runs as one kernel"
+            if fused_gelu
+            else "no Python tanh-GELU in this backbone (its activation is one kernel already)",
+        },
+        "cpu_dropout": {
+            "value": f"{cpu_dropout} modules" if cpu_dropout else "off",
+            "why": "dropout masks without the single-threaded Bernoulli sampler"
+            if cpu_dropout
+            else "compiled: inductor makes its own masks"
+            if config.compile
+            else "not on CPU: PyTorch's own kernels",
+        },
+        "unread_positions": {
+            "value": "skipped" if unread else "computed",
+            "why": "the last block computes only the positions the head reads"
+            if unread
+            else "not a GPT-2 or BERT block with sdpa attention",
+        },
+        "compile": {
+            "value": "on" if config.compile else "off",
+            "why": "asked for (--compile)" if config.compile else "default: eager (pass --compile to compare)",
+        },
+        "optimizer": {"value": optimizer, "why": "Adam over the trained tensors"},
+    }
 
 
 def reference_path(case: BenchCase, settings: BenchSettings, task: Task) -> Path_:
@@ -288,6 +356,7 @@ def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: 
 
 def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
     """Measure one case; returns its JSON record."""
+    case = replace(case, batch_size=settings.batch_size or case.batch_size, backbone=settings.backbone or case.backbone)
     device = resolve_device(settings.device)
     task = get_task(case.task, **case.task_options)
     load_before = os.getloadavg()
@@ -365,6 +434,8 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
     if "reference_samples_per_s" in record and "samples_per_s" in record:
         record["speedup_vs_reference"] = round(record["samples_per_s"] / record["reference_samples_per_s"], 3)
     record["compile"] = settings.compile
+    if paths[0].choices:
+        record["choices"] = paths[0].choices
     record["loadavg_before"] = [round(x, 2) for x in load_before]
     record["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return record
@@ -373,8 +444,12 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
 def machine() -> dict:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
+    flags = None
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as cpuinfo:
+            lines = cpuinfo.read().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        flags = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("flags"))
     except (OSError, StopIteration):
         pass
     info = {
@@ -384,6 +459,8 @@ def machine() -> dict:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": flags,
+        "capped_by": {k: os.environ[k] for k in CAPS if k in os.environ},  # instruction-set caps set for this run
         "platform": platform.platform(),
     }
     if torch.cuda.is_available():
@@ -399,8 +476,8 @@ def run_bench(names: list[str], settings: BenchSettings, cases: dict[str, BenchC
             raise unknown_name("bench case", name, sorted(cases))
     if settings.reference not in ("interleaved", "only", "off"):
         raise FPTError(f"reference must be interleaved, only or off (got {settings.reference!r}).")
-    if min(settings.steps or 1, settings.rounds) < 1 or settings.warmup < 0:
-        raise FPTError("steps and rounds must be at least 1 and warmup at least 0.")
+    if min(settings.steps or 1, settings.rounds, settings.batch_size or 1) < 1 or settings.warmup < 0:
+        raise FPTError("steps, rounds and batch size must be at least 1 and warmup at least 0.")
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = []
     for name in names:
@@ -437,11 +514,17 @@ def table(document: dict) -> str:
     lines.append(
         f"machine: {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads)"
         + (f", {m['gpu']}" if "gpu" in m else "")
+        + (f", CPU capability {m['cpu_capability']}" if m.get("cpu_capability") else "")
+        + "".join(f", {k}={v}" for k, v in m.get("capped_by", {}).items())
     )
     loads = ", ".join(
         f"{r['case']} {r['loadavg_before'][0]:.1f}->{r['loadavg_after'][0]:.1f}" for r in document["results"]
     )
     lines.append(f"load average (1 min) before->after: {loads}")
+    for record in document["results"]:
+        if "choices" in record:
+            picked = "; ".join(f"{k} {c['value']} ({c['why']})" for k, c in record["choices"].items())
+            lines.append(f"{record['case']}: {picked}")
     return "\n".join(lines)
 
 

@@ -397,6 +397,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--rounds", type=int, help="rounds of interleaved timing (default 3)")
     p.add_argument("--eval-batch-size", type=int, help="default path's evaluation batch (default 256)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--batch-size", type=int, help="training batch of every case (default: the case's own, 16)")
+    p.add_argument("--backbone", help="backbone of every case instead of its own (a name or a local directory)")
     p.add_argument(
         "--no-memory", dest="memory", action="store_false", default=None, help="skip the peak-memory child processes"
     )

@@ -61,8 +61,20 @@ def test_bench_json_has_every_field_with_sane_values(tmp_path, quiet_gpt2):
     linear = 2 * 4 * 10 * 2 * (32 * 96 + 32 * 32 + 2 * 32 * 128)
     assert linear < record["step_flops"] < 3 * linear and record["backward_gflop"] > 0
     assert 0 < record["fraction_of_matmul_peak"] < 1
+    choices = record["choices"]
+    assert choices["precision"]["value"] == record["dtype"] and choices["attention"]["value"] in ("sdpa", "fpt_sdpa")
+    assert choices["fused_gelu"]["value"] != "none" and choices["unread_positions"]["value"] == "skipped"
+    assert all(c["why"] for c in choices.values()) and document["machine"]["cpu_flags"]
     out = write(document, tmp_path / "bench.json")
     assert out.with_suffix(".txt").read_text() == table(document) + "\n" and "tiny" in table(document)
+    assert "tiny: precision " in table(document)
+
+
+def test_batch_size_and_backbone_overrides(quiet_gpt2):
+    case = BenchCase("tiny", "bit-xor", "no-such-backbone", "random", batch_size=4, task_options={"val_size": 8})
+    settings = BenchSettings(warmup=0, steps=1, rounds=1, memory=False, batch_size=2, backbone=quiet_gpt2)
+    record = run_bench(["tiny"], settings, {"tiny": case}, log=lambda *a: None)["results"][0]
+    assert record["batch_size"] == 2 and record["backbone"] == quiet_gpt2
 
 
 def test_peak_memory_is_measured_in_a_child_process(quiet_gpt2):
