@@ -1,0 +1,73 @@
+"""benchmarks/gpu_check.sh --dry-run: every step of the GPU check runs on the CPU with tiny sizes and
+the summary holds every row (bench runs, DDP pair, Fashion-MNIST pair)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.datafiles import write_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> str:
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=100,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_every_result(tmp_path, tiny_gpt2, tiny_bert):
+    write_mnist(tmp_path / "data" / "fashion-mnist", n_train=2064, n_test=20)  # the bench case holds out 2000
+    out = tmp_path / "gpu"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PYTHONPATH": str(ROOT),
+        "FPT_DATA": str(tmp_path / "data"),
+        "FPT_GPU_CHECK_GPT2": tiny_gpt2,
+        "FPT_GPU_CHECK_MINILM": tiny_bert,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = (out / "gpu_check.log").read_text() if (out / "gpu_check.log").is_file() else ""
+    assert result.returncode == 0, (result.stderr + log)[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {(r["run"], r["case"]) for r in summary["bench"]}
+    for run in ("bf16", "fp32"):
+        assert {(f"{run}_gpt2", "gpt2-bit-memory"), (f"{run}_minilm", "minilm-bit-xor")} <= rows
+        assert (f"{run}_minilm", "minilm-fashion-mnist") in rows
+    batch64 = [r for r in summary["bench"] if r["run"] == "bf16_batch64_gpt2"]
+    assert batch64 and batch64[0]["batch"] == 64
+    assert summary["bf16_matmul_gflops"] > 0 and all(r["mfu_vs_bf16_matmul"] > 0 for r in summary["bench"])
+    one, two = summary["ddp"]["1_process"], summary["ddp"]["2_process"]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert all(0 < run["last_train_loss"] < 10 and run["test_accuracy"] is not None for run in (one, two))
+    assert all(f["steps"] == 2 and f["test_accuracy"] is not None for f in summary["fashion_mnist"].values())
+    assert "MFU" in (out / "summary.md").read_text()
