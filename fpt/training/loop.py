@@ -44,6 +44,7 @@ from fpt.training.distributed import (
     resolve_tracker,
 )
 from fpt.training.feature_cache import cache_if_output_only
+from fpt.training.optimizer import clip_gradients, make_optimizer
 from fpt.training.precision import Precision
 from fpt.training.progress import Reporter, reporter
 from fpt.training.resume import open_for_resume, resumed_config, rng_state, seed_everything, set_rng_state
@@ -446,7 +447,7 @@ def prepare_training(
         drop_cpu_dropout(source or model)
     if config.compile:
         wrapped = torch.compile(wrapped)
-    optimizer = torch.optim.Adam(trained, lr=config.lr)
+    optimizer = make_optimizer(trained, config.lr, accelerator.device)  # fused: one kernel over the trained tensors
     return Trainer(
         accelerator,
         wrapped,
@@ -478,7 +479,7 @@ def training_step(trainer: Trainer, batch: Batch) -> torch.Tensor:
             trainer.precision.backward(loss)
         total += loss.detach()
     trainer.precision.unscale(trainer.optimizer)
-    torch.nn.utils.clip_grad_norm_(trainer.trained, trainer.clip_norm)
+    clip_gradients(trainer.trained, trainer.clip_norm)
     trainer.precision.step(trainer.optimizer)
     trainer.optimizer.zero_grad(set_to_none=True)
     return total
