@@ -170,6 +170,7 @@ def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: 
 def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dict[str, str]]:
     """What the default path runs with, read off the prepared model and optimizer, and why."""
     from fpt.model.dropout import ATTENTION, CPUDropout
+    from fpt.training.compiler import compiler_missing
     from fpt.training.precision import explain_precision
 
     dtype, why = explain_precision(config.precision, trainer.device)
@@ -178,6 +179,7 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
     fused_gelu = sum(type(m).__name__ == "GELUTanh" for m in model.modules())
     cpu_dropout = sum(isinstance(m, CPUDropout) for m in model.modules())
     unread = any(hasattr(m, "read_last") for m in model.modules())
+    compiled = hasattr(trainer.model, "_orig_mod")  # torch.compile's wrapper
     options = trainer.optimizer.defaults
     optimizer = type(trainer.optimizer).__name__ + (
         " fused" if options.get("fused") else " foreach" if options.get("foreach") else " for-loop"
@@ -213,8 +215,12 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
             else "not a GPT-2 or BERT block with sdpa attention",
         },
         "compile": {
-            "value": "on" if config.compile else "off",
-            "why": "asked for (--compile)" if config.compile else "default: eager (pass --compile to compare)",
+            "value": "on" if compiled else "off",
+            "why": "asked for (--compile)"
+            if compiled
+            else f"asked for, but {compiler_missing(trainer.device)}: eager"
+            if config.compile
+            else "default: eager (compiling measured no gain on CPU; pass --compile to compare)",
         },
         "optimizer": {"value": optimizer, "why": "Adam over the trained tensors"},
     }

@@ -34,6 +34,7 @@ from fpt.runs.record import RunDir, default_run_dir, enclosing_run
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import task_record
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
+from fpt.training.compiler import compiler_missing, maybe_compile
 from fpt.training.config import RunConfig
 from fpt.training.distributed import (
     BatchPlan,
@@ -443,10 +444,11 @@ def prepare_training(
     trained = [p for p in model.parameters() if p.requires_grad]
     wrapped = accelerator.prepare(model.train())
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
-    if accelerator.device.type != "cpu" or config.compile:  # fused GPU kernels; compiled graphs make their own masks
+    compiled = config.compile and compiler_missing(accelerator.device) is None  # no compiler: eager, CPU dropout kept
+    if accelerator.device.type != "cpu" or compiled:  # fused GPU kernels; compiled graphs make their own masks
         drop_cpu_dropout(source or model)
     if config.compile:
-        wrapped = torch.compile(wrapped)
+        wrapped = maybe_compile(wrapped, accelerator.device)  # eager, with a warning, where no compiler exists
     optimizer = make_optimizer(trained, config.lr, accelerator.device)  # fused: one kernel over the trained tensors
     return Trainer(
         accelerator,
