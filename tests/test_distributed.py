@@ -117,3 +117,14 @@ def test_batch_plan_splits_the_global_batch():
         plan_batches(16, 3)
     with pytest.raises(FPTError, match="grad_accum=3"):
         plan_batches(16, 2, grad_accum=3)
+
+
+def test_processes_sharing_a_gpu_use_gloo(monkeypatch):
+    from fpt.training.distributed import shared_gpu_backend
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert shared_gpu_backend(torch.device("cuda")) == {"backend": "gloo"}  # NCCL refuses two ranks on one GPU
+    assert shared_gpu_backend(torch.device("cpu")) == {}
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert shared_gpu_backend(torch.device("cuda")) == {}

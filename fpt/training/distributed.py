@@ -9,6 +9,7 @@ matter of replaying the stream. Gradients are averaged over processes (DDP) and 
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -84,6 +85,16 @@ def resolve_tracker(log: str | None) -> str | None:
     if log is None:
         return "tensorboard" if importlib.util.find_spec(TRACKERS["tensorboard"]) is not None else None
     return None if log == "none" else log
+
+
+def shared_gpu_backend(device: torch.device) -> dict[str, str]:
+    """{"backend": "gloo"} when this machine runs more processes than it has GPUs, else {} (NCCL):
+    NCCL refuses two processes on one GPU; gloo all-reduces CUDA tensors through the host, slower
+    but correct (benchmarks/gpu_check.sh's 2-process run on a single GPU)."""
+    if device.type != "cuda":
+        return {}
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return {"backend": "gloo"} if local_processes > torch.cuda.device_count() else {}
 
 
 def make_accelerator(device: str, log: str | None, run_dir) -> Accelerator:

@@ -43,6 +43,7 @@ from fpt.training.distributed import (
     plan_batches,
     process_seed,
     resolve_tracker,
+    shared_gpu_backend,
 )
 from fpt.training.feature_cache import cache_if_output_only
 from fpt.training.optimizer import clip_gradients, make_optimizer
@@ -524,7 +525,7 @@ def _placed(
                 "cuda (or auto) and each process takes its own local GPU."
             )
         torch.cuda.set_device(device)
-    state = PartialState(cpu=device.type == "cpu")
+    state = PartialState(cpu=device.type == "cpu", **shared_gpu_backend(device))  # gloo when processes share a GPU
     out = [config.out or str(default_run_dir(task.name, config.backbone, config.init, config.seed))]
     if state.num_processes > 1:  # the main process names the run directory (its default name holds the time)
         broadcast_object_list(out)
