@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import shutil
+from typing import cast
 
 import torch
 
@@ -32,4 +33,4 @@ def maybe_compile(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     if missing:
         logging.getLogger("fpt").warning(f"--compile: {missing}, so this run trains eager (uncompiled).")
         return model
-    return torch.compile(model)
+    return cast(torch.nn.Module, torch.compile(model))  # an OptimizedModule for a module
