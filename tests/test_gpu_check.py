@@ -54,7 +54,7 @@ def test_gpu_check_dry_run_writes_every_result(tmp_path, tiny_gpt2, tiny_bert):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,  # ~10 processes: about 4 minutes on the shared 2-core CPU at load 8, over 10 at load 12
     )
     log = (out / "gpu_check.log").read_text() if (out / "gpu_check.log").is_file() else ""
     assert result.returncode == 0, (result.stderr + log)[-4000:]
