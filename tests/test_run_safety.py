@@ -162,3 +162,11 @@ def test_usage_errors_quote_briefly(capsys):
     with pytest.raises(SystemExit):
         main(["sweep", "grid.yaml", "--out", "x", "--jobs", "x" * 5000])
     assert len(capsys.readouterr().err) < 1000
+
+
+def test_out_holding_other_files_is_refused(tmp_path, quiet_gpt2, capsys):
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    base = ["train", "--backbone", quiet_gpt2, "--steps", "1", "--quiet", "--device", "cpu", *SMALL]
+    assert main([*base, "--out", str(tmp_path / "data")]) == 2
+    assert "holds other files" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mnist"]

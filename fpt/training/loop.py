@@ -32,7 +32,7 @@ from fpt.runs.checkpoint import prune, read_checkpoint, save_checkpoint, step_ch
 from fpt.runs.lock import RunLock
 from fpt.runs.record import RunDir, default_run_dir, enclosing_run
 from fpt.tasks import Batch, Scores, Task, get_task
-from fpt.tasks.arrays import task_record
+from fpt.tasks.arrays import DATA_FILE, task_record
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
 from fpt.training.compiler import compiler_missing, maybe_compile
 from fpt.training.config import RunConfig
@@ -531,6 +531,13 @@ def _placed(
         broadcast_object_list(out)
     if Path(out[0]).exists() and not Path(out[0]).is_dir():
         raise FPTError(f"--out {out[0]} is a file; a run writes a directory there. Choose another --out.")
+    markers = ("config.yaml", "checkpoints", "metrics.jsonl", ".lock", DATA_FILE)
+    if not resume and Path(out[0]).is_dir() and any(Path(out[0]).iterdir()):
+        if not any((Path(out[0]) / m).exists() for m in markers):
+            raise FPTError(
+                f"--out {out[0]} holds other files (not a run's); choose a new or empty directory so nothing in it "
+                "is mixed with the run's files."
+            )
     if enclosing_run(out[0]) is not None:
         raise FPTError(
             f"--out {out[0]} lies inside the run directory {enclosing_run(out[0])}; choose a place outside it."
