@@ -9,6 +9,8 @@ with dropout (tests/test_dropout.py), the last block computing only read positio
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from fpt.model.activations import fuse_activations
@@ -30,7 +32,7 @@ def apply_fast_paths(model: nn.Module) -> list[str]:
     return applied
 
 
-def drop_cpu_dropout(model: nn.Module) -> None:
+def drop_cpu_dropout(model: Any) -> None:
     """Back to PyTorch's dropout: on GPUs (where it is fused already) and under torch.compile
     (which makes its own masks). Updates `model.fast_paths`."""
     if CPU_DROPOUT in getattr(model, "fast_paths", []):

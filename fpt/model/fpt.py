@@ -18,11 +18,12 @@ from fpt.errors import FPTError
 from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
 from fpt.model.embedders import make_embedder
 from fpt.model.fast_paths import apply_fast_paths
-from fpt.model.freeze import GROUPS, FreezePolicy
+from fpt.model.freeze import GROUPS, FreezePolicy, GroupedParameters
 from fpt.model.heads import OutputHead
 from fpt.model.hub import FPTHubMixin
 from fpt.model.init_source import check_source, resolve_init, source_path, source_run_model
 from fpt.runs import load_trained, read_run_record, read_summary
+from fpt.runs.checkpoint import hash_tensors
 
 
 @dataclass
@@ -78,15 +79,7 @@ def _sha256_json(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _hash_tensors(named: list[tuple[str, torch.Tensor]]) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in named:
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
+class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
     """A backbone whose groups are frozen or trained per `FPTConfig.train`, between new I/O layers.
 
     Build with `FrozenPretrainedTransformer(config)`; reload a trained run with `from_run(run_dir)`;
@@ -159,7 +152,7 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
                 f"Backbone weights in {path} do not fit backbone {backbone.name!r}: missing "
                 f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
             )
-        fingerprint = _hash_tensors(sorted(state.items()))
+        fingerprint = hash_tensors(sorted(state.items()))
         if config.init_fingerprint not in (None, fingerprint):
             raise FPTError(
                 f"The backbone state in {path} changed since this model was made from it (fingerprint "
@@ -187,7 +180,7 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
             "source": self.backbone_source,
             "init": self.config.init,
             "config_hash": _sha256_json(self.backbone.config.to_dict()),
-            "weights_hash": _hash_tensors(frozen),
+            "weights_hash": hash_tensors(frozen),
             "init_fingerprint": self.config.init_fingerprint,
         }
 
@@ -218,19 +211,6 @@ class FrozenPretrainedTransformer(nn.Module, FPTHubMixin):
         if self.learned_positions is not None:
             x = x + self.learned_positions[: inputs.shape[1]]
         return self.backbone(inputs_embeds=x, attention_mask=mask, **backbone_kwargs)
-
-    def trained_state(self) -> dict[str, torch.Tensor]:
-        """Only the trained parameters: what a checkpoint needs on top of the fingerprinted backbone."""
-        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
-
-    def group_counts(self) -> dict[str, tuple[int, bool]]:
-        """Per group: parameter count and whether it trains."""
-        counts: dict[str, list] = {}
-        for name, param in self.named_parameters():
-            entry = counts.setdefault(self.groups[name], [0, False])
-            entry[0] += param.numel()
-            entry[1] = entry[1] or param.requires_grad
-        return {g: (c, t) for g, (c, t) in counts.items()}
 
     def freeze_report(self) -> str:
         """A table of groups, counts and states, with notes on position handling."""

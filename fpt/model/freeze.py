@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+from torch import nn
+
 from fpt.errors import FPTError
 from fpt.model.adapters import ADAPTER_GROUP, ADAPTERS
 
@@ -88,3 +91,23 @@ class FreezePolicy:
                 f"parameters in {'that group' if len(missing) == 1 else 'those groups'}. Its groups: "
                 f"{', '.join(sorted(present))}."
             )
+
+
+class GroupedParameters(nn.Module):
+    """A model whose parameters are named into freeze groups (`self.groups`): the bookkeeping the
+    training loop and checkpoints read (fpt.runs.checkpoint.TrainedModel), shared by the FPT and the LSTMs."""
+
+    groups: dict[str, str]
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Only the trained parameters: what a checkpoint needs on top of the fingerprinted frozen rest."""
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def group_counts(self) -> dict[str, tuple[int, bool]]:
+        """Per group: parameter count and whether it trains."""
+        counts: dict[str, list] = {}
+        for name, param in self.named_parameters():
+            entry = counts.setdefault(self.groups[name], [0, False])
+            entry[0] += param.numel()
+            entry[1] = entry[1] or param.requires_grad
+        return {g: (c, t) for g, (c, t) in counts.items()}

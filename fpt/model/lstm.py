@@ -29,10 +29,11 @@ from torch import nn
 
 from fpt.errors import FPTError
 from fpt.model.embedders import make_embedder
-from fpt.model.fpt import FrozenPretrainedTransformer, _hash_tensors, config_from_dict
-from fpt.model.freeze import FreezePolicy
+from fpt.model.fpt import config_from_dict
+from fpt.model.freeze import FreezePolicy, GroupedParameters
 from fpt.model.heads import OutputHead
 from fpt.runs import load_trained, read_run_record
+from fpt.runs.checkpoint import hash_tensors
 
 RECURRENT = "other"  # the freeze group of the LSTM's recurrent and input-to-gate weights
 ARCHITECTURES = ("lstm", "lstm-paper")
@@ -138,7 +139,7 @@ class PaperLayerNormLSTMLayer(nn.Module):
         return torch.stack(outputs, dim=1)
 
 
-class LSTMBaseline(nn.Module):
+class LSTMBaseline(GroupedParameters):
     """Input layer -> `layers` layer-norm LSTM layers -> output head reading the last k positions."""
 
     def __init__(self, config: LSTMConfig):
@@ -185,7 +186,7 @@ class LSTMBaseline(nn.Module):
             "source": "random",
             "init": f"random:{config.init_seed}",
             "config_hash": str(sorted(asdict(config).items())),
-            "weights_hash": _hash_tensors(frozen),
+            "weights_hash": hash_tensors(frozen),
         }
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -193,10 +194,6 @@ class LSTMBaseline(nn.Module):
         for layer in self.lstm:
             x = layer(x)  # right padding never reaches the real positions: the LSTM reads left to right
         return self.head(x, mask.sum(dim=1) if mask is not None else None)
-
-    # Same bookkeeping as the FPT: the training loop and checkpoints treat both alike.
-    trained_state = FrozenPretrainedTransformer.trained_state
-    group_counts = FrozenPretrainedTransformer.group_counts
 
     def freeze_report(self) -> str:
         counts = self.group_counts()

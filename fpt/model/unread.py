@@ -17,15 +17,15 @@ first L - k positions of the last block's output are then its input, unchanged: 
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import torch
-from torch import nn
 
 from fpt.backbones.groups import block_list
 from fpt.model.dropout import ATTENTION, attention
 
 
-def skip_unread_positions(model: nn.Module) -> bool:
+def skip_unread_positions(model: Any) -> bool:
     """Make `model`'s forward compute only the read positions in the last block, where exact; returns
     whether it applies. Idempotent."""
     backbone = getattr(model, "backbone", None)
@@ -47,13 +47,13 @@ def skip_unread_positions(model: nn.Module) -> bool:
     return True
 
 
-def _set(block: nn.Module, model: nn.Module, args: tuple) -> None:
+def _set(block: Any, model: Any, args: tuple) -> None:
     mask = args[1] if len(args) > 1 else None
     block.read_last = model.head.output_tokens if mask is None else None
 
 
 def _gpt2_tail(
-    block: nn.Module, hidden_states: torch.Tensor, cache=None, attention_mask=None, encoder_hidden_states=None, **kwargs
+    block: Any, hidden_states: torch.Tensor, cache=None, attention_mask=None, encoder_hidden_states=None, **kwargs
 ):
     """GPT2Block.forward with queries, attention output and feed-forward for the last `read_last` positions."""
     k, length = block.read_last, hidden_states.shape[1]

@@ -16,7 +16,9 @@ import hashlib
 import io
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -24,6 +26,22 @@ from safetensors.torch import load, save
 
 from fpt.errors import FPTError
 from fpt.files import write_synced
+
+
+class TrainedModel(Protocol):
+    """What checkpoints, the training loop and the feature cache need of a model, FPT or LSTM: only
+    the trained parameters are stored, tied to the frozen rest by a fingerprint."""
+
+    config: Any  # FPTConfig or LSTMConfig
+    fingerprint: dict[str, Any]
+    fast_paths: list[str]  # the rewrites it was built with (fpt.model.fast_paths); none for the LSTM
+
+    def trained_state(self) -> dict[str, torch.Tensor]: ...
+    def group_counts(self) -> dict[str, tuple[int, bool]]: ...
+    def freeze_report(self) -> str: ...
+    def config_dict(self) -> dict[str, Any]: ...
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+
 
 MODEL_FILE, STATE_FILE, MANIFEST = "model.safetensors", "state.pt", "checkpoint.json"
 FINGERPRINT_KEYS = ("backbone", "init", "config_hash", "weights_hash")
@@ -36,6 +54,15 @@ def _publish(tmp: Path, final: Path) -> None:
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def hash_tensors(named: list[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 of named tensors' bytes: a fingerprint of the frozen weights a checkpoint relies on."""
+    digest = hashlib.sha256()
+    for name, tensor in named:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def step_name(step: int) -> str:

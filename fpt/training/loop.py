@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 from accelerate import Accelerator, PartialState
@@ -28,7 +29,7 @@ from fpt.model.fast_paths import drop_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.plugins import recorded_imports
-from fpt.runs.checkpoint import prune, read_checkpoint, save_checkpoint, step_checkpoints, step_name
+from fpt.runs.checkpoint import TrainedModel, prune, read_checkpoint, save_checkpoint, step_checkpoints, step_name
 from fpt.runs.lock import RunLock
 from fpt.runs.record import RunDir, default_run_dir, enclosing_run
 from fpt.tasks import Batch, Scores, Task, get_task
@@ -107,7 +108,7 @@ def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | 
 
 @torch.inference_mode()
 def evaluate(
-    model: FrozenPretrainedTransformer,
+    model: torch.nn.Module,
     task: Task,
     split: str,
     batch_size: int = 256,
@@ -138,7 +139,7 @@ def evaluate(
     counts = torch.tensor(
         [scores.correct_units.item(), scores.units, scores.correct_examples.item(), scores.examples], device=device
     )
-    if world > 1:
+    if accelerator is not None and world > 1:
         counts = accelerator.reduce(counts, "sum")
     correct_units, units, correct_examples, examples = counts.tolist()
     result = Scores(torch.tensor(correct_units), units, torch.tensor(correct_examples), examples).result()
@@ -179,11 +180,11 @@ class Trainer:
     clip_norm: float
     trained: list[torch.nn.Parameter]
     config: RunConfig
-    source: torch.nn.Module
+    source: TrainedModel
     progress: Progress = field(default_factory=Progress)
     loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # since the last evaluation
     best: dict[str, torch.Tensor] = field(default_factory=dict)  # the trained parameters of the best evaluation
-    run: RunDir | None = None  # set by `begin`
+    run: RunDir = field(default_factory=lambda: RunDir(Path()))  # set by `begin`
     lock: RunLock | None = None  # the main process's lock on the run directory, from `begin` to `release`
     started: float = 0.0
     log: Callable[..., None] = print
@@ -207,7 +208,7 @@ class Trainer:
     def begin(self, out: Path, started: float, log: Callable[..., None], resuming_at: int | None) -> None:
         """Create the run directory (resuming: drop the metrics written after the checkpoint) and report."""
         self.run, self.started, self.log = RunDir(out), started, log
-        refused = [None]
+        refused: list[str | None] = [None]
         if self.main:
             try:
                 self.lock = claim_run_dir(out, resuming_at)
@@ -375,7 +376,7 @@ class Trainer:
             **self.layout,
             "resumed_from_step": self.resumed_from,
         }
-        test = None
+        test: dict[str, float] = {}
         if status not in ("diverged", "interrupted"):
             with torch.no_grad():
                 for name, param in self.source.named_parameters():
@@ -435,7 +436,7 @@ def prepare_training(
     task: Task,
     model: torch.nn.Module,
     accelerator: Accelerator,
-    source: torch.nn.Module | None = None,
+    source: TrainedModel | None = None,
 ) -> Trainer:
     """Place `model` on this process's device, wrap it for data parallelism, and make the optimizer.
 
@@ -447,7 +448,7 @@ def prepare_training(
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
     compiled = config.compile and compiler_missing(accelerator.device) is None  # no compiler: eager, CPU dropout kept
     if accelerator.device.type != "cpu" or compiled:  # fused GPU kernels; compiled graphs make their own masks
-        drop_cpu_dropout(source or model)
+        drop_cpu_dropout(source if source is not None else model)
     if config.compile:
         wrapped = maybe_compile(wrapped, accelerator.device)  # eager, with a warning, where no compiler exists
     optimizer = make_optimizer(trained, config.lr, accelerator.device)  # fused: one kernel over the trained tensors
@@ -462,7 +463,7 @@ def prepare_training(
         config.clip_norm,
         trained,
         config,
-        source or model,
+        source if source is not None else cast(TrainedModel, model),
         loss_sum=torch.zeros((), device=accelerator.device),
     )
 
@@ -609,13 +610,14 @@ def train(
     seed_everything(config.seed)
     model = model or build_model(config, task)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
-    saved = open_for_resume(Path(config.out), config, model, accelerator, log) if resume else None
+    out = Path(str(config.out))  # _placed always names it
+    saved = open_for_resume(out, config, model, accelerator, log) if resume else None
     aligned = _align(config, task, model, saved, log, report)
     trainer = _prepare(config, task, model, accelerator, log, report, callbacks)
     try:
-        trainer.begin(Path(config.out), started, log, saved["step"] if saved else (0 if resume else None))
+        trainer.begin(out, started, log, saved["step"] if saved else (0 if resume else None))
         if aligned and trainer.main:
-            write_records(Path(config.out) / ALIGN_FILE, aligned)
+            write_records(out / ALIGN_FILE, aligned)
         return _loop(trainer, saved, report, stop)
     except (MemoryError, RuntimeError) as err:
         if not is_out_of_memory(err):
