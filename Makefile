@@ -1,10 +1,16 @@
-# The two front-door commands: `make demo` and `make test`. Both set up .venv first.
+# Front doors: `make demo` and `make test`. `make check` is the edit loop's gate (lint, types, fast
+# tests); `make test-min` runs the fast tests against the declared minimum versions. All set up .venv first.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PYTEST = HF_HUB_OFFLINE=1 $(1)/python -m pytest -q --durations=10
+# The lower bounds pyproject.toml declares for transformers and accelerate; `make test-min` tests them.
+MIN_VENV := .venv-min
+MIN_PINS := torch==2.13.0 transformers==$(shell sed -n 's/.*"transformers>=\([0-9.]*\).*/\1/p' pyproject.toml) \
+	accelerate==$(shell sed -n 's/.*"accelerate>=\([0-9.]*\).*/\1/p' pyproject.toml)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast lint types check test-min clean
 
 setup: $(STAMP)
 
@@ -22,7 +28,29 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bit_xor_pretrained_vs_random.py
 
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	$(call PYTEST,$(BIN))
+
+# Everything not marked slow: the edit loop.
+test-fast: setup
+	$(call PYTEST,$(BIN)) -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check fpt tests benchmarks
+	$(BIN)/ruff format --check fpt tests benchmarks
+
+types: setup
+	$(BIN)/mypy
+
+check: lint types test-fast
+
+# A separate venv (outside git, like .venv) with the declared minimum transformers and accelerate.
+test-min:
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/pip install --quiet $(MIN_PINS)
+	$(MIN_VENV)/bin/pip install --quiet -e '.[test]' $(MIN_PINS)
+	$(MIN_VENV)/bin/python -c "import torch, transformers, accelerate; print('test-min:', torch.__version__, transformers.__version__, accelerate.__version__)"
+	$(call PYTEST,$(MIN_VENV)/bin) -m "not slow"
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(MIN_VENV) runs

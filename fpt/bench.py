@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from fpt.errors import FPTError, unknown_name
 from fpt.files import atomic_write
 from fpt.tasks import Task, get_task
-from fpt.training.config import RunConfig
+from fpt.training.config import Precision, RunConfig
 from fpt.training.distributed import make_accelerator
 from fpt.training.loop import build_model, evaluate, prepare_training, resolve_device, training_step
 from fpt.training.precision import DTYPES
@@ -88,7 +88,7 @@ class BenchSettings:
     warmup: int = 2  # untimed steps per path before the rounds (compilation happens here)
     steps: int | None = None  # timed steps per path per round (None: the case's own)
     rounds: int = 3
-    precision: str = "auto"  # the default path's precision (fp32 | bf16 | fp16 | auto)
+    precision: Precision = "auto"  # the default path's precision
     compile: bool = False  # torch.compile the default path
     reference: str = "interleaved"  # interleaved | only | off
     eval_batch_size: int = 256  # the default path's evaluation batch (the reference uses the training batch)
@@ -379,7 +379,7 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
                 path.step()
             path.sync()
         seconds = {p.name: 0.0 for p in paths}
-        rates = {p.dtype: [] for p in paths}
+        rates: dict[str, list[float]] = {p.dtype: [] for p in paths}
         steps = settings.steps or case.steps
         for round_index in range(settings.rounds):
             order = paths if round_index % 2 == 0 else paths[::-1]

@@ -60,4 +60,4 @@ def recorded_imports(imports: list[str], task_name: str) -> list[str]:
 
     module = getattr(_REGISTRY.get(task_name), "__module__", None)
     own = module is None or module == "__main__" or module.split(".")[0] == "fpt" or module in imports
-    return list(imports) if own else [*imports, module]
+    return list(imports) if own else [*imports, str(module)]

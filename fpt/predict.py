@@ -90,8 +90,8 @@ def read_listops(path: Path, max_length: int, options: dict) -> tuple[np.ndarray
         tokens.append(ids)
     if not tokens:
         raise FPTError(f"{path} holds no ListOps expressions.")
-    ids, lengths = pack(tokens, max_length)
-    return ids.numpy(), (np.arange(ids.shape[1]) < lengths.numpy()[:, None])
+    packed, lengths = pack(tokens, max_length)
+    return packed.numpy(), (np.arange(packed.shape[1]) < lengths.numpy()[:, None])
 
 
 TASK_READERS = {"listops": read_listops}  # task name -> reader of its own input format
@@ -156,7 +156,7 @@ def write_predictions(result: dict[str, np.ndarray], output: Path) -> None:
     if output.suffix == ".npy":
         np.save(buffer, result["classes"])
     elif output.suffix == ".npz":
-        np.savez(buffer, **result)
+        np.savez(buffer, classes=result["classes"], probabilities=result["probabilities"])
     elif output.suffix == ".json":
         buffer.write(json.dumps({k: v.tolist() for k, v in result.items()}).encode())
     else:

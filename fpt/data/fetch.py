@@ -17,6 +17,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import IO, cast
 
 import pooch
 import requests
@@ -110,7 +111,7 @@ def _unpack(archive: Path, members: dict[str, str], target: Path) -> None:
                 if member.name in members and member.isfile():
                     out = staging / members[member.name]
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(member) as source, open(out, "wb") as sink:
+                    with cast(IO[bytes], tar.extractfile(member)) as source, open(out, "wb") as sink:
                         shutil.copyfileobj(source, sink, CHUNK)
         missing = [m for m, relative in members.items() if not (staging / relative).is_file()]
         if missing:

@@ -12,13 +12,13 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
 from fpt.errors import FPTError
 
-_TYPES = {
+_TYPES: dict[int, Any] = {
     0x08: np.uint8,
     0x09: np.int8,
     0x0B: np.dtype(">i2"),
@@ -42,7 +42,7 @@ def open_content(path: str | Path) -> Iterator[BinaryIO]:
         try:
             if gzipped:
                 with gzip.GzipFile(fileobj=raw) as handle:
-                    yield handle
+                    yield cast(BinaryIO, handle)
             else:
                 yield raw
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:

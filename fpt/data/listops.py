@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +139,13 @@ def _tree(rng: random.Random, depth: int, max_depth: int, max_args: int) -> tupl
     children = [_tree(rng, depth + 1, max_depth, max_args) for _ in range(rng.randint(2, max_args))]
     op = rng.choice(OPERATORS)
     values = [c[1] for c in children]
-    value = {"[MAX": max, "[MIN": min, "[SM": lambda v: sum(v) % 10, "[MED": lambda v: int(np.median(v))}[op](values)
+    reducers: dict[str, Callable[[list[int]], int]] = {
+        "[MAX": max,
+        "[MIN": min,
+        "[SM": lambda v: sum(v) % 10,
+        "[MED": lambda v: int(np.median(v)),
+    }
+    value = reducers[op](values)
     return (op, [c[0] for c in children]), value, 2 + sum(c[2] for c in children)
 
 

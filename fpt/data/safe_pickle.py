@@ -23,7 +23,7 @@ _ALLOWED = {
 }
 
 
-def _check_size(shape, dtype, limit: int) -> None:
+def _check_size(shape, dtype, limit: int) -> bool:
     """Refuse an array larger than the pickle itself: its values must all be in the file, so a bigger
     one (a tampered header asking for terabytes) is refused before it is allocated."""
     try:
@@ -35,6 +35,7 @@ def _check_size(shape, dtype, limit: int) -> None:
         ) from err
     if nbytes > limit or min(dims, default=0) < 0:
         raise pickle.UnpicklingError(f"an array of {nbytes:,} bytes announced in a {limit:,}-byte pickle")
+    return True
 
 
 class _DataUnpickler(pickle.Unpickler):

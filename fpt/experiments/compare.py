@@ -125,8 +125,8 @@ def table(runs: list[RunInfo], style: str = "text") -> str:
         lines = ["| " + " | ".join(labels) + " |", "|" + "---|" * len(labels)]
         return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
     widths = [max(len(x) for x in column) for column in zip(labels, *cells, strict=False)]
-    lines = ("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in [labels, *cells])
-    return "\n".join(lines)
+    rows_text = ("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in [labels, *cells])
+    return "\n".join(rows_text)
 
 
 def short_labels(runs: list[RunInfo]) -> list[str]:

@@ -312,7 +312,7 @@ def build(
             settings["lrs"] = [1e-4]  # the paper's lr for remote homology (the LSTM rows keep their own 3e-4)
         return settings
 
-    common = {
+    common: dict[str, Any] = {
         "settings": {
             "backbone": backbone,
             "batch_size": budget.batch_size,
@@ -341,7 +341,7 @@ def build(
     if missing:
         notes.append(f"Left out (no such task registered here): {', '.join(missing)}.")
 
-    pretrain = None
+    pretrain: dict[str, Any] | None = None
     pretrain_dir = None
     if experiment == "init" and "bit-memory" in budget.rows.get("init", ("bit-memory",)):
         pretrain_settings = {
@@ -357,7 +357,7 @@ def build(
             "task_settings": {"bit-memory": pretrain_settings},
             "conditions": [{"label": "bit-memory-pretraining", "init": "random", "train": "all"}],
         }
-        lr = pretrain["lrs"][0]
+        lr = PRETRAIN_LR
         pretrain_dir = str(out / "pretrain" / "runs" / "bit-memory" / "bit-memory-pretraining" / f"lr{lr:g}" / "s0")
         notes.append(
             f"Bit Memory pretrained row: `{backbone}` architecture trained fully from random init on Bit Memory "
@@ -397,7 +397,7 @@ def reproduce(
     Bit Memory pretraining stage of `init` takes the `steps` override but always runs."""
     out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
     pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out)
-    pending = frozenset()
+    pending: frozenset[str] = frozenset()
     pretrain_grid = None
     if pretrain is not None:
         pretrain_grid = quick_look(expand(pretrain), steps)

@@ -284,7 +284,7 @@ def steps_to_value(metrics: list[dict], target: float) -> int | None:
     return next((m["step"] for m in metrics if m["val_accuracy"] >= target), None)
 
 
-def _steps_to_common_target(cell: Cell, target: float) -> tuple[float, bool]:
+def _steps_to_common_target(cell: Cell, target: float) -> tuple[float | None, bool]:
     """Mean steps over seeds to reach `target`, and whether it is only a lower bound (some seeds
     never got there: their budget's last step is counted)."""
     curves = [c for c in (read_metrics(d) for d in cell.run_dirs) if c]
@@ -317,11 +317,13 @@ def convergence_section(grid, cell: dict) -> list[str]:
         num, den = cell.get((task, numerator)), cell.get((task, denominator))
         if num is None or den is None or not num.run_dirs or not den.run_dirs:
             continue
-        a, b = _mean(num.steps_to_95), _mean(den.steps_to_95)
-        target = CONVERGENCE_FRACTION * _final_val(den) / 100
+        a, b, final = _mean(num.steps_to_95), _mean(den.steps_to_95), _final_val(den)
+        if final is None:  # no evaluation recorded
+            continue
+        target = CONVERGENCE_FRACTION * final / 100
         pa, pb = paper_value("convergence", numerator, task), paper_value("convergence", denominator, task)
         (ca, a_bound), (cb, b_bound) = _steps_to_common_target(num, target), _steps_to_common_target(den, target)
-        common = "–" if b_bound else ("> " if a_bound else "") + _fmt(ca / cb, 2)
+        common = "–" if b_bound or ca is None or not cb else ("> " if a_bound else "") + _fmt(ca / cb, 2)
         lines.append(
             f"| {task} | {_fmt(_final_val(num))} | {_fmt(_final_val(den))} | {_steps(a)} | {_steps(b)} | "
             f"{_fmt(a / b if a and b else None, 2)} | {100 * target:.1f} | {'> ' if a_bound else ''}{_steps(ca)} | "

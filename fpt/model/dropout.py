@@ -16,6 +16,7 @@ rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own f
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +115,7 @@ def use_cpu_dropout(model: nn.Module) -> int:
                 replacement.train(child.training)
                 setattr(parent, name, replacement)
                 changed += 1
-        config = getattr(parent, "config", None)
+        config: Any = getattr(parent, "config", None)
         if getattr(config, "_attn_implementation", None) == "sdpa":
             config._attn_implementation = ATTENTION
     if ATTENTION not in ALL_MASK_ATTENTION_FUNCTIONS:
@@ -131,6 +132,6 @@ def use_plain_dropout(model: nn.Module) -> None:
                 replacement = nn.Dropout(child.p, child.inplace)
                 replacement.train(child.training)
                 setattr(parent, name, replacement)
-        config = getattr(parent, "config", None)
+        config: Any = getattr(parent, "config", None)
         if getattr(config, "_attn_implementation", None) == ATTENTION:
             config._attn_implementation = "sdpa"

@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file
@@ -64,7 +65,7 @@ def config_from_dict(cls, values: dict, what: str):
     return cls(**values)
 
 
-def keep_first_layers(model: nn.Module, layers: int | None) -> None:
+def keep_first_layers(model: Any, layers: int | None) -> None:
     """Drop every transformer block after the first `layers` (the paper's depth ablation)."""
     if layers is None:
         return
@@ -103,7 +104,8 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             if self.backbone is not backbone.model
             else None
         )
-        hidden = self.backbone.get_input_embeddings().embedding_dim
+        embeddings: Any = self.backbone.get_input_embeddings()
+        hidden: int = embeddings.embedding_dim
         self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
         # Rotary/relative backbones have no position table to train: give them a learned absolute
         # one, zero-initialised so the pretrained function is untouched at step 0.
@@ -131,7 +133,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             return load_backbone(
                 config.backbone, config.init, config.init_seed, config.attn_implementation, config.revision
             )
-        path = source_path(config.init)  # checked by check_source: a run directory or a file
+        path = cast(Path, source_path(config.init))  # a from: init (checked by check_source): a run directory or a file
         if source_run_model(path) is not None:
             source = FrozenPretrainedTransformer.from_run(path)
             backbone = load_backbone(config.backbone, "random", 0, config.attn_implementation)

@@ -17,6 +17,7 @@ first L - k positions of the last block's output are then its input, unchanged: 
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,7 +32,7 @@ def skip_unread_positions(model: Any) -> bool:
     backbone = getattr(model, "backbone", None)
     if backbone is None or getattr(backbone.config, "_attn_implementation", None) not in ("sdpa", ATTENTION):
         return False
-    block = block_list(backbone)[-1]
+    block: Any = block_list(backbone)[-1]  # a transformers block: attributes are set on it below
     tail_forward = TAIL_FORWARDS.get(type(block).__name__)
     config = backbone.config
     if tail_forward is None or getattr(config, "add_cross_attention", False) or getattr(config, "is_decoder", False):
@@ -91,7 +92,7 @@ def _gpt2_tail(
 
 
 def _bert_tail(
-    block: nn.Module,
+    block: Any,
     hidden_states: torch.Tensor,
     attention_mask=None,
     encoder_hidden_states=None,
@@ -133,4 +134,4 @@ def _bert_tail(
     return torch.cat([hidden_states[:, :-k], tail.to(hidden_states.dtype)], dim=1)
 
 
-TAIL_FORWARDS = {"GPT2Block": _gpt2_tail, "BertLayer": _bert_tail}
+TAIL_FORWARDS: dict[str, Callable[..., Any]] = {"GPT2Block": _gpt2_tail, "BertLayer": _bert_tail}

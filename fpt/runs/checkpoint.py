@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ def _publish(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def hash_tensors(named: list[tuple[str, torch.Tensor]]) -> str:
+def hash_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> str:
     """SHA-256 of named tensors' bytes: a fingerprint of the frozen weights a checkpoint relies on."""
     digest = hashlib.sha256()
     for name, tensor in named:

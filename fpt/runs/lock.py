@@ -12,6 +12,7 @@ import os
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 from fpt.errors import FPTError
 
@@ -43,7 +44,7 @@ class RunLock:
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
-        self.handle = None
+        self.handle: Any = None  # the open lock file while held
 
     def acquire(self) -> RunLock:
         try:

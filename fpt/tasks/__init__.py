@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 from fpt.errors import unknown_name
 from fpt.tasks import arrays, homology, images, listops
@@ -26,7 +27,7 @@ def register_task(
     name: str,
     factory: Callable[..., Task],
     run_defaults: dict | None = None,
-    options: dict[str, dict] | None = None,
+    options: dict[str, Any] | None = None,
     rules: tuple[Rule, ...] = (),
 ) -> None:
     """Make `factory(**options)` available as `--task name`, with recommended run settings if any.

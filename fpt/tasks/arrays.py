@@ -99,7 +99,7 @@ def from_arrays(
                 f"No example falls in the {name} split ({n} examples); give more examples, a `split` array, or "
                 "other val_fraction/test_fraction."
             )
-        parts[name] = tuple(t.index_select(0, index) if t is not None else None for t in (inputs, targets, mask))
+        parts[name] = tuple(t.index_select(0, index) for t in (inputs, targets, mask) if t is not None)
     return TensorTask(parts["train"], parts["val"], parts["test"], **task_options)
 
 
@@ -168,7 +168,9 @@ def arrays(
         values["targets"],
         values.get("mask"),
         values.get("split"),
-        **fractions,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
         num_classes=num_classes,
         output_tokens=output_tokens,
         name=task_name,
@@ -270,7 +272,7 @@ def from_hf(
     if patch_size is not None:
         from fpt.tasks.images import image_tokens
 
-        inputs = image_tokens(inputs, patch_size)
+        return from_arrays(image_tokens(inputs, patch_size), targets, mask[0] if mask else None, split, **options)
     return from_arrays(inputs, targets, mask[0] if mask else None, split, **options)
 
 

@@ -159,15 +159,16 @@ class ImageTask(TensorTask):
 
 def _split_with_validation(images: np.ndarray, labels: np.ndarray, val_size: int):
     train_idx, val_idx = carve_validation(len(labels), val_size)
-    images, labels = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
-    return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+    pixels, classes = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
+    return (pixels[train_idx], classes[train_idx]), (pixels[val_idx], classes[val_idx])
 
 
 def _idx_task(
     dataset: str, data_dir: str | None, patch_size: int, augment: bool, val_size: int, test_size: int | None
 ) -> ImageTask:
     directory = require(dataset, data_dir)
-    train, val = _split_with_validation(*read_idx_pair(directory, "train"), val_size)
+    train_images, train_labels = read_idx_pair(directory, "train")
+    train, val = _split_with_validation(train_images, train_labels, val_size)
     test_images, test_labels = read_idx_pair(directory, "t10k")
     test, test_source = test_subset(
         torch.from_numpy(test_images.copy()), torch.from_numpy(test_labels), test_size, "t10k"

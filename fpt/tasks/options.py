@@ -61,7 +61,8 @@ class Option:
         return None
 
     def _kind(self) -> str:
-        return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(self.type, "a value")
+        kinds: dict[type | None, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        return kinds.get(self.type, "a value")
 
     def _range(self) -> str:
         if self.min is not None and self.max is not None:

@@ -131,7 +131,7 @@ class TensorTask(Task):
             raise FPTError(f"{split} targets hold no units (shape {tuple(targets.shape)}).")
         targets = _class_ids(split, targets).reshape(len(targets), -1)
         if mask is not None:
-            problem = mask_problem(mask, tuple(inputs.shape[:2]), output_tokens)
+            problem = mask_problem(mask, (inputs.shape[0], inputs.shape[1]), output_tokens)
             if problem:
                 raise FPTError(f"The {split} mask {problem}")
             mask = mask.bool()

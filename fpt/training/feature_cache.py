@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from typing import cast
 
 import torch
 from torch import nn
@@ -117,6 +118,7 @@ def cache_if_output_only(
     """(head, feature task) to train on instead of (model, task) when that is the same training."""
     if not (output_only(model) and cacheable(task)):
         return None
+    model, task = cast(FrozenPretrainedTransformer, model), cast(TensorTask, task)
     started = time.perf_counter()
     with progress.phase("caching backbone features") if progress else nullcontext():
         features = FeatureTask(task, model.to(device), batch_size, device, precision)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ RESUME_OVERRIDABLE = ("steps", "device", "log", "checkpoint_every", "keep_checkp
 
 def rng_state() -> dict:
     """This process's RNG states, as tensors and plain values (loadable with weights_only)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    kind, keys, pos, has_gauss, cached = cast(tuple, np.random.get_state(legacy=True))
     state = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
