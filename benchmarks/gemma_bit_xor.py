@@ -126,7 +126,7 @@ def fmt_mean(values: list[float], digits: int = 4) -> str:
 def table(results: list[dict], steps: int) -> str:
     rows = [
         "| init | trained groups | seeds | steps to 100% val (each seed) | test bit accuracy | test string accuracy | "
-        "partner attention, max over layers (uniform 0.1) |",
+        "partner attention, max over layers (uniform share 0.13) |",
         "|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
