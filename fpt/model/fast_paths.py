@@ -27,7 +27,7 @@ def apply_fast_paths(model: nn.Module) -> list[str]:
         applied.append(FUSED_GELU)
     if use_cpu_dropout(model):  # dropout masks without the single-threaded Bernoulli sampler (CPU only)
         applied.append(CPU_DROPOUT)
-    if skip_unread_positions(model):  # causal backbones: the last block computes only what the head reads
+    if skip_unread_positions(model):  # GPT-2 and BERT blocks: the last one computes only what the head reads
         applied.append(READ_POSITIONS_ONLY)
     return applied
 
