@@ -62,3 +62,21 @@ def test_head_reads_the_last_k_real_positions():
     states = torch.arange(12.0).reshape(1, 6, 2)
     assert head(states).flatten().tolist() == [8.0, 9.0, 10.0, 11.0]
     assert head(states, torch.tensor([4])).flatten().tolist() == [4.0, 5.0, 6.0, 7.0]
+
+
+def test_fingerprint_does_not_depend_on_where_the_backbone_was_loaded_from(tiny_decoder, tmp_path):
+    """A copy of the same backbone in another folder (another venv, machine or cache) fingerprints the same,
+    so its checkpoints reload there; a changed architecture still does not."""
+    import shutil
+
+    from transformers import AutoConfig
+
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(tiny_decoder, copy)
+    shapes = dict(input_dim=3, max_length=12, num_classes=4)
+    here = FrozenPretrainedTransformer(FPTConfig(**shapes, backbone=tiny_decoder)).fingerprint
+    there = FrozenPretrainedTransformer(FPTConfig(**shapes, backbone=str(copy))).fingerprint
+    assert AutoConfig.from_pretrained(copy)._name_or_path != AutoConfig.from_pretrained(tiny_decoder)._name_or_path
+    assert (here["config_hash"], here["weights_hash"]) == (there["config_hash"], there["weights_hash"])
+    shallower = FrozenPretrainedTransformer(FPTConfig(**shapes, backbone=str(copy), layers=1)).fingerprint
+    assert shallower["config_hash"] != here["config_hash"]

@@ -76,8 +76,18 @@ def keep_first_layers(model: Any, layers: int | None) -> None:
     model.config.num_hidden_layers = layers
 
 
+# Config keys that say where and with which library version a backbone was loaded, not what it computes:
+# left out of the fingerprint so a checkpoint reloads in another install, folder or transformers release.
+WHERE_LOADED = ("_name_or_path", "transformers_version")
+
+
 def _sha256_json(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def architecture_hash(config) -> str:
+    """A hash of the backbone's architecture config (see WHERE_LOADED for what it ignores)."""
+    return _sha256_json({k: v for k, v in config.to_dict().items() if k not in WHERE_LOADED})
 
 
 class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
@@ -181,7 +191,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             "backbone": self.backbone_name,
             "source": self.backbone_source,
             "init": self.config.init,
-            "config_hash": _sha256_json(self.backbone.config.to_dict()),
+            "config_hash": architecture_hash(self.backbone.config),
             "weights_hash": hash_tensors(frozen),
             "init_fingerprint": self.config.init_fingerprint,
         }
