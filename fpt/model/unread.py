@@ -16,11 +16,14 @@ first L - k positions of the last block's output are then its input, unchanged: 
 
 from __future__ import annotations
 
+import inspect
+import logging
 import types
 from collections.abc import Callable
 from typing import Any
 
 import torch
+import transformers
 
 from fpt.backbones.groups import block_list
 from fpt.model.dropout import ATTENTION, attention
@@ -34,6 +37,8 @@ def skip_unread_positions(model: Any) -> bool:
         return False
     block: Any = block_list(backbone)[-1]  # a transformers block: attributes are set on it below
     tail_forward = TAIL_FORWARDS.get(type(block).__name__)
+    if tail_forward is not None and not _same_signature(block, tail_forward):
+        return False
     config = backbone.config
     if tail_forward is None or getattr(config, "add_cross_attention", False) or getattr(config, "is_decoder", False):
         return False
@@ -135,3 +140,21 @@ def _bert_tail(
 
 
 TAIL_FORWARDS: dict[str, Callable[..., Any]] = {"GPT2Block": _gpt2_tail, "BertLayer": _bert_tail}
+
+
+def _same_signature(block: Any, tail_forward: Callable[..., Any]) -> bool:
+    """Whether this transformers version's block takes the arguments the tail copy was written for
+    (the forward signatures change between versions); if not, the fast path is off, and said so."""
+    theirs = list(inspect.signature(type(block).forward).parameters)[1:]
+    ours = [n for n, p in inspect.signature(tail_forward).parameters.items() if p.kind != p.VAR_KEYWORD][1:]
+    if theirs[: len(ours)] == ours:  # the same leading arguments; the rest reach the tail as keywords
+        return True
+    logging.getLogger("fpt").warning(
+        "fast path last-block-read-positions-only is off: %s.forward of transformers %s takes %s, not the %s "
+        "it was written for",
+        type(block).__name__,
+        transformers.__version__,
+        theirs,
+        ours,
+    )
+    return False
