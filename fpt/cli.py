@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except FPTError as err:
-        print(f"fpt: error: {err}", file=sys.stderr)
+        print(f"fpt: error: {short(str(err), 1500)}", file=sys.stderr)  # quoted bad values stay short
         return 2
     except OSError as err:  # the file system refused (a path too long, not a directory, read-only, full)
         where = f" ({short(str(err.filename), 200)})" if err.filename else ""

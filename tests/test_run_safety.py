@@ -170,3 +170,14 @@ def test_out_holding_other_files_is_refused(tmp_path, quiet_gpt2, capsys):
     assert main([*base, "--out", str(tmp_path / "data")]) == 2
     assert "holds other files" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["mnist"]
+
+
+def test_fuzz_findings_seed_range_long_messages_data_root_in_a_run(finished, capsys):
+    with pytest.raises(FPTError, match="seed"):
+        RunConfig(seed=2**40)
+    assert main(["predict", str(finished), "--input", "x.npy", "--device", "x" * 5000]) == 2
+    assert len(capsys.readouterr().err) < 2000
+    before = _snapshot(finished)
+    assert main(["data", "generate", "listops", "--data-dir", str(finished), "--train", "2", "--val", "2"]) == 2
+    assert main(["data", "generate", "listops", "--data-dir", str(finished / "sub"), "--train", "2"]) == 2
+    assert _snapshot(finished) == before

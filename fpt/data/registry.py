@@ -34,7 +34,11 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 def writable_root(data_dir: str | Path | None = None) -> Path:
     """The data root, for writing into: refused when it is itself a dataset's directory (a data root holds
     one folder per dataset), so a dataset is never written inside another."""
+    from fpt.runs.record import enclosing_run
+
     root = data_root(data_dir)
+    if (root / "config.yaml").is_file() or enclosing_run(root / "x") is not None:
+        raise FPTError(f"--data-dir {root} is (or lies inside) a run directory; choose a data root outside runs.")
     for dataset in DATASETS.values():
         if any(find_file(root, f) for f in dataset.files):
             raise FPTError(

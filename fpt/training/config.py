@@ -53,7 +53,7 @@ class RunConfig:
     clip_norm: float = option(1.0, "gradient norm clip", above=0)
     eval_every: int = option(50, "steps between validation passes", min=1, max=STEPS)
     eval_batch_size: int = option(256, "examples per evaluation batch", min=1, max=EXAMPLES)
-    seed: int = option(0, "seed of the training stream, dropout and random/stats backbone inits")
+    seed: int = option(0, "seed of the training stream, dropout and random/stats backbone inits", min=0, max=2**32 - 1)
     target_accuracy: float | None = option(None, "stop once validation accuracy reaches this", above=0, max=1)
     out: str | None = option(None, "run directory; unset: runs/<task>-<backbone>-<init>-s<seed>-<time>")
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
