@@ -541,6 +541,13 @@ def check_out(out: str | Path) -> None:
         raise FPTError(f"--out {out}: the bench writes a .json file (and a .txt table beside it).")
     if out.is_dir() or out.with_suffix(".txt").is_dir():
         raise FPTError(f"--out {out} is a directory; give a file name ending in .json.")
+    from fpt.runs.record import enclosing_run  # light: no torch
+
+    if enclosing_run(out) is not None:
+        raise FPTError(
+            f"--out {out} lies inside the run directory {enclosing_run(out)}; write the bench outside it, so the "
+            "run's files stay as training left them."
+        )
     parent = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise FPTError(f"--out {out}: {parent} is not a writable directory.")

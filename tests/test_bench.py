@@ -102,3 +102,17 @@ def test_unknown_case_and_bad_settings_are_clear_errors():
         run_bench(["minilm-bit-xr"], BenchSettings())
     with pytest.raises(FPTError, match="reference"):
         run_bench(["minilm-bit-xor"], BenchSettings(reference="sometimes"))
+
+
+def test_bench_out_inside_a_run_directory_is_refused_before_measuring(tmp_path):
+    """Found by the long fuzz run: `fpt bench --out RUN/summary.json` replaced the run's summary."""
+    from fpt.bench import check_out
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("task: bit-xor\n")
+    (run / "summary.json").write_text("{}\n")
+    with pytest.raises(FPTError, match="inside the run directory"):
+        check_out(run / "summary.json")
+    assert (run / "summary.json").read_text() == "{}\n"
+    check_out(tmp_path / "bench.json")  # beside the run is fine
