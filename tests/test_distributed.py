@@ -31,38 +31,14 @@ ARGS = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def gpt2_without_dropout(tmp_path_factory) -> str:
-    """Dropout draws differ per process by design; without it the two runs compute the same function."""
-    from transformers import GPT2Config, GPT2Model
-
-    path = tmp_path_factory.mktemp("gpt2-no-dropout")
-    torch.manual_seed(0)
-    GPT2Model(
-        GPT2Config(
-            n_embd=32,
-            n_layer=2,
-            n_head=2,
-            n_positions=64,
-            vocab_size=100,
-            bos_token_id=0,
-            eos_token_id=0,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-        )
-    ).save_pretrained(path)
-    return str(path)
-
-
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path, gpt2_without_dropout):
+def test_two_gloo_processes_match_one_process(tmp_path, quiet_gpt2):
     one = tmp_path / "one"
-    train(RunConfig(**ARGS, backbone=gpt2_without_dropout, out=str(one)), progress=False, log=lambda *a: None)
+    train(RunConfig(**ARGS, backbone=quiet_gpt2, out=str(one)), progress=False, log=lambda *a: None)
 
     two = tmp_path / "two"
     flags = []
-    for key, value in {**ARGS, "backbone": gpt2_without_dropout, "out": str(two)}.items():
+    for key, value in {**ARGS, "backbone": quiet_gpt2, "out": str(two)}.items():
         if key == "task_options":
             flags += [arg for k, v in value.items() for arg in ("--task-option", f"{k}={v}")]
         else:
