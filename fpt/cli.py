@@ -140,6 +140,7 @@ def cmd_train(args) -> int:
     from fpt.importing import import_modules
     from fpt.tasks import check_task_options, task_options_schema
     from fpt.training import RunConfig, StopRequests, resume_config, train
+    from fpt.training.distributed import process_group_closed
     from fpt.training.occupancy import registered_training
     from fpt.yamlsafe import read_yaml_mapping
 
@@ -159,7 +160,7 @@ def cmd_train(args) -> int:
             raise FPTError("--resume continues a run with its own config.yaml; drop --config and --task-option.")
         config = resume_config(args.resume, **flags)
         # Ctrl-C/SIGTERM: checkpoint, then exit 2 with the resume command; a warning if the CPU is oversubscribed
-        with StopRequests.installed() as stop, registered_training(config.device):
+        with process_group_closed(), StopRequests.installed() as stop, registered_training(config.device):
             summary = train(config, progress=report, log=log, resume=True, stop=stop)
         _print_summary(summary, report)
         return 0
@@ -170,7 +171,7 @@ def cmd_train(args) -> int:
     import_modules(config.imports)  # before the task's presets are looked up
     check_task_options(config.task, config.task_options)  # at parse time: nothing is built or written yet
     config = _with_task_defaults(config, set(values) | set(flags))
-    with StopRequests.installed() as stop, registered_training(config.device):
+    with process_group_closed(), StopRequests.installed() as stop, registered_training(config.device):
         summary = train(config, progress=report, log=log, stop=stop)
     _print_summary(summary, report)
     return 0

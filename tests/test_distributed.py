@@ -3,6 +3,7 @@ process with the same global batch and seed, and evaluation counts every example
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import yaml
 
 from fpt import FPTError, RunConfig, train
 from fpt.runs.checkpoint import read_checkpoint, resolve
-from fpt.training.distributed import plan_batches
+from fpt.training.distributed import plan_batches, process_group_closed
 
 # 30 examples in batches of 8: 4 batches, so the two processes score 2 batches each, one of them short.
 ARGS = dict(
@@ -104,3 +105,20 @@ def test_processes_sharing_a_gpu_use_gloo(monkeypatch):
     assert shared_gpu_backend(torch.device("cpu")) == {}
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert shared_gpu_backend(torch.device("cuda")) == {}
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_launched_run_closes_its_process_group(tmp_path, fails):
+    """The CLI's train closes the gloo group itself (success or error) rather than leave its threads to exit."""
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        with pytest.raises(FPTError) if fails else contextlib.nullcontext(), process_group_closed():
+            torch.distributed.barrier()
+            if fails:
+                raise FPTError("a rank failed")
+    finally:
+        closed = not torch.distributed.is_initialized()
+        if not closed:
+            torch.distributed.destroy_process_group()
+    assert closed

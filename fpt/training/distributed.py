@@ -8,8 +8,10 @@ matter of replaying the stream. Gradients are averaged over processes (DDP) and 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -109,3 +111,22 @@ def make_accelerator(device: str, log: str | None, run_dir) -> Accelerator:
     if device not in ("auto", "cpu") and accelerator.device.type != torch.device(device).type:
         raise FPTError(f"Device {device!r} was asked for but this process runs on {accelerator.device}.")
     return accelerator
+
+
+@contextlib.contextmanager
+def process_group_closed() -> Iterator[None]:
+    """Tear down the process group a launched run opened, once every process is done with it.
+
+    Left to interpreter exit, gloo's threads can be destroyed while still running and abort a process
+    (`terminate called without an active exception`) after its work finished. On success the processes
+    meet at a barrier first; after an error each only closes its own end, since the others may never arrive.
+    """
+    succeeded = False
+    try:
+        yield
+        succeeded = True
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if succeeded:
+                torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
