@@ -10,29 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.datafiles import write_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> str:
-    from transformers import BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=100,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(path)
-    return str(path)
 
 
 @pytest.mark.slow
