@@ -170,6 +170,7 @@ def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: 
 def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dict[str, str]]:
     """What the default path runs with, read off the prepared model and optimizer, and why."""
     from fpt.model.dropout import ATTENTION, CPUDropout
+    from fpt.model.unread import ReadPositionsOnly
     from fpt.training.compiler import compiler_missing
     from fpt.training.precision import explain_precision
 
@@ -178,7 +179,7 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
     attention = getattr(getattr(backbone, "config", None), "_attn_implementation", None) or "n/a"
     fused_gelu = sum(type(m).__name__ == "GELUTanh" for m in model.modules())
     cpu_dropout = sum(isinstance(m, CPUDropout) for m in model.modules())
-    unread = any(hasattr(m, "read_last") for m in model.modules())
+    unread = any(isinstance(m, ReadPositionsOnly) for m in model.modules())
     compiled = hasattr(trainer.model, "_orig_mod")  # torch.compile's wrapper
     options = trainer.optimizer.defaults
     optimizer = type(trainer.optimizer).__name__ + (

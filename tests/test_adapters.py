@@ -11,7 +11,7 @@ import torch
 from fpt import FPTError, RunConfig, train
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.freeze import FreezePolicy
-from fpt.model.unread import skip_unread_positions
+from fpt.model.unread import wrap_last_block
 from fpt.runs.checkpoint import read_checkpoint
 from fpt.tasks import get_task
 from fpt.training import evaluate
@@ -47,7 +47,7 @@ def test_adapters_start_from_the_unchanged_function_and_train_only_their_group(q
     assert counts["adapter"][1] and counts["adapter"][0] > 0
     trained_groups = {g for g, (_, t) in counts.items() if t}
     assert trained_groups == {"input", "output", "adapter"}
-    assert not skip_unread_positions(adapted) or method == "ln-tuning"  # c_attn wrapped: no tail shortcut
+    assert not wrap_last_block(adapted.backbone) or method == "ln-tuning"  # c_attn wrapped: no tail shortcut
     assert "adapter" in adapted.freeze_report() and method in adapted.freeze_report()
 
 

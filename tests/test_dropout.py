@@ -13,7 +13,7 @@ from torch import nn
 import fpt.model.dropout as cpu_dropout
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.dropout import CPUDropout, attention, fast_dropout, use_cpu_dropout
-from fpt.model.unread import skip_unread_positions
+from fpt.model.unread import wrap_last_block
 from fpt.tasks import get_task
 
 
@@ -64,42 +64,23 @@ def test_attention_interface_repeats_grouped_keys(monkeypatch):
     torch.testing.assert_close(got, expected.transpose(1, 2))
 
 
-def _model(backbone: str, task, seed: int = 0) -> FrozenPretrainedTransformer:
+def _model(backbone: str, task, seed: int = 0, **options) -> FrozenPretrainedTransformer:
     torch.manual_seed(seed)
     return FrozenPretrainedTransformer(
-        FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random", fast_paths=False)
+        FPTConfig(**task.spec.model_fields(), backbone=backbone, init="random", fast_paths=False, **options)
     )
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> str:
-    from transformers import BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    BertModel(
-        BertConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            vocab_size=100,
-            max_position_embeddings=64,
-        )
-    ).save_pretrained(path)
-    return str(path)
 
 
 @pytest.mark.parametrize("backbone", ["tiny_gpt2", "tiny_bert"])
 def test_models_train_with_it_and_evaluate_unchanged(request, backbone):
     path = request.getfixturevalue(backbone)
     task = get_task("bit-memory", n_strings=3, n_bits=20, bits_per_token=5)
-    plain, swapped = _model(path, task), _model(path, task)
+    plain, swapped = _model(path, task), _model(path, task, attn_implementation=cpu_dropout.ATTENTION)
+    assert swapped.backbone.config._attn_implementation == cpu_dropout.ATTENTION  # built with it
     changed = use_cpu_dropout(swapped)
     assert changed > 0 and use_cpu_dropout(swapped) == 0  # idempotent
     assert not any(type(m) is nn.Dropout for m in swapped.modules())
-    assert swapped.backbone.config._attn_implementation == cpu_dropout.ATTENTION
-    assert skip_unread_positions(swapped)  # still exact with the new attention (GPT-2 and BERT)
+    assert wrap_last_block(swapped.backbone)  # still exact with the new attention (GPT-2 and BERT)
     batch = next(task.train_batches(8, 0))
     plain.eval(), swapped.eval()
     torch.testing.assert_close(swapped(batch.inputs), plain(batch.inputs))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
-from fpt.model.unread import skip_unread_positions
+from fpt.model.unread import ReadPositionsOnly, unwrap_last_block, wrap_last_block
 from fpt.tasks import get_task
 
 
@@ -26,7 +26,7 @@ def _pair(backbone: str, task, **config):
                 )
             )
         )
-    assert skip_unread_positions(models[1])
+    assert wrap_last_block(models[1].backbone)
     return models
 
 
@@ -57,10 +57,9 @@ def test_outputs_and_gradients_are_unchanged(request, backbone):
     full, skipping = _pair(request.getfixturevalue(backbone), task, train="fpt")
     batch = next(task.train_batches(6, 0))
     block = skipping.backbone.h[-1] if hasattr(skipping.backbone, "h") else skipping.backbone.encoder.layer[-1]
-    full_calls = []
-    block.full_forward = lambda *args, forward=block.full_forward, **kwargs: (
-        full_calls.append(1) or forward(*args, **kwargs)
-    )
+    assert isinstance(block, ReadPositionsOnly)
+    full_calls: list[int] = []
+    block.base_layer.register_forward_pre_hook(lambda module, args: full_calls.append(1))  # the block in full
     grads = []
     for model in (full, skipping):
         loss = task.loss(model(batch.inputs), batch.targets)
@@ -70,12 +69,20 @@ def test_outputs_and_gradients_are_unchanged(request, backbone):
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
     assert not full_calls  # the tail path ran
+    assert block.read_last is None  # only for the duration of a call
     full.eval(), skipping.eval()
     torch.testing.assert_close(skipping(batch.inputs), full(batch.inputs), rtol=1e-5, atol=1e-6)
     # encode() is not a forward of the head: every position of its output stays exact
     torch.testing.assert_close(
         skipping.encode(batch.inputs).last_hidden_state, full.encode(batch.inputs).last_hidden_state
     )
+    assert full_calls
+    # transformers' output recording still finds the wrapped block: every layer's hidden state
+    layers = full.backbone.config.num_hidden_layers
+    states = [m.encode(batch.inputs, output_hidden_states=True).hidden_states for m in (full, skipping)]
+    assert len(states[0]) == len(states[1]) == layers + 1
+    for theirs, ours in zip(*states, strict=True):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_padded_inputs_and_other_backbones_run_in_full(quiet_gpt2, tiny_llama):
@@ -88,7 +95,7 @@ def test_padded_inputs_and_other_backbones_run_in_full(quiet_gpt2, tiny_llama):
     llama = FrozenPretrainedTransformer(
         FPTConfig(**task.spec.model_fields(), backbone=tiny_llama, init="random", fast_paths=False)
     )
-    assert not skip_unread_positions(llama)
+    assert not wrap_last_block(llama.backbone)
     eager = FrozenPretrainedTransformer(
         FPTConfig(
             **task.spec.model_fields(),
@@ -98,4 +105,30 @@ def test_padded_inputs_and_other_backbones_run_in_full(quiet_gpt2, tiny_llama):
             fast_paths=False,
         )
     )
-    assert not skip_unread_positions(eager)
+    assert not wrap_last_block(eager.backbone)
+
+
+def test_the_wrapper_keeps_names_and_keys_and_unwraps_to_the_original_block(quiet_gpt2):
+    task = get_task("bit-memory", n_strings=3, n_bits=20, bits_per_token=5)
+    torch.manual_seed(0)
+    model = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=quiet_gpt2, init="random"))
+    wrapper = model.backbone.h[-1]
+    original = wrapper.base_layer
+    assert isinstance(wrapper, ReadPositionsOnly) and type(original).__name__ == "GPT2Block"
+    assert wrap_last_block(model.backbone)  # idempotent: still the same wrapper
+    assert model.backbone.h[-1] is wrapper
+    assert wrapper.attn is original.attn and "base_layer" not in dict(model.named_modules())
+    names, keys = [n for n, _ in model.named_parameters()], list(model.state_dict())
+    model.eval()
+    batch = next(task.train_batches(4, 0))
+    fast = model(batch.inputs)
+    ln_2, wrapper.ln_2 = wrapper.ln_2, torch.nn.LayerNorm(32)  # swapped in, as PEFT's ln-tuning does
+    assert original.ln_2 is wrapper.ln_2  # the block has it too
+    wrapper.ln_2 = ln_2
+    model.train()
+    assert original.training and wrapper.training
+    model.eval()
+    assert unwrap_last_block(model.backbone) and not unwrap_last_block(model.backbone)
+    assert model.backbone.h[-1] is original and not any(isinstance(m, ReadPositionsOnly) for m in model.modules())
+    assert [n for n, _ in model.named_parameters()] == names and list(model.state_dict()) == keys
+    torch.testing.assert_close(model(batch.inputs), fast)  # the plain block, in full: the same outputs

@@ -15,9 +15,10 @@ import os
 import pickle
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -260,18 +261,27 @@ def _stats_init(model: PreTrainedModel, generator: torch.Generator) -> None:
 
 
 def load_backbone(
-    name: str, init: str = "pretrained", seed: int = 0, attn_implementation: str = "sdpa", revision: str | None = None
+    name: str,
+    init: str = "pretrained",
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    revision: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Backbone:
     """Load backbone `name` with initialisation `init` in fp32 on the CPU.
 
     `random` and `stats` are deterministic given `seed`; `revision` pins a hub backbone's commit, branch or tag.
+    `settings`: config values to build the model with instead of its own (such as an activation name;
+    fpt.model.fast_paths chooses them), given to transformers as it builds the model.
     """
     if init not in INITS:
         raise unknown_name("init", init, [*INITS, "from:PATH"])
     source, entry = _resolve(name)
+    settings = dict(settings or {})
     kwargs = {"attn_implementation": attn_implementation, "revision": revision}
     if init == "random":
         config = load_config(name, revision)
+        config.update(settings)
         config._attn_implementation = attn_implementation
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -279,7 +289,9 @@ def load_backbone(
     else:
         if entry is not None and entry.materialise is not None:
             source = entry.materialise()
-        model = _from_hub_or_cache(AutoModel.from_pretrained, source, name, "model", dtype=torch.float32, **kwargs)
+        model = _from_hub_or_cache(
+            AutoModel.from_pretrained, source, name, "model", dtype=torch.float32, **kwargs, **settings
+        )
         if init == "stats":
             _stats_init(model, torch.Generator().manual_seed(seed))
     model = model.float()

@@ -11,17 +11,20 @@ Here the keep mask comes from 15-bit uniforms, two per 32-bit draw of the same g
 with dropout is computed directly in fp32, as PyTorch's fallback does (in bf16 it cost 2-3 points of
 Fashion-MNIST accuracy): scores, mask, softmax, dropout, values. The drop probability is
 rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels.
+
+The attention is registered with transformers' `AttentionInterface` as `fpt_sdpa` (its extension
+point for attention functions), so a backbone built with `attn_implementation="fpt_sdpa"` uses it;
+the dropout modules, which transformers builds as plain `nn.Dropout`, are swapped for `CPUDropout`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AttentionInterface
+from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
@@ -104,34 +107,32 @@ def _fpt_sdpa(
     return out.transpose(1, 2).contiguous(), None
 
 
+AttentionInterface.register(ATTENTION, _fpt_sdpa)  # transformers' extension point: `attn_implementation="fpt_sdpa"`
+AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # the masks sdpa takes
+
+
 def use_cpu_dropout(model: nn.Module) -> int:
-    """Swap `model`'s dropout modules for `CPUDropout` and its sdpa attention for `fpt_sdpa`; returns
-    how many modules changed. Both behave exactly as before off the CPU and in eval mode. Idempotent."""
-    changed = 0
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if type(child) is nn.Dropout:
-                replacement = CPUDropout(child.p, child.inplace)
-                replacement.train(child.training)
-                setattr(parent, name, replacement)
-                changed += 1
-        config: Any = getattr(parent, "config", None)
-        if getattr(config, "_attn_implementation", None) == "sdpa":
-            config._attn_implementation = ATTENTION
-    if ATTENTION not in ALL_MASK_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(ATTENTION, _fpt_sdpa)
-        AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
-    return changed
+    """Swap `model`'s dropout modules for `CPUDropout`; returns how many changed. They behave exactly as
+    before off the CPU and in eval mode. Idempotent. (Attention dropout is the attention implementation's:
+    `fpt_sdpa`, chosen when the backbone is built.)"""
+    return _swap(model, nn.Dropout, CPUDropout)
 
 
 def use_plain_dropout(model: nn.Module) -> None:
-    """Undo `use_cpu_dropout`: PyTorch's `nn.Dropout` and sdpa attention again."""
+    """Undo the CPU dropout: PyTorch's `nn.Dropout` modules and sdpa attention again."""
+    _swap(model, CPUDropout, nn.Dropout)
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel) and module.config._attn_implementation == ATTENTION:
+            module.set_attn_implementation("sdpa")
+
+
+def _swap(model: nn.Module, old: type[nn.Dropout], new: type[nn.Dropout]) -> int:
+    changed = 0
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            if type(child) is CPUDropout:
-                replacement = nn.Dropout(child.p, child.inplace)
+            if type(child) is old:
+                replacement = new(child.p, child.inplace)
                 replacement.train(child.training)
                 setattr(parent, name, replacement)
-        config: Any = getattr(parent, "config", None)
-        if getattr(config, "_attn_implementation", None) == ATTENTION:
-            config._attn_implementation = "sdpa"
+                changed += 1
+    return changed

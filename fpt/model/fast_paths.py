@@ -1,33 +1,70 @@
-"""The fast paths a model is built with: exact (or rounding-level) rewrites of Hugging Face
-modules that make a CPU training step cheaper, chosen once when the model is built, recorded in
-`model.fast_paths` (the freeze report, config.yaml and summary.json list them) and reversible.
+"""The fast paths a model is built with: exact (or rounding-level) choices that make a CPU training step
+cheaper, made once when the model is built, recorded in `model.fast_paths` (the freeze report,
+config.yaml and summary.json list them) and reversible.
 
-`FPTConfig.fast_paths=False` (`fpt train --no-fast-paths`) builds the plain model. Each rewrite is
-proven equivalent by its own test: fused GELU (tests/test_activations.py), CPU dropout and attention
-with dropout (tests/test_dropout.py), the last block computing only read positions (tests/test_unread.py).
+Each is chosen where transformers reads such a choice, before the backbone is built (`choose`):
+- fused-gelu: the config's activation name is the fused tanh-GELU (`gelu_pytorch_tanh`, fpt.model.activations);
+- cpu-dropout: `attn_implementation="fpt_sdpa"`, attention registered with transformers' `AttentionInterface`
+  (fpt.model.dropout), and then the dropout modules swapped for `CPUDropout`, which transformers gives no
+  setting for;
+- last-block-read-positions-only: once built, the last block inside a named wrapper that holds the original
+  as `base_layer` (`unwrap_last_block` restores it; fpt.model.unread).
+
+`FPTConfig.fast_paths=False` (`fpt train --no-fast-paths`) builds the plain model. Each is proven
+equivalent by its own test: fused GELU (tests/test_activations.py), CPU dropout and attention with
+dropout (tests/test_dropout.py), the last block computing only read positions (tests/test_unread.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
+from transformers import MODEL_MAPPING
 
-from fpt.model.activations import fuse_activations
-from fpt.model.dropout import use_cpu_dropout, use_plain_dropout
-from fpt.model.unread import skip_unread_positions
+from fpt.model.activations import fused_activation_settings
+from fpt.model.dropout import ATTENTION, use_cpu_dropout, use_plain_dropout
+from fpt.model.unread import wrap_last_block
 
 FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY = "fused-gelu", "cpu-dropout", "last-block-read-positions-only"
 
 
-def apply_fast_paths(model: nn.Module) -> list[str]:
-    """Apply every fast path that fits `model`; returns the names of those applied."""
+@dataclass(frozen=True)
+class BackboneChoices:
+    """What a backbone is built with: config values and the attention implementation."""
+
+    attn_implementation: str
+    settings: dict[str, Any] = field(default_factory=dict)  # config key -> value the model is built with
+    plain: dict[str, Any] = field(default_factory=dict)  # those keys' values without the fast paths
+
+
+def choose(config: Any, attn_implementation: str) -> BackboneChoices:
+    """The fast paths' construction choices for a backbone with architecture config `config`, where
+    `attn_implementation` was asked for. (`BackboneChoices(attn_implementation)`: the plain model.)"""
+    settings = fused_activation_settings(config)
+    plain = {key: getattr(config, key) for key in settings}
+    if attn_implementation == "sdpa" and _uses_attention_interface(config):
+        attn_implementation = ATTENTION  # sdpa, with the attention dropout computed directly on CPU
+    return BackboneChoices(attn_implementation, settings, plain)
+
+
+def _uses_attention_interface(config: Any) -> bool:
+    """Whether the model class built from `config` calls transformers' AttentionInterface (so `fpt_sdpa` reaches it)."""
+    try:
+        model_class = MODEL_MAPPING[type(config)]
+    except KeyError:  # an architecture transformers does not map (remote code): sdpa as asked
+        return False
+    return bool(getattr(model_class, "_supports_attention_backend", False))
+
+
+def apply_fast_paths(model: Any, choices: BackboneChoices) -> list[str]:
+    """Finish the fast paths `model` (built with `choices`) takes; returns their names."""
     applied = []
-    if fuse_activations(model):  # GPT-2's Python tanh-GELU -> the same function in one kernel
+    if choices.settings:  # GPT-2's Python tanh-GELU -> the same function in one kernel
         applied.append(FUSED_GELU)
-    if use_cpu_dropout(model):  # dropout masks without the single-threaded Bernoulli sampler (CPU only)
+    if use_cpu_dropout(model) or choices.attn_implementation == ATTENTION:  # no single-threaded Bernoulli sampler
         applied.append(CPU_DROPOUT)
-    if skip_unread_positions(model):  # GPT-2 and BERT blocks: the last one computes only what the head reads
+    if wrap_last_block(model.backbone):  # GPT-2 and BERT blocks: the last one computes only what the head reads
         applied.append(READ_POSITIONS_ONLY)
     return applied
 

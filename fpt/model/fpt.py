@@ -13,16 +13,17 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from fpt.backbones import classify_backbone, extend_positions, load_backbone, position_table
+from fpt.backbones import classify_backbone, extend_positions, load_backbone, load_config, position_table
 from fpt.backbones.groups import UNUSED, block_list
 from fpt.errors import FPTError
 from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
 from fpt.model.embedders import make_embedder
-from fpt.model.fast_paths import apply_fast_paths
+from fpt.model.fast_paths import BackboneChoices, apply_fast_paths, choose
 from fpt.model.freeze import GROUPS, FreezePolicy, GroupedParameters
 from fpt.model.heads import OutputHead
 from fpt.model.hub import FPTHubMixin
 from fpt.model.init_source import check_source, resolve_init, source_path, source_run_model
+from fpt.model.unread import reading_last
 from fpt.runs import load_trained, read_run_record, read_summary
 from fpt.runs.checkpoint import hash_tensors
 
@@ -85,9 +86,11 @@ def _sha256_json(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def architecture_hash(config) -> str:
-    """A hash of the backbone's architecture config (see WHERE_LOADED for what it ignores)."""
-    return _sha256_json({k: v for k, v in config.to_dict().items() if k not in WHERE_LOADED})
+def architecture_hash(config, plain: dict | None = None) -> str:
+    """A hash of the backbone's architecture config (see WHERE_LOADED for what it ignores), with the
+    `plain` values of settings a fast path chose (fpt.model.fast_paths): the same with or without them."""
+    values = config.to_dict() | (plain or {})
+    return _sha256_json({k: v for k, v in values.items() if k not in WHERE_LOADED})
 
 
 class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
@@ -103,7 +106,12 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         check_source(config.init, config.backbone)
         self.config = config
         self.policy = FreezePolicy.parse(config.train)
-        backbone = self._load_backbone(config)
+        self.backbone_choices = (
+            choose(load_config(config.backbone, config.revision), config.attn_implementation)
+            if config.fast_paths
+            else BackboneChoices(config.attn_implementation)
+        )
+        backbone = self._load_backbone(config, self.backbone_choices)
         keep_first_layers(backbone.model, config.layers)
         self.backbone_name, self.backbone_source = backbone.name, backbone.source
         rows = backbone.model.config.max_position_embeddings
@@ -133,25 +141,25 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         for name, param in self.named_parameters():
             param.requires_grad_(self.groups[name] != UNUSED and self.policy.trains(self.groups[name]))
         self.fingerprint = self._fingerprint()
-        self.fast_paths = apply_fast_paths(self) if config.fast_paths else []  # after the fingerprint: names unchanged
+        self.fast_paths = apply_fast_paths(self, self.backbone_choices) if config.fast_paths else []
 
     # -- construction -------------------------------------------------------------------------
     @staticmethod
-    def _load_backbone(config: FPTConfig):
-        """The backbone per `config.init`; a `from:` state is checked against (or recorded in) init_fingerprint."""
+    def _load_backbone(config: FPTConfig, choices: BackboneChoices):
+        """The backbone per `config.init`, built with `choices`; a `from:` state is checked against (or
+        recorded in) init_fingerprint."""
+        attention, settings = choices.attn_implementation, choices.settings
         if not config.init.startswith("from:"):
-            return load_backbone(
-                config.backbone, config.init, config.init_seed, config.attn_implementation, config.revision
-            )
+            return load_backbone(config.backbone, config.init, config.init_seed, attention, config.revision, settings)
         path = cast(Path, source_path(config.init))  # a from: init (checked by check_source): a run directory or a file
         if source_run_model(path) is not None:
             source = FrozenPretrainedTransformer.from_run(path)
-            backbone = load_backbone(config.backbone, "random", 0, config.attn_implementation)
+            backbone = load_backbone(config.backbone, "random", 0, attention, settings=settings)
             keep_first_layers(backbone.model, source.config.layers)
             state = source.backbone.state_dict()
             backbone.model = extend_positions(backbone.model, source.backbone.config.max_position_embeddings)
         else:
-            backbone = load_backbone(config.backbone, "random", 0, config.attn_implementation)
+            backbone = load_backbone(config.backbone, "random", 0, attention, settings=settings)
             try:
                 state = load_file(str(path))
             except Exception as err:
@@ -191,7 +199,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             "backbone": self.backbone_name,
             "source": self.backbone_source,
             "init": self.config.init,
-            "config_hash": architecture_hash(self.backbone.config),
+            "config_hash": architecture_hash(self.backbone.config, self.backbone_choices.plain),
             "weights_hash": hash_tensors(frozen),
             "init_fingerprint": self.config.init_fingerprint,
         }
@@ -213,7 +221,8 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
                 f"Input has {length} tokens but the model was built for at most {self.config.max_length}; "
                 "rebuild it with a larger max_length."
             )
-        states = self.encode(inputs, mask).last_hidden_state
+        with reading_last(self.backbone, self.head.output_tokens if mask is None else None):  # padded: all positions
+            states = self.encode(inputs, mask).last_hidden_state
         lengths = mask.sum(dim=1) if mask is not None else None
         return self.head(states, lengths)
 
