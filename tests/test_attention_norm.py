@@ -120,3 +120,33 @@ def test_describe_shows_attention_norm_frozen(tiny_gemma3, capsys):
     line = next(line for line in out.splitlines() if line.strip().startswith("attention-norm"))
     assert line.split()[-1] == "frozen" and int(line.split()[1].replace(",", "")) == 2 * 2 * 16
     assert "--train fpt,attention-norm" in out
+
+
+def test_zero_inputs_give_finite_gradients_through_a_bias_free_post_norm_stack(tmp_path):
+    """Bit XOR's 0 bits embed to exactly zero (zero-bias input layer, as the paper's). In a bias-free
+    backbone with norms after each sub-layer (Gemma 3), a token whose hidden state is zero at the first
+    layer stays zero through every layer, and each norm multiplies its gradient by 1/sqrt(eps): the
+    real 18-layer gemma3-270m overflowed to NaN on its first step. The added position table must
+    therefore not start at exactly zero."""
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=12,
+        initializer_range=0.2,  # pretrained-like weight scales: enough for the growth to overflow in 12 layers
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        vocab_size=100,
+        max_position_embeddings=128,
+        sliding_window=4,
+    )
+    Gemma3TextModel(config).save_pretrained(tmp_path)
+    model = build(str(tmp_path))
+    inputs = torch.zeros(2, 8, 3)
+    inputs[1, 3:] = 1.0  # one all-zero sequence, one that starts with zero tokens
+    model(inputs).sum().backward()
+    bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    assert bad == []

@@ -126,10 +126,14 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         hidden: int = embeddings.embedding_dim
         self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
         # Rotary/relative backbones have no position table to train: give them a learned absolute
-        # one, zero-initialised so the pretrained function is untouched at step 0.
+        # one, drawn small (the backbone's initializer_range) rather than zero. A zero table plus the
+        # zero-bias input layer embeds a 0 bit to exactly zero, and in a bias-free stack with norms
+        # after each sub-layer (Gemma 3) that token stays zero through every layer while each norm
+        # scales its gradient by 1/sqrt(eps): gemma3-270m's gradients overflowed to NaN on step 1.
         self.learned_positions = None
         if position_table(self.backbone) is None and self.policy.trains("position"):
-            self.learned_positions = nn.Parameter(torch.zeros(config.max_length, hidden))
+            std = float(getattr(self.backbone.config, "initializer_range", 0.02))
+            self.learned_positions = nn.Parameter(torch.randn(config.max_length, hidden) * std)
         self.head = OutputHead(hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
         if self.policy.adapter:  # after the new layers, so they start as in every other policy with this seed
             inject_adapter(
@@ -252,7 +256,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         if self.learned_positions is not None:
             lines.append(
                 "  note: the backbone has no learned position table (rotary/relative); a learned "
-                "absolute position embedding, zero-initialised, was added and is trained"
+                "absolute position embedding (normal, std = the backbone's initializer_range) was added and is trained"
             )
         if self.policy.adapter:
             lines.append(f"  note: adapter {self.policy.adapter} (peft) on {', '.join(self.adapter_targets())}")
