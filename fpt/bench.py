@@ -273,9 +273,7 @@ class _ValSubset(Task):
             if left <= 0:
                 return
             if len(batch) > left:
-                batch = type(batch)(
-                    batch.inputs[:left], batch.targets[:left], None if batch.mask is None else batch.mask[:left]
-                )
+                batch = batch.rows(slice(0, left))
             left -= len(batch)
             yield batch
 

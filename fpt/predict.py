@@ -22,7 +22,7 @@ from fpt.errors import FPTError
 from fpt.files import atomic_write
 from fpt.model import load_run_model
 from fpt.runs import read_run_record
-from fpt.tasks.base import mask_problem
+from fpt.tasks.base import Batch, mask_problem
 from fpt.tasks.sequences import pack
 from fpt.training.loop import resolve_device
 
@@ -141,9 +141,10 @@ def predict(
     values, mask = check_inputs(inputs, mask, model.config)
     model.to(device).eval()
     classes, probabilities = [], []
-    for start in range(0, len(values), batch_size):
-        rows = slice(start, start + batch_size)
-        logits = model(values[rows].to(device), None if mask is None else mask[rows].to(device)).float()
+    unlabelled = Batch(values, torch.empty((len(values), 0), dtype=torch.long), mask)  # no targets: (n, 0)
+    for batch in unlabelled.chunks(batch_size):
+        batch = batch.to(device)
+        logits = model(batch.inputs, batch.mask).float()
         probabilities.append(logits.softmax(-1).cpu())
         classes.append(logits.argmax(-1).cpu())
     return {"classes": torch.cat(classes).numpy(), "probabilities": torch.cat(probabilities).numpy()}

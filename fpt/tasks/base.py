@@ -7,11 +7,20 @@ one loss and one pair of metrics serve all: unit accuracy and whole-example exac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
+
+from fpt.errors import FPTError
+
+
+def rows(tensor: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
+    """tensor[index] along the first axis; `index_select` for index tensors: advanced indexing of a
+    large tensor is slow on a multithreaded CPU (benchmarks/results/design_figures.md)."""
+    return tensor.index_select(0, index) if isinstance(index, torch.Tensor) else tensor[index]
 
 
 @dataclass
@@ -23,6 +32,18 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         mask = None if self.mask is None else self.mask.to(device, non_blocking=True)
         return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), mask)
+
+    def rows(self, index: torch.Tensor | slice) -> Batch:
+        """The examples at `index` (a slice, or a tensor of example indices), inputs, targets and mask alike:
+        the one way a batch is cut (task splits, micro-batches, evaluation and prediction chunks)."""
+        return Batch(
+            rows(self.inputs, index), rows(self.targets, index), None if self.mask is None else rows(self.mask, index)
+        )
+
+    def chunks(self, size: int) -> Iterator[Batch]:
+        """Consecutive batches of `size` examples in order (the last may be smaller)."""
+        for start in range(0, len(self), size):
+            yield self.rows(slice(start, start + size))
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -65,12 +86,19 @@ class TaskSpec:
 
 
 class Task:
-    """Base class. Subclasses set `name` and `spec` and implement `train_batches` and `eval_batches`."""
+    """Base class. Subclasses set `name` and `spec` and implement `train_batches`, `eval_batches` and
+    `split_size`; the attributes below have defaults that fit a task without them."""
 
     name: str = "task"
     spec: TaskSpec
     metric_names = {"accuracy": "accuracy", "exact_match": "exact match"}
     splits: tuple[str, ...] = ("val", "test")
+    # Whether training examples change at random each time they are drawn (image augmentation): then
+    # no two epochs show the model the same inputs, and backbone features cannot be cached.
+    augment: bool = False
+    # Where each split's examples come from, by split name ("2000 of train, seed 1000003"), recorded
+    # in summary.json; a split not listed is named by its split name.
+    split_sources: Mapping[str, str] = MappingProxyType({})
 
     def options(self) -> dict:
         """The task's resolved options, recorded in config.yaml."""
@@ -86,6 +114,18 @@ class Task:
 
     def split_size(self, split: str) -> int:
         raise NotImplementedError
+
+    def examples(self, split: str, batch_size: int) -> Iterator[Batch]:
+        """Every example of `split` once, in a fixed order, as the model reads it (never augmented).
+
+        The evaluation splits by default; a task whose training split is a fixed set of examples
+        (`TensorTask`) lists "train" too. A generated training stream has no such list."""
+        if split == "train":
+            raise FPTError(
+                f"{self.name}: the training examples are a generated stream, not a fixed set, so they cannot be "
+                f"listed; examples() gives the {' and '.join(self.splits)} splits."
+            )
+        return self.eval_batches(split, batch_size)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))

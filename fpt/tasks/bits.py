@@ -46,9 +46,7 @@ class BitTask(Task):
         if split not in self._fixed:
             seed = {"val": VAL_SEED, "test": TEST_SEED}[split]
             self._fixed[split] = self._batch(self.split_size(split), torch.Generator().manual_seed(seed))
-        data = self._fixed[split]
-        for start in range(0, len(data), batch_size):
-            yield Batch(data.inputs[start : start + batch_size], data.targets[start : start + batch_size])
+        yield from self._fixed[split].chunks(batch_size)
 
 
 def _random_signs(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:

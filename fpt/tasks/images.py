@@ -26,7 +26,7 @@ from fpt.data.catalog import read_idx_pair
 from fpt.data.registry import require
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, TaskSpec
-from fpt.tasks.tensors import TensorTask, rows
+from fpt.tasks.tensors import TensorTask
 
 VAL_SPLIT_SEED = 1_000_003
 TEST_SUBSET_SEED = 1_000_033
@@ -142,17 +142,19 @@ class ImageTask(TensorTask):
         """Float images in [0, 1] -> normalised patch tokens."""
         return patchify((images - self.mean) / self.std, self.patch_size)
 
-    def _take(self, split: str, index) -> Batch:
-        images, targets, _ = self.data[split]
-        images, targets = rows(images, index), rows(targets, index)
-        pixels = images.float().div_(255)
-        if split == "train":  # left as images: train_batches augments, then cuts into tokens
-            return Batch(pixels, targets)
-        return Batch(self.tokens(pixels), targets)
+    def _pixels(self, split: str, index: torch.Tensor | slice) -> Batch:
+        """The images at `index` as floats in [0, 1], not yet cut into tokens."""
+        batch = Batch(*self.data[split]).rows(index)
+        return Batch(batch.inputs.float().div_(255), batch.targets)
+
+    def _take(self, split: str, index: torch.Tensor | slice) -> Batch:
+        batch = self._pixels(split, index)
+        return Batch(self.tokens(batch.inputs), batch.targets)
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
         generator = torch.Generator().manual_seed(seed + 7919)  # augmentation stream, apart from the shuffling
-        for batch in super().train_batches(batch_size, seed):
+        for index in self.train_order(batch_size, seed):
+            batch = self._pixels("train", index)
             pixels = augment(batch.inputs, generator) if self.augment else batch.inputs
             yield Batch(self.tokens(pixels), batch.targets)
 

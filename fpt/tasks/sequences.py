@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from fpt.errors import FPTError
-from fpt.tasks.base import Batch, TaskSpec
-from fpt.tasks.tensors import TensorTask, rows
+from fpt.tasks.base import Batch, TaskSpec, rows
+from fpt.tasks.tensors import TensorTask
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,8 @@ class SequenceTask(TensorTask):
     def options(self) -> dict:
         return dict(self._options)
 
-    def _take(self, split: str, index) -> Batch:
-        ids, targets, _ = self.data[split]
-        lengths = rows(self.lengths[split], index)
+    def _take(self, split: str, index: torch.Tensor | slice) -> Batch:
+        batch, lengths = Batch(*self.data[split]).rows(index), rows(self.lengths[split], index)
         longest = int(lengths.max())
         mask = torch.arange(longest) < lengths[:, None]
-        return Batch(rows(ids, index)[:, :longest].long(), rows(targets, index), mask)
+        return Batch(batch.inputs[:, :longest].long(), batch.targets, mask)

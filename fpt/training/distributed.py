@@ -68,12 +68,7 @@ def local_micro_batches(batch: Batch, plan: BatchPlan, rank: int) -> list[Batch]
             f"The training stream gave a batch of {len(batch)} examples; expected batch_size {plan.batch_size}."
         )
     share = plan.micro_batch * plan.accumulation
-    start = rank * share
-    parts = []
-    for first in range(start, start + share, plan.micro_batch):
-        rows = slice(first, first + plan.micro_batch)
-        parts.append(Batch(batch.inputs[rows], batch.targets[rows], None if batch.mask is None else batch.mask[rows]))
-    return parts
+    return list(batch.rows(slice(rank * share, (rank + 1) * share)).chunks(plan.micro_batch))
 
 
 def process_seed(seed: int, rank: int) -> int:

@@ -14,7 +14,6 @@ evaluation). Only tasks whose examples never change can be cached: in-memory dat
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import cast
 
@@ -37,17 +36,7 @@ def output_only(model: nn.Module) -> bool:
 
 def cacheable(task: Task) -> bool:
     """Whether every epoch shows the model the same examples (a finite, unaugmented dataset)."""
-    return isinstance(task, TensorTask) and not getattr(task, "augment", False)
-
-
-def examples(task: TensorTask, split: str, batch_size: int) -> Iterator[Batch]:
-    """Every example of `split` in index order, as model inputs."""
-    n = task.split_size(split)
-    for start in range(0, n, batch_size):
-        batch = task._take(split, torch.arange(start, min(start + batch_size, n)))
-        if split == "train" and hasattr(task, "tokens"):  # image tasks batch training images as pixels
-            batch = Batch(task.tokens(batch.inputs), batch.targets, batch.mask)
-        yield batch
+    return isinstance(task, TensorTask) and not task.augment
 
 
 @torch.inference_mode()
@@ -79,7 +68,7 @@ class FeatureTask(TensorTask):
         splits = {}
         for split in ("train", "val", "test"):
             features, targets = [], []
-            for batch in examples(task, split, batch_size):
+            for batch in task.examples(split, batch_size):
                 features.append(head_inputs(model, batch.to(device), precision).cpu())
                 targets.append(batch.targets)
             splits[split] = (torch.cat(features), torch.cat(targets))
@@ -92,7 +81,7 @@ class FeatureTask(TensorTask):
             output_tokens=task.spec.output_tokens,
             name=task.name,
         )
-        self.split_sources = getattr(task, "split_sources", {})
+        self.split_sources = task.split_sources
 
 
 class HeadOnFeatures(nn.Module):

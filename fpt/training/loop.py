@@ -392,7 +392,7 @@ class Trainer:
                 self.precision,
                 self.report,
             )
-            sources = getattr(self.task, "split_sources", {})
+            sources = self.task.split_sources
             summary.update(
                 {
                     "test_split": sources.get("test", "test"),
