@@ -1,14 +1,14 @@
 """Dropout on CPU without PyTorch's slow Bernoulli sampler.
 
 On CPU, `bernoulli_` draws one Mersenne-Twister number per element and runs on one thread: for
-GPT-2 base on Bit Memory (batch 16) it was 14% of a bf16 training step, more than the attention
-matrix multiplies. And the fused attention kernels have no dropout on CPU, so a training step with
-attention dropout (GPT-2's and BERT's default 0.1) falls back to PyTorch's general attention, which
-adds copies and checks of its own.
+GPT-2 base it costs more of a bf16 training step than the attention matrix multiplies
+(benchmarks/results/design_figures.md). And the fused attention kernels have no dropout on CPU, so a
+training step with attention dropout (GPT-2's and BERT's default 0.1) falls back to PyTorch's
+general attention, which adds copies and checks of its own.
 
 Here the keep mask comes from 15-bit uniforms, two per 32-bit draw of the same generator (so
 `torch.manual_seed` and saved RNG state still govern it and resume stays exact), and attention
-with dropout is computed directly in fp32, as PyTorch's fallback does (in bf16 it cost 2-3 points of
+with dropout is computed directly in fp32, as PyTorch's fallback does (in bf16 it cost
 Fashion-MNIST accuracy): scores, mask, softmax, dropout, values. The drop probability is
 rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels.
 

@@ -3,8 +3,9 @@
 Each CPU training process registers itself while it trains: one small file per process in a
 per-user temporary folder, holding its torch thread count and its start time (so a reused process
 id is never counted). A new run reads the others' files, skips and removes those of processes that
-no longer exist, and warns if all threads together exceed the cores: two 2-thread trainings on 2
-cores ran ~10x slower per step than with one thread each (threads spin-wait on each other).
+no longer exist, and warns if all threads together exceed the cores: threads then spin-wait on each
+other, and every run is many times slower per step than with fewer threads
+(benchmarks/results/design_figures.md).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ FPT trains a few dozen small tensors (layer norms, positions, input and output l
 defaults on CPU run Adam one tensor at a time (about a dozen operations each) and clip gradients
 one norm and one multiply per tensor: for MiniLM on Bit XOR, 31 tensors, ~1,000 tiny operations
 per step. The fused Adam kernel and the multi-tensor (foreach) norm and scale do the same
-arithmetic in a few calls: measured 4.7 -> 1.2 ms per step on one core. Clipping gives identical
-gradients; fused Adam agrees with the per-tensor loop to float rounding (1 ulp).
+arithmetic in a few calls, several times faster (benchmarks/results/design_figures.md). Clipping
+gives identical gradients; fused Adam agrees with the per-tensor loop to float rounding (1 ulp).
 """
 
 from __future__ import annotations
