@@ -77,6 +77,7 @@ def test_batch_size_and_backbone_overrides(quiet_gpt2):
     assert record["batch_size"] == 2 and record["backbone"] == quiet_gpt2
 
 
+@pytest.mark.slow  # end to end in a fresh interpreter (torch and transformers imported again)
 def test_peak_memory_is_measured_in_a_child_process(quiet_gpt2):
     case = BenchCase("tiny", "bit-xor", quiet_gpt2, "random", batch_size=4)
     assert 50 < peak_memory_mb(case, BenchSettings(), "reference", steps=1) < 4000  # MB: torch itself plus a tiny model

@@ -75,6 +75,7 @@ def test_flags_override_the_config_file_and_eval_reads_the_run(capsys, tmp_path,
     assert code == 0 and json.loads(stdout)["accuracy"] == summary["test_accuracy"]
 
 
+@pytest.mark.slow  # end to end in a fresh interpreter (torch and transformers imported again)
 def test_entry_point_exits_non_zero_without_traceback():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(

@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from fpt import FPTError, train
+from fpt.cli import main
 from fpt.runs.checkpoint import read_checkpoint, resolve, step_checkpoints
 from fpt.training import resume_config
 
@@ -134,9 +135,18 @@ def _snapshot(run) -> dict:
     return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
-def test_damaged_or_foreign_checkpoints_are_refused_and_nothing_changes(tmp_path, reference, tiny_llama):
+@pytest.fixture
+def finished(tmp_path, tiny_gpt2):
+    """A run made like `reference` but in this process: the refusals need a real finished run, not a
+    second interpreter (which costs more than the run itself)."""
+    out = tmp_path / "finished"
+    assert main(["train", *FLAGS, "--backbone", tiny_gpt2, "--out", str(out)]) == 0
+    return out
+
+
+def test_damaged_or_foreign_checkpoints_are_refused_and_nothing_changes(tmp_path, finished, tiny_llama):
     run = tmp_path / "copy"
-    shutil.copytree(reference, run)
+    shutil.copytree(finished, run)
     summary = json.loads((run / "summary.json").read_text())
     summary["status"] = "interrupted"  # let resume get past the "already finished" check
     (run / "summary.json").write_text(json.dumps(summary))
@@ -164,6 +174,6 @@ def test_damaged_or_foreign_checkpoints_are_refused_and_nothing_changes(tmp_path
     refused("made for another backbone: its backbone, config_hash, weights_hash differ")
 
     with pytest.raises(FPTError, match="lr cannot change"):
-        resume_config(reference, lr=0.1)
+        resume_config(finished, lr=0.1)
     with pytest.raises(FPTError, match="already finished"):
-        train(resume_config(reference), resume=True, **QUIET)
+        train(resume_config(finished), resume=True, **QUIET)

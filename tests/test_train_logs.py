@@ -40,6 +40,7 @@ def _flags(backbone: str, out: Path, steps: int = 30) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # end to end in a fresh interpreter (torch and transformers imported again)
 def test_off_a_terminal_train_prints_one_line_per_evaluation_and_no_carriage_return(quiet_gpt2, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("TRANSFORMERS_VERBOSITY", None)
