@@ -2,7 +2,8 @@
 
 GPT-2's `gelu_new` (and `gelu_fast`, `gelu_python_tanh`) is the tanh approximation of GELU written
 out in Python: pow, mul, add, tanh, mul, each a full pass over the (batch, length, 4 x width)
-feed-forward activation, and as many again in the backward. PyTorch's `gelu(approximate="tanh")`
+feed-forward activation, and as many again in the backward: on CPU a large share of a GPT-2
+training step (benchmarks/results/design_figures.md). PyTorch's `gelu(approximate="tanh")`
 computes the same formula in one pass each way; transformers names it `gelu_pytorch_tanh` in its
 activation table (`ACT2FN`). So the fused kernel is chosen where transformers reads the choice: the
 config's activation name, set before the model is built. Outputs agree to rounding.
