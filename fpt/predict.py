@@ -20,6 +20,7 @@ import torch
 from fpt.data.listops import tokenize
 from fpt.errors import FPTError
 from fpt.files import atomic_write
+from fpt.memory import pass_bytes, require
 from fpt.model import load_run_model
 from fpt.runs import read_run_record
 from fpt.tasks.base import Batch, mask_problem
@@ -139,6 +140,13 @@ def predict(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FPTError(f"batch_size must be a positive integer, got {batch_size!r:.40}.")
     values, mask = check_inputs(inputs, mask, model.config)
+    examples, tokens = min(batch_size, len(values)), values.shape[1]
+    require(
+        f"Prediction batches of {examples:,} examples of {tokens:,} tokens",
+        pass_bytes(model, examples, tokens, values.shape[2] if values.dim() == 3 else 1, training=False),
+        "Lower --batch-size.",
+        torch.device(device),
+    )
     model.to(device).eval()
     classes, probabilities = [], []
     unlabelled = Batch(values, torch.empty((len(values), 0), dtype=torch.long), mask)  # no targets: (n, 0)

@@ -1,4 +1,4 @@
-"""Imports run one way: errors, files, yamlsafe -> runs -> models; data -> tasks; training and experiments on top.
+"""Imports run one way: errors, files, yamlsafe, memory -> runs -> models; data -> tasks; training and experiments on top.
 
 Read from the source (every import, including those inside functions), so a new upward import
 fails here instead of as an import cycle somebody meets later."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import fpt
 
 ROOT = Path(fpt.__file__).parent
-BOTTOM = ("fpt.errors", "fpt.files", "fpt.yamlsafe", "fpt.importing", "fpt.runs")
+BOTTOM = ("fpt.errors", "fpt.files", "fpt.yamlsafe", "fpt.memory", "fpt.importing", "fpt.runs")
 LOWER = ("fpt.model", "fpt.data", "fpt.tasks", "fpt.backbones", *BOTTOM)
 UPPER = ("fpt.training", "fpt.experiments", "fpt.cli", "fpt.bench", "fpt.predict")
 

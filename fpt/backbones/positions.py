@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from fpt.backbones.groups import position_table
+from fpt.memory import require
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ def extend_positions(model: PreTrainedModel, length: int) -> PreTrainedModel:
     table = position_table(model)
     if table is None or table.num_embeddings >= length:
         return model
+    require(  # the old and the interpolated table, besides a second copy of the model
+        f"Sequences of {length:,} tokens (a position table of {length:,} rows)",
+        8.0 * length * table.embedding_dim,
+        "Use shorter sequences (ListOps: a smaller max_length task option).",
+    )
     offset = table.num_embeddings - model.config.max_position_embeddings
     name = next(n for n, p in model.named_parameters() if p is table.weight)
     state = model.state_dict()

@@ -25,6 +25,7 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.files import atomic_write
+from fpt.memory import require
 
 OPERATORS = ("[MAX", "[MIN", "[MED", "[SM")
 PAD = "<pad>"
@@ -180,6 +181,12 @@ def generate(
     and lie strictly between `min_length` and `max_length`; expressions are distinct across splits.
     """
 
+    largest = max(train, val, test)
+    require(  # every source string (2+ characters a token) is kept, and the largest split joined once more
+        f"Generating {train + val + test:,} ListOps examples of over {min_length} tokens",
+        2.0 * min_length * (train + val + test + largest),
+        "Generate fewer examples (--train, --val, --test).",
+    )
     rng = random.Random(seed)
     seen: set[str] = set()
     examples: list[tuple[str, int]] = []

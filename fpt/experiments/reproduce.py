@@ -28,8 +28,9 @@ from typing import Any
 from fpt.errors import FPTError, unknown_name
 from fpt.experiments.methods import methods_grid, write_methods_table
 from fpt.experiments.paper import PAPER, TASKS
-from fpt.experiments.sweep import expand, quick_look, run_grid
+from fpt.experiments.sweep import RUN_BYTES, expand, quick_look, run_grid
 from fpt.experiments.tables import write_results
+from fpt.memory import require
 
 EXPERIMENTS = ("main", "init", "ablation", "size", "convergence", "methods")
 BIT_TASKS = ("bit-memory", "bit-xor")
@@ -274,6 +275,8 @@ def build(
     """The (pretraining grid or None, main grid) of `experiment` at `budget_name`."""
     if experiment not in EXPERIMENTS:
         raise unknown_name("experiment", experiment, list(EXPERIMENTS))
+    if seeds:  # every seed is at least one run (the lists of seeds and runs are built before any check)
+        require(f"--seeds {seeds:,}", seeds * RUN_BYTES, "Lower --seeds (the paper used 3).")
     if experiment == "methods":  # its own conditions, lr grids and budgets (fpt.experiments.methods)
         return None, methods_grid(budget_name, tasks, seeds, backbone, lrs)
     if budget_name not in BUDGETS:

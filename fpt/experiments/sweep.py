@@ -41,9 +41,11 @@ import yaml
 
 from fpt.errors import FPTError
 from fpt.experiments.tables import write_results
+from fpt.memory import require
 from fpt.yamlsafe import read_yaml_mapping, short
 
 _AXES = ("backbones", "inits", "train")
+RUN_BYTES = 500  # a floor of the memory one expanded run takes (600 bytes measured for a reproduce grid)
 GRID_KEYS = {
     "name",
     "tasks",
@@ -166,12 +168,15 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
                 ("/".join(varying) or init, {"backbone": backbone, "init": init, "train": preset}, None, None)
             )
 
-    runs = []
+    runs: list[Run] = []
     for task in tasks:
         per_task = dict(task_settings.get(task) or {})
         task_lrs = _as_list(per_task.pop("lrs", None), "lrs", problems)
         for label, cond, own_lrs, row in conditions:
-            for lr in _as_list(own_lrs, "lrs", problems) or task_lrs or lrs or [settings.get("lr", 1e-3)]:
+            lr_values = _as_list(own_lrs, "lrs", problems) or task_lrs or lrs or [settings.get("lr", 1e-3)]
+            planned = len(runs) + len(lr_values) * len(seeds)
+            require(f"A grid of at least {planned:,} runs", planned * RUN_BYTES, "Use fewer tasks, lrs or seeds.")
+            for lr in lr_values:
                 if isinstance(lr, bool) or not isinstance(lr, (int, float)):
                     problems.append(f"learning rate {short(repr(lr), 60)} is not a number")
                     continue

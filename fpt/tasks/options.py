@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fpt.errors import FPTError
+from fpt.memory import memory_problem
 from fpt.yamlsafe import short
 
 Rule = Callable[[dict], "str | None"]  # all options (defaults filled in) -> a problem, or None
@@ -165,21 +165,10 @@ def divisible(numerator: str, denominator: str) -> Rule:
     return rule
 
 
-def memory_bytes() -> int:
-    """Physical memory of this machine (a generous bound when unknown)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 1 << 40
-
-
 def fits_in_memory(what: str, nbytes: Callable[[dict], float]) -> Rule:
-    """Rule: the data `what` the options ask for (nbytes(values) bytes) fits in half of physical memory."""
+    """Rule: the data `what` the options ask for (at least nbytes(values) bytes) fits in the available memory."""
 
     def rule(values: dict) -> str | None:
-        need, have = nbytes(values), memory_bytes()
-        if need > have / 2:
-            return f"{what} would take {need / 2**30:,.1f} GiB, more than half of this machine's {have / 2**30:.0f} GiB"
-        return None
+        return memory_problem(what, nbytes(values))
 
     return rule

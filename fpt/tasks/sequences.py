@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from fpt.errors import FPTError
+from fpt.memory import require
 from fpt.tasks.base import Batch, TaskSpec, rows
 from fpt.tasks.tensors import TensorTask
 
@@ -81,6 +82,13 @@ class SequenceTask(TensorTask):
     ):
         self.name, self._options, self.split_sources = name, options, split_sources
         kept, limit = fit_lengths(name, {s: tokens for s, (tokens, _) in splits.items()}, max_length, overlong)
+        if fixed_length:  # the packed ids and their padded copy, one byte a token
+            examples = sum(len(tokens) for tokens, _ in splits.values())
+            require(
+                f"{name}: {examples:,} examples padded to {limit:,} tokens",
+                2.0 * examples * limit,
+                "Use a smaller max_length.",
+            )
         self.data, self.lengths = {}, {}
         for split, (tokens, labels) in splits.items():
             keep = kept[split]

@@ -20,6 +20,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from fpt.memory import require
 from fpt.model.fpt import FrozenPretrainedTransformer
 from fpt.tasks import Batch, Task, TensorTask
 from fpt.training.precision import Precision
@@ -108,6 +109,12 @@ def cache_if_output_only(
     if not (output_only(model) and cacheable(task)):
         return None
     model, task = cast(FrozenPretrainedTransformer, model), cast(TensorTask, task)
+    total = sum(task.split_size(s) for s in ("train", "val", "test"))
+    require(  # each split's features are held twice while they are concatenated
+        f"Caching backbone features of {total:,} examples",
+        8.0 * total * task.spec.output_tokens * model.head.proj.in_features,
+        "Pass --no-feature-cache to train through the backbone instead.",
+    )
     started = time.perf_counter()
     with progress.phase("caching backbone features") if progress else nullcontext():
         features = FeatureTask(task, model.to(device), batch_size, device, precision)

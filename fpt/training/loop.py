@@ -25,6 +25,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
 from fpt.files import atomic_write
 from fpt.importing import import_modules
+from fpt.memory import pass_bytes, require
 from fpt.model.fast_paths import drop_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
@@ -122,6 +123,7 @@ def evaluate(
     With an `accelerator`, process r scores batches r, r + n, r + 2n, ... and the counts are summed,
     so every example counts exactly once, with no padding duplicates. `progress` reports the pass.
     """
+    require_eval_memory(model, task, split, batch_size, device)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     was_training = model.training
     model.eval()
@@ -146,6 +148,41 @@ def evaluate(
     if result["examples"] != task.split_size(split):
         raise RuntimeError(f"evaluated {result['examples']} of {task.split_size(split)} {split} examples")
     return result
+
+
+def _input_width(task: Task) -> int:
+    return task.spec.input_dim if task.spec.input_kind == "continuous" else 1
+
+
+def require_eval_memory(
+    model: torch.nn.Module, task: Task, split: str, batch_size: int, device: torch.device | str
+) -> None:
+    """Refuse an evaluation batch whose pass cannot fit in memory, before it is made (see fpt.memory)."""
+    examples = min(batch_size, task.split_size(split))
+    tokens = task.spec.max_length
+    require(
+        f"An evaluation batch of {examples:,} {split} examples of up to {tokens:,} tokens (--eval-batch-size, or "
+        "--batch-size of fpt eval)",
+        pass_bytes(model, examples, tokens, _input_width(task), training=False),
+        "Lower the evaluation batch size.",
+        torch.device(device),
+    )
+
+
+def require_training_memory(
+    config: RunConfig, task: Task, model: torch.nn.Module, processes: int, device: torch.device
+) -> None:
+    """Refuse batch sizes whose passes cannot fit in memory, before the run directory or any batch exists."""
+    plan = plan_batches(config.batch_size, processes, config.grad_accum, config.micro_batch_size)
+    tokens, width = task.spec.max_length, _input_width(task)
+    require(
+        f"--batch-size {config.batch_size:,} (passes of {plan.micro_batch:,} examples of up to {tokens:,} tokens)",
+        pass_bytes(model, plan.micro_batch, tokens, width, training=True) + 4.0 * config.batch_size * tokens * width,
+        "Lower --batch-size, or pass --micro-batch-size to split each batch into smaller passes.",
+        device,
+    )
+    for split in task.splits:
+        require_eval_memory(model, task, split, config.eval_batch_size, device)
 
 
 @dataclass
@@ -609,6 +646,7 @@ def train(
     log = log if accelerator.is_main_process else (lambda *a: None)
     seed_everything(config.seed)
     model = model or build_model(config, task)
+    require_training_memory(config, task, model, accelerator.num_processes, accelerator.device)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
     out = Path(str(config.out))  # _placed always names it
     saved = open_for_resume(out, config, model, accelerator, log) if resume else None

@@ -1,0 +1,109 @@
+"""Refuse a request whose sizes cannot fit in memory, before allocating anything for it.
+
+Catching MemoryError is not enough on Linux: the kernel overcommits, so an allocation a little
+larger than the free memory (or many small ones, like a list of 2^31 seeds) succeeds, the process
+grows until the machine runs out, and the OOM killer ends it (or another process) without a word.
+So the places that turn a requested size into an allocation first ask `require` with an estimate.
+Estimates are floors (what the request needs at the very least), compared with the memory the
+system says is available: a run they refuse could not have fit, and no legitimate run is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fpt.errors import FPTError
+
+UNKNOWN = 1 << 50  # no way to tell: assume plenty, and rely on catching allocation failures
+
+
+def available_bytes(device: object = None) -> int:
+    """Memory this process can still get on `device` (a torch device; None: the CPU). A GPU's free memory;
+    on the CPU Linux's MemAvailable (plus free swap), capped by a cgroup limit (containers) and an
+    address-space limit (`ulimit -v`); elsewhere, free physical pages."""
+    if getattr(device, "type", device) == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]  # type: ignore[arg-type]
+    if getattr(device, "type", device) not in (None, "cpu"):  # mps, xpu, ...: not reported the same way
+        return UNKNOWN
+    have = _meminfo_available()
+    if have is None:
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not POSIX (Windows), or not reported (macOS)
+            have = UNKNOWN
+    return min(have, _cgroup_room(), _address_space_room())
+
+
+def _meminfo_available() -> int | None:
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        return (int(fields["MemAvailable"].split()[0]) + int(fields.get("SwapFree", "0 kB").split()[0])) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def _cgroup_room() -> int:
+    """What the cgroup v2 memory limit leaves (UNKNOWN without one)."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        return max(int(limit) - used, 0) if limit != "max" else UNKNOWN
+    except (OSError, ValueError):
+        return UNKNOWN
+
+
+def _address_space_room() -> int:
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return UNKNOWN
+        used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        return max(limit - used, 0)
+    except (ImportError, OSError, ValueError, AttributeError):
+        return UNKNOWN
+
+
+def size(nbytes: float) -> str:
+    if nbytes >= 2**70:
+        return "far more than any machine has"
+    return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:,.1f} MiB"
+
+
+def memory_problem(asked: str, need: float, device: object = None) -> str | None:
+    """Why `asked` (a phrase naming the request) cannot fit in `need` bytes on `device`, or None when it may."""
+    have = available_bytes(device)
+    if need <= have:
+        return None
+    where = f"on {device}" if getattr(device, "type", device) not in (None, "cpu") else "on this machine"
+    return f"{asked}: that needs at least {size(need)} of memory, and about {size(have)} is available {where}"
+
+
+def require(asked: str, need: float, lower: str, device: object = None) -> None:
+    """An FPTError, before anything is allocated, when `need` bytes exceed the memory available on
+    `device` (None: the CPU); `lower` says what to lower."""
+    problem = memory_problem(asked, need, device)
+    if problem:
+        raise FPTError(f"{problem}; refused before allocating it. {lower}")
+
+
+def pass_bytes(model: object, examples: int, tokens: int, input_width: int, training: bool) -> float:
+    """A floor of the memory one pass of `model` over `examples` examples of `tokens` tokens needs:
+    the inputs and, per token, one float per hidden unit of every layer (kept for the backward pass
+    when training; two live layers when evaluating). Real passes need several times more."""
+    head = getattr(model, "head", None)
+    hidden = getattr(getattr(head, "proj", None), "in_features", 0)
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None:  # a Hugging Face model, possibly multimodal (its text part is what runs)
+        config = getattr(backbone, "config", None)
+        text_config = getattr(config, "get_text_config", None)
+        layers = getattr(text_config() if callable(text_config) else config, "num_hidden_layers", None)
+    else:  # the LSTM baselines
+        layers = getattr(getattr(model, "config", None), "layers", None)
+    layers = layers if isinstance(layers, int) and layers > 0 else 1
+    per_token = input_width + hidden * ((layers + 1) if training else 2)
+    return 4.0 * examples * tokens * per_token
