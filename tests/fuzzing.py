@@ -341,6 +341,8 @@ class Fuzzer:
                     i = self.rng.choice(options)
                     if argv[0] == "data" and argv[1] == "generate" and argv[i] in ("--train", "--val", "--test"):
                         continue  # their defaults are LRA's full size (minutes to generate)
+                    if argv[0] == "train" and argv[i] in ("--steps", "--resume"):
+                        continue  # without them a case is a default run: 1000 steps, minutes (not a finding)
                     takes_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
                     del argv[i : i + 2 if takes_value else i + 1]
         return argv

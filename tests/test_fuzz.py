@@ -21,3 +21,6 @@ def test_fuzz_every_subcommand_and_api(tmp_path, quiet_gpt2, monkeypatch):
         fuzzer.api_case() if index % 6 == 0 else fuzzer.cli_case(COMMANDS[index % len(COMMANDS)])
     assert not fuzzer.report.failures, fuzzer.report.failures[:3]
     assert sum(fuzzer.report.cases.values()) == 150 + len(COMMANDS)
+    # a train case keeps what bounds it to seconds (seed 2's case 218 lost both and trained for minutes)
+    assert all("--steps" in fuzzer.mutate(fuzzer.base_argv("train")) for _ in range(300))
+    assert all("--resume" in fuzzer.mutate(fuzzer.base_argv("resume")) for _ in range(300))
