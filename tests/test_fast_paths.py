@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 from transformers.activations import GELUTanh, NewGELUActivation
@@ -43,14 +44,23 @@ def test_the_backbone_config_carries_the_choices(tiny_gpt2):
     assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), plain.state_dict().values(), strict=True))
 
 
-def test_peft_finds_its_targets_through_the_wrapper_and_unwrapping_gives_the_plain_block(tiny_bert):
-    model = _model(tiny_bert, dropout=0.0)
-    wrapper = model.backbone.encoder.layer[-1]
+@pytest.mark.parametrize(
+    "backbone, last, targets",
+    [
+        ("tiny_bert", "encoder.layer.1.", ["attention.self.query", "attention.self.value"]),
+        ("tiny_gpt2", "h.1.", ["attn.c_attn"]),  # GPT-2's shortcut reads c_attn's weight: the block runs in full then
+    ],
+)
+def test_peft_finds_its_targets_through_the_wrapper_and_unwrapping_gives_the_plain_block(
+    request, backbone, last, targets
+):
+    model = _model(request.getfixturevalue(backbone), dropout=0.0)
+    blocks = model.backbone.h if hasattr(model.backbone, "h") else model.backbone.encoder.layer
+    wrapper = blocks[-1]
     assert isinstance(wrapper, ReadPositionsOnly)
     inject_adapter(model.backbone, "lora", rank=2)  # after the wrapper: peft reaches the block's layers by name
-    last = [name for name in adapter_modules(model.backbone) if name.startswith("encoder.layer.1.")]
-    assert last == ["encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.value"]
-    assert wrapper.base_layer.attention is wrapper.attention  # the original block holds the adapters too
+    assert [name.removeprefix(last) for name in adapter_modules(model.backbone) if name.startswith(last)] == targets
+    assert all(getattr(wrapper.base_layer, n) is getattr(wrapper, n) for n, _ in wrapper.named_children())
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -59,7 +69,7 @@ def test_peft_finds_its_targets_through_the_wrapper_and_unwrapping_gives_the_pla
     batch = next(TASK.train_batches(4, 0))
     wrapped = model(batch.inputs)
     assert unwrap_last_block(model.backbone)
-    assert type(model.backbone.encoder.layer[-1]).__name__ == "BertLayer"
+    assert type(blocks[-1]).__name__ in ("BertLayer", "GPT2Block")
     torch.testing.assert_close(model(batch.inputs), wrapped)  # the shortcut computed with the adapter
 
 
