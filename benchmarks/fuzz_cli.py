@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, help="stop early after this long (the record says how many ran)")
     parser.add_argument("--record", help="JSON file to write (a .md summary is written beside it)")
     args = parser.parse_args()
+    out = Path(args.record).resolve() if args.record else None  # resolved now: the fuzzer changes directory
 
     import torch
 
@@ -83,8 +84,7 @@ def main() -> int:
     print(json.dumps({k: v for k, v in document.items() if k != "failure_details"}, indent=2))
     for failure in report.failures[:20]:
         print(f"--- {failure['kind']}: {failure['case'][:300]}\n{failure['failure'][-1500:]}")
-    if args.record:
-        out = Path(args.record)
+    if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(document, indent=2) + "\n")
         lines = [

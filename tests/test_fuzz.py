@@ -4,6 +4,13 @@ and never change a protected run directory or dataset (see tests/fuzzing.py)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from tests.fuzzing import Fuzzer, _cli
 
 COMMANDS = (
@@ -24,3 +31,12 @@ def test_fuzz_every_subcommand_and_api(tmp_path, quiet_gpt2, monkeypatch):
     # a train case keeps what bounds it to seconds (seed 2's case 218 lost both and trained for minutes)
     assert all("--steps" in fuzzer.mutate(fuzzer.base_argv("train")) for _ in range(300))
     assert all("--resume" in fuzzer.mutate(fuzzer.base_argv("resume")) for _ in range(300))
+
+
+@pytest.mark.slow  # the benchmark end to end in a fresh interpreter (it changes directory for good)
+def test_the_long_run_records_to_a_path_relative_to_where_it_started(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_cli.py"
+    command = [sys.executable, str(script), "--cases", "3", "--record", "results/fuzz.json"]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    assert json.loads((tmp_path / "results" / "fuzz.json").read_text())["cases"] == 3
+    assert (tmp_path / "results" / "fuzz.md").exists()
