@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
+# One thread per test process and subprocess (torch's and numpy's; set before they load) unless
+# OMP_NUM_THREADS says otherwise: the tiny models gain nothing from a second thread, and on a busy
+# machine spinning second threads made the fast tests several times slower
+# (benchmarks/results/test_fast_timing.md).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 

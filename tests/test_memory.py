@@ -75,8 +75,9 @@ def test_a_training_batch_beyond_memory_is_refused_before_the_run_directory(litt
     with pytest.raises(FPTError, match=r"--batch-size 4,096 \(passes of 4,096 examples.*--micro-batch-size"):
         train(config, progress=False, log=lambda *a: None)
     assert not (tmp_path / "r").exists()
-    # the advice works: small passes fit, and an evaluation batch larger than the split is only the split
-    small = RunConfig(**{**config.__dict__, "micro_batch_size": 4, "eval_batch_size": 10**6})
+    # the advice works: small passes fit (128 examples: about 0.6 MiB by the floor), and an
+    # evaluation batch larger than the split is only the split
+    small = RunConfig(**{**config.__dict__, "micro_batch_size": 128, "eval_batch_size": 10**6})
     assert train(small, progress=False, log=lambda *a: None)["status"] == "finished"
 
 
