@@ -44,6 +44,9 @@ def _flags(backbone: str, out: Path, steps: int = 30) -> list[str]:
 def test_off_a_terminal_train_prints_one_line_per_evaluation_and_no_carriage_return(quiet_gpt2, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("TRANSFORMERS_VERBOSITY", None)
+    env["TMPDIR"] = str(
+        tmp_path
+    )  # its own run registry: other trainings on the machine would add fpt's oversubscription warning
     result = subprocess.run(
         [sys.executable, "-m", "fpt.cli", *_flags(quiet_gpt2, tmp_path / "run")],
         capture_output=True,  # pipes: not a terminal
