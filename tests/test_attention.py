@@ -9,7 +9,9 @@ import torch
 import yaml
 
 from fpt import FPTError, RunConfig, train
-from fpt.experiments.attention import attention_command, xor_source_mass
+from fpt.experiments.attention import attention_command, split_example, xor_source_mass
+from fpt.tasks import get_task
+from tests.datafiles import write_listops
 
 K = 3  # output tokens: inputs are a0 a1 a2 b0 b1 b2; output j sits on b_j and XORs a_j with b_j
 
@@ -87,3 +89,17 @@ def test_attention_output_is_checked_before_any_work(xor_run, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(FPTError, match="Cannot write"):
         attention_command(xor_run, fmt="json", out=tmp_path / "file" / "a.json")
+
+
+def test_an_example_is_found_across_batches_padded_to_different_lengths(tmp_path):
+    write_listops(tmp_path / "listops")
+    task = get_task("listops", data_dir=str(tmp_path))
+    ids, targets, _ = task.data["test"]
+    for example in range(task.split_size("test")):  # batches of 4 examples, each padded to its own longest
+        one = split_example(task, "test", example, batch_size=4)
+        length = int(task.lengths["test"][example])
+        assert len(one) == 1 and one.mask is not None and int(one.mask.sum()) == length
+        assert torch.equal(one.inputs[0, :length], ids[example, :length].long())
+        assert torch.equal(one.targets[0], targets[example])
+    with pytest.raises(FPTError, match="out of range"):
+        split_example(task, "test", task.split_size("test"))

@@ -22,7 +22,7 @@ import torch
 from fpt.errors import FPTError
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.runs import load_trained, read_run_record
-from fpt.tasks import get_task
+from fpt.tasks import Batch, Task, get_task
 
 
 def load_for_attention(run_dir: str | Path, which: str = "best"):
@@ -37,8 +37,23 @@ def load_for_attention(run_dir: str | Path, which: str = "best"):
     return model.eval(), task
 
 
+def split_example(task: Task, split: str, example: int, batch_size: int = 256) -> Batch:
+    """Example `example` of `split`, in the task's fixed order, as a batch of one (padded as in its
+    evaluation batch); found batch by batch, since variable-length tasks pad each batch to its own length."""
+    n = task.split_size(split)
+    if not 0 <= example < n:
+        raise FPTError(f"--example {example} is out of range: the {split} split has {n} examples (0 to {n - 1}).")
+    seen = 0
+    for batch in task.examples(split, batch_size):
+        if example < seen + len(batch):
+            return batch.rows(slice(example - seen, example - seen + 1))
+        seen += len(batch)
+    raise FPTError(f"Task {task.name}'s {split} split gave {seen} examples, not the {n} its split_size reports.")
+
+
 def split_tensors(task, split: str):
-    """The whole split as (inputs, targets, mask) tensors, in the task's fixed order."""
+    """The whole split as (inputs, targets, mask) tensors, in the task's fixed order; for fixed-length
+    tasks (bit tasks, `TensorTask`): ListOps' and homology's batches each have their own length."""
     batches = list(task.eval_batches(split, 256))
     inputs = torch.cat([b.inputs for b in batches])
     targets = torch.cat([b.targets for b in batches])
@@ -152,18 +167,12 @@ def attention_command(
     """Write the map (png) or the numbers (json) of example `example`; return what to print."""
     check_output(run_dir, fmt, out)
     model, task = load_for_attention(run_dir)
-    inputs, targets, mask = split_tensors(task, split)
-    if not 0 <= example < len(inputs):
-        raise FPTError(
-            f"--example {example} is out of range: the {split} split has {len(inputs)} examples (0 to {len(inputs) - 1})."
-        )
-    maps, logits = attention_maps(
-        model, inputs[example : example + 1], None if mask is None else mask[example : example + 1]
-    )
+    one = split_example(task, split, example)
+    maps, logits = attention_maps(model, one.inputs, one.mask)
     n_layers = maps.shape[0]
     if layer is not None and not 0 <= layer < n_layers:
         raise FPTError(f"--layer {layer} is out of range: the backbone has {n_layers} layers (0 to {n_layers - 1}).")
-    correct = (logits.argmax(-1) == targets[example : example + 1]).float().mean().item()
+    correct = (logits.argmax(-1) == one.targets).float().mean().item()
     k = task.spec.output_tokens
     is_xor = task.name == "bit-xor"
 
@@ -179,7 +188,7 @@ def attention_command(
         if is_xor:
             result["example_xor"] = xor_source_mass(maps, k)
             split_maps = torch.cat(
-                [attention_maps(model, inputs[i : i + 256])[0] for i in range(0, len(inputs), 256)], dim=1
+                [attention_maps(model, b.inputs, b.mask)[0] for b in task.examples(split, 256)], dim=1
             )
             result[f"{split}_mean_xor"] = xor_source_mass(split_maps, k)
             result["uniform_per_position"] = round(1 / (2 * k), 4)
@@ -192,8 +201,8 @@ def attention_command(
 
     if out is None:
         raise FPTError("A PNG needs --out FILE.png (or use --format json to print numbers).")
-    seq = maps[:, 0] if mask is None else maps[:, 0][:, : int(mask[example].sum()), : int(mask[example].sum())]
-    labels = token_labels(task, inputs[example])[: seq.shape[-1]]
+    seq = maps[:, 0] if one.mask is None else maps[:, 0][:, : int(one.mask[0].sum()), : int(one.mask[0].sum())]
+    labels = token_labels(task, one.inputs[0])[: seq.shape[-1]]
     sources = [(q, key) for j in range(k) for q, key in ((k + j, j), (k + j, k + j))] if is_xor else None
     title = f"{task.name}, {split} example {example} (unit accuracy {correct:.0%}), attention averaged over heads" + (
         "; red boxes: each output position's two source bits" if is_xor else ""
