@@ -26,20 +26,6 @@ FIELDS = (
 )
 
 
-@pytest.fixture(scope="module")
-def quiet_gpt2(tmp_path_factory) -> str:
-    """A 2-layer GPT-2 without dropout, so both paths draw no random numbers inside the backbone."""
-    from transformers import GPT2Config, GPT2Model
-
-    path = tmp_path_factory.mktemp("quiet-gpt2")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=100, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
-    )
-    GPT2Model(config).save_pretrained(path)
-    return str(path)
-
-
 def test_bench_json_has_every_field_with_sane_values(tmp_path, quiet_gpt2):
     case = BenchCase(
         "tiny", "bit-xor", quiet_gpt2, "random", batch_size=4, task_options={"val_size": 40}, eval_examples=16
