@@ -8,6 +8,7 @@ import torch
 
 from fpt.bench import BenchCase, BenchSettings, default_path, peak_memory_mb, reference_path, run_bench, table, write
 from fpt.errors import FPTError
+from fpt.model.compat import fast_path_off
 from fpt.tasks import get_task
 
 FIELDS = (
@@ -49,7 +50,8 @@ def test_bench_json_has_every_field_with_sane_values(tmp_path, quiet_gpt2):
     assert 0 < record["fraction_of_matmul_peak"] < 1
     choices = record["choices"]
     assert choices["precision"]["value"] == record["dtype"] and choices["attention"]["value"] in ("sdpa", "fpt_sdpa")
-    assert choices["fused_gelu"]["value"] != "none" and choices["unread_positions"]["value"] == "skipped"
+    skipped = "skipped" if fast_path_off("last-block-read-positions-only") is None else "computed"
+    assert choices["fused_gelu"]["value"] != "none" and choices["unread_positions"]["value"] == skipped
     assert all(c["why"] for c in choices.values()) and document["machine"]["cpu_flags"]
     out = write(document, tmp_path / "bench.json")
     assert out.with_suffix(".txt").read_text() == table(document) + "\n" and "tiny" in table(document)

@@ -14,11 +14,13 @@ from transformers.activations import GELUTanh, NewGELUActivation
 from fpt.cli import main
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.adapters import adapter_modules, inject_adapter
+from fpt.model.compat import fast_path_off
 from fpt.model.dropout import ATTENTION, CPUDropout
 from fpt.model.unread import ReadPositionsOnly, unwrap_last_block
 from fpt.tasks import get_task
 
 TASK = get_task("bit-memory", n_strings=3, n_bits=20, bits_per_token=5)
+WHY_OFF = fast_path_off("last-block-read-positions-only")  # None where this transformers is tested with it
 
 
 def _model(backbone: str, **options) -> FrozenPretrainedTransformer:
@@ -30,10 +32,12 @@ def _model(backbone: str, **options) -> FrozenPretrainedTransformer:
 
 def test_the_backbone_config_carries_the_choices(tiny_gpt2):
     fast, plain = _model(tiny_gpt2), _model(tiny_gpt2, fast_paths=False)
-    assert fast.fast_paths == ["fused-gelu", "cpu-dropout", "last-block-read-positions-only"]
+    applied = ["fused-gelu", "cpu-dropout", "last-block-read-positions-only"]
+    assert fast.fast_paths == [name for name in applied if fast_path_off(name) is None]
     assert fast.backbone.config.activation_function == "gelu_pytorch_tanh"
     assert fast.backbone.config._attn_implementation == ATTENTION
-    assert any(isinstance(m, GELUTanh) for m in fast.modules()) and isinstance(fast.backbone.h[-1], ReadPositionsOnly)
+    assert any(isinstance(m, GELUTanh) for m in fast.modules())
+    assert isinstance(fast.backbone.h[-1], ReadPositionsOnly) == (WHY_OFF is None)
     assert not any(isinstance(m, NewGELUActivation) or type(m) is torch.nn.Dropout for m in fast.modules())
     assert plain.fast_paths == [] and plain.backbone.config.activation_function == "gelu_new"
     assert plain.backbone.config._attn_implementation == "sdpa"
@@ -44,6 +48,7 @@ def test_the_backbone_config_carries_the_choices(tiny_gpt2):
     assert all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), plain.state_dict().values(), strict=True))
 
 
+@pytest.mark.skipif(WHY_OFF is not None, reason=str(WHY_OFF))
 @pytest.mark.parametrize(
     "backbone, last, targets",
     [

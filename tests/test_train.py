@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, TensorTask, evaluate, get_task, train
+from fpt.model.compat import fast_path_off
 from fpt.runs.checkpoint import load_trained, resolve
 from fpt.training import StopRequests, TrainingInterrupted
 
@@ -189,7 +190,8 @@ def test_config_yaml_and_summary_list_the_fast_paths(xor_run):
     out, summary = xor_run
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["fast_paths"] is True and config["model"]["fast_paths"] is True
-    applied = ["fused-gelu", "cpu-dropout", "last-block-read-positions-only"]  # GPT-2 on CPU: all three
+    applied = ["fused-gelu", "cpu-dropout", "last-block-read-positions-only"]  # GPT-2 on CPU: all three,
+    applied = [name for name in applied if fast_path_off(name) is None]  # where this transformers is tested with them
     assert config["fast_paths_applied"] == summary["fast_paths_applied"] == applied
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from transformers import MODEL_MAPPING
 
 from fpt.model.activations import fused_activation_settings
+from fpt.model.compat import fast_path_supported
 from fpt.model.dropout import ATTENTION, use_cpu_dropout, use_plain_dropout
 from fpt.model.unread import wrap_last_block
 
@@ -41,9 +42,9 @@ class BackboneChoices:
 def choose(config: Any, attn_implementation: str) -> BackboneChoices:
     """The fast paths' construction choices for a backbone with architecture config `config`, where
     `attn_implementation` was asked for. (`BackboneChoices(attn_implementation)`: the plain model.)"""
-    settings = fused_activation_settings(config)
+    settings = fused_activation_settings(config) if fast_path_supported(FUSED_GELU) else {}
     plain = {key: getattr(config, key) for key in settings}
-    if attn_implementation == "sdpa" and _uses_attention_interface(config):
+    if attn_implementation == "sdpa" and fast_path_supported(CPU_DROPOUT) and _uses_attention_interface(config):
         attn_implementation = ATTENTION  # sdpa, with the attention dropout computed directly on CPU
     return BackboneChoices(attn_implementation, settings, plain)
 
@@ -58,13 +59,16 @@ def _uses_attention_interface(config: Any) -> bool:
 
 
 def apply_fast_paths(model: Any, choices: BackboneChoices) -> list[str]:
-    """Finish the fast paths `model` (built with `choices`) takes; returns their names."""
+    """Finish the fast paths `model` (built with `choices`) takes, those the installed transformers is
+    tested with (fpt.model.compat); returns their names."""
     applied = []
     if choices.settings:  # GPT-2's Python tanh-GELU -> the same function in one kernel
         applied.append(FUSED_GELU)
-    if use_cpu_dropout(model) or choices.attn_implementation == ATTENTION:  # no single-threaded Bernoulli sampler
+    # dropout masks without the single-threaded Bernoulli sampler
+    if fast_path_supported(CPU_DROPOUT) and (use_cpu_dropout(model) or choices.attn_implementation == ATTENTION):
         applied.append(CPU_DROPOUT)
-    if wrap_last_block(model.backbone):  # GPT-2 and BERT blocks: the last one computes only what the head reads
+    # GPT-2 and BERT blocks: the last one computes only what the head reads
+    if fast_path_supported(READ_POSITIONS_ONLY) and wrap_last_block(model.backbone):
         applied.append(READ_POSITIONS_ONLY)
     return applied
 

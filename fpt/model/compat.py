@@ -1,0 +1,41 @@
+"""Which fast paths the installed transformers is tested with.
+
+The fast paths (fpt.model.fast_paths) rewrite or copy Hugging Face internals, so each is exact only
+for the transformers versions its test passed with: the last-block copy takes the block's forward
+arguments by name, and 5.0-5.23 name them differently. Outside its tested range a fast path is off,
+said once in one line, and the run's recorded `fast_paths` lists only those applied. The ranges come
+from the minimum-version search (benchmarks/results/min_versions.md); pyproject.toml declares the
+package's own range, which is wider where only a fast path needs more.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+
+from packaging.specifiers import SpecifierSet
+
+# fast path -> the transformers versions its test passed with (fpt.model.fast_paths names them)
+TESTED = {
+    "fused-gelu": ">=5.0,<6",
+    "cpu-dropout": ">=5.0,<6",
+    "last-block-read-positions-only": ">=5.24,<6",  # 5.24 renamed the blocks' past_key_values to cache
+}
+_said: set[str] = set()
+
+
+def fast_path_off(name: str) -> str | None:
+    """Why fast path `name` is off with the installed transformers, or None where it is tested."""
+    installed = version("transformers")
+    if name not in TESTED or SpecifierSet(TESTED[name]).contains(installed, prereleases=True):
+        return None
+    return f"fast path {name} is off: tested with transformers {TESTED[name]}, installed {installed}"
+
+
+def fast_path_supported(name: str) -> bool:
+    """Whether fast path `name` may apply here; where not, says why (once per process)."""
+    why = fast_path_off(name)
+    if why is not None and name not in _said:
+        _said.add(name)
+        logging.getLogger("fpt").warning(why)
+    return why is None

@@ -1,0 +1,56 @@
+"""A fast path outside the transformers versions it is tested with is off, says why once, and is not recorded."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import fpt.model.compat as compat
+from fpt.model import FPTConfig, FrozenPretrainedTransformer
+from fpt.model.fast_paths import CPU_DROPOUT, FUSED_GELU, READ_POSITIONS_ONLY
+from fpt.tasks import get_task
+
+
+@pytest.fixture
+def transformers_version(monkeypatch):
+    """Pretend another transformers is installed (for the guard only)."""
+    monkeypatch.setattr(compat, "_said", set())
+    return lambda installed: monkeypatch.setattr(compat, "version", lambda package: installed)
+
+
+def test_every_fast_path_has_a_tested_range():
+    assert set(compat.TESTED) == {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY}
+
+
+@pytest.mark.parametrize(
+    ("installed", "off"),
+    [
+        ("5.24.0", set()),
+        ("5.30.1", set()),
+        ("5.23.0", {READ_POSITIONS_ONLY}),
+        ("5.0.0", {READ_POSITIONS_ONLY}),
+        ("4.57.6", {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY}),
+        ("6.0.0", {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY}),
+    ],
+)
+def test_fast_paths_are_off_outside_their_tested_range(transformers_version, installed, off):
+    transformers_version(installed)
+    assert {name for name in compat.TESTED if compat.fast_path_off(name)} == off
+    for name in off:
+        assert compat.fast_path_off(name) == (
+            f"fast path {name} is off: tested with transformers {compat.TESTED[name]}, installed {installed}"
+        )
+
+
+def test_a_model_built_outside_the_range_leaves_the_fast_path_out_and_says_so_once(
+    transformers_version, quiet_gpt2, caplog
+):
+    transformers_version("5.10.0")
+    shape = get_task("bit-xor").spec.model_fields()
+    with caplog.at_level(logging.WARNING, logger="fpt"):
+        models = [FrozenPretrainedTransformer(FPTConfig(**shape, backbone=quiet_gpt2, init="random")) for _ in range(2)]
+    assert all(model.fast_paths == [FUSED_GELU, CPU_DROPOUT] for model in models)
+    said = [r.getMessage() for r in caplog.records if "is off: tested with transformers" in r.getMessage()]
+    assert said == [f"fast path {READ_POSITIONS_ONLY} is off: tested with transformers >=5.24,<6, installed 5.10.0"]
+    assert f"fast paths: {FUSED_GELU}, {CPU_DROPOUT} " in models[0].freeze_report()
