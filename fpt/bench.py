@@ -39,7 +39,14 @@ from fpt.files import atomic_write
 from fpt.tasks import Task, get_task
 from fpt.training.config import Precision, RunConfig
 from fpt.training.distributed import make_accelerator
-from fpt.training.loop import build_model, evaluate, prepare_training, resolve_device, training_step
+from fpt.training.loop import (
+    build_model,
+    evaluate,
+    prepare_training,
+    require_training_memory,
+    resolve_device,
+    training_step,
+)
 from fpt.training.precision import DTYPES
 
 aten = torch.ops.aten
@@ -140,6 +147,7 @@ def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: 
     accelerator = make_accelerator(config.device, None, workdir)
     torch.manual_seed(config.seed)
     model = build_model(config, task)
+    require_training_memory(config, task, model, accelerator.num_processes, accelerator.device)
     trainer = prepare_training(config, task, model, accelerator)
     stream = task.train_batches(config.batch_size, config.seed)
     pending = [torch.zeros((), device=trainer.device)]

@@ -81,6 +81,15 @@ def test_a_training_batch_beyond_memory_is_refused_before_the_run_directory(litt
     assert train(small, progress=False, log=lambda *a: None)["status"] == "finished"
 
 
+def test_a_bench_batch_beyond_memory_is_refused_before_measuring(little_memory, quiet_gpt2):
+    from fpt.bench import BenchCase, BenchSettings, run_bench
+
+    case = BenchCase("tiny", "bit-xor", quiet_gpt2, "random", batch_size=4, task_options={"val_size": 8})
+    little_memory(MIB)
+    with pytest.raises(FPTError, match="--batch-size 4,096"):
+        run_bench(["tiny"], BenchSettings(batch_size=4096, memory=False, device="cpu"), {"tiny": case})
+
+
 def test_eval_and_predict_batches_beyond_memory_are_refused(little_memory, quiet_gpt2, tmp_path, capsys):
     run = tmp_path / "run"
     config = RunConfig(
