@@ -57,7 +57,7 @@ def load_run(run_dir: Path):
     record = read_run_record(run_dir)
     model = FrozenPretrainedTransformer(FPTConfig.from_dict(record.model))
     load_trained(model, run_dir, "best")
-    model.backbone.config._attn_implementation = "eager"
+    model.backbone.set_attn_implementation("eager")  # the public switch; attention maps need eager
     # Runs recorded before the `encoding` option existed had +-1 inputs.
     return model.eval(), get_task(record.task, **{"encoding": "pm1", **record.task_kwargs()})
 
