@@ -282,7 +282,6 @@ def load_backbone(
     if init == "random":
         config = load_config(name, revision)
         config.update(settings)
-        config._attn_implementation = attn_implementation
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModel.from_config(config, attn_implementation=attn_implementation)
