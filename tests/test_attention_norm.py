@@ -10,27 +10,22 @@ from fpt.cli import main
 from fpt.model.freeze import FreezePolicy
 
 
-@pytest.fixture(scope="module")
-def tiny_gemma3(tmp_path_factory) -> str:
-    """A 2-layer Gemma 3 text model (sliding + global attention, QK-norms), random weights."""
+def save_tiny_gemma3(path, **overrides) -> str:
+    """A small Gemma 3 text model (sliding + global attention, QK-norms), random weights, saved to `path`."""
     from transformers import Gemma3TextConfig, Gemma3TextModel
 
-    path = tmp_path_factory.mktemp("tiny-gemma3")
     torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        vocab_size=100,
-        max_position_embeddings=128,
-        sliding_window=4,
-        layer_types=["sliding_attention", "full_attention"],
-    )
+    sizes = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    config = Gemma3TextConfig(**sizes, vocab_size=100, max_position_embeddings=128, sliding_window=4, **overrides)
     Gemma3TextModel(config).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma3(tmp_path_factory) -> str:
+    """2 layers: one sliding-window, one global."""
+    layers = dict(num_hidden_layers=2, layer_types=["sliding_attention", "full_attention"])
+    return save_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"), **layers)
 
 
 @pytest.fixture(scope="module")
@@ -128,23 +123,8 @@ def test_zero_inputs_give_finite_gradients_through_a_bias_free_post_norm_stack(t
     layer stays zero through every layer, and each norm multiplies its gradient by 1/sqrt(eps): the
     real 18-layer gemma3-270m overflowed to NaN on its first step. The added position table must
     therefore not start at exactly zero."""
-    from transformers import Gemma3TextConfig, Gemma3TextModel
-
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=12,
-        initializer_range=0.2,  # pretrained-like weight scales: enough for the growth to overflow in 12 layers
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        vocab_size=100,
-        max_position_embeddings=128,
-        sliding_window=4,
-    )
-    Gemma3TextModel(config).save_pretrained(tmp_path)
-    model = build(str(tmp_path))
+    # Pretrained-like weight scales (initializer_range 0.2): enough for the growth to overflow in 12 layers.
+    model = build(save_tiny_gemma3(tmp_path, num_hidden_layers=12, initializer_range=0.2))
     inputs = torch.zeros(2, 8, 3)
     inputs[1, 3:] = 1.0  # one all-zero sequence, one that starts with zero tokens
     model(inputs).sum().backward()
