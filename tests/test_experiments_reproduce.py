@@ -71,6 +71,7 @@ def test_cpu_budget_chooses_the_lr_on_seed_0(tmp_path):
         "FPT (frozen pretrained)",
         "full transformer, 3 layers",
         "LSTM (authors' cell), fully trained",
+        "LSTM, strong cell (not the paper's), fully trained",
     ]
     assert {r.lr for r in expanded.runs if r.config.get("architecture") == "lstm-paper"} == {3e-4}
     pretrain, init = build("init", "cpu", tasks=["bit-xor"], out=tmp_path)
