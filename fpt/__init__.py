@@ -6,10 +6,10 @@ no model (`fpt --help`, `fpt data list`) start without loading torch and transfo
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from fpt.errors import FPTError  # plain Python: cheap to import eagerly
+from fpt.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -33,17 +33,7 @@ if TYPE_CHECKING:
     from fpt.training import RunConfig, evaluate, train
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'fpt' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "FPTConfig",

@@ -6,8 +6,9 @@ without importing torch, which the loop needs.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from fpt.lazy import lazy_attributes
 
 _LAZY = {
     "RunConfig": "fpt.training.config",
@@ -27,13 +28,7 @@ if TYPE_CHECKING:
     from fpt.training.signals import StopRequests
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fpt.training' has no attribute {name!r}")
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "RunConfig",
