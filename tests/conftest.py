@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # One thread per test process and subprocess (torch's and numpy's; set before they load) unless
 # OMP_NUM_THREADS says otherwise: the tiny models gain nothing from a second thread, and on a busy
@@ -11,6 +14,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A data root of the test session's own: a test (or a fuzz case that drops --data-dir) that writes a
+# dataset must never leave it in the user's ~/.cache/fpt, where a later real run would train on it
+# (a 3-example ListOps left there once). Set before any import so subprocesses inherit it.
+if not os.environ.get("FPT_DATA", "").startswith(tempfile.gettempdir()):  # the test run's own, not a user's
+    os.environ["FPT_DATA"] = tempfile.mkdtemp(prefix="fpt-test-data-")
+    atexit.register(shutil.rmtree, os.environ["FPT_DATA"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -111,3 +111,19 @@ def test_cli_data_generate_list_and_verify(tmp_path, capsys):
     assert "present" in [line for line in capsys.readouterr().out.splitlines() if "listops" in line][0]
     assert main(["data", "verify", "mnist", "--data-dir", root]) == 2
     assert "fpt data download mnist" in capsys.readouterr().err
+
+
+def test_training_split_smaller_than_a_batch_is_refused_before_training(tmp_path, capsys):
+    """A generated dataset cut too small (3 examples, batch 16) is named as the problem, with the fix,
+    instead of failing inside the step on a short batch; no run directory is left behind."""
+    from fpt.cli import main
+
+    root = str(tmp_path / "data")
+    assert main(["data", "generate", "listops", "--data-dir", root, "--train", "3", "--val", "2", "--test", "2"]) == 0
+    out = tmp_path / "run"
+    argv = ["train", "--task", "listops", "--data-dir", root, "--steps", "2", "--out", str(out), "--backbone"]
+    assert main([*argv, "minilm", "--batch-size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "training split has 3 examples, fewer than one batch of 16" in err
+    assert "fpt data generate <name> --force" in err
+    assert not out.exists()

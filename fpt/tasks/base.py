@@ -108,6 +108,9 @@ class Task:
         """An endless stream of training batches, deterministic given `seed`."""
         raise NotImplementedError
 
+    def require_full_batches(self, batch_size: int) -> None:
+        """Refuse a batch size that a fixed training split cannot fill (a generated stream never runs short)."""
+
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
         """One full pass over `split`, every example exactly once, in a fixed order."""
         raise NotImplementedError

@@ -139,13 +139,23 @@ class TensorTask(Task):
         in another form (uint8 images, packed sequences) override this alone."""
         return Batch(*self.data[split]).rows(index)
 
+    def require_full_batches(self, batch_size: int) -> None:
+        n = self.split_size("train")
+        if n < batch_size:
+            raise FPTError(
+                f"{self.name}: the training split has {n:,} examples, fewer than one batch of {batch_size}. "
+                f"Lower --batch-size to at most {n}, or give the task more training data (a generated dataset "
+                "that is too small is rebuilt with `fpt data generate <name> --force`)."
+            )
+
     def train_order(self, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
         """The example indices of each training batch: without replacement, reshuffled every epoch."""
         generator = torch.Generator().manual_seed(seed)
         n = self.split_size("train")
+        self.require_full_batches(batch_size)
         while True:
             order = torch.randperm(n, generator=generator)
-            for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            for start in range(0, n - batch_size + 1, batch_size):
                 yield order[start : start + batch_size]
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:

@@ -647,6 +647,7 @@ def train(
     seed_everything(config.seed)
     model = model or build_model(config, task)
     require_training_memory(config, task, model, accelerator.num_processes, accelerator.device)
+    task.require_full_batches(config.batch_size)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
     out = Path(str(config.out))  # _placed always names it
     saved = open_for_resume(out, config, model, accelerator, log) if resume else None
