@@ -75,9 +75,10 @@ def test_cpu_budget_chooses_the_lr_on_seed_0(tmp_path):
     ]
     assert {r.lr for r in expanded.runs if r.config.get("architecture") == "lstm-paper"} == {3e-4}
     pretrain, init = build("init", "cpu", tasks=["bit-xor"], out=tmp_path)
-    assert pretrain is None and [c["label"] for c in init["conditions"]] == ["pretrained", "random"]
+    assert [c["label"] for c in init["conditions"]] == ["pretrained", "random", "stats", "bit-memory"]
+    assert pretrain is not None and pretrain["task_settings"]["bit-memory"]["steps"] == 200  # shortened
     _, ablation = build("ablation", "cpu", tasks=["bit-xor"], out=tmp_path)
-    assert ablation["train"] == ["output", "output+norm", "output+norm+input", "fpt"]
+    assert ablation["train"] == ["output", "output+norm", "output+norm+input", "fpt", "fpt+ff", "fpt+attention"]
 
 
 def test_unknown_experiment_or_budget():
