@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The cpu-budget tables of docs/reproduction.md (issue 10): main and init experiments, 3 seeds, one task:
-#   benchmarks/reproduce_cpu.sh [TASK] [EXPERIMENT...]      (default: bit-xor main init)
+# The cpu-budget tables of docs/reproduction.md (issue 10): 3 seeds, one task, main first:
+#   benchmarks/reproduce_cpu.sh [TASK] [EXPERIMENT...]      (default: bit-xor main init ablation)
 # runs  fpt reproduce EXPERIMENT --budget cpu --tasks TASK --jobs 1 --out runs/cpu-EXPERIMENT[-TASK]
-# The init table's pretrained row is the main table's FPT row (identical runs), linked instead of re-run.
+# The init table's pretrained row and the ablation table's fpt row are the main table's FPT row (identical
+# runs: frozen pretrained backbone, fpt policy, the same lr grid), linked instead of re-run.
 # Runs live under runs/ (not committed); re-running resumes: finished runs are skipped. On the shared
 # 2-core machine it ran under /work/heavy (one single-threaded slot): /work/heavy benchmarks/reproduce_cpu.sh
 set -euo pipefail
@@ -10,15 +11,16 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 task=${1:-bit-xor}
 shift || true
-experiments=${*:-main init}
+experiments=${*:-main init ablation}
 suffix=$([ "$task" = bit-xor ] && echo "" || echo "-$task")  # Bit XOR's tables predate the per-task names
 results=benchmarks/results
 fpt=${FPT:-.venv/bin/fpt}
 for experiment in $experiments; do
   out=runs/cpu-$experiment$suffix
-  if [ "$experiment" = init ]; then
+  linked=$([ "$experiment" = init ] && echo pretrained || ([ "$experiment" = ablation ] && echo fpt) || true)
+  if [ -n "$linked" ]; then
     mkdir -p "$out/runs/$task"
-    ln -sfn "../../../cpu-main$suffix/runs/$task/FPT__frozen_pretrained" "$out/runs/$task/pretrained"
+    ln -sfn "../../../cpu-main$suffix/runs/$task/FPT__frozen_pretrained" "$out/runs/$task/$linked"
   fi
   log=$results/reproduce-$experiment-cpu$suffix.txt
   { echo "\$ fpt reproduce $experiment --budget cpu --tasks $task --jobs 1 --out $out"
