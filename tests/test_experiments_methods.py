@@ -35,6 +35,8 @@ def test_every_budget_compares_the_nine_methods_with_their_own_lr_grids(budget):
     full_lrs = {r.lr for r in expanded.runs if r.condition == "full fine-tuning"}
     assert full_lrs == set(BUDGETS[budget].full_lrs) and max(full_lrs) < max(BUDGETS[budget].lrs)
     assert {r.seed for r in expanded.runs} == {0, 1}
+    if budget == "cpu":  # lr chosen on seed 0's validation; seed 1 runs only at the chosen lr
+        assert expanded.selection_seeds == [0] and len(BUDGETS[budget].lrs) == 3
 
 
 def _fake_run(run_dir, trainable: int, curve: list[float], align: dict | None = None) -> dict:

@@ -36,6 +36,7 @@ class MethodBudget:
     full_lrs: tuple[float, ...]  # methods that train every parameter
     seeds: int
     align_steps: int
+    selection_seeds: int | None = None  # seeds that try every lr (the rest run at the chosen one); None: all
     task_settings: dict = field(default_factory=dict)  # per task: RunConfig keys (task_options, target_accuracy)
     note: str = ""
 
@@ -66,18 +67,20 @@ BUDGETS = {
         backbone="minilm",
         steps={"default": 100},
         eval_every=20,
-        lrs=(1e-3,),
-        full_lrs=(1e-4,),
+        lrs=(3e-4, 1e-3, 3e-3),
+        full_lrs=(3e-5, 1e-4, 3e-4),
         seeds=3,
         align_steps=20,
+        selection_seeds=1,
         task_settings={
             **_SHRUNK_BITS,
             "bit-xor": {"task_options": {"val_size": 200, "test_size": 1000}, "target_accuracy": 1.0},
         },
         note="cpu budget (sized for about an hour of one shared CPU core): `minilm` (6 layers, 384 wide); batch "
         "16; 100 steps per run (early training: Bit XOR needs about 200-300 steps to reach 100% with FPT), "
-        "stopping early at 100% validation accuracy; one lr per method, set beforehand (1e-3; full fine-tuning "
-        "1e-4), so no lr is chosen on validation at this budget; ORCA alignment: 20 OTDD steps; Bit XOR "
+        "stopping early at 100% validation accuracy; each method's lr chosen on seed 0's validation accuracy "
+        "(3e-4, 1e-3, 3e-3; methods that train every parameter 3e-5, 1e-4, 3e-4), then seeds 1 and 2 at that lr "
+        "only (seed 0 slightly favoured); ORCA alignment: 20 OTDD steps; Bit XOR "
         "validation 200 examples, test 1000.",
     ),
     "small": MethodBudget(
@@ -152,6 +155,11 @@ def methods_grid(
         "task_settings": task_settings,
         "conditions": grid_conditions,
         "notes": [n for n in (budget.note,) if n],
+        **(
+            {"selection_seeds": budget.selection_seeds}
+            if budget.selection_seeds and (seeds or budget.seeds) > 1
+            else {}
+        ),
     }
 
 
