@@ -24,7 +24,7 @@ for experiment in $experiments; do
   fi
   log=$results/reproduce-$experiment-cpu$suffix.txt
   { echo "\$ fpt reproduce $experiment --budget cpu --tasks $task --jobs 1 --out $out"
-    echo "# started $(date -u) on $(nproc) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"
+    echo "# started $(date -u) on $(nproc --all) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"
     $fpt reproduce "$experiment" --budget cpu --tasks "$task" --jobs 1 --out "$out" 2>&1
     echo "# finished $(date -u)"; } >> "$log"
   mkdir -p "$results/reproduce-$experiment-cpu$suffix"
