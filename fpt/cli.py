@@ -458,7 +458,7 @@ def _experiment_parsers(sub) -> None:
     )
     p.add_argument("experiment", help="main | init | ablation | size | convergence | methods")
     p.add_argument(
-        "--budget", default="smoke", help="smoke (minutes on a CPU) | cpu (about 75 min, one core) | small | paper"
+        "--budget", default="smoke", help="smoke (minutes on a CPU) | cpu (hours on a 2-core CPU) | small | paper"
     )
     p.add_argument("--tasks", help="comma-separated tasks (default: every task of the paper's table)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: 1 for smoke, 3 otherwise)")

@@ -137,8 +137,7 @@ BUDGETS = {
         selection_seeds=1,
         rows={"main": ("fpt", "full", "lstm-paper", "lstm")},  # init and ablation: every row
         task_variants=PAPER_TOKENIZER,
-        note="cpu budget (sized for about 80 minutes of one core of a 2-core CPU shared with other jobs, which ran "
-        "at about a sixth of its quiet speed): `minilm` (6 layers, 384 wide) stands in for GPT-2; Bit XOR at the "
+        note="cpu budget (sized for a few hours of a 2-core CPU, one single-threaded run per core): `minilm` (6 layers, 384 wide) stands in for GPT-2; Bit XOR at the "
         "paper's size (5-bit strings, 0/1 inputs), 200 steps of batch 16 (the paper trains to convergence: its FPT "
         "needs ~5e2 steps, its frozen random transformer ~2e4, so slow conditions are cut short here); 500 "
         "validation and 1000 test examples; transformer lr chosen on seed 0's validation accuracy from 1e-4, "
