@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# The methods comparison (issue 15) at the cpu budget: FPT, output-only, LN-tuning, LoRA, FPT+LoRA, IA3,
-# ORCA-align + FPT, ORCA-align + full fine-tuning, full fine-tuning; frozen MiniLM; 3 seeds each.
-#   fpt reproduce methods --budget cpu --tasks TASKS   (default TASKS: bit-xor; the budget's settings:
-#   fpt/experiments/methods.py). Runs live under runs/ (not committed); re-running resumes.
-# Tables, plots and each run's summary/metrics/align files are copied to benchmarks/results/methods-cpu/.
+# The methods comparison (issue 15) at the cpu budget, one task (and optionally another backbone):
+#   benchmarks/methods_cpu.sh [TASK] [BACKBONE]     (default: bit-xor minilm)
+# runs  fpt reproduce methods --budget cpu --tasks TASK [--backbone BACKBONE]: FPT, output-only, LN-tuning,
+# LoRA, FPT+LoRA, IA3, ORCA-align + FPT, ORCA-align + full fine-tuning, full fine-tuning; 3 seeds, each
+# method's lr chosen on seed 0's validation (the budget: fpt/experiments/methods.py). Runs live under runs/
+# (not committed); re-running resumes. The table, plots and each run's summary/metrics/align files are
+# copied to benchmarks/results/methods-cpu[-TASK][-BACKBONE]/ (Bit XOR's predates the per-task names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
-tasks=${1:-bit-xor}
-out=runs/reproduce-methods-cpu
-results=benchmarks/results/methods-cpu
+task=${1:-bit-xor}
+backbone=${2:-minilm}
+suffix=$([ "$task" = bit-xor ] && echo "" || echo "-$task")$([ "$backbone" = minilm ] && echo "" || echo "-$backbone")
+out=runs/methods-cpu$suffix
+results=benchmarks/results/methods-cpu$suffix
 mkdir -p "$results"
 log=$results/log.txt
-{ echo "\$ fpt reproduce methods --budget cpu --tasks $tasks --out $out"; echo "# started $(date -u) on $(nproc) CPU cores"; } >> "$log"
-.venv/bin/fpt reproduce methods --budget cpu --tasks "$tasks" --out "$out" >> "$log" 2>&1
+{ echo "\$ fpt reproduce methods --budget cpu --tasks $task --backbone $backbone --jobs 1 --out $out"
+  echo "# started $(date -u) on $(nproc --all) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"; } >> "$log"
+.venv/bin/fpt reproduce methods --budget cpu --tasks "$task" --backbone "$backbone" --jobs 1 --out "$out" >> "$log" 2>&1
 echo "# finished $(date -u)" >> "$log"
 cp "$out/results.md" "$out/results.csv" "$out/runs.jsonl" "$results/"
 cp -r "$out/plots" "$results/"
