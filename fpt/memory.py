@@ -11,11 +11,13 @@ system says is available: a run they refuse could not have fit, and no legitimat
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from fpt.errors import FPTError
 
 UNKNOWN = 1 << 50  # no way to tell: assume plenty, and rely on catching allocation failures
+DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")  # BERT, GPT-2, Llama and most
 
 
 def available_bytes(device: object = None) -> int:
@@ -91,19 +93,66 @@ def require(asked: str, need: float, lower: str, device: object = None) -> None:
         raise FPTError(f"{problem}; refused before allocating it. {lower}")
 
 
-def pass_bytes(model: object, examples: int, tokens: int, input_width: int, training: bool) -> float:
-    """A floor of the memory one pass of `model` over `examples` examples of `tokens` tokens needs:
-    the inputs and, per token, one float per hidden unit of every layer (kept for the backward pass
-    when training; two live layers when evaluating). Real passes need several times more."""
+def most_that_fit(need: Callable[[int], float], most: int, device: object = None) -> int:
+    """The largest n from 0 to `most` whose `need(n)` bytes (growing with n) fit on `device` (None: the CPU)."""
+    have = available_bytes(device)
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if need(middle) <= have else (low, middle - 1)
+    return low
+
+
+def pass_bytes(
+    model: object, examples: int, tokens: int, input_width: int, training: bool, device: object = None
+) -> float:
+    """A floor of the memory one pass of `model` over `examples` examples of `tokens` tokens needs on
+    `device` (None: the CPU): the inputs; per token, one float per hidden unit of every layer (kept
+    for the backward pass when training; two live layers when evaluating); and where the attention
+    path materializes the score matrices (`_score_bytes`), examples x heads x tokens^2 scores per
+    layer, which dominate at long sequences. Real passes need more (measured on MiniLM:
+    benchmarks/results/design_figures.md, "Memory of a training pass")."""
     head = getattr(model, "head", None)
     hidden = getattr(getattr(head, "proj", None), "in_features", 0)
     backbone = getattr(model, "backbone", None)
     if backbone is not None:  # a Hugging Face model, possibly multimodal (its text part is what runs)
         config = getattr(backbone, "config", None)
         text_config = getattr(config, "get_text_config", None)
-        layers = getattr(text_config() if callable(text_config) else config, "num_hidden_layers", None)
-    else:  # the LSTM baselines
-        layers = getattr(getattr(model, "config", None), "layers", None)
+        config = text_config() if callable(text_config) else config
+        layers = getattr(config, "num_hidden_layers", None)
+    else:  # the LSTM baselines: no attention
+        config, layers = None, getattr(getattr(model, "config", None), "layers", None)
     layers = layers if isinstance(layers, int) and layers > 0 else 1
     per_token = input_width + hidden * ((layers + 1) if training else 2)
-    return 4.0 * examples * tokens * per_token
+    heads = getattr(config, "num_attention_heads", 0)
+    heads = heads if isinstance(heads, int) else 0
+    scores = _score_bytes(config, layers, training, device, getattr(model, "fast_paths", []))
+    return 4.0 * examples * tokens * per_token + float(examples * heads * tokens**2) * scores
+
+
+def _score_bytes(config: object, layers: int, training: bool, device: object, fast_paths: list[str]) -> float:
+    """Bytes per attention score (one example, head, query and key) that a pass holds at its peak at
+    least: 0 where the attention is one fused kernel (sdpa without dropout, or on a GPU), else the
+    score-sized tensors each layer keeps for the backward pass and those of the layer running."""
+    from fpt.model.dropout import ATTENTION
+    from fpt.model.fast_paths import READ_POSITIONS_ONLY
+
+    implementation = getattr(config, "_attn_implementation", None)
+    dropout = next((getattr(config, name) for name in DROPOUT_KEYS if hasattr(config, name)), 0.0)
+    dropping = training and isinstance(dropout, (int, float)) and dropout > 0
+    on_cpu = getattr(device, "type", device) in (None, "cpu")
+    if READ_POSITIONS_ONLY in fast_paths:  # the last block may attend from the read positions only
+        layers -= 1
+    if layers < 1:
+        return 0.0
+    if implementation == ATTENTION and dropping and on_cpu:
+        # fpt.model.dropout computes in fp32: kept per layer the softmax (4 bytes), the keep mask (1) and
+        # the dropped probabilities (4); while the last layer runs also its scores (4), the random draws
+        # (2 and 4) and the scaled probabilities (4)
+        return 9.0 * layers + 14.0
+    if implementation == "eager" or (implementation in ("sdpa", ATTENTION) and dropping and on_cpu):
+        # transformers' eager attention, or PyTorch's unfused CPU fallback for sdpa with dropout, in a dtype
+        # of 2 bytes or more: kept the probabilities and, with dropout, its mask (1) and the dropped
+        # probabilities; besides, the running layer's scores. Evaluating: one layer's scores and probabilities.
+        return (2.0 + 3.0 * dropping) * layers + 2.0 if training else 4.0
+    return 0.0

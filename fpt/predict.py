@@ -143,7 +143,7 @@ def predict(
     examples, tokens = min(batch_size, len(values)), values.shape[1]
     require(
         f"Prediction batches of {examples:,} examples of {tokens:,} tokens",
-        pass_bytes(model, examples, tokens, values.shape[2] if values.dim() == 3 else 1, training=False),
+        pass_bytes(model, examples, tokens, values.shape[2] if values.dim() == 3 else 1, False, torch.device(device)),
         "Lower --batch-size.",
         torch.device(device),
     )

@@ -7,6 +7,7 @@ ends the process (the long fuzz run, seed 1, case 846: `fpt reproduce --seeds 21
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,27 @@ def test_listops_generation_beyond_memory_is_refused_before_generating(little_me
     with pytest.raises(FPTError, match="Generating 1,000 ListOps examples of over 500 tokens"):
         generate(tmp_path / "listops", train=800, val=100, test=100)
     assert not (tmp_path / "listops").exists()
+
+
+def _bert(backbone: str, tokens: int, **settings) -> torch.nn.Module:
+    from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
+
+    config = FPTConfig(input_dim=16, max_length=tokens, num_classes=10, input_kind="discrete", backbone=backbone)
+    return FrozenPretrainedTransformer(replace(config, **settings))
+
+
+def test_attention_scores_count_where_the_attention_path_materializes_them(tiny_bert):
+    from fpt.memory import pass_bytes
+
+    fused = _bert(tiny_bert, 64)  # fpt_sdpa: unfused only for CPU training with attention dropout (BERT's 0.1)
+    eager = _bert(tiny_bert, 64, attn_implementation="eager")
+
+    def growth(model, training, device="cpu"):  # from 32 to 64 tokens
+        return pass_bytes(model, 4, 64, 1, training, device) / pass_bytes(model, 4, 32, 1, training, device)
+
+    assert growth(fused, training=True) > 3.5  # tokens^2: the score matrices dominate
+    assert growth(fused, training=False) == 2  # tokens: one fused kernel
+    assert growth(fused, training=True, device="cuda") == 2  # the GPU kernels drop out inside the kernel
+    assert growth(eager, training=False) > 2.5  # eager attention materializes them in evaluation too
+    fused.backbone.config.attention_probs_dropout_prob = 0.0
+    assert growth(fused, training=True) == 2
