@@ -178,3 +178,45 @@ def test_attention_scores_count_where_the_attention_path_materializes_them(tiny_
     assert growth(eager, training=False) > 2.5  # eager attention materializes them in evaluation too
     fused.backbone.config.attention_probs_dropout_prob = 0.0
     assert growth(fused, training=True) == 2
+
+
+@pytest.fixture(scope="session")
+def minilm_shaped(tmp_path_factory) -> str:
+    """MiniLM's depth and heads (which the attention term counts), narrow and with a long position table."""
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("minilm-shaped")
+    shape = BertConfig(
+        hidden_size=48,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=64,
+        vocab_size=100,
+        max_position_embeddings=2048,
+    )
+    BertModel(shape).save_pretrained(path)
+    return str(path)
+
+
+def test_listops_length_batches_are_refused_with_the_micro_batch_that_fits(little_memory, minilm_shaped, tmp_path):
+    from fpt.training.loop import build_model, require_training_memory
+
+    inputs, targets = torch.randint(1, 16, (16, 2000)), torch.randint(0, 10, (16,))
+    mask = torch.arange(2000) < torch.randint(1000, 2000, (16, 1))
+    task = TensorTask((inputs, targets, mask), (inputs, targets, mask), (inputs, targets, mask), num_classes=10)
+    config = RunConfig(backbone=minilm_shaped, steps=1, batch_size=16, out=str(tmp_path / "r"))
+    little_memory(20 * 2**30)  # 16 x 12 heads x 2000^2 scores per layer: ~40 GiB by the floor, ~2.6 GiB an example
+    with pytest.raises(FPTError, match=r"--micro-batch-size 4 \(.*--eval-batch-size 256\) may need lowering"):
+        train(config, task=task, progress=False, log=lambda *a: None)
+    model = build_model(config, task)  # the advice passes the check (not run: it would take ~14 GB)
+    require_training_memory(replace(config, micro_batch_size=4), task, model, 1, torch.device("cpu"))
+    with pytest.raises(FPTError, match="--micro-batch-size 4"):
+        require_training_memory(replace(config, micro_batch_size=8), task, model, 1, torch.device("cpu"))
+
+
+def test_a_short_sequence_batch_fits(little_memory, minilm_shaped, tmp_path):
+    x, y = torch.randint(1, 16, (16, 64)), torch.randint(0, 10, (16,))
+    task = TensorTask((x, y), (x, y), (x, y), num_classes=10)
+    little_memory(2**30)
+    config = RunConfig(backbone=minilm_shaped, steps=1, batch_size=16, eval_batch_size=16, out=str(tmp_path / "r"))
+    assert train(config, task=task, progress=False, log=lambda *a: None)["status"] == "finished"

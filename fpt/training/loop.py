@@ -25,7 +25,7 @@ from accelerate.utils import broadcast_object_list, gather_object
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
 from fpt.files import atomic_write
 from fpt.importing import import_modules
-from fpt.memory import pass_bytes, require
+from fpt.memory import most_that_fit, pass_bytes, require
 from fpt.model.fast_paths import drop_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
@@ -160,25 +160,56 @@ def require_eval_memory(
     """Refuse an evaluation batch whose pass cannot fit in memory, before it is made (see fpt.memory)."""
     examples = min(batch_size, task.split_size(split))
     tokens = task.spec.max_length
+    fits = _largest_eval_batch(model, task, examples, device)
     require(
         f"An evaluation batch of {examples:,} {split} examples of up to {tokens:,} tokens (--eval-batch-size, or "
         "--batch-size of fpt eval)",
-        pass_bytes(model, examples, tokens, _input_width(task), training=False),
-        "Lower the evaluation batch size.",
+        _eval_bytes(model, task, examples, device),
+        f"Lower the evaluation batch size (to {fits:,} at most)."
+        if fits
+        else "Even one example does not fit: shorten the sequences, or use a machine with more memory.",
         torch.device(device),
     )
+
+
+def _eval_bytes(model: torch.nn.Module, task: Task, examples: int, device: torch.device | str) -> float:
+    return pass_bytes(model, examples, task.spec.max_length, _input_width(task), False, torch.device(device))
+
+
+def _largest_eval_batch(model: torch.nn.Module, task: Task, most: int, device: torch.device | str) -> int:
+    """The largest evaluation batch, up to `most`, whose pass fits by fpt.memory's floor (0: not even one)."""
+    return most_that_fit(lambda n: _eval_bytes(model, task, n, device), most, torch.device(device))
 
 
 def require_training_memory(
     config: RunConfig, task: Task, model: torch.nn.Module, processes: int, device: torch.device
 ) -> None:
-    """Refuse batch sizes whose passes cannot fit in memory, before the run directory or any batch exists."""
+    """Refuse batch sizes whose passes cannot fit in memory, before the run directory or any batch exists;
+    the message names the largest --micro-batch-size that fits."""
     plan = plan_batches(config.batch_size, processes, config.grad_accum, config.micro_batch_size)
     tokens, width = task.spec.max_length, _input_width(task)
+
+    def need(micro_batch: int) -> float:  # the pass, and the step's whole batch of inputs
+        return pass_bytes(model, micro_batch, tokens, width, True, device) + 4.0 * config.batch_size * tokens * width
+
+    share = plan.micro_batch * plan.accumulation  # this process's examples per step
+    fits = most_that_fit(need, plan.micro_batch, device)
+    micro_batch = max(n for n in range(1, fits + 1) if share % n == 0) if fits else 0  # what plan_batches makes
+    evaluation = min(config.eval_batch_size, max(task.split_size(split) for split in task.splits))
+    if micro_batch:
+        lower = (
+            f"Pass --micro-batch-size {micro_batch} (each step's {share:,} examples in {share // micro_batch} "
+            "passes, gradients accumulated: the same optimizer steps), or lower --batch-size."
+        )
+    else:
+        lower = "Even a pass of one example does not fit: shorten the sequences, or use a machine with more memory."
+    eval_fits = _largest_eval_batch(model, task, evaluation, device)
+    within = f": to {eval_fits:,} at most" if eval_fits < evaluation else ""
+    lower += f" Evaluation batches (--eval-batch-size {config.eval_batch_size:,}) may need lowering too{within}."
     require(
         f"--batch-size {config.batch_size:,} (passes of {plan.micro_batch:,} examples of up to {tokens:,} tokens)",
-        pass_bytes(model, plan.micro_batch, tokens, width, training=True) + 4.0 * config.batch_size * tokens * width,
-        "Lower --batch-size, or pass --micro-batch-size to split each batch into smaller passes.",
+        need(plan.micro_batch),
+        lower,
         device,
     )
     for split in task.splits:
