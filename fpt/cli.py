@@ -464,6 +464,11 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--seeds", type=int, help="number of seeds (default: 1 for smoke, 3 otherwise)")
     p.add_argument("--backbone", help="override the budget's backbone")
     p.add_argument("--lrs", help="comma-separated learning rates (default: the budget's)")
+    p.add_argument(
+        "--rows",
+        help="comma-separated rows to run, e.g. fpt,full (main), random,stats (init), output,fpt (ablation); "
+        "default the budget's. Split a table's work; the same command without --rows then tabulates all rows",
+    )
     p.add_argument("--out", help="output directory (default runs/reproduce-<experiment>-<budget>)")
     p.add_argument("--jobs", type=int, default=1)
     _quick_look_flags(p)
@@ -532,6 +537,7 @@ def cmd_reproduce(args) -> int:
         args.jobs,
         steps=args.steps,
         max_runs=args.max_runs,
+        rows=[r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None,
     )
     print(path.read_text())
     print(f"Written: {path} (and results.csv, plots/ beside it)")

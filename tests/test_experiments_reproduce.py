@@ -121,3 +121,22 @@ def test_reproduce_quick_look_overrides_steps_and_runs(tmp_path, monkeypatch):
     (grid,) = grids
     assert len(grid.runs) == 2 and {r.config["steps"] for r in grid.runs} == {3}
     assert "Quick look" in (tmp_path / "results.md").read_text()
+
+
+def test_rows_split_a_table_and_unknown_rows_are_refused(tmp_path):
+    _, grid = build("main", "cpu", tasks=["bit-xor"], out=tmp_path, rows=["full", "fpt"])
+    assert [c["label"] for c in grid["conditions"]] == ["FPT (frozen pretrained)", "full transformer, 3 layers"]
+    pretrain, init = build("init", "cpu", tasks=["bit-xor"], out=tmp_path, rows=["random"])
+    assert pretrain is None and [c["label"] for c in init["conditions"]] == ["random"]  # no Bit Memory stage
+    with pytest.raises(FPTError, match="'lstm-frozen' is not a row of main in this budget; its rows are fpt, full"):
+        build("main", "cpu", tasks=["bit-xor"], out=tmp_path, rows=["lstm-frozen"])  # left out by the cpu budget
+    with pytest.raises(FPTError, match="has no named rows"):
+        build("size", "cpu", out=tmp_path, rows=["fpt"])
+
+
+def test_cli_rows_flag_reaches_the_grid(tmp_path, capsys):
+    from fpt.cli import main
+
+    argv = ["reproduce", "main", "--budget", "cpu", "--tasks", "bit-xor", "--out", str(tmp_path), "--rows"]
+    assert main([*argv, "fpt,nope"]) == 2
+    assert "'nope' is not a row of main" in capsys.readouterr().err

