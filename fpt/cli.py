@@ -289,10 +289,20 @@ def cmd_data(args) -> int:
         if failed:
             raise FPTError(f"Verification failed for {', '.join(failed)} (details above).")
     elif args.action == "generate":
-        sizes = {k: getattr(args, k) for k in ("train", "val", "test") if getattr(args, k) is not None}
-        target = data.generate(args.name, args.data_dir, seed=args.seed, force=args.force, **sizes)
+        settings = {k: getattr(args, k) for k in (*GENERATE_SETTINGS, "train", "val", "test")}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        target = data.generate(args.name, args.data_dir, seed=args.seed, force=args.force, **settings)
         data.verify(args.name, target.parent)
     return 0
+
+
+# `fpt data generate` flags of the ListOps recipe (fpt.data.listops.LRA_RECIPE holds LRA's values)
+GENERATE_SETTINGS = {
+    "min_length": "expressions are longer than this: values plus two per operator (default 500, as LRA)",
+    "max_length": "expressions are shorter than this (default 2000, as LRA)",
+    "max_depth": "operators nest at most max_depth - 1 deep (default 10, as LRA)",
+    "max_args": "arguments per operator at most (default 10, as LRA)",
+}
 
 
 def _data_parser(sub) -> None:
@@ -319,6 +329,8 @@ def _data_parser(sub) -> None:
             a.add_argument("--force", action="store_true", help="replace a dataset already in the data root")
             for split, default in (("train", 96000), ("val", 2000), ("test", 2000)):
                 a.add_argument(f"--{split}", type=int, help=f"{split} examples (default {default}, as LRA)")
+            for key, text in GENERATE_SETTINGS.items():
+                a.add_argument(f"--{key.replace('_', '-')}", type=int, help=text)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from fpt.data import listops
 from fpt.data.fetch import download, recorded_downloads, verify
 from fpt.data.registry import data_root, dataset_names, get_dataset, locate, require, writable_root
+from fpt.data.specs import find_file
 from fpt.errors import FPTError
 from fpt.files import atomic_write
 
@@ -47,26 +49,32 @@ def status(name: str, data_dir: str | Path | None = None) -> dict:
 MAX_GENERATED = 1_000_000  # examples per split; LRA has 96,000 training examples
 
 
-def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force: bool = False, **sizes) -> Path:
+def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force: bool = False, **settings) -> Path:
     """Write a synthetic copy of dataset `name` (ListOps only) into the data root.
 
+    `settings` are split sizes (train, val, test) and the recipe's min_length, max_length,
+    max_depth, max_args (LRA's where left out); the folder's GENERATED file records them all.
     The arguments are checked first; the files are written to a temporary folder beside the target
     and renamed into place, so an existing dataset is replaced only with `force` and only whole."""
     if get_dataset(name).generator != name:
         raise FPTError(
             f"Dataset {name!r} has no generator; only listops can be generated. Use `fpt data download {name}`."
         )
+    unknown = sorted(set(settings) - set(listops.LRA_SIZES) - set(listops.LRA_RECIPE))
+    sizes = {k: settings.get(k, v) for k, v in listops.LRA_SIZES.items()}
     bad = [
         f"{k} {v!r}"
         for k, v in {**sizes, "seed": seed}.items()
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "seed" else 1) or v > MAX_GENERATED
     ]
-    if bad or set(sizes) - {"train", "val", "test"}:
+    if bad or unknown:
         raise FPTError(
-            f"fpt data generate: {', '.join(bad) or ', '.join(sorted(set(sizes) - {'train', 'val', 'test'}))} "
+            f"fpt data generate: {', '.join(bad) or ', '.join(unknown)} "
             f"is not allowed: --train, --val and --test take 1 to {MAX_GENERATED:,} examples, --seed a "
             "non-negative integer. Nothing was written."
         )
+    recipe = {k: settings.get(k, v) for k, v in listops.LRA_RECIPE.items()}
+    listops.check_recipe(**recipe)
     root = writable_root(data_dir)
     target = root / name
     run = next(
@@ -88,11 +96,9 @@ def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force
     except OSError as err:
         raise FPTError(f"Cannot write to the data root {root} ({err.strerror or err}).") from err
     try:
-        listops.generate(staging, seed=seed, **sizes)
-        atomic_write(
-            staging / "GENERATED",
-            (json.dumps({"generator": "LRA recipe (fpt.data.listops)", "seed": seed, **sizes}) + "\n").encode(),
-        )
+        listops.generate(staging, seed=seed, **sizes, **recipe)
+        marker = {"generator": "LRA recipe (fpt.data.listops)", "seed": seed, **sizes, **recipe}
+        atomic_write(staging / "GENERATED", (json.dumps(marker) + "\n").encode())
         if target.exists():  # --force: the old copy goes only once the new one is whole
             old = Path(tempfile.mkdtemp(prefix=f".{name}-replaced-", dir=root))
             target.rename(old / name)
@@ -107,4 +113,59 @@ def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force
     return target
 
 
-__all__ = ["data_root", "dataset_names", "download", "generate", "get_dataset", "locate", "require", "status", "verify"]
+@dataclass(frozen=True)
+class GeneratedData:
+    """A generated dataset that a budget reads: its data root (relative paths from the working directory,
+    like runs/) and the `fpt data generate` settings (seed 0 unless named) that write it."""
+
+    name: str
+    data_dir: str
+    settings: dict[str, int]
+    note: str = ""  # what differs from the dataset it stands in for, and why
+
+    def describe(self) -> str:
+        """The note, where the data is read from and the command that writes it (for results.md)."""
+        return f"{self.note} Read from {self.data_dir}/{self.name}, written by `{self.command()}`."
+
+    def command(self) -> str:
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.settings.items())
+        return f"fpt data generate {self.name} --data-dir {self.data_dir} {flags}"
+
+    def require(self) -> Path:
+        """Its folder, if present and generated with exactly these settings; else an FPTError naming the command."""
+        directory = data_root(self.data_dir) / self.name
+        if not all(find_file(directory, f) for f in get_dataset(self.name).files):
+            raise FPTError(
+                f"Dataset {self.name!r} was not found in {directory}: this budget reads a reduced copy there. "
+                f"Generate it with `{self.command()}`, then run fpt reproduce again."
+            )
+        try:
+            recorded = json.loads((directory / "GENERATED").read_text())
+        except (OSError, ValueError):
+            recorded = None
+        wanted = {"seed": 0, **self.settings}
+        if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in wanted.items()):
+            found = (
+                "no readable GENERATED record"
+                if not isinstance(recorded, dict)
+                else (", ".join(f"{k} {recorded.get(k)}" for k, v in wanted.items() if recorded.get(k) != v))
+            )
+            raise FPTError(
+                f"{directory} holds {self.name} made otherwise than this budget needs ({found}). Replace it with "
+                f"`{self.command()} --force`, or move it away first to keep it."
+            )
+        return directory
+
+
+__all__ = [
+    "GeneratedData",
+    "data_root",
+    "dataset_names",
+    "download",
+    "generate",
+    "get_dataset",
+    "locate",
+    "require",
+    "status",
+    "verify",
+]

@@ -48,7 +48,7 @@ def _cifar_summary(directory: Path) -> str:
 def _listops_summary(directory: Path) -> str:
     splits = {s: listops.read_tsv(directory / f) for s, f in listops.SPLITS.items()}
     longest = max(len(t) for split in splits.values() for t in split.tokens)
-    origin = " (generated)" if (directory / "GENERATED").exists() else ""
+    origin = f"; {listops.origin(directory)}" if (directory / "GENERATED").exists() else ""
     return ", ".join(f"{len(v.targets)} {k}" for k, v in splits.items()) + f"; longest {longest} tokens{origin}"
 
 

@@ -15,6 +15,7 @@ loader stops after index 1000, 1,002 examples); unseen words share one out-of-vo
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable
@@ -129,12 +130,17 @@ def read_tsv(path: str | Path, parentheses: bool = False, vocabulary: dict[str, 
 
 
 # -- generator: the Long Range Arena recipe (lra_benchmarks/data/listops.py) ------------------
-_VALUE_P = 0.25  # chance that a node below max_depth is a value rather than an operator
+_OPERATOR_P = 0.25  # chance that a node above max_depth is an operator rather than a value
+LRA_RECIPE = {"min_length": 500, "max_length": 2_000, "max_depth": 10, "max_args": 10}  # LRA's listops-1000
+LRA_SIZES = {"train": 96_000, "val": 2_000, "test": 2_000}
+# generate() gives up after this many draws, or drawn tokens (about half a minute), in a row with no new expression
+FRUITLESS_DRAWS, FRUITLESS_TOKENS = 100_000, 10_000_000
+MAX_MEAN_DRAW = 10_000  # nodes per drawn tree, on average, that check_recipe allows (LRA's: about 110)
 
 
 def _tree(rng: random.Random, depth: int, max_depth: int, max_args: int) -> tuple[int | tuple, int, int]:
     """(node, value, LRA length) of a random expression; a node is a value or (operator, children)."""
-    if depth >= max_depth or rng.random() > _VALUE_P:
+    if depth >= max_depth or rng.random() > _OPERATOR_P:
         value = rng.randrange(10)
         return value, value, 1
     children = [_tree(rng, depth + 1, max_depth, max_args) for _ in range(rng.randint(2, max_args))]
@@ -163,24 +169,99 @@ def _write(node: int | tuple, out: list[str]) -> None:
     out += ["]", ")"]
 
 
+def longest(max_depth: int, max_args: int) -> int:
+    """The longest expression (LRA length) the recipe can draw: every operator full, down to max_depth."""
+    return 1 if max_depth <= 1 else 2 + max_args * longest(max_depth - 1, max_args)
+
+
+def mean_draw(max_depth: int, max_args: int) -> float:
+    """Mean nodes of one drawn tree: the recipe draws a whole tree before it checks the length, and above
+    1.33 children per node (max_args 3 and up) that grows geometrically with max_depth."""
+    children = _OPERATOR_P * (2 + max_args) / 2
+    total, level = 0.0, 1.0
+    for _ in range(min(max_depth, 10_000)):
+        total, level = total + level, level * children
+        if total > MAX_MEAN_DRAW or level < 1e-9:
+            break
+    return total
+
+
+def check_recipe(min_length: int, max_length: int, max_depth: int, max_args: int) -> None:
+    """Refuse settings no expression meets, or whose drawing would not finish, before any drawing."""
+    values = {"min-length": min_length, "max-length": max_length, "max-depth": max_depth, "max-args": max_args}
+    bad = [f"--{k} {v!r}" for k, v in values.items() if isinstance(v, bool) or not isinstance(v, int)]
+    if bad:
+        raise FPTError(f"fpt data generate: {', '.join(bad)} is not an integer. Nothing was written.")
+    lra = "LRA's: --min-length 500 --max-length 2000 --max-depth 10 --max-args 10"
+    small = [
+        f"--{k} {v}"
+        for k, v, least in (("min-length", min_length, 1), ("max-depth", max_depth, 2), ("max-args", max_args, 2))
+        if v < least
+    ]
+    if small:
+        raise FPTError(
+            f"fpt data generate: {', '.join(small)} is not allowed: --min-length takes 1 or more, --max-depth and "
+            f"--max-args 2 or more ({lra}). Nothing was written."
+        )
+    if mean_draw(max_depth, max_args) > MAX_MEAN_DRAW:
+        raise FPTError(
+            f"fpt data generate: --max-depth {max_depth} with --max-args {max_args} draws trees of over "
+            f"{MAX_MEAN_DRAW:,} nodes on average (the recipe draws a whole tree, then checks its length), so "
+            f"generating would not finish. Lower --max-depth or --max-args ({lra}). Nothing was written."
+        )
+    most = longest(min(max_depth, 64), max_args)  # past depth 64 the exact figure is of no use, only huge
+    if max(min_length + 1, 4) > min(max_length - 1, most):
+        raise FPTError(
+            f"fpt data generate: no ListOps expression has a length strictly between --min-length {min_length} and "
+            f"--max-length {max_length}: lengths count values plus two per operator, an operator takes 2 to "
+            f"--max-args arguments, so lengths run from 4 to {'over ' * (max_depth > 64)}{most:,} here (--max-depth {max_depth}, --max-args "
+            f"{max_args}). Choose a range that holds one of them ({lra}). Nothing was written."
+        )
+
+
+def origin(directory: Path) -> str:
+    """Where a ListOps folder's files come from, naming every recipe setting of a generated copy that
+    is not LRA's, so that a shortened copy is never reported as LRA's task."""
+    if not (directory / "GENERATED").exists():
+        return "LRA release"
+    try:
+        recorded = json.loads((directory / "GENERATED").read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        return "generated (its GENERATED record is unreadable)"
+    recipe = {k: recorded.get(k, v) for k, v in LRA_RECIPE.items()}  # records before the flags: LRA's
+    lengths = ("min_length", "max_length")
+    changes = [
+        f"{k.replace('_', ' ')} {recipe[k]} (LRA: {v})"
+        for k, v in LRA_RECIPE.items()
+        if k not in lengths and recipe[k] != v
+    ]
+    if any(recipe[k] != LRA_RECIPE[k] for k in lengths):
+        changes.insert(0, f"lengths {recipe['min_length']}-{recipe['max_length']} (LRA: 500-2000)")
+    return "generated by the LRA recipe" + (f", except {', '.join(changes)}" if changes else "")
+
+
 def generate(
     directory: str | Path,
     seed: int = 0,
-    train: int = 96_000,
-    val: int = 2_000,
-    test: int = 2_000,
-    min_length: int = 500,
-    max_length: int = 2_000,
-    max_depth: int = 10,
-    max_args: int = 10,
+    train: int = LRA_SIZES["train"],
+    val: int = LRA_SIZES["val"],
+    test: int = LRA_SIZES["test"],
+    min_length: int = LRA_RECIPE["min_length"],
+    max_length: int = LRA_RECIPE["max_length"],
+    max_depth: int = LRA_RECIPE["max_depth"],
+    max_args: int = LRA_RECIPE["max_args"],
     progress=None,
 ) -> dict[str, Path]:
     """Write basic_{train,val,test}.tsv by the LRA recipe; the same seed gives the same files.
 
     Lengths count values plus two per operator (LRA's measure, the token count without parentheses)
     and lie strictly between `min_length` and `max_length`; expressions are distinct across splits.
+    Drawing gives up (FPTError) when FRUITLESS_DRAWS draws or FRUITLESS_TOKENS tokens in a row add
+    nothing: expressions of those lengths are then too rare, or too few distinct ones exist.
     """
-
+    check_recipe(min_length, max_length, max_depth, max_args)
     largest = max(train, val, test)
     require(  # every source string (2+ characters a token) is kept, and the largest split joined once more
         f"Generating {train + val + test:,} ListOps examples of over {min_length} tokens",
@@ -190,9 +271,18 @@ def generate(
     rng = random.Random(seed)
     seen: set[str] = set()
     examples: list[tuple[str, int]] = []
-    total = train + val + test
+    total, draws, drawn = train + val + test, 0, 0  # draws and their tokens since the last new expression
     while len(examples) < total:
+        if draws >= FRUITLESS_DRAWS or drawn >= FRUITLESS_TOKENS:
+            raise FPTError(
+                f"fpt data generate: {draws:,} draws ({drawn:,} tokens) in a row gave no new ListOps expression of length "
+                f"strictly between {min_length} and {max_length} (max depth {max_depth}, max args {max_args}); "
+                f"{len(examples):,} of the {total:,} examples asked for were found. Such expressions are too rare, "
+                "or too few distinct ones exist: widen the length range, raise --max-depth or --max-args, or ask for "
+                "fewer examples (--train, --val, --test). Nothing was written."
+            )
         node, value, length = _tree(rng, 1, max_depth, max_args)
+        draws, drawn = draws + 1, drawn + length
         if not min_length < length < max_length:
             continue
         tokens: list[str] = []
@@ -201,6 +291,7 @@ def generate(
         if source not in seen:
             seen.add(source)
             examples.append((source, value))
+            draws = drawn = 0
             if progress is not None:
                 progress(1)
     directory = Path(directory)
