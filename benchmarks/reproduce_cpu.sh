@@ -4,6 +4,9 @@
 # runs  fpt reproduce EXPERIMENT --budget cpu --tasks TASK --jobs 1 --out runs/cpu-EXPERIMENT[-TASK]
 # The init table's pretrained row and the ablation table's fpt row are the main table's FPT row (identical
 # runs: frozen pretrained backbone, fpt policy, the same lr grid), linked instead of re-run.
+# ListOps (TASK listops or "listops (paper tokenizer)") reads the budget's reduced copy in runs/data-cpu,
+# generated first if missing (the command is fpt.experiments.methods.CPU_LISTOPS's; a copy made otherwise is
+# refused by fpt reproduce, not replaced here).
 # Runs live under runs/ (not committed); re-running resumes: finished runs are skipped. On the shared
 # 2-core machine it ran under /work/heavy (one single-threaded slot): /work/heavy benchmarks/reproduce_cpu.sh
 set -euo pipefail
@@ -12,18 +15,27 @@ export HF_HUB_OFFLINE=1
 task=${1:-bit-xor}
 shift || true
 experiments=${*:-main init ablation}
-suffix=$([ "$task" = bit-xor ] && echo "" || echo "-$task")  # Bit XOR's tables predate the per-task names
+slug=$(printf %s "$task" | tr -c 'A-Za-z0-9.+-' '_' | sed 's/^_*//; s/_*$//')  # the sweep's folder name
+suffix=$([ "$task" = bit-xor ] && echo "" || echo "-$slug")  # Bit XOR's tables predate the per-task names
 results=benchmarks/results
 fpt=${FPT:-.venv/bin/fpt}
+python=${PYTHON:-.venv/bin/python}
+if [[ $task == listops* ]] && [ ! -e runs/data-cpu/listops ]; then
+  generate=$($python -c "from fpt.experiments.methods import CPU_LISTOPS; print(CPU_LISTOPS.command())")
+  { echo "\$ $generate"
+    echo "# started $(date -u), commit $(git rev-parse --short HEAD)"
+    $fpt ${generate#fpt } 2>&1
+    echo "# finished $(date -u)"; } >> "$results/reproduce-data-cpu-listops.txt"
+fi
 for experiment in $experiments; do
   out=runs/cpu-$experiment$suffix
   linked=$([ "$experiment" = init ] && echo pretrained || ([ "$experiment" = ablation ] && echo fpt) || true)
   if [ -n "$linked" ]; then
-    mkdir -p "$out/runs/$task"
-    ln -sfn "../../../cpu-main$suffix/runs/$task/FPT__frozen_pretrained" "$out/runs/$task/$linked"
+    mkdir -p "$out/runs/$slug"
+    ln -sfn "../../../cpu-main$suffix/runs/$slug/FPT__frozen_pretrained" "$out/runs/$slug/$linked"
   fi
   log=$results/reproduce-$experiment-cpu$suffix.txt
-  { echo "\$ fpt reproduce $experiment --budget cpu --tasks $task --jobs 1 --out $out"
+  { echo "\$ fpt reproduce $experiment --budget cpu --tasks \"$task\" --jobs 1 --out $out"
     echo "# started $(date -u) on $(nproc --all) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"
     $fpt reproduce "$experiment" --budget cpu --tasks "$task" --jobs 1 --out "$out" 2>&1
     echo "# finished $(date -u)"; } >> "$log"

@@ -140,3 +140,40 @@ def test_cli_rows_flag_reaches_the_grid(tmp_path, capsys):
     argv = ["reproduce", "main", "--budget", "cpu", "--tasks", "bit-xor", "--out", str(tmp_path), "--rows"]
     assert main([*argv, "fpt,nope"]) == 2
     assert "'nope' is not a row of main" in capsys.readouterr().err
+
+
+def test_cpu_budgets_read_the_reduced_listops_and_name_the_command_that_writes_it():
+    """ListOps at LRA's lengths cannot run on a CPU: the cpu budgets read a shortened copy from runs/data-cpu,
+    say so in the notes, and size the paper tokenizer's fixed length to it."""
+    from fpt.experiments.methods import CPU_LISTOPS, methods_grid
+
+    assert CPU_LISTOPS.data_dir == "runs/data-cpu"
+    assert CPU_LISTOPS.settings["min_length"] < CPU_LISTOPS.settings["max_length"] < 500  # LRA's are 500-2000
+    command = "fpt data generate listops --data-dir runs/data-cpu --train 20000 --val 500 --test 1000 --min-length 20"
+    assert CPU_LISTOPS.command().startswith(command)
+    _, grid = build("main", "cpu", tasks=["listops", "listops (paper tokenizer)"])
+    runs = expand(grid).runs
+    assert {r.config["data_dir"] for r in runs} == {"runs/data-cpu"}
+    paper = {r.config["task_options"]["max_length"] for r in runs if r.task == "listops (paper tokenizer)"}
+    assert paper == {CPU_LISTOPS.settings["max_length"]}
+    assert any(command in note for note in grid["notes"]) and any("(the paper: 512)" in n for n in grid["notes"])
+    methods = methods_grid("cpu", ["listops"])
+    assert methods["task_settings"]["listops"]["data_dir"] == "runs/data-cpu"
+    assert "data_dir" not in build("main", "paper", tasks=["listops"])[1]["task_settings"]["listops"]
+
+
+@pytest.mark.parametrize("experiment", ["main", "methods"])
+def test_a_missing_or_different_reduced_listops_stops_the_cpu_budget_before_any_run(experiment, tmp_path, monkeypatch):
+    from fpt import data
+    from fpt.experiments.methods import CPU_LISTOPS
+    from fpt.experiments.reproduce import reproduce
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FPTError, match="not found in runs/data-cpu/listops") as err:
+        reproduce(experiment, "cpu", tasks=["listops"], out="runs/out", log=lambda *_: None)
+    assert f"`{CPU_LISTOPS.command()}`" in str(err.value)
+    data.generate("listops", "runs/data-cpu", train=20, val=4, test=4, min_length=20, max_length=50)
+    with pytest.raises(FPTError, match="made otherwise than this budget needs .train 20.") as err:
+        reproduce(experiment, "cpu", tasks=["listops"], out="runs/out", log=lambda *_: None)
+    assert f"`{CPU_LISTOPS.command()} --force`" in str(err.value)
+    assert not (tmp_path / "runs" / "out").exists()

@@ -9,7 +9,8 @@ a common validation target, training samples/s and wall time per run.
 Budgets:
 - smoke: one seed, a few dozen steps, one lr per method: checks the pipeline in minutes.
 - cpu: `minilm`, 3 seeds, one lr per method, 100 steps (bit tasks stop at 100% validation
-  accuracy): what an hour of one shared CPU core allows; Bit Memory shrunk as in the smoke budget.
+  accuracy): what an hour of one shared CPU core allows; Bit Memory shrunk as in the smoke budget,
+  ListOps reduced to 21-49-token expressions (CPU_LISTOPS; `fpt data generate` writes them).
 - small: `minilm`, the paper's task sizes, a few thousand steps, three lrs per method.
 - paper: GPT-2 base, the paper's step counts, three lrs per method, 3 seeds; needs a GPU.
 """
@@ -21,10 +22,25 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fpt.data import GeneratedData
 from fpt.errors import unknown_name
 
 TASKS = ("bit-xor", "bit-memory", "fashion-mnist", "listops")
 ALIGN = "otdd"  # ORCA's distance for classification
+
+# The cpu budgets' ListOps (here and fpt.experiments.reproduce): the LRA recipe with expressions of 21-49
+# tokens instead of 501-1999. At LRA's lengths one MiniLM step of batch 16 needs over 22 GB and seconds of a
+# core; at these a 500-step FPT run (bf16, one thread, validation every 25 steps) is about 2.5 minutes of
+# CPU, and 90% of the expressions still nest 3 or more operators deep. 20,000 training examples: a
+# 500-step run of batch 16 draws 8,000.
+CPU_LISTOPS = GeneratedData(
+    "listops",
+    "runs/data-cpu",
+    {"train": 20_000, "val": 500, "test": 1_000, "min_length": 20, "max_length": 50, "max_depth": 10, "max_args": 10},
+    "ListOps reduced for a CPU: expressions of 21-49 tokens (LRA: 501-1999), by the LRA recipe otherwise (max "
+    "depth 10, up to 10 arguments per operator); 20,000 train, 500 validation, 1,000 test examples (LRA: 96,000, "
+    "2,000, 2,000).",
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,7 @@ class MethodBudget:
     selection_seeds: int | None = None  # seeds that try every lr (the rest run at the chosen one); None: all
     task_settings: dict = field(default_factory=dict)  # per task: RunConfig keys (task_options, target_accuracy)
     note: str = ""
+    data: dict[str, GeneratedData] = field(default_factory=dict)  # per task: the generated data its runs read
 
 
 _SHRUNK_BITS = {
@@ -75,7 +92,9 @@ BUDGETS = {
         task_settings={
             **_SHRUNK_BITS,
             "bit-xor": {"task_options": {"val_size": 200, "test_size": 1000}, "target_accuracy": 1.0},
+            "listops": {},  # no 512-token cut (smoke's): the reduced data's longest example, 49 tokens, sets it
         },
+        data={"listops": CPU_LISTOPS},
         note="cpu budget (sized for about an hour of one shared CPU core): `minilm` (6 layers, 384 wide); batch "
         "16; 100 steps per run (early training: Bit XOR needs about 200-300 steps to reach 100% with FPT), "
         "stopping early at 100% validation accuracy; each method's lr chosen on seed 0's validation accuracy "
@@ -144,7 +163,12 @@ def methods_grid(
     if lrs:  # one grid for every method, as asked
         grid_conditions = [{**c, "lrs": list(lrs)} for c in grid_conditions]
     task_settings = {
-        t: {"steps": budget.steps.get(t, budget.steps["default"]), **budget.task_settings.get(t, {})} for t in tasks
+        t: {
+            "steps": budget.steps.get(t, budget.steps["default"]),
+            **budget.task_settings.get(t, {}),
+            **({"data_dir": budget.data[t].data_dir} if t in budget.data else {}),
+        }
+        for t in tasks
     }
     return {
         "name": f"reproduce methods ({budget_name} budget)",
@@ -154,7 +178,7 @@ def methods_grid(
         "settings": {"backbone": backbone, "batch_size": 16, "eval_every": budget.eval_every},
         "task_settings": task_settings,
         "conditions": grid_conditions,
-        "notes": [n for n in (budget.note,) if n],
+        "notes": [n for n in (budget.note, *(budget.data[t].describe() for t in tasks if t in budget.data)) if n],
         **(
             {"selection_seeds": budget.selection_seeds}
             if budget.selection_seeds and (seeds or budget.seeds) > 1

@@ -15,7 +15,9 @@ Budgets:
   Bit Memory batch 4, CIFAR-10 LRA augmented, output-only runs through the backbone (dropout on),
   ListOps also with the paper's tokenizer; needs a GPU and days.
 - cpu: what a shared 2-core CPU can run in about an hour and a quarter (see its note): Bit XOR at the
-  paper's size, Bit Memory shrunk, short runs, lr chosen on seed 0 from three, 3 seeds.
+  paper's size, Bit Memory shrunk, ListOps reduced to 21-49-token expressions read from runs/data-cpu
+  (fpt.experiments.methods.CPU_LISTOPS names the command that writes them), short runs, lr chosen on
+  seed 0 from three, 3 seeds.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fpt.data import GeneratedData
 from fpt.errors import FPTError, unknown_name
-from fpt.experiments.methods import methods_grid, write_methods_table
+from fpt.experiments.methods import BUDGETS as METHOD_BUDGETS
+from fpt.experiments.methods import CPU_LISTOPS, methods_grid, write_methods_table
 from fpt.experiments.paper import PAPER, TASKS
 from fpt.experiments.sweep import RUN_BYTES, expand, quick_look, run_grid
 from fpt.experiments.tables import write_results
@@ -69,6 +73,7 @@ class Budget:
     rows: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per experiment, the row ids run; default all
     settings: dict = field(default_factory=dict)  # further RunConfig keys for every run
     task_variants: dict[str, dict] = field(default_factory=dict)  # extra labelled columns, after their task
+    data: dict[str, GeneratedData] = field(default_factory=dict)  # per task: the generated data its runs read
 
 
 BUDGETS = {
@@ -142,7 +147,14 @@ BUDGETS = {
         pretrain_steps=200,
         selection_seeds=1,
         rows={"main": ("fpt", "full", "lstm-paper", "lstm")},  # init and ablation: every row
-        task_variants=PAPER_TOKENIZER,
+        # The paper's tokenizer pads and cuts to a fixed length: 50 covers every reduced example (512 in the paper).
+        task_variants={
+            "listops (paper tokenizer)": {
+                "task": "listops",
+                "task_options": {"tokenizer": "paper", "max_length": CPU_LISTOPS.settings["max_length"]},
+            }
+        },
+        data={"listops": CPU_LISTOPS},
         note="cpu budget (sized for a few hours of a 2-core CPU, one single-threaded run per core): `minilm` (6 layers, 384 wide) stands in for GPT-2; Bit XOR at the "
         "paper's size (5-bit strings, 0/1 inputs), 200 steps of batch 16 (the paper trains to convergence: its FPT "
         "needs ~5e2 steps, its frozen random transformer ~2e4, so slow conditions are cut short here); 500 "
@@ -338,6 +350,8 @@ def build(
             settings["task_options"] = options
         if task in budget.batch_sizes:
             settings["batch_size"] = budget.batch_sizes[task]
+        if task in budget.data:
+            settings["data_dir"] = budget.data[task].data_dir
         if task == "remote-homology" and not lrs and budget_name == "paper":
             settings["lrs"] = [1e-4]  # the paper's lr for remote homology (the LSTM rows keep their own 3e-4)
         return settings
@@ -368,6 +382,13 @@ def build(
             if augmented
             else "cifar10-lra: not augmented, LRA's baseline setting (the authors' loader augments; the paper budget does)."
         )
+    for task in dict.fromkeys(variants.get(t, {}).get("task", t) for t in tasks):
+        if task in budget.data:
+            notes.append(budget.data[task].describe())
+    for column in tasks:
+        options = variants.get(column, {}).get("task_options", {})
+        if options.get("tokenizer") == "paper" and options.get("max_length", 512) != 512:
+            notes.append(f"{column}: inputs padded and cut to {options['max_length']} tokens (the paper: 512).")
     if missing:
         notes.append(f"Left out (no such task registered here): {', '.join(missing)}.")
 
@@ -435,6 +456,10 @@ def reproduce(
         pretrain_grid = quick_look(expand(pretrain), steps)
         pending = frozenset(str(out / "pretrain" / "runs" / r.key) for r in pretrain_grid.runs)
     main_grid = quick_look(expand(grid, pending), steps, max_runs)  # every problem of both stages before any run
+    data = (METHOD_BUDGETS if experiment == "methods" else BUDGETS)[budget_name].data
+    for task in dict.fromkeys(r.config["task"] for r in main_grid.runs):
+        if task in data:
+            data[task].require()  # a missing reduced copy fails here, naming the command that writes it
     if pretrain_grid is not None:
         records = run_grid(pretrain_grid, out / "pretrain", jobs, log)
         write_results(pretrain_grid, records, out / "pretrain")
