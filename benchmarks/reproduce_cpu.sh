@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The cpu-budget tables of docs/reproduction.md (issue 10): 3 seeds, one task, main first:
-#   benchmarks/reproduce_cpu.sh [TASK] [EXPERIMENT...]      (default: bit-xor main init ablation)
+#   [ROWS=fpt,full] benchmarks/reproduce_cpu.sh [TASK] [EXPERIMENT...]   (default: bit-xor main init ablation)
+# ROWS (optional) runs only those rows now (fpt reproduce --rows); the same command without ROWS later runs the rest.
 # runs  fpt reproduce EXPERIMENT --budget cpu --tasks TASK --jobs 1 --out runs/cpu-EXPERIMENT[-TASK]
 # The init table's pretrained row and the ablation table's fpt row are the main table's FPT row (identical
 # runs: frozen pretrained backbone, fpt policy, the same lr grid), linked instead of re-run.
@@ -35,9 +36,10 @@ for experiment in $experiments; do
     ln -sfn "../../../cpu-main$suffix/runs/$slug/FPT__frozen_pretrained" "$out/runs/$slug/$linked"
   fi
   log=$results/reproduce-$experiment-cpu$suffix.txt
-  { echo "\$ fpt reproduce $experiment --budget cpu --tasks \"$task\" --jobs 1 --out $out"
+  rows=(${ROWS:+--rows "$ROWS"})
+  { echo "\$ fpt reproduce $experiment --budget cpu --tasks \"$task\" ${rows[*]} --jobs 1 --out $out"
     echo "# started $(date -u) on $(nproc --all) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"
-    $fpt reproduce "$experiment" --budget cpu --tasks "$task" --jobs 1 --out "$out" 2>&1
+    $fpt reproduce "$experiment" --budget cpu --tasks "$task" "${rows[@]}" --jobs 1 --out "$out" 2>&1
     echo "# finished $(date -u)"; } >> "$log"
   mkdir -p "$results/reproduce-$experiment-cpu$suffix"
   cp "$out/results.md" "$out/results.csv" "$results/reproduce-$experiment-cpu$suffix/"
