@@ -8,8 +8,8 @@ a common validation target, training samples/s and wall time per run.
 
 Budgets:
 - smoke: one seed, a few dozen steps, one lr per method: checks the pipeline in minutes.
-- cpu: `minilm`, 3 seeds, one lr per method, 100 steps (bit tasks stop at 100% validation
-  accuracy): what an hour of one shared CPU core allows; Bit Memory shrunk as in the smoke budget,
+- cpu: `minilm`, 3 seeds, each method's lr chosen on seed 0's validation from three, 100 steps (bit
+  tasks stop at 100% validation accuracy): what a 2-core CPU runs in about an hour per task; Bit Memory shrunk as in the smoke budget,
   ListOps reduced to 21-49-token expressions (CPU_LISTOPS; `fpt data generate` writes them).
 - small: `minilm`, the paper's task sizes, a few thousand steps, three lrs per method.
 - paper: GPT-2 base, the paper's step counts, three lrs per method, 3 seeds; needs a GPU.
@@ -95,7 +95,7 @@ BUDGETS = {
             "listops": {},  # no 512-token cut (smoke's): the reduced data's longest example, 49 tokens, sets it
         },
         data={"listops": CPU_LISTOPS},
-        note="cpu budget (sized for about an hour of one shared CPU core): `minilm` (6 layers, 384 wide); batch "
+        note="cpu budget (sized for about an hour per task on a 2-core CPU): `minilm` (6 layers, 384 wide); batch "
         "16; 100 steps per run (early training: Bit XOR needs about 200-300 steps to reach 100% with FPT), "
         "stopping early at 100% validation accuracy; each method's lr chosen on seed 0's validation accuracy "
         "(3e-4, 1e-3, 3e-3; methods that train every parameter 3e-5, 1e-4, 3e-4), then seeds 1 and 2 at that lr "

@@ -14,7 +14,7 @@ Budgets:
   paper's step counts (its convergence table), and the authors' settings where ours differ: fp32,
   Bit Memory batch 4, CIFAR-10 LRA augmented, output-only runs through the backbone (dropout on),
   ListOps also with the paper's tokenizer; needs a GPU and days.
-- cpu: what a shared 2-core CPU can run in about an hour and a quarter (see its note): Bit XOR at the
+- cpu: what a 2-core CPU runs in a few hours (see its note): Bit XOR at the
   paper's size, Bit Memory shrunk, ListOps reduced to 21-49-token expressions read from runs/data-cpu
   (fpt.experiments.methods.CPU_LISTOPS names the command that writes them), short runs, lr chosen on
   seed 0 from three, 3 seeds.
