@@ -31,8 +31,8 @@ fi
 for experiment in $experiments; do
   out=runs/cpu-$experiment$suffix
   linked=$([ "$experiment" = init ] && echo pretrained || ([ "$experiment" = ablation ] && echo fpt) || true)
-  if [ -n "$linked" ]; then
-    mkdir -p "$out/runs/$slug"
+  if [ -n "$linked" ]; then  # the target made first, so init or ablation may also run before main
+    mkdir -p "$out/runs/$slug" "runs/cpu-main$suffix/runs/$slug/FPT__frozen_pretrained"
     ln -sfn "../../../cpu-main$suffix/runs/$slug/FPT__frozen_pretrained" "$out/runs/$slug/$linked"
   fi
   log=$results/reproduce-$experiment-cpu$suffix.txt
