@@ -17,6 +17,10 @@ from pathlib import Path
 from fpt.errors import FPTError
 
 UNKNOWN = 1 << 50  # no way to tell: assume plenty, and rely on catching allocation failures
+# fpt.model's names for its attention with CPU dropout and its last-block fast path, repeated here because
+# this module sits below fpt.model (tests/test_memory.py checks that they match).
+CPU_DROPOUT_ATTENTION = "fpt_sdpa"
+LAST_BLOCK_READS_POSITIONS_ONLY = "last-block-read-positions-only"
 DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout")  # BERT, GPT-2, Llama and most
 
 
@@ -134,23 +138,20 @@ def _score_bytes(config: object, layers: int, training: bool, device: object, fa
     """Bytes per attention score (one example, head, query and key) that a pass holds at its peak at
     least: 0 where the attention is one fused kernel (sdpa without dropout, or on a GPU), else the
     score-sized tensors each layer keeps for the backward pass and those of the layer running."""
-    from fpt.model.dropout import ATTENTION
-    from fpt.model.fast_paths import READ_POSITIONS_ONLY
-
     implementation = getattr(config, "_attn_implementation", None)
     dropout = next((getattr(config, name) for name in DROPOUT_KEYS if hasattr(config, name)), 0.0)
     dropping = training and isinstance(dropout, (int, float)) and dropout > 0
     on_cpu = getattr(device, "type", device) in (None, "cpu")
-    if READ_POSITIONS_ONLY in fast_paths:  # the last block may attend from the read positions only
+    if LAST_BLOCK_READS_POSITIONS_ONLY in fast_paths:  # the last block may attend from the read positions only
         layers -= 1
     if layers < 1:
         return 0.0
-    if implementation == ATTENTION and dropping and on_cpu:
+    if implementation == CPU_DROPOUT_ATTENTION and dropping and on_cpu:
         # fpt.model.dropout computes in fp32: kept per layer the softmax (4 bytes), the keep mask (1) and
         # the dropped probabilities (4); while the last layer runs also its scores (4), the random draws
         # (2 and 4) and the scaled probabilities (4)
         return 9.0 * layers + 14.0
-    if implementation == "eager" or (implementation in ("sdpa", ATTENTION) and dropping and on_cpu):
+    if implementation == "eager" or (implementation in ("sdpa", CPU_DROPOUT_ATTENTION) and dropping and on_cpu):
         # transformers' eager attention, or PyTorch's unfused CPU fallback for sdpa with dropout, in a dtype
         # of 2 bytes or more: kept the probabilities and, with dropout, its mask (1) and the dropped
         # probabilities; besides, the running layer's scores. Evaluating: one layer's scores and probabilities.

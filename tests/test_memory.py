@@ -220,3 +220,13 @@ def test_a_short_sequence_batch_fits(little_memory, minilm_shaped, tmp_path):
     little_memory(2**30)
     config = RunConfig(backbone=minilm_shaped, steps=1, batch_size=16, eval_batch_size=16, out=str(tmp_path / "r"))
     assert train(config, task=task, progress=False, log=lambda *a: None)["status"] == "finished"
+
+
+def test_the_model_names_memory_repeats_match_fpt_model():
+    """fpt.memory sits below fpt.model, so it repeats two of its names; they must not drift apart."""
+    from fpt import memory
+    from fpt.model.dropout import ATTENTION
+    from fpt.model.fast_paths import READ_POSITIONS_ONLY
+
+    assert memory.CPU_DROPOUT_ATTENTION == ATTENTION
+    assert memory.LAST_BLOCK_READS_POSITIONS_ONLY == READ_POSITIONS_ONLY
