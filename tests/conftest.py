@@ -17,9 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # A data root of the test session's own: a test (or a fuzz case that drops --data-dir) that writes a
 # dataset must never leave it in the user's ~/.cache/fpt, where a later real run would train on it
 # (a 3-example ListOps left there once). Set before any import so subprocesses inherit it.
-if not os.environ.get("FPT_DATA", "").startswith(tempfile.gettempdir()):  # the test run's own, not a user's
-    os.environ["FPT_DATA"] = tempfile.mkdtemp(prefix="fpt-test-data-")
-    atexit.register(shutil.rmtree, os.environ["FPT_DATA"], ignore_errors=True)
+os.environ["FPT_DATA"] = tempfile.mkdtemp(prefix="fpt-test-data-")
+atexit.register(shutil.rmtree, os.environ["FPT_DATA"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -139,15 +139,12 @@ class GeneratedData:
                 f"Dataset {self.name!r} was not found in {directory}: this budget reads a reduced copy there. "
                 f"Generate it with `{self.command()}`, then run fpt reproduce again."
             )
-        try:
-            recorded = json.loads((directory / "GENERATED").read_text())
-        except (OSError, ValueError):
-            recorded = None
+        recorded = listops.generated_record(directory)
         wanted = {"seed": 0, **self.settings}
-        if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in wanted.items()):
+        if recorded is None or any(recorded.get(k) != v for k, v in wanted.items()):
             found = (
                 "no readable GENERATED record"
-                if not isinstance(recorded, dict)
+                if recorded is None
                 else (", ".join(f"{k} {recorded.get(k)}" for k, v in wanted.items() if recorded.get(k) != v))
             )
             raise FPTError(

@@ -219,16 +219,22 @@ def check_recipe(min_length: int, max_length: int, max_depth: int, max_args: int
         )
 
 
+def generated_record(directory: Path) -> dict | None:
+    """The settings a generated copy's GENERATED file records; None if it is missing or unreadable."""
+    try:
+        recorded = json.loads((directory / "GENERATED").read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def origin(directory: Path) -> str:
     """Where a ListOps folder's files come from, naming every recipe setting of a generated copy that
     is not LRA's, so that a shortened copy is never reported as LRA's task."""
     if not (directory / "GENERATED").exists():
         return "LRA release"
-    try:
-        recorded = json.loads((directory / "GENERATED").read_text())
-    except (OSError, ValueError):
-        recorded = None
-    if not isinstance(recorded, dict):
+    recorded = generated_record(directory)
+    if recorded is None:
         return "generated (its GENERATED record is unreadable)"
     recipe = {k: recorded.get(k, v) for k, v in LRA_RECIPE.items()}  # records before the flags: LRA's
     lengths = ("min_length", "max_length")

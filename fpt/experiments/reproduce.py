@@ -233,7 +233,7 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
             ),
         }
     if experiment == "init":
-        inits = [(init, {"label": init, "init": init}) for init in ("pretrained", "random", "stats")]
+        inits = [(init, {"label": init, "init": init}) for init in ROWS["init"] if init != "bit-memory"]
         conditions = kept([*inits, ("bit-memory", {"label": "bit-memory", "init": f"from:{pretrain_dir}"})])
         return {
             "paper_table": "init",
@@ -241,8 +241,7 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
             "ratio": ["random", "pretrained"],  # the same runs give the convergence comparison
         }
     if experiment == "ablation":
-        presets = ["output", "output+norm", "output+norm+input", "fpt", "fpt+ff", "fpt+attention"]
-        return {"paper_table": "ablation", "paper_row": "{train}", "train": kept([(p, p) for p in presets])}
+        return {"paper_table": "ablation", "paper_row": "{train}", "train": kept([(p, p) for p in ROWS["ablation"]])}
     if experiment == "convergence":
         # Accuracy cells compare with the initialisation table; the steps table with the convergence table.
         return {"paper_table": "init", "inits": ["pretrained", "random"], "ratio": ["random", "pretrained"]}

@@ -194,7 +194,7 @@ def require_training_memory(
 
     share = plan.micro_batch * plan.accumulation  # this process's examples per step
     fits = most_that_fit(need, plan.micro_batch, device)
-    micro_batch = max(n for n in range(1, fits + 1) if share % n == 0) if fits else 0  # what plan_batches makes
+    micro_batch = plan_batches(config.batch_size, processes, config.grad_accum, fits).micro_batch if fits else 0
     evaluation = min(config.eval_batch_size, max(task.split_size(split) for split in task.splits))
     if micro_batch:
         lower = (
