@@ -82,8 +82,8 @@ class LayerNormLSTMLayer(nn.Module):
         h = x.new_zeros(batch, self.hidden)
         c = x.new_zeros(batch, self.hidden)
         outputs = []
-        for t in range(length):
-            gates = from_inputs[:, t] + self.recurrent_norm(self.recurrent_gates(h))
+        for step_inputs in from_inputs.unbind(1):  # unbind, not [:, t]: one gradient buffer, not one per step
+            gates = step_inputs + self.recurrent_norm(self.recurrent_gates(h))
             i, f, o, g = gates.chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(self.cell_norm(c))
@@ -131,8 +131,8 @@ class PaperLayerNormLSTMLayer(nn.Module):
         h, c = state if state is not None else self.initial_state(x.shape[0], x)
         from_inputs = self.input_norm(self.input_gates(x))
         outputs = []
-        for t in range(x.shape[1]):
-            i, f, o, g = (from_inputs[:, t] + self.recurrent_norm(self.recurrent_gates(h))).chunk(4, dim=-1)
+        for step_inputs in from_inputs.unbind(1):
+            i, f, o, g = (step_inputs + self.recurrent_norm(self.recurrent_gates(h))).chunk(4, dim=-1)
             c = self.cell_norm(torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g))  # carried normalised
             h = F.dropout(torch.sigmoid(o) * torch.tanh(c), self.dropout, self.training)  # carried dropped
             outputs.append(h)
