@@ -77,10 +77,9 @@ class LayerNormLSTMLayer(nn.Module):
             self.recurrent_gates.bias[hidden : 2 * hidden] = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
         from_inputs = self.input_norm(self.input_gates(x))  # no recurrence: all time steps at once
-        h = x.new_zeros(batch, self.hidden)
-        c = x.new_zeros(batch, self.hidden)
+        h = x.new_zeros(x.shape[0], self.hidden)
+        c = x.new_zeros(x.shape[0], self.hidden)
         outputs = []
         for step_inputs in from_inputs.unbind(1):  # unbind, not [:, t]: one gradient buffer, not one per step
             gates = step_inputs + self.recurrent_norm(self.recurrent_gates(h))
