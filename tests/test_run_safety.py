@@ -181,3 +181,18 @@ def test_fuzz_findings_seed_range_long_messages_data_root_in_a_run(finished, cap
     assert main(["data", "generate", "listops", "--data-dir", str(finished), "--train", "2", "--val", "2"]) == 2
     assert main(["data", "generate", "listops", "--data-dir", str(finished / "sub"), "--train", "2"]) == 2
     assert _snapshot(finished) == before
+
+
+def test_default_run_dirs_started_in_the_same_second_do_not_collide(tmp_path, monkeypatch):
+    """The default name holds the time to the second; a short run ends within one, so the next run started
+    then gets the name numbered (a refusal broke README command lists), and an LSTM is named for itself."""
+    import fpt.runs.record
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fpt.runs.record.time, "strftime", lambda *_: "20261205-155816")
+    small = {"val_size": 8, "test_size": 8}
+    config = RunConfig(task="bit-xor", task_options=small, architecture="lstm", init="random", layers=1, steps=1)
+    first, second = (train(config, **QUIET) for _ in range(2))
+    assert first["status"] == second["status"] == "finished"
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["bit-xor-lstm-random-s0-20261205-155816", "bit-xor-lstm-random-s0-20261205-155816-2"]

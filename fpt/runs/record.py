@@ -21,9 +21,16 @@ from fpt.files import atomic_write
 from fpt.importing import import_modules
 
 
-def default_run_dir(task: str, backbone: str, init: str, seed: int) -> Path:
+def default_run_dir(task: str, model: str, init: str, seed: int) -> Path:
+    """runs/TASK-MODEL-INIT-sSEED-TIME, numbered -2, -3... where runs started in the same second (a short
+    run finishes within one) would otherwise share it and the second be refused."""
     safe = lambda s: "".join(c if c.isalnum() or c in "-." else "_" for c in s.split("/")[-1])[:40]
-    return Path("runs") / f"{task}-{safe(backbone)}-{safe(init)}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path("runs") / f"{task}-{safe(model)}-{safe(init)}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, number = base, 1
+    while path.exists():
+        number += 1
+        path = base.with_name(f"{base.name}-{number}")
+    return path
 
 
 @dataclass(frozen=True)

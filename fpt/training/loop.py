@@ -595,7 +595,8 @@ def _placed(
             )
         torch.cuda.set_device(device)
     state = PartialState(cpu=device.type == "cpu", **shared_gpu_backend(device))  # gloo when processes share a GPU
-    out = [config.out or str(default_run_dir(task.name, config.backbone, config.init, config.seed))]
+    model = config.backbone if config.architecture == "transformer" else config.architecture  # an LSTM has none
+    out = [config.out or str(default_run_dir(task.name, model, config.init, config.seed))]
     if state.num_processes > 1:  # the main process names the run directory (its default name holds the time)
         broadcast_object_list(out)
     if Path(out[0]).exists() and not Path(out[0]).is_dir():
