@@ -223,7 +223,7 @@ def results_markdown(grid, cells: list[Cell]) -> str:
         else "chosen on validation per condition"
     )
     lines += [
-        f"- Cells: test accuracy (%) on the full test split, mean ± sample std over seeds (n), at the learning rate "
+        f"- Cells: test accuracy (%) on the test split (all of it unless a note above gives its size), mean ± sample std over seeds (n), at the learning rate "
         f"{selection}, and the autocast precision the runs trained and evaluated in; `paper` is the paper's figure "
         "for the same row.",
     ]
