@@ -84,7 +84,13 @@ def test_tiny_llama_groups_and_added_positions(tiny_llama):
     assert 0.5 * std < model.learned_positions.std().item() < 1.5 * std
     assert model.groups["learned_positions"] == "position"
     assert "initializer_range" in model.freeze_report()
-    assert build(tiny_llama, train="output+norm").learned_positions is None
+    # Without the position group no table is added; the input bias is drawn instead, so a 0 bit is not
+    # an exactly-zero token (whose norm gradients overflow in a deep bias-free stack such as Gemma 3's).
+    no_positions = build(tiny_llama, train="output+norm").eval()
+    assert no_positions.learned_positions is None
+    assert no_positions.embedder(torch.zeros(1, 3, no_positions.embedder.input_dim)).abs().min() > 0
+    assert "exactly-zero token" in no_positions.freeze_report()
+    assert not model.embedder.proj.bias.any() and "exactly-zero" not in model.freeze_report()
 
 
 @pytest.mark.parametrize("which", ["tiny_gpt2", "tiny_llama", "minilm"])

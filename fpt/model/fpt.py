@@ -17,7 +17,7 @@ from fpt.backbones import classify_backbone, extend_positions, load_backbone, lo
 from fpt.backbones.groups import UNUSED, block_list
 from fpt.errors import FPTError
 from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
-from fpt.model.embedders import make_embedder
+from fpt.model.embedders import ContinuousEmbedder, make_embedder
 from fpt.model.fast_paths import BackboneChoices, apply_fast_paths, choose
 from fpt.model.freeze import GROUPS, FreezePolicy, GroupedParameters
 from fpt.model.heads import OutputHead
@@ -130,10 +130,17 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         # zero-bias input layer embeds a 0 bit to exactly zero, and in a bias-free stack with norms
         # after each sub-layer (Gemma 3) that token stays zero through every layer while each norm
         # scales its gradient by 1/sqrt(eps): gemma3-270m's gradients overflowed to NaN on step 1.
+        # Policies that leave positions alone (lora, ia3, ln-tuning) get no table, so the input
+        # layer's bias is drawn the same way instead, for the same reason.
         self.learned_positions = None
-        if position_table(self.backbone) is None and self.policy.trains("position"):
+        self.input_bias_drawn = False
+        if position_table(self.backbone) is None:
             std = float(getattr(self.backbone.config, "initializer_range", 0.02))
-            self.learned_positions = nn.Parameter(torch.randn(config.max_length, hidden) * std)
+            if self.policy.trains("position"):
+                self.learned_positions = nn.Parameter(torch.randn(config.max_length, hidden) * std)
+            elif isinstance(self.embedder, ContinuousEmbedder):
+                nn.init.normal_(self.embedder.proj.bias, std=std)
+                self.input_bias_drawn = True
         self.head = OutputHead(hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
         if self.policy.adapter:  # after the new layers, so they start as in every other policy with this seed
             inject_adapter(
@@ -257,6 +264,11 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             lines.append(
                 "  note: the backbone has no learned position table (rotary/relative); a learned "
                 "absolute position embedding (normal, std = the backbone's initializer_range) was added and is trained"
+            )
+        if self.input_bias_drawn:
+            lines.append(
+                "  note: the backbone has no position table and this policy adds none; the input layer's bias is "
+                "drawn small (normal, std = initializer_range) so that a zero input is not an exactly-zero token"
             )
         if self.policy.adapter:
             lines.append(f"  note: adapter {self.policy.adapter} (peft) on {', '.join(self.adapter_targets())}")
