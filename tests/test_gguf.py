@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from fpt import FPTError
 from fpt.backbones import gguf as gguf_cache
 from fpt.backbones import load_backbone, load_config
 from fpt.cli import main
+from fpt.data.english import largest_topics
+from fpt.model import FPTConfig, FrozenPretrainedTransformer
+from fpt.tasks import get_task
 
 gguf = pytest.importorskip("gguf")  # in the test extra; `frozen-pretrained-transformers[gemma]` installs it for users
 
-VOCAB = 300  # more than KEEP_TOKENS, so the cut is exercised
+WORDS = ["the", "of", "a", "to", "and", "is", "in", "that", "be", "for", "an", "as", "or", "it", "are", "by", "on"]
+WORDS += ["if", "with", "this", "not", "The", "can", "which", "from", "object", "will", "value", "name", "at"]
+WORDS += ["type", "function", "method", "class", "when", "return", "called", "used", "string", "e"]
+# A SentencePiece-style vocabulary: specials, words, then byte fallbacks. transformers' GGUF tokenizer
+# spells English here mostly in bytes, and the word marker's bytes have ids past KEEP_TOKENS.
+TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>"] + [f"▁{w}" for w in WORDS] + [f"<0x{i:02X}>" for i in range(256)]
+VOCAB = len(TOKENS)  # 300: more than KEEP_TOKENS, so the cut is exercised
 
 
 def write_tiny_gemma3_gguf(path: Path) -> None:
@@ -51,6 +63,14 @@ def write_tiny_gemma3_gguf(path: Path) -> None:
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_sliding_window(config.sliding_window)
     writer.add_rope_freq_base(10000.0)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(TOKENS)
+    writer.add_token_scores([0.0] * 4 + [-float(i) for i in range(len(WORDS))] + [0.0] * 256)
+    writer.add_token_types([3, 3, 3, 2] + [1] * len(WORDS) + [6] * 256)  # control, unknown, normal, byte
+    writer.add_pad_token_id(0)
+    writer.add_eos_token_id(1)
+    writer.add_bos_token_id(2)
+    writer.add_unk_token_id(3)
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight":
             continue  # tied to the token embedding, as in the real file
@@ -106,6 +126,11 @@ def test_converted_backbone_equals_transformers_gguf_load(tiny_gguf, cache, monk
         else:
             assert torch.equal(tensor, ref_state[name]), name
 
+    # The whole token table (bf16) and the file's tokenizer are kept beside the model, for alignment only.
+    kept = load_file(str(Path(backbone.source) / gguf_cache.TOKEN_TABLE))["weight"]
+    assert torch.equal(kept, ref_state["embed_tokens.weight"].to(torch.bfloat16))
+    assert (Path(backbone.source) / "tokenizer.json").is_file()
+
     # Later loads read the cache; nothing is converted again.
     def refuse(*args, **kwargs):
         raise AssertionError("converted twice")
@@ -114,6 +139,33 @@ def test_converted_backbone_equals_transformers_gguf_load(tiny_gguf, cache, monk
     again = load_backbone(str(tiny_gguf)).model
     assert torch.equal(again.layers[1].self_attn.q_norm.weight, converted.layers[1].self_attn.q_norm.weight)
     assert load_config(str(tiny_gguf)).vocab_size == gguf_cache.KEEP_TOKENS
+
+
+def test_alignment_embeds_english_through_the_whole_kept_table(tiny_gguf, cache, tmp_path):
+    """ORCA's text side on a GGUF backbone: its own tokenizer, token ids past the cut table, Gemma's scale."""
+    from transformers import AutoModelForCausalLM
+
+    from fpt.training.align import text_features
+
+    task = get_task("bit-xor", val_size=32, test_size=32)
+    model = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=str(tiny_gguf)))
+    features, labels, text = text_features(model, 8)
+    assert text["chunks"] == len(features) == len(labels) > 0 and features.isfinite().all()
+    tokenizer = AutoTokenizer.from_pretrained(model.backbone_source)
+    ids = tokenizer(largest_topics(1).popitem()[1], add_special_tokens=False)["input_ids"][:8]
+    assert max(ids) >= gguf_cache.KEEP_TOKENS  # the cut table could not embed this chunk
+    reference = AutoModelForCausalLM.from_pretrained(
+        str(tiny_gguf.parent), gguf_file=tiny_gguf.name, dtype=torch.float32
+    ).get_input_embeddings()
+    with torch.no_grad():
+        want = reference(torch.tensor([ids])).mean(dim=1)[0]
+    torch.testing.assert_close(features[0], want, rtol=1e-2, atol=1e-2)  # the kept table is bf16
+
+    out = tmp_path / "run"
+    args = ["train", "--task", "bit-xor", "--backbone", str(tiny_gguf), "--train", "lora", "--steps", "2"]
+    assert main([*args, "--align", "otdd", "--align-steps", "2", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["align"]["distance_before"] > 0 and summary["status"] == "finished"
 
 
 def test_describe_a_gguf_backbone_shows_attention_norm_frozen(tiny_gguf, cache, capsys):

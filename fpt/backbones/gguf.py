@@ -6,7 +6,9 @@ MB: far too slow to repeat per run. So the first use converts the file once into
 later load is an ordinary `AutoModel.from_pretrained` of that directory (seconds).
 
 The language token embedding is cut to its first `KEEP_TOKENS` rows: FPT never calls it (inputs
-enter as embeddings), and Gemma 3's 262,144 x 640 table alone would be most of the file. A
+enter as embeddings), and Gemma 3's 262,144 x 640 table alone would be most of the file. Only ORCA's
+alignment (fpt.training.align) embeds language tokens, so the whole table is kept beside the model in
+`TOKEN_TABLE` (bf16, read by nothing else), with the tokenizer the GGUF file carries. A
 GGUF-loaded model refuses `save_pretrained`, so the weights go through a fresh model built from the
 same config. The directory is written beside its final place and renamed into it, so a killed
 conversion never leaves a half-written cache behind.
@@ -30,6 +32,8 @@ from fpt.errors import FPTError
 
 KEEP_TOKENS = 256  # rows of the token embedding kept (never called by FPT; kept so the model class builds)
 MARKER = "fpt-gguf.json"  # written last into a finished cache directory: what it was converted from
+TOKEN_TABLE = "token_embedding.safetensors"  # the uncut token embedding ("weight"), for text alignment only
+FORMAT = 2  # in the cache directory's name; 2: the tokenizer and TOKEN_TABLE are kept (1: model only)
 
 
 def cache_root() -> Path:
@@ -77,6 +81,7 @@ def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
     config = AutoConfig.for_model(**values)
     token = base.get_input_embeddings().weight
     token_key = next(n for n, p in base.named_parameters() if p is token)
+    full_table = state[token_key].to(torch.bfloat16)
     pad = getattr(config, "pad_token_id", None)
     keep = max(KEEP_TOKENS, pad + 1 if isinstance(pad, int) else 0)
     config.vocab_size = min(keep, config.vocab_size)
@@ -95,6 +100,8 @@ def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
     try:
         fresh.config.save_pretrained(work)
         save_file({k: v.contiguous() for k, v in fresh.state_dict().items()}, str(work / "model.safetensors"))
+        save_file({"weight": full_table.contiguous()}, str(work / TOKEN_TABLE))
+        _save_tokenizer(gguf_file, work)
         marker = {"gguf": gguf_file.name, "kept_token_rows": config.vocab_size, "dtype": "float32", "note": note}
         (work / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
         try:
@@ -108,13 +115,26 @@ def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
     return target
 
 
+def _save_tokenizer(gguf_file: Path, target: Path) -> None:
+    """The tokenizer the GGUF file carries, saved as Hugging Face files; a file without one is fine (FPT
+    itself reads no text: only alignment does, and it says so when the tokenizer is missing)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        _say(f"{gguf_file.name} carries no tokenizer transformers can read ({str(err)[:200]}); none kept")
+        return
+    tokenizer.save_pretrained(str(target))
+
+
 def cached(key: str, gguf_source: Callable[[Path], Path], note: str = "") -> Path:
     """The converted directory for `key`, converting on first use.
 
     `gguf_source(scratch)` yields the GGUF file, possibly writing it into the scratch directory
     `scratch`, which is deleted once the conversion is done.
     """
-    target = cache_root() / "backbones" / key
+    target = cache_root() / "backbones" / f"{key}-f{FORMAT}"  # an older format's directory is left unread
     if (target / MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

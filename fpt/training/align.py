@@ -53,7 +53,23 @@ def _ot():
     return ot, geomloss
 
 
-def _tokenizer(model):
+def _token_embedding(model):
+    """(embed, rows): embeds language token ids as the backbone does, and how many ids it knows. A GGUF
+    backbone's model keeps a cut token table; its cache holds the whole one beside it (fpt.backbones.gguf)."""
+    from safetensors.torch import load_file
+
+    from fpt.backbones.gguf import TOKEN_TABLE
+
+    embedding = model.backbone.get_input_embeddings()
+    kept = Path(model.backbone_source) / TOKEN_TABLE
+    if not kept.is_file():
+        return embedding, embedding.num_embeddings
+    table = load_file(str(kept), device=str(embedding.weight.device))["weight"]
+    scale = float(getattr(embedding, "embed_scale", 1.0))  # Gemma multiplies its token embeddings by sqrt(width)
+    return (lambda ids: torch.nn.functional.embedding(ids, table) * scale), len(table)
+
+
+def _tokenizer(model, rows: int):
     from transformers import AutoTokenizer
 
     from fpt.backbones.loading import _from_hub_or_cache
@@ -64,10 +80,9 @@ def _tokenizer(model):
             AutoTokenizer.from_pretrained, model.backbone_source, model.backbone_name, "tokenizer"
         )
         ids = tokenizer("The quick brown fox.", add_special_tokens=False)["input_ids"]
-        if not ids or max(ids) >= model.backbone.get_input_embeddings().num_embeddings:
-            problem = (
-                "its tokenizer files are missing or do not fit its token embedding"  # transformers builds an empty one
-            )
+        unknown = tokenizer.unk_token_id is not None and set(ids) == {tokenizer.unk_token_id}
+        if not ids or unknown or max(ids) >= rows:  # transformers builds an empty tokenizer when files are missing
+            problem = "its tokenizer files are missing or do not fit its token embedding"
     except FPTError as err:
         problem = str(err)
     if problem:
@@ -82,8 +97,9 @@ def text_features(model, chunk_tokens: int) -> tuple[torch.Tensor, torch.Tensor,
     """Mean embedded token of each text chunk, its topic label, and a description of the text."""
     from fpt.data.english import largest_topics
 
-    tokenizer = _tokenizer(model)
-    embedding = model.backbone.get_input_embeddings()
+    embed, rows = _token_embedding(model)
+    tokenizer = _tokenizer(model, rows)
+    device = model.backbone.get_input_embeddings().weight.device
     features, labels = [], []
     topics = largest_topics(TEXT_TOPICS)
     with torch.no_grad():
@@ -91,8 +107,7 @@ def text_features(model, chunk_tokens: int) -> tuple[torch.Tensor, torch.Tensor,
             ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
             chunks = torch.tensor(ids[: len(ids) // chunk_tokens * chunk_tokens]).view(-1, chunk_tokens)
             chunks = chunks[torch.linspace(0, len(chunks) - 1, min(CHUNKS_PER_TOPIC, len(chunks))).long()]
-            weight = embedding.weight
-            features.append(weight[chunks.to(weight.device)].float().mean(dim=1).cpu())
+            features.append(embed(chunks.to(device)).float().mean(dim=1).cpu())
             labels.append(torch.full((len(chunks),), label))
     described = {
         "text": f"pydoc_data.topics (Python {sys.version_info.major}.{sys.version_info.minor} help topics)",
