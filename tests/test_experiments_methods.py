@@ -39,14 +39,15 @@ def test_every_budget_compares_the_nine_methods_with_their_own_lr_grids(budget):
         assert expanded.selection_seeds == [0] and len(BUDGETS[budget].lrs) == 3
 
 
-def _fake_run(run_dir, trainable: int, curve: list[float], align: dict | None = None) -> dict:
-    """A finished run's files as `fpt train` writes them (summary.json, metrics.jsonl)."""
+def _fake_run(run_dir, trainable: int, curve: list[float], align: dict | None = None, test_gap: float = 0.0) -> dict:
+    """A finished run's files as `fpt train` writes them (summary.json, metrics.jsonl); test accuracy is
+    the last validation accuracy minus `test_gap`."""
     run_dir.mkdir(parents=True)
     metrics = [{"step": 10 * (i + 1), "val_accuracy": v, "samples_per_s": 20.0} for i, v in enumerate(curve)]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     summary = {
         "status": "finished",
-        "test_accuracy": curve[-1],
+        "test_accuracy": curve[-1] - test_gap,
         "best_val_accuracy": max(curve),
         "trainable_params": trainable,
         "wall_seconds": 30.0,
@@ -70,3 +71,17 @@ def test_the_table_gives_accuracy_parameters_steps_speed_and_alignment(tmp_path)
     assert "| > 30 |" in rows["LoRA"]  # never reached the common target (95% of FPT's final 100%)
     assert rows["ORCA align + FPT"].endswith("| 2 → 1 |") and rows["LoRA"].endswith("|  |")
     assert "common target: 95.0% val" in path.read_text()
+
+
+def test_the_methods_table_gives_test_accuracy_where_the_main_table_gives_validation(tmp_path):
+    grid = expand(build("methods", "smoke", tasks=["listops"], seeds=2)[1])
+    records = [
+        {"key": run.key, **_fake_run(tmp_path / "runs" / run.key, 50, [0.2, 0.3, 0.4], test_gap=0.1)}
+        for run in grid.runs
+    ]
+    text = write_methods_table(grid, records, write_results(grid, records, tmp_path)).read_text()
+    main_fpt = next(line for line in text.splitlines() if line.startswith("| FPT |"))
+    assert main_fpt.split(" | ")[1].startswith("40.0")  # ListOps' main column: validation, as the paper's
+    methods = text.partition("## Methods: accuracy and cost")[2]
+    methods_fpt = next(line for line in methods.splitlines() if line.startswith("| listops | FPT |"))
+    assert "| 30.0 ± 0.0 | 2 |" in methods_fpt
