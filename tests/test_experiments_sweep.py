@@ -224,6 +224,19 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
     with pytest.raises(FPTError, match="other settings"):
         sweep(grid, out)
 
+    # An interrupted run whose directory was made with other settings (a changed grid, a stale directory
+    # written back) starts again under the grid's settings instead of resuming under its own.
+    one = {**grid, "conditions": grid["conditions"][:1]}
+    stale = tmp_path / "stale"
+    sweep({**one, "settings": {**one["settings"], "task_options": {**TINY_XOR, "val_size": 9}}}, stale, log=print)
+    run_dir = stale / "runs" / "bit-xor" / "pretrained" / "lr0.001" / "s0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    sweep(one, stale, log=print)
+    redone = json.loads((run_dir / "summary.json").read_text())
+    assert redone["status"] == "finished" and redone["resumed_from_step"] is None
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["task_options"]["val_size"] == TINY_XOR["val_size"]
+
 
 def test_example_grid_shipped_with_fpt_is_valid():
     from fpt.experiments.sweep import load_grid

@@ -303,7 +303,7 @@ def _launch(run: Run, out: Path, threads: int) -> dict:
         log_path = out / "logs" / f"{run.key}.log"
         for path in (config_path, log_path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        resumable = (run_dir / "config.yaml").is_file() and step_checkpoints(run_dir / "checkpoints")
+        resumable = step_checkpoints(run_dir / "checkpoints") and _holds_settings(run_dir, run)
         if not (resumable and _train(["--resume", str(run_dir)], log_path, threads) == 0 and run_status(run_dir)):
             shutil.rmtree(run_dir, ignore_errors=True)
             config_path.write_text(_config_text(run, run_dir))
@@ -321,6 +321,23 @@ def _launch(run: Run, out: Path, threads: int) -> dict:
                 "log": str(log_path),
             }
     return {"key": run.key, "status": summary.get("status"), "run_dir": str(run_dir), "summary": summary}
+
+
+def _holds_settings(run_dir: Path, run: Run) -> bool:
+    """Whether the run directory's own config.yaml has every setting the grid gives this run. A
+    directory left with other settings (the grid changed, or a stale run was written back) is started
+    again rather than resumed under settings the table would not describe."""
+
+    def within(saved: object, wanted: object) -> bool:
+        if isinstance(wanted, dict):
+            return isinstance(saved, dict) and all(within(saved.get(k), v) for k, v in wanted.items())
+        return saved == wanted
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return within(saved, {**run.config, "out": str(run_dir)})
 
 
 def _config_text(run: Run, run_dir: Path) -> str:
