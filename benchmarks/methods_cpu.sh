@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The methods comparison (issue 15) at the cpu budget, one task (and optionally another backbone):
-#   benchmarks/methods_cpu.sh [TASK] [BACKBONE]     (default: bit-xor minilm)
+#   [JOBS=N] benchmarks/methods_cpu.sh [TASK] [BACKBONE]     (default: bit-xor minilm, 1 run at a time)
 # runs  fpt reproduce methods --budget cpu --tasks TASK [--backbone BACKBONE]: FPT, output-only, LN-tuning,
 # LoRA, FPT+LoRA, IA3, ORCA-align + FPT, ORCA-align + full fine-tuning, full fine-tuning; 3 seeds, each
 # method's lr chosen on seed 0's validation (the budget: fpt/experiments/methods.py). Runs live under runs/
@@ -11,14 +11,15 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 task=${1:-bit-xor}
 backbone=${2:-minilm}
+jobs=${JOBS:-1}
 suffix=$([ "$task" = bit-xor ] && echo "" || echo "-$task")$([ "$backbone" = minilm ] && echo "" || echo "-$backbone")
 out=runs/methods-cpu$suffix
 results=benchmarks/results/methods-cpu$suffix
 mkdir -p "$results"
 log=$results/log.txt
-{ echo "\$ fpt reproduce methods --budget cpu --tasks $task --backbone $backbone --jobs 1 --out $out"
+{ echo "\$ fpt reproduce methods --budget cpu --tasks $task --backbone $backbone --jobs $jobs --out $out"
   echo "# started $(date -u) on $(nproc --all) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"; } >> "$log"
-.venv/bin/fpt reproduce methods --budget cpu --tasks "$task" --backbone "$backbone" --jobs 1 --out "$out" >> "$log" 2>&1
+.venv/bin/fpt reproduce methods --budget cpu --tasks "$task" --backbone "$backbone" --jobs "$jobs" --out "$out" >> "$log" 2>&1
 echo "# finished $(date -u)" >> "$log"
 cp "$out/results.md" "$out/results.csv" "$out/runs.jsonl" "$results/"
 cp -r "$out/plots" "$results/"
