@@ -223,9 +223,9 @@ def results_markdown(grid, cells: list[Cell]) -> str:
         else "chosen on validation per condition"
     )
     lines += [
-        f"- Cells: test accuracy (%) on the test split (all of it unless a note above gives its size), mean ± sample std over seeds (n), at the learning rate "
-        f"{selection}, and the autocast precision the runs trained and evaluated in; `paper` is the paper's figure "
-        "for the same row.",
+        "- Cells: test accuracy (%) on the test split (all of it unless a note above gives its size), mean ± sample "
+        f"std over seeds (n), at the learning rate {selection}, and the autocast precision the runs trained and "
+        "evaluated in; `paper` is the paper's figure for the same row.",
     ]
     cell = {(c.task, c.condition): c for c in cells}
     on_val = {t for t in grid.tasks if any(c.on_val for c in cells if c.task == t)}
