@@ -62,6 +62,16 @@ def test_lora_defaults_per_family_and_explicit_targets(tiny_gpt2, tiny_llama):
         _model(tiny_llama, adapter_targets="no_such_module")
 
 
+def test_an_architecture_peft_has_no_table_for_asks_for_targets(monkeypatch, tiny_llama):
+    """An older peft (the declared minimum knows no Gemma 3) gets a way forward, not peft's own error."""
+    from peft.utils import constants
+
+    monkeypatch.delitem(constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, "llama")
+    with pytest.raises(FPTError, match=r"no default lora target modules for backbone type 'llama'.*pip install -U"):
+        _model(tiny_llama)
+    assert _model(tiny_llama, adapter_targets="q_proj").adapter_targets() == ["layers.N.self_attn.q_proj"]
+
+
 def test_lora_checkpoint_holds_adapter_tensors_and_reloads(tmp_path, quiet_gpt2):
     out = tmp_path / "lora"
     config = RunConfig(

@@ -59,10 +59,13 @@ def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
         names = sorted({name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if name and is_norm(m)})
         if names:
             return names
+    import peft
+
     raise FPTError(
-        f"peft has no default {method} target modules for backbone type {model_type!r}; name the modules to "
-        "wrap with --adapter-targets, e.g. `--adapter-targets q_proj,v_proj` (module names as in "
-        "`fpt describe`'s backbone, matched at the end of each module's name)."
+        f"peft {peft.__version__} has no default {method} target modules for backbone type {model_type!r}; "
+        "name the modules to wrap with --adapter-targets, e.g. `--adapter-targets q_proj,v_proj` (module names "
+        "as in `fpt describe`'s backbone, matched at the end of each module's name), or upgrade peft "
+        "(`pip install -U peft`), whose newer releases know more architectures."
     )
 
 
