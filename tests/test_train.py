@@ -13,7 +13,8 @@ import yaml
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, TensorTask, evaluate, get_task, train
 from fpt.model.compat import fast_path_off
-from fpt.runs.checkpoint import load_trained, resolve
+from fpt.model.freeze import GroupedParameters
+from fpt.runs.checkpoint import load_trained, read_checkpoint, resolve
 from fpt.training import StopRequests, TrainingInterrupted
 
 QUIET = dict(progress=False, log=lambda *a: None)
@@ -107,6 +108,34 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, quie
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "diverged"
     assert (out / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
+def test_an_output_only_run_reloads_with_the_input_layer_it_trained_with(tmp_path, quiet_gpt2, monkeypatch):
+    """`--train output` leaves the random input layer frozen: the checkpoint keeps it, and one from before
+    it was kept gets it back from the run's seed, whatever torch's global state is when reloading."""
+    task = get_task("bit-xor", val_size=32, test_size=64)
+    config = RunConfig(
+        backbone=quiet_gpt2, train="output", steps=4, eval_every=2, batch_size=8, out=str(tmp_path / "new")
+    )
+    summary = train(config, task=task, **QUIET)
+    assert any(name.startswith("embedder.") for name in read_checkpoint(resolve(tmp_path / "new", "best"))[0])
+    monkeypatch.setattr(GroupedParameters, "saved_state", GroupedParameters.trained_state)  # the older format
+    train(replace(config, out=str(tmp_path / "old")), task=task, **QUIET)
+    monkeypatch.undo()
+    assert not any(name.startswith("embedder.") for name in read_checkpoint(resolve(tmp_path / "old", "best"))[0])
+
+    inputs = next(task.eval_batches("test", 64)).inputs
+    models = []
+    for seed, run in ((1, "new"), (2, "new"), (3, "old")):
+        torch.manual_seed(seed)  # not the state training built its model in
+        models.append(FrozenPretrainedTransformer.from_run(tmp_path / run).eval())
+        assert evaluate(models[-1], task, "test")["accuracy"] == summary["test_accuracy"]
+    with torch.no_grad():
+        torch.testing.assert_close(models[0](inputs), models[1](inputs), rtol=0, atol=0)
+    # Training kept the frozen layer in its compute precision (bf16 where auto picks it); the older
+    # checkpoint's rebuild is the fp32 draw that was rounded.
+    for new, old in zip(models[0].embedder.parameters(), models[2].embedder.parameters(), strict=True):
+        assert torch.equal(new.bfloat16(), old.bfloat16())
 
 
 def test_python_api_on_users_own_tensors(tmp_path, quiet_gpt2):

@@ -32,7 +32,7 @@ def load_for_attention(run_dir: str | Path, which: str = "best"):
         raise FPTError(f"{run_dir} trained the LSTM baseline, which has no attention; pass a transformer run.")
     task = get_task(record.task, **record.task_kwargs())
     record.check_task(task.spec)
-    model = FrozenPretrainedTransformer(replace(FPTConfig.from_dict(record.model), attn_implementation="eager"))
+    model = FrozenPretrainedTransformer.rebuilt(replace(FPTConfig.from_dict(record.model), attn_implementation="eager"))
     load_trained(model, Path(run_dir), which)
     return model.eval(), task
 

@@ -215,10 +215,22 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             "init_fingerprint": self.config.init_fingerprint,
         }
 
+    def rebuildable(self, name: str) -> bool:
+        """The backbone's frozen weights are fingerprinted; the new layers are random draws."""
+        return name.startswith("backbone.")
+
+    @classmethod
+    def rebuilt(cls, config: FPTConfig) -> FrozenPretrainedTransformer:
+        """The model as `fpt train` built it, right after seeding torch with the run's seed, so that frozen
+        new layers a checkpoint from before they were saved lacks come out as they were trained."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.init_seed)
+            return cls(config)
+
     @classmethod
     def from_run(cls, run_dir: str | Path, which: str = "best") -> FrozenPretrainedTransformer:
         """Rebuild the model of a finished run and load its trained parameters."""
-        model = cls(FPTConfig.from_dict(read_run_record(run_dir).model))
+        model = cls.rebuilt(FPTConfig.from_dict(read_run_record(run_dir).model))
         load_trained(model, Path(run_dir), which)
         model.summary = read_summary(run_dir)  # task and metrics, for the model card of save_pretrained
         return model

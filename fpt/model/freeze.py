@@ -100,8 +100,18 @@ class GroupedParameters(nn.Module):
     groups: dict[str, str]
 
     def trained_state(self) -> dict[str, torch.Tensor]:
-        """Only the trained parameters: what a checkpoint needs on top of the fingerprinted frozen rest."""
+        """Only the trained parameters."""
         return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint stores: the trained parameters and every frozen one that rebuilding the model
+        from its config would not give back (an FPT's new input layer when `--train output` freezes it)."""
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad or not self.rebuildable(n)}
+
+    def rebuildable(self, name: str) -> bool:
+        """Whether frozen parameter `name` comes back when the model is rebuilt from its config (pretrained
+        and fingerprinted, or drawn from the config's seed as the LSTM's frozen weights are)."""
+        return True
 
     def group_counts(self) -> dict[str, tuple[int, bool]]:
         """Per group: parameter count and whether it trains."""

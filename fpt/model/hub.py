@@ -1,9 +1,9 @@
 """Hub-ready FPT models: `save_pretrained`, `from_pretrained` and `push_to_hub` via huggingface_hub's
-PyTorchModelHubMixin, storing only what training changed.
+PyTorchModelHubMixin, storing only what training changed or drew at random.
 
 A saved model is three files: `config.json` (the FPT config, the backbone's id and hub revision, and the
-fingerprint of its frozen weights), `model.safetensors` (the trained parameters only: kilobytes to a few
-MB instead of the whole backbone) and `README.md` (a generated model card). Loading fetches the backbone
+fingerprint of its frozen weights), `model.safetensors` (the trained parameters and any frozen random new
+layer: kilobytes to a few MB instead of the whole backbone) and `README.md` (a generated model card). Loading fetches the backbone
 by id and revision, rebuilds the model and refuses it if the backbone's fingerprint differs.
 """
 
@@ -101,7 +101,7 @@ Saved with fpt {{ fpt_version }}.
 
 class FPTHubMixin(PyTorchModelHubMixin):
     """The Hub methods of FrozenPretrainedTransformer (which must have `config`, `fingerprint`,
-    `trained_state()`, `freeze_report()`, `backbone_source` and optionally `summary`)."""
+    `trained_state()`, `saved_state()`, `rebuilt()`, `freeze_report()`, `backbone_source` and optionally `summary`)."""
 
     summary: dict | None = None  # the run's summary.json when built by from_run: task and metrics for the card
 
@@ -127,7 +127,7 @@ class FPTHubMixin(PyTorchModelHubMixin):
         }
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        tensors = {n: t.detach().float().cpu().contiguous() for n, t in self.trained_state().items()}  # type: ignore[attr-defined]
+        tensors = {n: t.detach().float().cpu().contiguous() for n, t in self.saved_state().items()}  # type: ignore[attr-defined]
         save_file(tensors, str(save_directory / WEIGHTS), metadata={"format": FORMAT})
         (save_directory / CONFIG).write_text(json.dumps(self.hub_config(), indent=2, default=str) + "\n")
         (save_directory / CARD).unlink(missing_ok=True)  # the mixin writes the card only where none exists
@@ -221,7 +221,7 @@ class FPTHubMixin(PyTorchModelHubMixin):
                 f"(expected format {FORMAT!r}); it is not a saved FPT model."
             )
         model_config = FPTConfig.from_dict({**config["model"], "revision": config["backbone"].get("revision")})
-        model = cls(model_config)
+        model = cls.rebuilt(model_config)  # type: ignore[attr-defined]
         check_fingerprint({"fingerprint": config["fingerprint"]}, model, Path(model_id))
         if Path(model_id).is_dir():
             weights = str(Path(model_id) / WEIGHTS)

@@ -29,14 +29,16 @@ from fpt.files import write_synced
 
 
 class TrainedModel(Protocol):
-    """What checkpoints, the training loop and the feature cache need of a model, FPT or LSTM: only
-    the trained parameters are stored, tied to the frozen rest by a fingerprint."""
+    """What checkpoints, the training loop and the feature cache need of a model, FPT or LSTM: the
+    trained parameters (and frozen ones no rebuild gives back) are stored, tied to the frozen rest by a
+    fingerprint."""
 
     config: Any  # FPTConfig or LSTMConfig
     fingerprint: dict[str, Any]
     fast_paths: list[str]  # the rewrites it was built with (fpt.model.fast_paths); none for the LSTM
 
     def trained_state(self) -> dict[str, torch.Tensor]: ...
+    def saved_state(self) -> dict[str, torch.Tensor]: ...
     def group_counts(self) -> dict[str, tuple[int, bool]]: ...
     def freeze_report(self) -> str: ...
     def config_dict(self) -> dict[str, Any]: ...
@@ -70,12 +72,12 @@ def step_name(step: int) -> str:
 
 
 def save_checkpoint(directory: Path, model, step: int, extra: dict | None = None, state: dict | None = None) -> Path:
-    """Write `directory` (e.g. run/checkpoints/best) with the trained tensors and optional state."""
+    """Write `directory` (e.g. run/checkpoints/best) with the model's `saved_state()` and optional state."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    tensors = {name: t.detach().float().cpu().contiguous() for name, t in model.trained_state().items()}
+    tensors = {name: t.detach().float().cpu().contiguous() for name, t in model.saved_state().items()}
     files = {MODEL_FILE: write_synced(tmp / MODEL_FILE, save(tensors, metadata={"step": str(step)}))}
     if state is not None:
         buffer = io.BytesIO()
@@ -198,9 +200,13 @@ def load_trained(model, run_dir: Path, which: str = "best") -> dict:
 
 
 def copy_trained(model, tensors: dict[str, torch.Tensor], where) -> None:
-    """Copy saved trained tensors into `model`, refusing a set or shapes that another model trains."""
-    expected = model.trained_state()
-    if set(tensors) != set(expected):
+    """Copy saved tensors into `model`, refusing a set or shapes that another model trains.
+
+    Checkpoints written before frozen new layers were saved lack them; the model keeps its own, which
+    `FrozenPretrainedTransformer.rebuilt` draws as training did."""
+    expected = model.saved_state()
+    older = set(expected) - set(model.trained_state()) - set(tensors)
+    if set(tensors) != set(expected) - older:
         raise FPTError(
             f"Checkpoint {where} holds other parameters than the model trains "
             f"(missing {sorted(set(expected) - set(tensors))[:3]}, extra {sorted(set(tensors) - set(expected))[:3]}); "
