@@ -42,6 +42,12 @@ def test_frozen_weights_depend_only_on_init_seed():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=False))
 
 
+@pytest.mark.parametrize("train", ["lora", "fpt+lora", "ia3", "ln-tuning"])
+def test_an_adapter_policy_is_refused_not_silently_dropped(train):
+    with pytest.raises(FPTError, match="the LSTM baseline has none to wrap"):
+        small(train=train)
+
+
 def test_outputs_never_depend_on_later_tokens():
     """Right padding must not change the states of real tokens: the LSTM reads left to right."""
     model = small(output_tokens=1).eval()

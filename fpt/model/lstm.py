@@ -151,6 +151,11 @@ class LSTMBaseline(GroupedParameters):
             )
         self.config = config
         self.policy = FreezePolicy.parse(config.train)
+        if self.policy.adapter:
+            raise FPTError(
+                f"Freeze policy {config.train!r} adds a {self.policy.adapter} adapter to a pretrained transformer; "
+                "the LSTM baseline has none to wrap. Train it with output, output+norm, output+norm+input or all."
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.init_seed)  # the frozen random weights depend on this seed only
             self.embedder = make_embedder(config.input_kind, config.input_dim, config.hidden, config.dropout)
