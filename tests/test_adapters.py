@@ -60,6 +60,9 @@ def test_lora_defaults_per_family_and_explicit_targets(tiny_gpt2, tiny_llama):
     assert lora_a and all(p.shape[0] == 2 for p in lora_a)
     with pytest.raises(FPTError, match="adapter-targets"):
         _model(tiny_llama, adapter_targets="no_such_module")
+    with pytest.raises(FPTError) as caught:  # a target that is no leaf layer: peft prints the module tree
+        _model(tiny_llama, adapter_targets="self_attn")
+    assert "\n" not in str(caught.value) and str(caught.value).endswith("`fpt describe` lists them).")
 
 
 def test_an_architecture_peft_has_no_table_for_asks_for_targets(monkeypatch, tiny_llama):
@@ -93,6 +96,8 @@ def test_lora_checkpoint_holds_adapter_tensors_and_reloads(tmp_path, quiet_gpt2)
     assert set(tensors) == set(model.trained_state())
     assert any("lora_B" in n for n in tensors) and not any("base_layer" in n for n in tensors)
     assert summary["trainable_params"] == sum(t.numel() for t in tensors.values())
+    with pytest.raises(FPTError, match="trained a lora adapter inside its backbone"):
+        _model(quiet_gpt2, train="fpt", init=f"from:{out}")
     assert any(t.abs().sum() > 0 for n, t in tensors.items() if "lora_B" in n)  # the adapter trained
     task = get_task("bit-xor", val_size=16, test_size=16)
     assert evaluate(model, task, "test")["accuracy"] == summary["test_accuracy"]  # reloaded: the same function

@@ -130,3 +130,13 @@ def test_zero_inputs_give_finite_gradients_through_a_bias_free_post_norm_stack(t
     model(inputs).sum().backward()
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     assert bad == []
+
+
+def test_ln_tuning_without_a_peft_table_tunes_the_norm_group_not_the_qk_norms(monkeypatch, tiny_gemma3):
+    """Where the installed peft has no LN-tuning table (the declared minimum has none for Gemma 3), the
+    fallback targets our `norm` group, as the `fpt` policy does, whichever peft is installed."""
+    from peft.utils import constants
+
+    monkeypatch.delitem(constants.TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING, "gemma3_text", raising=False)
+    targets = {name.rsplit(".", 1)[-1] for name in build(tiny_gemma3, "ln-tuning").adapter_targets()}
+    assert "input_layernorm" in targets and not targets & {"q_norm", "k_norm"}

@@ -17,12 +17,15 @@ module of our `norm` group is targeted, so `ln-tuning` then computes what `outpu
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 
-from fpt.backbones.groups import is_norm
+from fpt.backbones.groups import classify_backbone, is_norm
 from fpt.errors import FPTError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 ADAPTERS = ("lora", "ia3", "ln-tuning")
 ADAPTER_GROUP = "adapter"
@@ -55,8 +58,17 @@ def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
     model_type = getattr(backbone.config, "model_type", None)
     if model_type in tables[method]:
         return None
-    if method == "ln-tuning":
-        names = sorted({name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if name and is_norm(m)})
+    if method == "ln-tuning":  # our `norm` group: not the queries'/keys' norms (`attention-norm`)
+        groups = classify_backbone(cast("PreTrainedModel", backbone))
+        names = sorted(
+            {
+                name.rsplit(".", 1)[-1]
+                for name, m in backbone.named_modules()
+                if name
+                and is_norm(m)
+                and any(groups.get(f"{name}.{p}") == "norm" for p, _ in m.named_parameters(recurse=False))
+            }
+        )
         if names:
             return names
     import peft
@@ -97,9 +109,10 @@ def inject_adapter(backbone: nn.Module, method: str, rank: int = 8, alpha: float
         try:
             peft.inject_adapter_in_model(config, backbone)
         except ValueError as err:
+            said = str(err).strip().splitlines()[0][:300]  # peft may print a whole module tree after it
             raise FPTError(
-                f"peft could not add {method} to backbone {type(backbone).__name__}: {err} Check --adapter-targets "
-                "(module names matched at the end of each module's name)."
+                f"peft could not add {method} to backbone {type(backbone).__name__}: {said} Check --adapter-targets "
+                "(module names matched at the end of each module's name; `fpt describe` lists them)."
             ) from err
     return backbone
 

@@ -165,6 +165,11 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         path = cast(Path, source_path(config.init))  # a from: init (checked by check_source): a run directory or a file
         if source_run_model(path) is not None:
             source = FrozenPretrainedTransformer.from_run(path)
+            if source.policy.adapter:
+                raise FPTError(
+                    f"--init from:{path}: that run trained a {source.policy.adapter} adapter inside its backbone, "
+                    "whose weights are not a plain backbone's. Start from a run without an adapter (fpt, all, ...)."
+                )
             backbone = load_backbone(config.backbone, "random", 0, attention, settings=settings)
             keep_first_layers(backbone.model, source.config.layers)
             state = source.backbone.state_dict()
