@@ -14,7 +14,7 @@ import torch
 from fpt import FPTError, RunConfig, train
 from fpt.data.english import largest_topics, prose_by_topic
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
-from fpt.tasks import get_task
+from fpt.tasks import TensorTask, get_task
 from fpt.training import resume_config
 from fpt.training.align import Distance, align
 
@@ -87,6 +87,10 @@ def test_alignment_errors_say_what_to_do(monkeypatch, tiny_gpt2):
     monkeypatch.setitem(sys.modules, "ot", None)
     with pytest.raises(FPTError, match=r"pip install 'frozen-pretrained-transformers\[align\]'"):
         Distance("otdd", torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))
+    few = TensorTask(*[(torch.randn(n, 4, 3), torch.randint(0, 2, (n,))) for n in (36, 8, 8)])
+    small_split = FrozenPretrainedTransformer(FPTConfig(**few.spec.model_fields()))
+    with pytest.raises(FPTError, match="batches of 64 training examples, more than this task's training split"):
+        align(small_split, few, "otdd", 1, 1e-3, 0)
 
 
 @pytest.mark.slow

@@ -179,6 +179,14 @@ def align(model, task, method: str, steps: int, lr: float, seed: int, log=print)
             "so the aligned layer would not be saved in checkpoints. Use a policy that trains `input` (fpt, all, "
             "lora, ...)."
         )
+    try:
+        task.require_full_batches(BATCH)
+    except FPTError as err:
+        raise FPTError(
+            f"--align {method} fits the input layer on batches of {BATCH} training examples, more than this "
+            f"task's training split holds. Align on a training split of at least {BATCH} examples, or train "
+            "without --align."
+        ) from err
     chunk = min(max(model.config.max_length, 8), 128)
     source, source_labels, text = text_features(model, chunk)
     distance = Distance(method, source, source_labels)
