@@ -313,6 +313,11 @@ def build(
         raise unknown_name("experiment", experiment, list(EXPERIMENTS))
     if seeds:  # every seed is at least one run (the lists of seeds and runs are built before any check)
         require(f"--seeds {seeds:,}", seeds * RUN_BYTES, "Lower --seeds (the paper used 3).")
+    if rows and experiment == "methods":
+        raise FPTError(
+            "--rows picks rows of the main, init and ablation experiments; methods has no named rows. Split its "
+            "work with --tasks, or leave --rows out."
+        )
     if experiment == "methods":  # its own conditions, lr grids and budgets (fpt.experiments.methods)
         return None, methods_grid(budget_name, tasks, seeds, backbone, lrs)
     if budget_name not in BUDGETS:
