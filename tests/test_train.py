@@ -129,11 +129,13 @@ def test_an_output_only_run_reloads_with_the_input_layer_it_trained_with(tmp_pat
     for seed, run in ((1, "new"), (2, "new"), (3, "old")):
         torch.manual_seed(seed)  # not the state training built its model in
         models.append(FrozenPretrainedTransformer.from_run(tmp_path / run).eval())
-        assert evaluate(models[-1], task, "test")["accuracy"] == summary["test_accuracy"]
+    # Training tested on features cached under its precision (bf16 where auto picks it), with the frozen
+    # layer stored in it; a reload computes them afresh, so a borderline bit can flip.
+    for model in models:
+        assert evaluate(model, task, "test")["accuracy"] == pytest.approx(summary["test_accuracy"], abs=0.02)
     with torch.no_grad():
         torch.testing.assert_close(models[0](inputs), models[1](inputs), rtol=0, atol=0)
-    # Training kept the frozen layer in its compute precision (bf16 where auto picks it); the older
-    # checkpoint's rebuild is the fp32 draw that was rounded.
+    # The older checkpoint's rebuild is the fp32 draw that training rounded.
     for new, old in zip(models[0].embedder.parameters(), models[2].embedder.parameters(), strict=True):
         assert torch.equal(new.bfloat16(), old.bfloat16())
 
