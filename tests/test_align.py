@@ -77,7 +77,7 @@ def test_a_run_records_the_alignment_and_a_resume_does_not_repeat_it(tmp_path):
 def test_alignment_errors_say_what_to_do(monkeypatch, tiny_gpt2):
     task = get_task("bit-xor", **SMALL)
     frozen_input = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), train="output"))
-    with pytest.raises(FPTError, match="does not train it"):
+    with pytest.raises(FPTError, match="keeps frozen at its random start"):
         align(frozen_input, task, "otdd", 1, 1e-3, 0)
     no_tokenizer = FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), backbone=tiny_gpt2))
     with pytest.raises(FPTError, match="own tokenizer"):

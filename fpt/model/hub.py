@@ -3,8 +3,9 @@ PyTorchModelHubMixin, storing only what training changed or drew at random.
 
 A saved model is three files: `config.json` (the FPT config, the backbone's id and hub revision, and the
 fingerprint of its frozen weights), `model.safetensors` (the trained parameters and any frozen random new
-layer: kilobytes to a few MB instead of the whole backbone) and `README.md` (a generated model card). Loading fetches the backbone
-by id and revision, rebuilds the model and refuses it if the backbone's fingerprint differs.
+layer: kilobytes to a few MB instead of the whole backbone) and `README.md` (a generated model card).
+Loading fetches the backbone by id and revision, rebuilds the model and refuses it if the backbone's
+fingerprint differs.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ Saved with fpt {{ fpt_version }}.
 
 class FPTHubMixin(PyTorchModelHubMixin):
     """The Hub methods of FrozenPretrainedTransformer (which must have `config`, `fingerprint`,
-    `trained_state()`, `saved_state()`, `rebuilt()`, `freeze_report()`, `backbone_source` and optionally `summary`)."""
+    `trained_state()`, `saved_state()`, `rebuilt()`, `freeze_report()`, `backbone_source` and optionally
+    `summary`)."""
 
     summary: dict | None = None  # the run's summary.json when built by from_run: task and metrics for the card
 

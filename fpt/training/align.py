@@ -175,9 +175,9 @@ def align(model, task, method: str, steps: int, lr: float, seed: int, log=print)
         )
     if not model.policy.trains("input"):
         raise FPTError(
-            f"--align {method} fits the new input layer, but freeze policy {model.policy.spec!r} does not train it, "
-            "so the aligned layer would not be saved in checkpoints. Use a policy that trains `input` (fpt, all, "
-            "lora, ...)."
+            f"--align {method} fits the new input layer, which freeze policy {model.policy.spec!r} keeps frozen at its "
+            "random start (ORCA aligns, then tunes the aligned layer with the rest). Use a policy that trains "
+            "`input` (fpt, all, lora, ...)."
         )
     try:
         task.require_full_batches(BATCH)
