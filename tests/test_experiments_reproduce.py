@@ -132,7 +132,7 @@ def test_rows_split_a_table_and_unknown_rows_are_refused(tmp_path):
         build("main", "cpu", tasks=["bit-xor"], out=tmp_path, rows=["lstm-frozen"])  # left out by the cpu budget
     with pytest.raises(FPTError, match="has no named rows"):
         build("size", "cpu", out=tmp_path, rows=["fpt"])
-    with pytest.raises(FPTError, match="methods has no named rows. Split its work with --tasks"):
+    with pytest.raises(FPTError, match="'methods' has no named rows. Split its work with --tasks"):
         build("methods", "cpu", out=tmp_path, rows=["lora"])
 
 

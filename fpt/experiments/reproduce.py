@@ -248,13 +248,17 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
     raise AssertionError(experiment)
 
 
-def _picked_rows(experiment: str, budget: Budget, rows: list[str]) -> tuple[str, ...]:
-    """`rows`, checked against the experiment's row ids and the budget's own rows."""
+def _require_named_rows(experiment: str) -> None:
     if experiment not in ROWS:
         raise FPTError(
             f"--rows picks rows of the main, init and ablation experiments; {experiment!r} has no named rows. "
-            "Leave --rows out."
+            "Split its work with --tasks, or leave --rows out."
         )
+
+
+def _picked_rows(experiment: str, budget: Budget, rows: list[str]) -> tuple[str, ...]:
+    """`rows`, checked against the experiment's row ids and the budget's own rows."""
+    _require_named_rows(experiment)
     allowed = budget.rows.get(experiment, ROWS[experiment])
     unknown = [r for r in rows if r not in allowed]
     if unknown:
@@ -313,11 +317,8 @@ def build(
         raise unknown_name("experiment", experiment, list(EXPERIMENTS))
     if seeds:  # every seed is at least one run (the lists of seeds and runs are built before any check)
         require(f"--seeds {seeds:,}", seeds * RUN_BYTES, "Lower --seeds (the paper used 3).")
-    if rows and experiment == "methods":
-        raise FPTError(
-            "--rows picks rows of the main, init and ablation experiments; methods has no named rows. Split its "
-            "work with --tasks, or leave --rows out."
-        )
+    if rows:
+        _require_named_rows(experiment)
     if experiment == "methods":  # its own conditions, lr grids and budgets (fpt.experiments.methods)
         return None, methods_grid(budget_name, tasks, seeds, backbone, lrs)
     if budget_name not in BUDGETS:

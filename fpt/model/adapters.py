@@ -44,6 +44,7 @@ def _peft():
 
 def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
     """None where peft has a table for the architecture; our norm modules for LN-tuning without one."""
+    from peft import __version__ as peft_version
     from peft.utils.constants import (
         TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
         TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING,
@@ -71,10 +72,8 @@ def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
         )
         if names:
             return names
-    import peft
-
     raise FPTError(
-        f"peft {peft.__version__} has no default {method} target modules for backbone type {model_type!r}; "
+        f"peft {peft_version} has no default {method} target modules for backbone type {model_type!r}; "
         "name the modules to wrap with --adapter-targets, e.g. `--adapter-targets q_proj,v_proj` (module names "
         "as in `fpt describe`'s backbone, matched at the end of each module's name), or upgrade peft "
         "(`pip install -U peft`), whose newer releases know more architectures."
