@@ -21,6 +21,21 @@ def unknown_name(kind: str, name: str, choices: list[str], hint: str = "") -> FP
     )
 
 
+def unknown_keys(where: str, unknown: list[str], known: list[str]) -> FPTError:
+    """An `FPTError` for config keys that are not `known`, each with the closest known key if one is close."""
+    guesses = []
+    for key in map(str, unknown):
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        guesses.append(f"{key[:60]!r} (did you mean {close[0]!r}?)" if close else repr(key[:60]))
+    return FPTError(f"Unknown key(s) in {where}: {', '.join(guesses[:10])}. Known keys: {', '.join(sorted(known))}.")
+
+
+def install_hint(extra: str, packages: str) -> str:
+    """How to add one of fpt's extras. fpt installs from its source (it has no PyPI release, and PyPI's
+    `fpt` is an unrelated project), so the extra is named on the source folder, with the packages beside it."""
+    return f"`pip install -e '.[{extra}]'` in fpt's source folder (or `pip install {packages}`)"
+
+
 OUT_OF_MEMORY = (
     "Out of memory: the batch, evaluation batch or task sizes asked for more memory than this machine has. "
     "Lower --batch-size or --eval-batch-size, or pass --micro-batch-size to split each batch, or shrink the "

@@ -40,3 +40,24 @@ def test_npy_header_announcing_more_than_the_file_holds_is_refused_unread(tmp_pa
     (tmp_path / "huge.npy").write_bytes(header.getvalue() + b"\0" * 64)
     with pytest.raises(FPTError, match="Cannot read"):
         read_inputs(tmp_path / "huge.npy")
+
+
+def test_config_key_typos_name_the_key_meant(tmp_path):
+    from fpt.cli import main
+    from fpt.training import RunConfig
+
+    with pytest.raises(FPTError, match=r"Unknown key\(s\) in run.yaml: 'batch_sise' \(did you mean 'batch_size'\?\)"):
+        RunConfig.from_dict({"batch_sise": 8, "lr": 1e-3}, source="run.yaml")
+    with pytest.raises(FPTError, match=r"'zzz_qqq'\. Known keys"):  # nothing close: no guess
+        RunConfig.from_dict({"zzz_qqq": 1})
+    (tmp_path / "run.yaml").write_text("task: bit-xor\nevel_every: 5\n")
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--steps", "1"]) == 2  # before anything is built
+
+
+def test_loading_a_backbone_draws_no_carriage_return_bar(tiny_gpt2, capfd):
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.enable_progress_bar()  # as in a fresh Python session (fpt's CLI turns it off)
+    load_backbone(tiny_gpt2)
+    assert "\r" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # the user's setting is left as it was

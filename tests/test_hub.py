@@ -44,7 +44,8 @@ def test_round_trip_through_a_directory_gives_identical_logits(trained, tmp_path
     assert set(stored) == set(trained.trained_state())  # trained parameters only, not the backbone
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert config["model"]["backbone"] == trained.config.backbone
-    assert config["fingerprint"] == json.loads(json.dumps(trained.fingerprint))
+    fingerprint = {k: v for k, v in trained.fingerprint.items() if k != "source"}  # where it was found: not shared
+    assert config["fingerprint"] == json.loads(json.dumps(fingerprint))
     assert config["backbone"]["name"] == trained.config.backbone and "revision" in config["backbone"]
     assert config["run"]["task"] == "bit-xor"
 
@@ -60,9 +61,11 @@ def test_model_card_renders_with_task_metrics_freeze_report_and_loading(trained,
     markdown_it = pytest.importorskip("markdown_it", reason="markdown-it-py renders the card's markdown")
     trained.save_pretrained(tmp_path / "saved")
     card = ModelCard.load(tmp_path / "saved" / "README.md")
-    assert card.data.library_name == "fpt" and "bit-xor" in card.data.tags
+    assert card.data.library_name == "frozen-pretrained-transformers" and "bit-xor" in card.data.tags
+    assert card.data.license == "unknown" and "model_card_kwargs={'license'" in card.text  # a local backbone
+    assert "pip install -e ." in card.text  # fpt has no PyPI release to name
     html = markdown_it.MarkdownIt("commonmark").enable("table").render(card.text)
-    for section in ("Task", "Results", "Freeze report", "How to load"):
+    for section in ("Task", "Results", "Freeze report", "How to load", "Licence"):
         assert f"<h2>{section}</h2>" in html
     assert "<table>" in html and f"<td>test {trained.summary['metric_names']['accuracy']}</td>" in html
     assert f"{trained.summary['test_accuracy']:.4f}" in card.text
@@ -102,7 +105,11 @@ def test_other_backbone_weights_or_foreign_configs_are_refused(trained, tmp_path
 def test_push_to_hub_uploads_config_weights_and_a_card_naming_the_repo(trained, monkeypatch):
     from huggingface_hub import hub_mixin
 
+    from fpt.model import hub
+
     uploaded = {}
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)  # the network is tests/test_hub_errors.py's
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
 
     def upload_folder(self, *, repo_id, folder_path, **kwargs):
         uploaded.update({p.name: p.read_bytes() for p in folder_path.iterdir()}, repo_id=repo_id)

@@ -15,7 +15,8 @@ import os
 import pickle
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,13 +151,22 @@ def _offline_help(name: str) -> str:
     )
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """True when the Hugging Face endpoint answers a TCP connect within `timeout` seconds.
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, now or when huggingface_hub was imported."""
+    from huggingface_hub import constants
 
-    `transformers` retries for about half a minute before failing with no network; this probe lets
-    us fail at once with useful advice instead.
+    flags = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(flag in ("1", "true", "yes", "on") for flag in flags)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hugging Face endpoint answers a TCP connect within `timeout` seconds (False with
+    HF_HUB_OFFLINE set).
+
+    `transformers` and `huggingface_hub` retry for about half a minute before failing with no network;
+    this probe lets us fail at once with useful advice instead.
     """
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if hub_offline():
         return False
     from huggingface_hub import constants
 
@@ -181,10 +191,26 @@ def _refused_pickle(err: pickle.UnpicklingError, source: str, name: str) -> FPTE
     )
 
 
+@contextmanager
+def _no_loading_bar() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar, whose carriage returns fill log files; `fpt` turns
+    it off for the whole command, this for the Python API's loads."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
 def _from_hub_or_cache(loader, source: str, name: str, what: str, **kwargs):
     """Call `loader(source)` from the local cache first, then the hub if it is reachable."""
     try:
-        return _load(loader, source, name, what, **kwargs)
+        with _no_loading_bar():
+            return _load(loader, source, name, what, **kwargs)
     except pickle.UnpicklingError as err:
         raise _refused_pickle(err, source, name) from err
 
@@ -201,7 +227,7 @@ def _load(loader, source: str, name: str, what: str, **kwargs):
         return loader(source, local_files_only=True, **kwargs)
     except (OSError, ValueError):
         pass
-    if not _hub_reachable():
+    if not hub_reachable():
         raise FPTError(
             f"Backbone {name!r} ({source}): its {what} is not in the local Hugging Face cache and the hub "
             f"cannot be reached. {_offline_help(source)}"

@@ -15,7 +15,7 @@ from torch import nn
 
 from fpt.backbones import classify_backbone, extend_positions, load_backbone, load_config, position_table
 from fpt.backbones.groups import UNUSED, block_list
-from fpt.errors import FPTError
+from fpt.errors import FPTError, unknown_keys
 from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
 from fpt.model.embedders import ContinuousEmbedder, make_embedder
 from fpt.model.fast_paths import BackboneChoices, apply_fast_paths, choose
@@ -59,10 +59,10 @@ class FPTConfig:
 
 def config_from_dict(cls, values: dict, what: str):
     """`cls(**values)` for a config dataclass, naming any key it does not know."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(map(str, set(values) - set(known)))
     if unknown:
-        raise FPTError(f"Unknown {what} config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
+        raise unknown_keys(f"the {what} config", unknown, known)
     return cls(**values)
 
 

@@ -13,7 +13,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from fpt.errors import FPTError
+from fpt.errors import FPTError, unknown_keys
 from fpt.yamlsafe import read_yaml_mapping, short
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
@@ -146,14 +146,12 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
-        known = {f.name for f in fields(cls)}
+        known = [f.name for f in fields(cls)]
         # `model`, `distributed` and `fast_paths_applied` are derived, written for reference
         values = {k: v for k, v in values.items() if k not in ("model", "distributed", "fast_paths_applied")}
-        unknown = sorted(map(str, set(values) - known))
+        unknown = sorted(map(str, set(values) - set(known)))
         if unknown:
-            raise FPTError(
-                f"Unknown key(s) in {source}: {short(', '.join(unknown))}. Known keys: {', '.join(sorted(known))}."
-            )
+            raise unknown_keys(source, unknown, known)
         return cls(**values)
 
     @classmethod
