@@ -9,7 +9,7 @@ much attention each layer's output positions put on their XOR partner bit (`fpt 
 
     python benchmarks/gemma_bit_xor.py [--seeds 0 1 2] [--steps 150] [--runs runs/gemma-bit-xor] [--record]
 
-Needs `pip install 'frozen-pretrained-transformers[gemma]'`. --record writes benchmarks/results/gemma3_270m_bit_xor.{md,json}.
+Needs `pip install -e '.[gemma]'`. --record writes benchmarks/results/gemma3_270m_bit_xor.{md,json}.
 """
 
 from __future__ import annotations

@@ -105,5 +105,5 @@ def test_lora_checkpoint_holds_adapter_tensors_and_reloads(tmp_path, quiet_gpt2)
 
 def test_without_peft_the_error_names_the_install_command(monkeypatch, quiet_gpt2):
     monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
-    with pytest.raises(FPTError, match=r"pip install 'frozen-pretrained-transformers\[peft\]'"):
+    with pytest.raises(FPTError, match=r"pip install -e '\.\[peft\]'. in fpt's source folder"):
         _model(quiet_gpt2)

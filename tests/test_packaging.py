@@ -4,6 +4,7 @@ example grid as package data, and the MiniLM weights package used without its de
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -48,3 +49,44 @@ def test_minilm_loads_without_the_dependencies_its_package_declares(tmp_path):
     done = subprocess.run([sys.executable, "-S", "-c", LOAD], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == "BertModel"
+
+
+PIP_INSTALL = re.compile(r"(`?)pip install ([^`\n]*)")
+HINT = re.compile(r"install_hint\(\s*[\"'](\w+)[\"'],\s*[\"']([^\"']+)[\"']\)")
+NOT_DECLARED = {"pip"}  # `pip install --upgrade pip`
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~;]", requirement)[0].lower().replace("_", "-")
+
+
+def _install_texts() -> list[Path]:
+    """Every file whose text a user reads or runs: docs, messages, scripts."""
+    files = [ROOT / "README.md", ROOT / "Makefile", *(ROOT / "docs").glob("*.md"), *(ROOT / "fpt").rglob("*.py")]
+    return files + [*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "benchmarks").glob("*.sh")]
+
+
+def test_every_install_command_names_something_pip_can_install_from_here():
+    """fpt has no PyPI release (PyPI's `fpt` is another project): each `pip install` in the docs and
+    messages names the source folder (`.` and its declared extras) or a package pyproject.toml declares."""
+    project = PYPROJECT["project"]
+    extras = project["optional-dependencies"]
+    declared = {_name(r) for r in project["dependencies"] + [r for rs in extras.values() for r in rs]}
+    problems, seen = [], 0
+    for path in _install_texts():
+        text = path.read_text()
+        commands = [(m.group(2) if m.group(1) else m.group(2).split(" #")[0]) for m in PIP_INSTALL.finditer(text)]
+        commands += [f".[{extra}] {packages}" for extra, packages in HINT.findall(text)]
+        for command in commands:
+            seen += 1
+            for word in command.replace("'", " ").replace('"', " ").split():
+                if word.startswith(("-", "$")) or "{" in word:
+                    continue  # a flag, a make variable, a format field filled from the values checked here
+                if word.startswith("."):  # the source folder, with extras it declares
+                    wanted = re.findall(r"\[([^\]]*)\]", word)
+                    unknown = [e for e in (wanted[0].split(",") if wanted else []) if e not in extras]
+                    problems += [f"{path.name}: extra {e!r} is not declared ({command})" for e in unknown]
+                elif _name(word) not in declared | NOT_DECLARED:
+                    problems.append(f"{path.name}: {word!r} is not a package pyproject.toml declares ({command})")
+    assert not problems, "\n".join(problems)
+    assert seen >= 15  # the scan found the commands (README, docs, messages, Makefile)

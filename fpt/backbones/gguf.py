@@ -53,7 +53,7 @@ def require_gguf(what: str, install: str) -> None:
     try:
         import gguf  # noqa: F401
     except ImportError as err:
-        raise FPTError(f"{what} needs the `gguf` package to read GGUF files; install it with `{install}`.") from err
+        raise FPTError(f"{what} needs the `gguf` package to read GGUF files; install it with {install}.") from err
 
 
 def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
@@ -147,7 +147,7 @@ def cached(key: str, gguf_source: Callable[[Path], Path], note: str = "") -> Pat
 
 def gguf_file_dir(path: Path) -> Path:
     """The converted directory of a GGUF file given by path (keyed by its name, size and mtime)."""
-    require_gguf(f"Backbone {path}", "pip install gguf")
+    require_gguf(f"Backbone {path}", "`pip install gguf`")
     path = path.expanduser().resolve()
     stat = path.stat()
     stamp = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]

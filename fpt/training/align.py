@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from fpt.errors import FPTError
+from fpt.errors import FPTError, install_hint
 from fpt.files import atomic_write
 
 METHODS = ("mmd", "otdd")
@@ -48,7 +48,7 @@ def _ot():
     except ImportError as err:
         raise FPTError(
             "--align uses the optimal-transport libraries POT and geomloss, which are not installed. Install "
-            "them with `pip install 'frozen-pretrained-transformers[align]'` (or `pip install pot geomloss`)."
+            f"them with {install_hint('align', 'pot geomloss')}."
         ) from err
     return ot, geomloss
 
