@@ -26,6 +26,23 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def no_system_datasets(request, monkeypatch):
+    """Datasets are looked for in the test's own data root only, not in system folders such as Debian's
+    /usr/share/datasets/fashion-mnist: a test's outcome must not depend on what the machine has installed
+    (one passed or failed with that package, its "mnist: OK" matching "fashion-mnist: OK").
+    Tests of the system copy itself are marked `system_data`."""
+    if request.node.get_closest_marker("system_data"):
+        return
+    import dataclasses
+
+    from fpt.data import catalog
+
+    for name, dataset in catalog.DATASETS.items():
+        if dataset.system_dirs:
+            monkeypatch.setitem(catalog.DATASETS, name, dataclasses.replace(dataset, system_dirs=()))
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> str:
     """A 2-layer, 32-wide GPT-2 with random weights, saved like a hub checkpoint."""

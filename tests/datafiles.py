@@ -9,8 +9,19 @@ from pathlib import Path
 
 import lmdb
 import numpy as np
+import pytest
 
 from fpt.data import listops, tape
+
+
+def debian_fashion_mnist(test):
+    """Marks a test of Debian's dataset-fashion-mnist package: it sees system data folders (which tests
+    otherwise do not, see conftest.py) and is skipped where the package is absent."""
+    skip = pytest.mark.skipif(
+        not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+        reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)",
+    )
+    return pytest.mark.system_data(skip(test))
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 from fpt import data
 from fpt.cli import main
 from fpt.data import catalog, cifar, idx, listops
-from fpt.data.fetch import TOFU_FILE, recorded_downloads
+from fpt.data.fetch import TOFU_FILE, content_hash, recorded_downloads
 from fpt.errors import FPTError
 from tests.datafiles import write_listops, write_mnist
 from tests.test_data_registry import _Server
@@ -95,14 +95,20 @@ def test_remote_homology_comes_over_https():
     assert all(d.url.startswith("https://") for d in catalog.DATASETS["listops"].downloads)
 
 
-def test_verify_reports_each_dataset_and_goes_on(tmp_path, capsys):
+def test_verify_reports_each_dataset_and_goes_on(tmp_path, capsys, monkeypatch):
+    """A damaged dataset (listops, verified first) is reported and the next one (mnist) is still verified."""
     root = tmp_path / "root"
-    write_mnist(root / "mnist")
+    mnist = write_mnist(root / "mnist")
+    published = {n: f"sha256:{content_hash(mnist / n, 'sha256')}" for n in catalog.DATASETS["mnist"].files}
+    monkeypatch.setitem(catalog.DATASETS, "mnist", dataclasses.replace(catalog.DATASETS["mnist"], files=published))
     write_listops(root / "listops")
     (root / "listops" / "basic_val.tsv").write_bytes(b"Source\tTarget\n[MAX 2 \xff 3 ]\t3\n")
     assert main(["data", "verify", "--data-dir", str(root)]) == 2
-    captured = capsys.readouterr()
-    assert "line 2: not UTF-8" in captured.err and "mnist: OK" in captured.out
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == ["cifar10", "fashion-mnist", "mnist", "remote-homology"]
+    assert out.splitlines()[2].startswith(f"mnist: OK in {mnist}: 60 train, 20 test")
+    assert err.startswith("listops: FAILED:") and "line 2: not UTF-8" in err
+    assert "Verification failed for listops (details above)" in err
     with pytest.raises(FPTError, match="not UTF-8"):
         listops.read_tsv(root / "listops" / "basic_val.tsv")
     (root / "listops" / "basic_val.tsv").write_text("Source\tTarget\n[MAX 2 3 ]\t²\n")

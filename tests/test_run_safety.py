@@ -67,7 +67,10 @@ def test_two_resumes_started_together_exactly_one_runs(tmp_path, finished):
     children.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     results = [(c.wait(timeout=600), c.stderr.read()) for c in children]
     assert sorted(rc for rc, _ in results) == [0, 2]
-    assert "holds the lock" in next(err for rc, err in results if rc == 2)
+    # which refusal the other gets depends on how far the first had got when it looked (the machine's load):
+    # the lock held, the checkpoint changed under it, or the run already finished
+    refusal = next(err for rc, err in results if rc == 2)
+    assert any(r in refusal for r in ("holds the lock", "changed while this resume", "already finished")), refusal
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no duplicate metric lines
 

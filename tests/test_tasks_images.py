@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from fpt.errors import FPTError
 from fpt.tasks import get_task
 from fpt.tasks.images import augment, carve_validation, patchify
 from fpt.training import RunConfig, train
-from tests.datafiles import write_cifar, write_mnist
+from tests.datafiles import debian_fashion_mnist, write_cifar, write_mnist
 
 
 def test_patchify_is_row_major_patches():
@@ -112,10 +111,7 @@ def test_image_tasks_train_end_to_end(tmp_path, tiny_gpt2, task):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-    reason="Debian package dataset-fashion-mnist not installed (apt-get install dataset-fashion-mnist)",
-)
+@debian_fashion_mnist
 def test_real_fashion_mnist_end_to_end(tmp_path, tiny_gpt2):
     summary = train(
         RunConfig(

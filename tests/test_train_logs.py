@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -107,7 +106,20 @@ def test_callbacks_see_every_evaluation_and_can_stop_the_run(quiet_gpt2, tmp_pat
     assert all(isinstance(acc, float) for _, acc in seen)
 
 
-def test_elapsed_time_continues_after_resume(quiet_gpt2, tmp_path):
+class _Clock:
+    """The loop's clock, advancing `tick` seconds at each reading: elapsed times the test can reason about."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def time(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_elapsed_time_continues_after_resume(quiet_gpt2, tmp_path, monkeypatch):
+    from fpt.training import loop, resume_config
+
     config = RunConfig(
         backbone=quiet_gpt2,
         steps=10,
@@ -116,17 +128,16 @@ def test_elapsed_time_continues_after_resume(quiet_gpt2, tmp_path):
         task_options={"val_size": 32, "test_size": 32},
         out=str(tmp_path / "run"),
     )
+    monkeypatch.setattr(loop, "time", _Clock(tick=1000.0))
     train(config, **QUIET)
     first = read_training_state(resolve(tmp_path / "run", "last"))["elapsed_s"]
-    assert first > 0
-    from fpt.training import resume_config
-
-    started = time.time()
+    assert first >= 1000
+    clock = _Clock(tick=1.0)  # the resumed run alone would report far less than `first`
+    monkeypatch.setattr(loop, "time", clock)
     summary = train(resume_config(tmp_path / "run", steps=20), resume=True, **QUIET)
-    second_call = time.time() - started
-    assert summary["wall_seconds"] >= first and summary["wall_seconds"] > second_call  # not from zero
+    assert first < summary["wall_seconds"] <= first + clock.now  # went on from the checkpoint, not from zero
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["step"] == 20 and last["elapsed_s"] > first
+    assert last["step"] == 20 and first < last["elapsed_s"] < summary["wall_seconds"]
 
 
 def test_tensorboard_is_the_default_tracker_where_installed(monkeypatch):
