@@ -55,5 +55,6 @@ test-min:
 		'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'peft', peft.__version__)"
 	$(call PYTEST,$(MIN_VENV)/bin) -m "not slow"
 
+# The virtual environments and build leftovers; never runs/, where users' results are.
 clean:
-	rm -rf $(VENV) $(MIN_VENV) runs
+	rm -rf $(VENV) $(MIN_VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -6,12 +6,16 @@ no model (`fpt --help`, `fpt data list`) start without loading torch and transfo
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from fpt.errors import FPTError  # plain Python: cheap to import eagerly
 from fpt.lazy import lazy_attributes
 
-__version__ = "0.1.0"
+try:  # pyproject.toml holds the version, once; the installed metadata carries it here
+    __version__ = version("frozen-pretrained-transformers")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _LAZY = {

@@ -8,10 +8,10 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -90,3 +90,68 @@ def test_every_install_command_names_something_pip_can_install_from_here():
                     problems.append(f"{path.name}: {word!r} is not a package pyproject.toml declares ({command})")
     assert not problems, "\n".join(problems)
     assert seen >= 15  # the scan found the commands (README, docs, messages, Makefile)
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml holds it; `fpt --version` and `fpt.__version__` read the installed metadata."""
+    import importlib.metadata
+    import re
+
+    import fpt
+
+    version = PYPROJECT["project"]["version"]
+    assert fpt.__version__ == importlib.metadata.version("frozen-pretrained-transformers") == version
+    written = [p for p in (ROOT / "fpt").rglob("*.py") if re.search(r"__version__\s*=\s*['\"]\d+\.\d", p.read_text())]
+    assert written == []
+
+
+def test_the_declared_python_is_the_tested_one():
+    """Python 3.11 is what the Makefile builds with (and the tests import tomllib, new in 3.11)."""
+    assert PYPROJECT["project"]["requires-python"] == ">=3.11"
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == "py311"
+    assert PYPROJECT["tool"]["mypy"]["python_version"] == "3.11"
+    assert "PYTHON ?= python3.11" in (ROOT / "Makefile").read_text()
+    assert "Python 3.11 or newer" in (ROOT / "README.md").read_text()
+
+
+def _make_dry_run(target: str) -> str:
+    return subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, check=True).stdout
+
+
+def test_make_clean_keeps_users_runs():
+    commands = _make_dry_run("clean")
+    assert ".venv" in commands and "runs" not in commands.split()
+
+
+def test_ci_runs_the_fast_tests_once_and_keeps_lint_types_and_minimum_versions():
+    targets = [
+        word
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.startswith("make ")
+        for word in line.split()[1:]
+    ]
+    assert sorted(targets) == ["lint", "test", "test-min", "types"]  # `check` would repeat test's fast tests
+
+
+def test_lmdb_is_an_extra_imported_only_for_remote_homology():
+    project = PYPROJECT["project"]
+    assert not any(d.startswith("lmdb") for d in project["dependencies"])
+    assert project["optional-dependencies"]["homology"] == ["lmdb>=1.4"]
+    code = "import sys, fpt.tasks, fpt.data, fpt.cli; print('lmdb' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_remote_homology_without_lmdb_names_the_extra(tmp_path, monkeypatch):
+    from fpt import data
+    from fpt.errors import FPTError
+    from fpt.tasks import get_task
+    from tests.datafiles import write_homology
+
+    write_homology(tmp_path / "remote-homology")
+    monkeypatch.setitem(sys.modules, "lmdb", None)  # as if not installed: `import lmdb` raises ImportError
+    with pytest.raises(FPTError, match=r"pip install -e '\.\[homology\]'"):
+        get_task("remote-homology", data_dir=str(tmp_path))
+    with pytest.raises(FPTError, match=r"\[homology\]"):
+        data.download("remote-homology", tmp_path / "empty", progressbar=False, log=lambda *a: None)
+    assert not (tmp_path / "empty").exists()  # refused before anything was fetched or made

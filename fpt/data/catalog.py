@@ -173,6 +173,7 @@ DATASETS: dict[str, Dataset] = {
                 "No checksum of remote_homology.tar.gz is published: its size and SHA-256 are recorded at the first "
                 "verified download (trust on first use) and files are verified by reading them in full.",
             ),
+            check_installed=tape.require_lmdb,
         ),
     )
 }

@@ -183,6 +183,8 @@ def download(name: str, data_dir: str | Path | None = None, progressbar: bool = 
     if found is not None:
         log(f"{name}: already present in {found}")
         return found
+    if dataset.check_installed:
+        dataset.check_installed()
     root = writable_root(data_dir)
     target = root / name
     created = [p for p in (target, *target.parents) if not p.exists()]

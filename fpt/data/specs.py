@@ -34,6 +34,8 @@ class Dataset:
     system_dirs: tuple[str, ...] = ()
     generator: str | None = None  # `fpt data generate NAME` can write it instead
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # raises FPTError when a package the reader needs is missing, before a download is started
+    check_installed: Callable[[], object] | None = None
 
     def manual_instructions(self, root: Path) -> str:
         where = root / self.name

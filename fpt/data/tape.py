@@ -11,11 +11,10 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-import lmdb
 import numpy as np
 
 from fpt.data import safe_pickle
-from fpt.errors import FPTError
+from fpt.errors import FPTError, install_hint
 
 SPLITS = {
     "train": "remote_homology_train.lmdb",
@@ -40,9 +39,22 @@ class HomologySplit:
     targets: np.ndarray  # (n,) int64 fold labels
 
 
+def require_lmdb():
+    """The lmdb package, imported on first use: only remote homology needs it (the `homology` extra)."""
+    try:
+        import lmdb
+    except ImportError as err:
+        raise FPTError(
+            "Remote homology reads TAPE's LMDB databases with the lmdb package, which is not installed. Install it "
+            f"with {install_hint('homology', 'lmdb')}."
+        ) from err
+    return lmdb
+
+
 def read_lmdb(path: str | Path, label: str = "fold_label", num_classes: int = NUM_FOLDS) -> HomologySplit:
     """All examples of one split, in key order."""
     path = Path(path)
+    lmdb = require_lmdb()
     try:
         env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=path.is_dir())
     except lmdb.Error as err:

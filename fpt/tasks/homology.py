@@ -27,6 +27,7 @@ def remote_homology(
 ) -> SequenceTask:
     if test_split not in TEST_SPLITS:
         raise FPTError(f"remote-homology: test_split must be one of {', '.join(TEST_SPLITS)}, got {test_split!r}.")
+    tape.require_lmdb()  # before anything else: without it nothing below can be read
     directory = require("remote-homology", data_dir)
     files = {"train": "train", "val": "valid", "test": f"test_{test_split}_holdout"}
     splits = {}
