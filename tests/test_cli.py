@@ -60,6 +60,10 @@ def test_offline_backbone_fails_at_once(capsys, monkeypatch, offline, probes):
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", bool(offline))  # read at import, from the test session's env
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     if offline:
         monkeypatch.setenv("HF_HUB_OFFLINE", offline)
     else:
