@@ -208,6 +208,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from fpt.data.fingerprint import check_unchanged
     from fpt.model import load_run_model
     from fpt.runs import read_run_record
     from fpt.tasks import get_task
@@ -220,6 +221,7 @@ def cmd_eval(args) -> int:
     record = read_run_record(args.run_dir)
     task = get_task(record.task, **record.task_kwargs(args.data_dir))
     record.check_task(task.spec)  # config.yaml edited after training: the checkpoint would not fit the task
+    check_unchanged(record.data, task.data_fingerprint, args.run_dir, "evaluate")  # e.g. regenerated data
     model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     precision = Precision.create(record.precision, device)  # as the run evaluated

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, TensorTask, evaluate, get_task, train
+from fpt.cli import main
 from fpt.model.compat import fast_path_off
 from fpt.model.freeze import GroupedParameters
 from fpt.runs.checkpoint import load_trained, read_checkpoint, resolve
@@ -82,6 +83,19 @@ def test_checkpoint_for_other_weights_is_refused(xor_run):
     other = FrozenPretrainedTransformer(FPTConfig(**{**config, "init": "random", "init_seed": 5}))
     with pytest.raises(FPTError, match="another backbone"):
         load_trained(other, out, "best")
+
+
+def test_a_policy_edited_after_training_is_named_not_called_another_backbone(xor_run, capsys):
+    out, _ = xor_run
+    text = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text(text.replace("\n  train: fpt\n", "\n  train: output\n", 1))
+    try:
+        assert main(["eval", str(out), "--device", "cpu"]) == 2
+    finally:
+        (out / "config.yaml").write_text(text)
+    err = capsys.readouterr().err
+    assert "trained with freeze policy 'fpt', and the model being loaded has 'output'" in err
+    assert "another backbone" not in err
 
 
 def test_existing_run_is_never_overwritten(xor_run):

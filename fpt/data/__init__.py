@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fpt.data import listops
 from fpt.data.fetch import download, recorded_downloads, verify
+from fpt.data.fingerprint import generate_command
 from fpt.data.registry import data_root, dataset_names, get_dataset, locate, require, writable_root
 from fpt.data.specs import find_file
 from fpt.errors import FPTError
@@ -128,8 +129,7 @@ class GeneratedData:
         return f"{self.note} Read from {self.data_dir}/{self.name}, written by `{self.command()}`."
 
     def command(self) -> str:
-        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.settings.items())
-        return f"fpt data generate {self.name} --data-dir {self.data_dir} {flags}"
+        return generate_command(self.name, self.data_dir, self.settings)
 
     def require(self) -> Path:
         """Its folder, if present and generated with exactly these settings; else an FPTError naming the command."""

@@ -259,5 +259,6 @@ def verify(name: str, data_dir: str | Path | None = None, log=print) -> str:
                 f"it is damaged or a different version. Delete it and run `fpt data download {name}`."
             )
     summary = dataset.summary(directory)
-    log(f"{name}: OK in {directory}: {summary}" + "".join(f" Note: {n}" for n in dataset.notes))
+    notes = () if (directory / "GENERATED").exists() else dataset.notes  # they are about the downloads
+    log(f"{name}: OK in {directory}: {summary}" + "".join(f" Note: {n}" for n in notes))
     return summary

@@ -218,6 +218,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             "config_hash": architecture_hash(self.backbone.config, self.backbone_choices.plain),
             "weights_hash": hash_tensors(frozen),
             "init_fingerprint": self.config.init_fingerprint,
+            "train": self.config.train,  # not checked alone: it names the policy when the weights differ
         }
 
     def rebuildable(self, name: str) -> bool:

@@ -191,6 +191,7 @@ class LSTMBaseline(GroupedParameters):
             "init": f"random:{config.init_seed}",
             "config_hash": str(sorted(asdict(config).items())),
             "weights_hash": hash_tensors(frozen),
+            "train": config.train,
         }
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -177,15 +177,32 @@ def read_training_state(directory: Path) -> dict:
 
 
 def check_fingerprint(manifest: dict, model, where: Path) -> None:
-    theirs = manifest["fingerprint"]
-    mismatched = [k for k in FINGERPRINT_KEYS if theirs.get(k) != model.fingerprint[k]]
-    if mismatched:
+    """Refuse a checkpoint whose frozen rest differs from `model`'s, saying which part differs: the freeze
+    policy (recorded since fingerprints hold it), the backbone or init, or the weights and architecture."""
+    theirs, ours = manifest["fingerprint"], model.fingerprint
+    mismatched = [k for k in FINGERPRINT_KEYS if theirs.get(k) != ours[k]]
+    if not mismatched:
+        return
+    if "train" in theirs and theirs["train"] != ours.get("train"):
         raise FPTError(
-            f"Checkpoint {where} was made for another backbone: its {', '.join(mismatched)} differ from the model "
-            f"being loaded (checkpoint: backbone {theirs.get('backbone')!r}, init {theirs.get('init')!r}; model: "
-            f"{model.fingerprint['backbone']!r}, init {model.fingerprint['init']!r}). Load it with the backbone, "
-            "weights and init it was trained with."
+            f"Checkpoint {where} was trained with freeze policy {theirs['train']!r}, and the model being loaded "
+            f"has {ours.get('train')!r}: another policy trains (and stores) other parameters. The config it is "
+            "rebuilt from (a run's config.yaml `model: train:`, a saved model's config.json) was changed after "
+            f"training; set the policy back to {theirs['train']!r}."
         )
+    if theirs.get("backbone") == ours["backbone"] and theirs.get("init") == ours["init"]:
+        raise FPTError(
+            f"Checkpoint {where} does not fit backbone {ours['backbone']!r} ({ours['init']}) as it loads now: its "
+            f"{' and '.join(k.replace('_hash', '') for k in mismatched)} differ from those the checkpoint was trained "
+            "on. The backbone's files changed since (a local directory rewritten, a hub model at another revision), "
+            "or the config it is rebuilt from was edited (layers, freeze policy, adapter). Load it with the backbone "
+            "files and the config it was trained with."
+        )
+    raise FPTError(
+        f"Checkpoint {where} was made for another backbone: its {', '.join(mismatched)} differ from the model "
+        f"being loaded (checkpoint: backbone {theirs.get('backbone')!r}, init {theirs.get('init')!r}; model: "
+        f"{ours['backbone']!r}, init {ours['init']!r}). Load it with the backbone, weights and init it was trained with."
+    )
 
 
 def load_trained(model, run_dir: Path, which: str = "best") -> dict:

@@ -42,6 +42,7 @@ class RunRecord:
     config: dict[str, Any]  # the RunConfig keys (fpt.training.config)
     model: dict[str, Any]  # FPTConfig or LSTMConfig keys
     distributed: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] | None = None  # the fingerprint of the dataset files it read (fpt.data.fingerprint)
 
     @property
     def architecture(self) -> str:
@@ -89,9 +90,10 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
     if not isinstance(values, dict) or not isinstance(values.get("model"), dict) or "task" not in values:
         raise FPTError(f"{path} has no `task` key or no `model` section; it was not written by `fpt train`.")
     import_modules(values.get("imports") or [], search_cwd=False)  # they register the run's task/backbone
-    model, distributed = values.pop("model"), values.pop("distributed", None)
+    model, distributed, data = values.pop("model"), values.pop("distributed", None), values.pop("data", None)
     values.pop("fast_paths_applied", None)  # derived from the model; its fast_paths setting is in `model`
-    return RunRecord(Path(run_dir), values, model, distributed if isinstance(distributed, dict) else {})
+    distributed = distributed if isinstance(distributed, dict) else {}
+    return RunRecord(Path(run_dir), values, model, distributed, data if isinstance(data, dict) else None)
 
 
 def enclosing_run(path: str | Path) -> Path | None:

@@ -99,6 +99,10 @@ class Task:
     # Where each split's examples come from, by split name ("2000 of train, seed 1000003"), recorded
     # in summary.json; a split not listed is named by its split name.
     split_sources: Mapping[str, str] = MappingProxyType({})
+    # The dataset files the examples were read from, fingerprinted (fpt.data.fingerprint): recorded in
+    # config.yaml and summary.json, and checked by `--resume` and `fpt eval`. None: no files (a generated
+    # stream, in-memory arrays, or a file whose options record its own SHA-256).
+    data_fingerprint: Mapping | None = None
 
     def options(self) -> dict:
         """The task's resolved options, recorded in config.yaml."""

@@ -15,6 +15,7 @@ Two tokenizers:
 from __future__ import annotations
 
 from fpt.data import listops as data
+from fpt.data.fingerprint import fingerprint
 from fpt.data.registry import require
 from fpt.errors import FPTError
 from fpt.tasks.sequences import SequenceTask
@@ -58,7 +59,7 @@ def listops(
     sources = {s: f"{f} ({data.origin(directory)}, {directory})" for s, f in data.SPLITS.items()}
     if paper:
         max_length = max_length or PAPER_LENGTH
-    return SequenceTask(
+    task = SequenceTask(
         "listops",
         splits,
         len(vocabulary) + 2 if vocabulary is not None else len(data.VOCAB),
@@ -69,3 +70,5 @@ def listops(
         sources,
         fixed_length=paper,
     )
+    task.data_fingerprint = fingerprint("listops", directory)
+    return task

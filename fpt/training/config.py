@@ -20,6 +20,7 @@ Precision = Literal["fp32", "bf16", "fp16", "auto"]
 Architecture = Literal["transformer", "lstm", "lstm-paper"]
 Tracker = Literal["tensorboard", "wandb", "none"]
 Alignment = Literal["mmd", "otdd"]
+DERIVED_KEYS = ("model", "distributed", "fast_paths_applied", "data")  # config.yaml keys a run writes, not settings
 STEPS, EXAMPLES = 2**31 - 1, 2**24  # upper bounds of counts: far beyond any real run, larger fail later, obscurely
 
 
@@ -147,8 +148,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
         known = [f.name for f in fields(cls)]
-        # `model`, `distributed` and `fast_paths_applied` are derived, written for reference
-        values = {k: v for k, v in values.items() if k not in ("model", "distributed", "fast_paths_applied")}
+        # `model`, `distributed`, `fast_paths_applied` and `data` are derived, written for reference
+        values = {k: v for k, v in values.items() if k not in DERIVED_KEYS}
         unknown = sorted(map(str, set(values) - set(known)))
         if unknown:
             raise unknown_keys(source, unknown, known)

@@ -83,6 +83,7 @@ class FeatureTask(TensorTask):
             name=task.name,
         )
         self.split_sources = task.split_sources
+        self.data_fingerprint = task.data_fingerprint
 
 
 class HeadOnFeatures(nn.Module):

@@ -22,6 +22,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, gather_object
 
+from fpt.data.fingerprint import check_unchanged
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
 from fpt.files import atomic_write
 from fpt.importing import import_modules
@@ -32,7 +33,7 @@ from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.plugins import recorded_imports
 from fpt.runs.checkpoint import TrainedModel, prune, read_checkpoint, save_checkpoint, step_checkpoints, step_name
 from fpt.runs.lock import RunLock
-from fpt.runs.record import RunDir, default_run_dir, enclosing_run
+from fpt.runs.record import RunDir, default_run_dir, enclosing_run, read_run_record
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import DATA_FILE, task_record
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
@@ -290,7 +291,11 @@ class Trainer:
         if self.main and resuming_at is not None:
             self.run.truncate_metrics(resuming_at)
         elif self.main:
-            derived = {"distributed": self.layout, "fast_paths_applied": self.source.fast_paths}
+            derived = {
+                "distributed": self.layout,
+                "fast_paths_applied": self.source.fast_paths,
+                "data": self.task.data_fingerprint,  # checked by --resume and fpt eval (fpt.data.fingerprint)
+            }
             RunDir.create(out, {**self.config.to_dict(), **derived}, self.source.config_dict())
             atomic_write(out / "freeze_report.txt", (self.source.freeze_report() + "\n").encode())
         tracker_name = resolve_tracker(self.config.log)
@@ -439,6 +444,7 @@ class Trainer:
             "total_params": sum(c for c, _ in counts.values()),
             "metric_names": self.task.metric_names,
             "fast_paths_applied": self.source.fast_paths,
+            "data": self.task.data_fingerprint,
             "position_table": getattr(self.source, "position_table", None),  # {interpolated_from, to} when stretched
             "features_cached": self.module is not self.source,  # output-only on cached features: no backbone dropout
             **self.layout,
@@ -617,6 +623,8 @@ def _placed(
             f"{out[0]} already holds a run; choose another --out so its results are not overwritten, "
             f"or continue it with `fpt train --resume {out[0]}`."
         )
+    if resume:  # the same examples as before, or a refusal that says what changed
+        check_unchanged(read_run_record(out[0]).data, task.data_fingerprint, out[0], "resume")
     # what rebuilds the task in a new process (fpt eval, --resume): in-memory data is saved in the run
     name, options = task_record(task, Path(out[0]), write=state.is_main_process)
     imports = recorded_imports(config.imports, name)
