@@ -26,12 +26,14 @@ _LAZY = {
     "TensorTask": "fpt.tasks",
     "get_task": "fpt.tasks",
     "register_task": "fpt.tasks",
+    "register_backbone": "fpt.backbones",
     "RunConfig": "fpt.training",
     "evaluate": "fpt.training",
     "train": "fpt.training",
 }
 
 if TYPE_CHECKING:
+    from fpt.backbones import register_backbone
     from fpt.model import FPTConfig, FreezePolicy, FrozenPretrainedTransformer
     from fpt.tasks import Task, TensorTask, get_task, register_task
     from fpt.training import RunConfig, evaluate, train
@@ -49,6 +51,7 @@ __all__ = [
     "TensorTask",
     "evaluate",
     "get_task",
+    "register_backbone",
     "register_task",
     "train",
 ]

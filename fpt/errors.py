@@ -49,3 +49,18 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, MemoryError) or any(
         marker in text for marker in ("can't allocate memory", "out of memory", "Out of memory", "not enough memory")
     )
+
+
+def describe_callable(function: object) -> str:
+    """`module.qualname` of a function or class, for naming a plugin's code in an error."""
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
+    return f"{module}.{name}" if module and name else repr(function)[:80]
+
+
+def failure(err: BaseException) -> str:
+    """`Type: message (file, line N)` of an exception raised in a user's code: its last frame, where it was raised."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {str(err)[:300]}{where}"

@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 
-from fpt.errors import FPTError
+from fpt.errors import FPTError, failure
 
 
 def import_modules(names: list[str] | tuple[str, ...], search_cwd: bool = True) -> None:
@@ -26,8 +26,17 @@ def import_modules(names: list[str] | tuple[str, ...], search_cwd: bool = True) 
             raise FPTError(f"--import expects module names such as my_package.tasks, got {name!r}.")
         try:
             importlib.import_module(name)
-        except ImportError as err:
+        except ModuleNotFoundError as err:
+            if err.name is not None and not (name == err.name or name.startswith(err.name + ".")):  # one it imports
+                raise FPTError(f"Module {name!r} failed to import: {failure(err)}. Install what it needs.") from err
             raise FPTError(
                 f"Cannot import module {name!r} ({err}). It must be importable from this folder or the installed "
                 "packages (a file my_tasks.py here is module my_tasks; set PYTHONPATH for other folders)."
+            ) from err
+        except FPTError as err:  # e.g. it registers a task under a name already taken
+            raise FPTError(f"Module {name!r} failed to import: {err}") from err
+        except Exception as err:  # the plugin's own code raised while it was imported
+            raise FPTError(
+                f"Module {name!r} failed to import: {failure(err)}. Fix the module; `python -c 'import {name}'` "
+                "shows the whole traceback."
             ) from err

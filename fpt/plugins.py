@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from importlib.metadata import entry_points
 
+from fpt.errors import FPTError
+
 GROUPS = ("fpt.tasks", "fpt.backbones")
 _loaded = False
 
@@ -42,11 +44,15 @@ def load_entry_points() -> None:
             except Exception as err:  # any import-time failure of a third-party package
                 logging.getLogger("fpt").warning(f"plugin {point.name!r} ({point.value}) failed to load: {err}")
                 continue
-            if group == "fpt.tasks":
-                register_task(point.name, value)
-            elif isinstance(value, (str, NamedBackbone)):
-                register_backbone(point.name, value)
-            else:
+            try:
+                if group == "fpt.tasks":
+                    register_task(point.name, value)
+                elif isinstance(value, (str, NamedBackbone)):
+                    register_backbone(point.name, value)
+            except FPTError as err:  # a name that is taken: the plugin is skipped, fpt's own stays
+                logging.getLogger("fpt").warning(f"plugin {point.name!r} ({point.value}) not registered: {err}")
+                continue
+            if group != "fpt.tasks" and not isinstance(value, (str, NamedBackbone)):
                 logging.getLogger("fpt").warning(
                     f"backbone plugin {point.name!r} ({point.value}) is a {type(value).__name__}; expected a hub id, "
                     "a local directory or a NamedBackbone"

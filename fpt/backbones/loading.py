@@ -91,10 +91,23 @@ def _gemma3_270m_dir() -> str:
 _REGISTERED: dict[str, NamedBackbone] = {}
 
 
-def register_backbone(name: str, backbone: str | NamedBackbone) -> None:
-    """Make `--backbone name` load `backbone`: a hub id, a local directory or a NamedBackbone."""
+GPT2_SIZES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+BUILT_IN = ("minilm", "gemma3-270m", *GPT2_SIZES)
+
+
+def register_backbone(name: str, backbone: str | NamedBackbone, *, replace: bool = False) -> None:
+    """Make `--backbone name` load `backbone`: a hub id, a local directory or a NamedBackbone.
+
+    A name fpt ships, or one already registered to other weights, is refused unless `replace=True`."""
     if isinstance(backbone, str):
         backbone = NamedBackbone(weights=backbone, note=f"registered: {backbone}")
+    if (name in BUILT_IN or _REGISTERED.get(name, backbone) != backbone) and not replace:
+        taken = "one of fpt's own" if name in BUILT_IN else f"registered as {_REGISTERED[name].weights}"
+        raise FPTError(
+            f"Backbone name {name!r} is already taken ({taken}); registering {backbone.weights} under it would "
+            f"silently change what `--backbone {name}` loads. Register it under a new name, or pass replace=True "
+            "to register_backbone to replace it deliberately."
+        )
     _REGISTERED[name] = backbone
 
 
@@ -118,7 +131,7 @@ def named_backbones() -> dict[str, NamedBackbone]:
             materialise=_gemma3_270m_dir,
         ),
     }
-    for size in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+    for size in GPT2_SIZES:
         named[size] = NamedBackbone(
             weights=f"openai-community/{size}",
             config=CONFIG_DIR / f"{size}.json",
@@ -240,10 +253,33 @@ def _load(loader, source: str, name: str, what: str, **kwargs):
         ) from err
 
 
+def _path_problem(source: str) -> str | None:
+    """What is wrong with a backbone named by a local path (absolute, or from ~ or .; never a hub id):
+    nothing there, or a file that is not a .gguf."""
+    path = Path(source).expanduser()
+    if not source.startswith(("/", "~", ".")) or path.is_dir() or (path.is_file() and path.suffix == ".gguf"):
+        return None
+    if path.exists():
+        return f"{source} is a file; expected a directory holding config.json (and the weights) or a .gguf file"
+    return f"no such path: {source} does not exist"
+
+
 def _resolve(name: str) -> tuple[str, NamedBackbone | None]:
     named = named_backbones()
     if name in named:
-        return named[name].weights, named[name]
+        entry = named[name]
+        problem = None if entry.materialise else _path_problem(entry.weights)
+        if problem:
+            raise FPTError(
+                f"Backbone {name!r} is registered as {entry.weights}, and {problem}. Register a directory that exists "
+                "(config.json and the weights), a .gguf file or a hub id."
+            )
+        return entry.weights, entry
+    if _path_problem(name):
+        raise FPTError(
+            f"Backbone {name!r}: {_path_problem(name)}. Pass a local directory holding config.json (and the weights), "
+            "a .gguf file, a hub id (`org/model`) or a named backbone (`fpt list backbones`)."
+        )
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():

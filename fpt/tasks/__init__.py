@@ -6,13 +6,14 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from fpt.errors import unknown_name
+from fpt.errors import FPTError, describe_callable, failure, is_out_of_memory, unknown_name
 from fpt.tasks import arrays, homology, images, listops
 from fpt.tasks.base import Batch, Scores, Task, TaskSpec
 from fpt.tasks.bits import BIT_MEMORY_OPTIONS, BIT_XOR_OPTIONS, BitMemory, BitXOR
 from fpt.tasks.images import image_tokens, patchify
 from fpt.tasks.options import Option, Rule, TaskOptions, derive
 from fpt.tasks.tensors import TensorTask
+from fpt.yamlsafe import short
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 _RUN_DEFAULTS: dict[str, dict] = {}
@@ -29,14 +30,31 @@ def register_task(
     run_defaults: dict | None = None,
     options: dict[str, Any] | None = None,
     rules: tuple[Rule, ...] = (),
+    *,
+    replace: bool = False,
 ) -> None:
     """Make `factory(**options)` available as `--task name`, with recommended run settings if any.
 
     The task's option schema comes from the factory's keyword parameters (typed by their defaults);
-    `options` refines them ({name: {help, min, max, choices, type, nullable}}) and `rules` relate them."""
+    `options` refines them ({name: {help, min, max, choices, type, nullable}}) and `rules` relate them.
+    A name already registered to another factory (fpt's own tasks included) is refused unless
+    `replace=True`: replacing it changes what `--task name` trains everywhere the module is imported."""
+    existing = _REGISTRY.get(name)
+    if existing is not None and not replace and not _same_factory(existing, factory):
+        raise FPTError(
+            f"Task {name!r} is already registered ({describe_callable(existing)}); registering "
+            f"{describe_callable(factory)} under the same name would silently change what `--task {name}` trains. "
+            f"Register it under a new name (e.g. 'my-{name}'), or pass replace=True to register_task to replace "
+            "it deliberately."
+        )
     _SCHEMAS[name] = derive(name, factory, options, rules)
     _REGISTRY[name] = factory
     _RUN_DEFAULTS[name] = dict(run_defaults or {})
+
+
+def _same_factory(a: Callable, b: Callable) -> bool:
+    """The same function, or the same named one again (its module imported twice, or reloaded)."""
+    return a is b or ("<" not in describe_callable(a) and describe_callable(a) == describe_callable(b))
 
 
 def task_options_schema(name: str) -> TaskOptions:
@@ -59,12 +77,37 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str, data_dir: str | None = None, **options) -> Task:
-    """Build task `name`; `data_dir` (the data root, see fpt.data) goes to tasks that read files."""
+    """Build task `name`; `data_dir` (the data root, see fpt.data) goes to tasks that read files.
+
+    A plugin's factory that raises, or returns something other than a Task, is an FPTError naming it."""
     options = check_task_options(name, options)
     factory = _REGISTRY[name]
     if data_dir is not None and "data_dir" in inspect.signature(factory).parameters:
         options["data_dir"] = data_dir
-    return factory(**options)
+    if describe_callable(factory).startswith("fpt."):  # fpt's own: anything but an FPTError is a bug
+        return factory(**options)
+    try:
+        task = factory(**options)
+    except (FPTError, MemoryError):
+        raise
+    except Exception as err:
+        if is_out_of_memory(err):
+            raise
+        raise FPTError(
+            f"Task {name!r}: its factory {describe_callable(factory)} raised {failure(err)}. Fix the plugin; calling "
+            "the factory in Python shows the whole traceback."
+        ) from err
+    if not isinstance(task, Task) or not isinstance(getattr(task, "spec", None), TaskSpec):
+        what = (
+            f"{short(repr(task), 80)} (type {type(task).__name__})"
+            if not isinstance(task, Task)
+            else "a Task with no spec"
+        )
+        raise FPTError(
+            f"Task {name!r}: its factory {describe_callable(factory)} returned {what}; a task factory returns a "
+            "fpt.TensorTask (your arrays) or an instance of a fpt.tasks.Task subclass that sets `name` and `spec`."
+        )
+    return task
 
 
 def run_defaults(name: str) -> dict:
