@@ -4,8 +4,8 @@
 # runs  fpt reproduce methods --budget cpu --tasks TASK [--backbone BACKBONE]: FPT, output-only, LN-tuning,
 # LoRA, FPT+LoRA, IA3, ORCA-align + FPT, ORCA-align + full fine-tuning, full fine-tuning; 3 seeds, each
 # method's lr chosen on seed 0's validation (the budget: fpt/experiments/methods.py). Runs live under runs/
-# (not committed); re-running resumes. The table, plots and each run's summary/metrics/align files are
-# copied to benchmarks/results/methods-cpu[-TASK][-BACKBONE]/ (Bit XOR's predates the per-task names).
+# (not committed); re-running resumes. The table, plots and each run's config/summary/metrics/align files are
+# kept in benchmarks/results/methods-cpu[-TASK][-BACKBONE]/ (Bit XOR's predates the per-task names).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -18,9 +18,9 @@ results=benchmarks/results/methods-cpu$suffix
 mkdir -p "$results"
 log=$results/log.txt
 { echo "\$ fpt reproduce methods --budget cpu --tasks $task --backbone $backbone --jobs $jobs --out $out"
-  echo "# started $(date -u) on $(nproc --all) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"; } >> "$log"
+  echo "# started $(date -u) on $(nproc --all) CPU cores ($(lscpu | sed -n 's/^Model name: *//p')), OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"; } >> "$log"
 .venv/bin/fpt reproduce methods --budget cpu --tasks "$task" --backbone "$backbone" --jobs "$jobs" --out "$out" >> "$log" 2>&1
 echo "# finished $(date -u)" >> "$log"
-cp "$out/results.md" "$out/results.csv" "$out/runs.jsonl" "$results/"
-cp -r "$out/plots" "$results/"
-(cd "$out" && find runs \( -name summary.json -o -name metrics.jsonl -o -name align.jsonl \) -exec cp --parents {} "../../$results" \;)
+# the table, plots and every run's evidence (config, summary, curve, alignment; never checkpoints), from which
+# `fpt reproduce methods --budget cpu --tasks $task --backbone $backbone --out $results --tabulate-only` rebuilds it
+.venv/bin/python -m fpt.experiments.evidence "$out" "$results"

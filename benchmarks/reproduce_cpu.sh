@@ -3,6 +3,8 @@
 #   [ROWS=fpt,full] benchmarks/reproduce_cpu.sh [TASK] [EXPERIMENT...]   (default: bit-xor main init ablation)
 # ROWS (optional) runs only those rows now (fpt reproduce --rows); the same command without ROWS later runs the rest.
 # runs  fpt reproduce EXPERIMENT --budget cpu --tasks TASK --jobs 1 --out runs/cpu-EXPERIMENT[-TASK]
+# and keeps its table, plots and every run's evidence in benchmarks/results/reproduce-EXPERIMENT-cpu[-TASK]/
+# (fpt.experiments.evidence); the log, with start and end times, machine and commit, beside it (.txt).
 # The init table's pretrained row and the ablation table's fpt row are the main table's FPT row (identical
 # runs: frozen pretrained backbone, fpt policy, the same lr grid), linked instead of re-run.
 # ListOps (TASK listops or "listops (paper tokenizer)") reads the budget's reduced copy in runs/data-cpu,
@@ -38,10 +40,10 @@ for experiment in $experiments; do
   log=$results/reproduce-$experiment-cpu$suffix.txt
   rows=(${ROWS:+--rows "$ROWS"})
   { echo "\$ fpt reproduce $experiment --budget cpu --tasks \"$task\" ${rows[*]} --jobs 1 --out $out"
-    echo "# started $(date -u) on $(nproc --all) CPU cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"
+    echo "# started $(date -u) on $(nproc --all) CPU cores ($(lscpu | sed -n 's/^Model name: *//p')), OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"
     $fpt reproduce "$experiment" --budget cpu --tasks "$task" "${rows[@]}" --jobs 1 --out "$out" 2>&1
     echo "# finished $(date -u)"; } >> "$log"
-  mkdir -p "$results/reproduce-$experiment-cpu$suffix"
-  cp "$out/results.md" "$out/results.csv" "$results/reproduce-$experiment-cpu$suffix/"
-  cp -r "$out/plots" "$results/reproduce-$experiment-cpu$suffix/"
+  # the table, its plots and every run's evidence (config, summary, curve; never checkpoints), from which
+  # `fpt reproduce $experiment --budget cpu --tasks "$task" --out $results/... --tabulate-only` rebuilds it
+  $python -m fpt.experiments.evidence "$out" "$results/reproduce-$experiment-cpu$suffix"
 done

@@ -439,6 +439,11 @@ def cmd_bench(args) -> int:
 
 
 def _quick_look_flags(p) -> None:
+    p.add_argument(
+        "--tabulate-only",
+        action="store_true",
+        help="train nothing: rebuild results.md/.csv and plots from the runs --out holds (or their kept evidence)",
+    )
     p.add_argument("--steps", type=int, help="quick look: train every run this many steps (noted in results.md)")
     p.add_argument(
         "--max-runs",
@@ -528,7 +533,10 @@ def cmd_sweep(args) -> int:
         for key, command in list_runs(grid, args.out):
             print(f"{key}\t{command}")
         return 0
-    print(sweep(args.grid, args.out, args.jobs, steps=args.steps, max_runs=args.max_runs).read_text())
+    path = sweep(
+        args.grid, args.out, args.jobs, steps=args.steps, max_runs=args.max_runs, tabulate_only=args.tabulate_only
+    )
+    print(path.read_text())
     return 0
 
 
@@ -552,6 +560,7 @@ def cmd_reproduce(args) -> int:
         steps=args.steps,
         max_runs=args.max_runs,
         rows=[r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None,
+        tabulate_only=args.tabulate_only,
     )
     print(path.read_text())
     print(f"Written: {path} (and results.csv, plots/ beside it)")

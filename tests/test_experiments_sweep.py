@@ -128,7 +128,7 @@ def test_selection_seeds_choose_the_lr_and_the_other_seeds_run_only_there(tmp_pa
         {"tasks": ["bit-xor"], "inits": ["pretrained"], "lrs": [1e-3, 1e-4], "seeds": [0, 1, 2], "selection_seeds": 1}
     )
     assert grid.selection_seeds == [0]
-    val = {1e-3: 0.7, 1e-4: 0.9}
+    val = {1e-3: 0.7, 1e-4: 0.9, 1e-5: 0.8}  # 1e-4 at the grid's lower edge: 1e-5 is tried, and brackets it
     launched = []
 
     def fake_launch(run, out, threads):
@@ -138,8 +138,8 @@ def test_selection_seeds_choose_the_lr_and_the_other_seeds_run_only_there(tmp_pa
 
     monkeypatch.setattr(sweep_module, "_launch", fake_launch)
     records = sweep_module.run_grid(grid, tmp_path, log=lambda *a: None)
-    assert sorted(launched) == [(1e-4, 0), (1e-4, 1), (1e-4, 2), (1e-3, 0)]
-    assert [r["status"] for r in records].count("skipped") == 2
+    assert sorted(launched) == [(1e-5, 0), (1e-4, 0), (1e-4, 1), (1e-4, 2), (1e-3, 0)]
+    assert [r["status"] for r in records].count("skipped") == 4
     (cell,) = aggregate(grid, records)
     assert cell.lr == 1e-4 and cell.test == pytest.approx([50.0, 60.0, 70.0]) and not cell.failed
     assert "on seed(s) 0" in results_markdown(grid, [cell])
@@ -147,8 +147,9 @@ def test_selection_seeds_choose_the_lr_and_the_other_seeds_run_only_there(tmp_pa
         expand({"tasks": ["bit-xor"], "selection_seeds": 0})
 
 
-def test_cells_reported_on_validation_and_marked(tmp_path):
-    """ListOps and homology figures in the paper are validation accuracy; cells say what differs."""
+def test_cells_lead_with_test_accuracy_beside_validation_and_are_marked(tmp_path):
+    """ListOps and homology figures in the paper are validation accuracy: the paper column says so, the
+    headline stays test accuracy with validation beside it, and cells say what differs."""
     grid = expand(
         {
             "tasks": ["listops", "listops (paper tokenizer)"],
@@ -169,9 +170,15 @@ def test_cells_reported_on_validation_and_marked(tmp_path):
         for r in grid.runs
     ]
     cells = {c.task: c for c in aggregate(grid, records)}
-    assert all(c.paper == 38.4 and c.mean == pytest.approx(40.0) for c in cells.values())
+    # the headline is test accuracy (30.0), even where the paper's figure is on validation
+    assert all(c.paper == 38.4 and c.mean == pytest.approx(30.0) for c in cells.values())
     markdown = results_markdown(grid, list(cells.values()))
-    assert "listops (val)" in markdown and "position table interpolated 512->2001" in markdown
+    assert "| listops test | listops val | listops paper (val) |" in markdown
+    assert (
+        "| listops (paper tokenizer) test | listops (paper tokenizer) val | listops (paper tokenizer) paper (val) |"
+        in markdown
+    )
+    assert "30.0 ± – (n=1, bf16; position table interpolated 512->2001) | 40.0 ± – | 38.4 |" in markdown
     assert markdown.count("position table interpolated") == 1  # only the column that stretched it
 
 
@@ -197,7 +204,7 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
     lines: list[str] = []
     sweep(grid, out, jobs=2, log=lines.append)
     rows = {r["condition"]: r for r in csv.DictReader(open(out / "results.csv"))}
-    assert {"task", "condition", "n_seeds", "mean", "std", "paper"} <= set(rows["pretrained"])
+    assert {"task", "condition", "n_seeds", "test_mean", "test_std", "val_mean", "paper"} <= set(rows["pretrained"])
     assert rows["pretrained"]["n_seeds"] == "1" and rows["pretrained"]["paper"] == "100"
     assert rows["pretrained"]["lr"] == "0.001"
     assert rows["too deep"]["n_seeds"] == "0" and rows["too deep"]["n_failed"] == "1"
@@ -211,6 +218,8 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
     ]
     finished = out / "runs" / "bit-xor" / "pretrained" / "lr0.001" / "s0"
     summary = json.loads((finished / "summary.json").read_text())
+    # what the test predictions were: the largest share of one predicted class, and of one answer
+    assert 0.5 <= summary["test_prediction_share"] <= 1 and 0.5 <= summary["test_majority_share"] <= 1
     (finished / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))  # as if stopped
     lines.clear()
     sweep(grid, out, jobs=1, log=lines.append)
@@ -281,3 +290,71 @@ def test_sweep_list_writes_configs_and_prints_one_command_per_run(tmp_path, caps
     config = yaml.safe_load(open(command.split()[-1]))
     assert config["steps"] == 9 and config["out"] == str(tmp_path / "sw" / "runs" / key)
     assert not (tmp_path / "sw" / "runs").exists()  # listed, not run
+
+
+def test_lr_steps_continue_the_grids_spacing():
+    from fpt.experiments.lr_grid import step_lr
+
+    half_decades = [1e-4, 3e-4, 1e-3]
+    assert [step_lr(half_decades, 1, k) for k in (1, 2, 3)] == [3e-3, 1e-2, 3e-2]
+    assert [step_lr(half_decades, -1, k) for k in (1, 2)] == [3e-5, 1e-5]
+    assert [step_lr([3e-4, 1e-3, 3e-3], 1, k) for k in (1, 2)] == [1e-2, 3e-2]
+    assert step_lr([1e-3, 2e-3, 4e-3], 1, 1) == 8e-3  # off the 1-3 ladder: the grid's own ratio
+
+
+def _extension_sweep(tmp_path, monkeypatch, val, grid_keys=None):
+    """Run a one-cell grid (lrs 1e-4, 3e-4, 1e-3; seed 0 selects) with fake runs scoring `val(lr)`."""
+    from fpt.experiments import sweep as sweep_module
+
+    grid = expand(
+        {"tasks": ["bit-xor"], "inits": ["pretrained"], "lrs": [1e-4, 3e-4, 1e-3], "seeds": [0, 1], **(grid_keys or {})}
+    )
+    launched = []
+
+    def fake_launch(run, out, threads):
+        launched.append((run.lr, run.seed))
+        score = val(run.lr)
+        if score is None:  # diverged: no test pass
+            (out / run.key).mkdir(parents=True)
+            (out / run.key / "summary.json").write_text(json.dumps({"status": "diverged", "test_accuracy": None}))
+            return {"key": run.key, "status": "diverged", "run_dir": str(out / run.key), "summary": {}}
+        return {**_fake_run(out / run.key, score, score, [score]), "key": run.key}
+
+    monkeypatch.setattr(sweep_module, "_launch", fake_launch)
+    records = sweep_module.run_grid(grid, tmp_path, log=lambda *a: None)
+    return grid, records, launched
+
+
+def test_a_choice_at_the_grids_edge_extends_the_grid_until_interior(tmp_path, monkeypatch):
+    """The best lr is 3e-3, beyond the grid: the sweep adds 3e-3 then 1e-2 (worse), and reports 3e-3."""
+    grid, records, launched = _extension_sweep(
+        tmp_path, monkeypatch, {1e-4: 0.6, 3e-4: 0.7, 1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85}.get
+    )
+    assert sorted(lr for lr, seed in launched if seed == 0) == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+    assert sorted(launched)[-2:] == [(1e-2, 0), (1e-2, 1)]  # no selection seeds: every seed runs every lr
+    (cell,) = aggregate(grid, records)
+    assert cell.lr == 3e-3 and cell.extended == [3e-3, 1e-2] and not cell.limit_hit
+    saved = json.loads((tmp_path / "extensions.json").read_text())
+    assert saved == [{"task": "bit-xor", "condition": "pretrained", "added": [3e-3, 1e-2], "limit_hit": []}]
+    markdown = results_markdown(grid, [cell])
+    assert "lr grid extended to 0.003, 0.01" in markdown and "+0.003, +0.01" in markdown
+    # resumed (or rebuilt from the evidence), the grid comes back whole from extensions.json
+    from fpt.experiments import lr_grid
+
+    again = expand({"tasks": ["bit-xor"], "inits": ["pretrained"], "lrs": [1e-4, 3e-4, 1e-3], "seeds": [0, 1]})
+    lr_grid.restore(again, tmp_path)
+    assert [r.key for r in again.runs] == [r.key for r in grid.runs] and again.extensions == grid.extensions
+
+
+def test_the_extension_stops_at_its_limit_and_a_diverged_lr_brackets_the_grid(tmp_path, monkeypatch):
+    from fpt.experiments.lr_grid import LIMIT
+
+    grid, records, launched = _extension_sweep(tmp_path / "a", monkeypatch, lambda lr: 0.5 + lr)  # ever better upward
+    (cell,) = aggregate(grid, records)
+    assert len(cell.extended) == LIMIT and cell.limit_hit == ["up"] and cell.lr == max(cell.extended)
+    assert "lr still at the top of the grid after the extension limit" in results_markdown(grid, [cell])
+    grid, records, launched = _extension_sweep(
+        tmp_path / "b", monkeypatch, lambda lr: None if lr > 2e-3 else 0.5 + lr, {"selection_seeds": 1}
+    )
+    (cell,) = aggregate(grid, records)
+    assert cell.lr == 1e-3 and cell.extended == [3e-3] and (3e-3, 1) not in launched

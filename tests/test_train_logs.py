@@ -163,3 +163,21 @@ def test_a_default_run_writes_tensorboard_events(quiet_gpt2, tmp_path):
     )
     train(config, **QUIET)
     assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
+
+
+def test_patience_stops_a_run_whose_validation_stopped_improving(quiet_gpt2, tmp_path):
+    """With an lr too small to change anything, validation accuracy never beats its first value: with
+    patience 2 the run stops two evaluations later, its best (first) checkpoint tested."""
+    config = RunConfig(
+        backbone=quiet_gpt2,
+        steps=100,
+        eval_every=10,
+        batch_size=8,
+        lr=1e-12,
+        patience=2,
+        task_options={"val_size": 32, "test_size": 32},
+        out=str(tmp_path / "run"),
+    )
+    summary = train(config, **QUIET)
+    assert summary["status"] == "early-stopped" and summary["steps"] == 30 and summary["best_step"] == 10
+    assert summary["test_accuracy"] is not None

@@ -32,7 +32,7 @@ from fpt.errors import FPTError, unknown_name
 from fpt.experiments.methods import BUDGETS as METHOD_BUDGETS
 from fpt.experiments.methods import CPU_LISTOPS, methods_grid, write_methods_table
 from fpt.experiments.paper import PAPER, TASKS
-from fpt.experiments.sweep import RUN_BYTES, expand, quick_look, run_grid
+from fpt.experiments.sweep import RUN_BYTES, collect, expand, quick_look, run_grid
 from fpt.experiments.tables import write_results
 from fpt.memory import require
 
@@ -447,8 +447,10 @@ def reproduce(
     steps: int | None = None,
     max_runs: int | None = None,
     rows: list[str] | None = None,
+    tabulate_only: bool = False,
 ) -> Path:
-    """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md.
+    """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md;
+    with `tabulate_only`, run nothing and rebuild the tables from what `out` holds (its kept evidence).
 
     `steps` and `max_runs` shrink the grid for a quick look (fpt.experiments.sweep.quick_look); the
     Bit Memory pretraining stage of `init` takes the `steps` override but always runs. `rows` runs
@@ -463,17 +465,22 @@ def reproduce(
     main_grid = quick_look(expand(grid, pending), steps, max_runs)  # every problem of both stages before any run
     data = (METHOD_BUDGETS if experiment == "methods" else BUDGETS)[budget_name].data
     for task in dict.fromkeys(r.config["task"] for r in main_grid.runs):
-        if task in data:
+        if task in data and not tabulate_only:
             data[task].require()  # a missing reduced copy fails here, naming the command that writes it
+    train = (
+        (lambda grid, where: collect(grid, where))
+        if tabulate_only
+        else (lambda grid, where: run_grid(grid, where, jobs, log))
+    )
     if pretrain_grid is not None:
-        records = run_grid(pretrain_grid, out / "pretrain", jobs, log)
+        records = train(pretrain_grid, out / "pretrain")
         write_results(pretrain_grid, records, out / "pretrain")
-        if any(r["status"] not in ("finished", "early-stopped") for r in records):
+        if not tabulate_only and any(r["status"] not in ("finished", "early-stopped") for r in records):
             raise FPTError(
                 f"The Bit Memory pretraining run failed ({records[0].get('error') or records[0]['status']}); "
                 f"see {out / 'pretrain'}. Fix it and run the same command again: finished runs are kept."
             )
-    records = run_grid(main_grid, out, jobs, log)
+    records = train(main_grid, out)
     results = write_results(main_grid, records, out)
     return write_methods_table(main_grid, records, results) if experiment == "methods" else results
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import yaml
 
 from fpt.errors import FPTError
+from fpt.experiments import lr_grid
 from fpt.experiments.tables import write_results
 from fpt.memory import require
 from fpt.yamlsafe import read_yaml_mapping, short
@@ -89,6 +90,7 @@ class Grid:
     ratio: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     selection_seeds: list[int] | None = None  # seeds that try every lr; the rest run at the chosen one
+    extensions: dict = field(default_factory=dict)  # (task, condition): lrs added beyond the edge (lr_grid)
 
 
 def _slug(text: str) -> str:
@@ -360,6 +362,7 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
             f"{', ...' if len(changed) > 3 else ''}); they are kept. Use another output directory for the changed grid."
         )
     prepare_out(out)
+    lr_grid.restore(grid, out)  # the lrs an earlier start added beyond its grid's edges
     threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the caller's own cap (a shared machine) wins
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
@@ -379,7 +382,7 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
         detail = record.get("error") or f"test {record['summary'].get('test_accuracy')}"
         log(f"  [{len(records)}/{len(grid.runs)}] {run.key}: {record['status']} ({detail})")
 
-    for stage in stages:
+    for index, stage in enumerate(stages):
         if stage is None:  # the other seeds, at the lr each (task, condition) chose on the selection seeds
             from fpt.experiments.tables import chosen_lr
 
@@ -393,10 +396,47 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
                     records[run.key] = {"key": run.key, "status": "skipped", "error": "lr not chosen"}
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
             list(pool.map(one, stage))
+            while index == 0 and (added := lr_grid.extend(grid, records)):  # a choice at its grid's edge
+                lr_grid.save(grid, out)
+                log(f"  lr grid extended: {', '.join(sorted({f'{r.task}/{r.condition} lr {r.lr:g}' for r in added}))}")
+                list(pool.map(one, added))
+        lr_grid.save(grid, out)
     return [records[r.key] for r in grid.runs]
 
 
-SWEEP_ENTRIES = ("runs", "configs", "logs", "results.md", "results.csv", "plots", "pretrain")
+def collect(grid: Grid, out: str | Path) -> list[dict]:
+    """One record per run of `grid` from what `out` holds, training nothing: a sweep directory, or the
+    evidence kept of one (fpt.experiments.evidence). The grid gains the lrs its extensions added; a
+    non-selection seed missing at an lr that was not chosen is `skipped`, any other missing run `not run`."""
+    from fpt.experiments.tables import chosen_lr
+
+    out = Path(out)
+    if not out.is_dir():
+        raise FPTError(f"{out} does not exist: pass the --out of the sweep (or the folder its evidence was kept in).")
+    lr_grid.restore(grid, out)
+    records: dict[str, dict] = {}
+    for run in grid.runs:
+        run_dir = out / "runs" / run.key
+        summary = run_status(run_dir)
+        records[run.key] = (
+            {"key": run.key, "status": summary["status"], "run_dir": str(run_dir), "summary": summary}
+            if summary
+            else {"key": run.key, "status": "not run", "error": f"no finished run in {run_dir}"}
+        )
+    select = grid.selection_seeds or []
+    for run in grid.runs:
+        missing = records[run.key]["status"] == "not run"
+        if (
+            missing
+            and select
+            and run.seed not in select
+            and run.lr != chosen_lr(grid, run.task, run.condition, records)
+        ):
+            records[run.key] = {"key": run.key, "status": "skipped", "error": "lr not chosen"}
+    return [records[r.key] for r in grid.runs]
+
+
+SWEEP_ENTRIES = ("runs", "configs", "logs", "results.md", "results.csv", "plots", "pretrain", lr_grid.RECORD)
 
 
 def prepare_out(out: Path) -> None:
@@ -460,10 +500,12 @@ def sweep(
     log=print,
     steps: int | None = None,
     max_runs: int | None = None,
+    tabulate_only: bool = False,
 ) -> Path:
     """Check, run (resuming) and tabulate a grid; return the path of results.md.
 
-    `steps` and `max_runs` shrink the grid for a quick look (see `quick_look`)."""
+    `steps` and `max_runs` shrink the grid for a quick look (see `quick_look`); `tabulate_only` runs
+    nothing and rebuilds the table from what `out` holds (see `collect`)."""
     grid = quick_look(expand(load_grid(source)), steps, max_runs)
-    records = run_grid(grid, out, jobs, log)
+    records = collect(grid, out) if tabulate_only else run_grid(grid, out, jobs, log)
     return write_results(grid, records, Path(out))

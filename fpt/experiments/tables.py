@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fpt.experiments.lr_grid import LIMIT
 from fpt.experiments.paper import NOTES, REPORTED_ON_VAL, paper_value
 from fpt.experiments.plots import plot_curves
 from fpt.files import atomic_write
@@ -41,7 +42,8 @@ class Cell:
     lr: float | None
     lrs_tried: list[float]
     test: list[float] = field(default_factory=list)  # percent, one per finished seed at `lr`
-    val: list[float] = field(default_factory=list)
+    val: list[float] = field(default_factory=list)  # best validation accuracy (the checkpoint tested), percent
+    seeds: list[int] = field(default_factory=list)
     steps_to_95: list[int] = field(default_factory=list)
     run_dirs: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "key: error" over every lr
@@ -49,23 +51,28 @@ class Cell:
     base_task: str = ""  # the registered task (a column may be a variant, e.g. ListOps with the paper tokenizer)
     precisions: list[str] = field(default_factory=list)  # each finished seed's autocast precision
     marks: list[str] = field(default_factory=list)  # what makes the cell differ from the paper's (see aggregate)
+    extended: list[float] = field(default_factory=list)  # lrs added beyond the grid's edge (fpt.experiments.lr_grid)
+    limit_hit: list[str] = field(default_factory=list)  # "up"/"down": the choice still at that edge after the limit
+    constant: list[int] = field(default_factory=list)  # seeds whose test predictions are all one class
 
     @property
     def on_val(self) -> bool:
-        """Whether the reported figure is validation accuracy (the paper's figure for this task is)."""
+        """Whether the paper's figure for this task is validation accuracy (ListOps, remote homology)."""
         return (self.base_task or self.task) in REPORTED_ON_VAL
 
     @property
-    def reported(self) -> list[float]:
-        return self.val if self.on_val else self.test
-
-    @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.reported) if self.reported else None
+        """Mean test accuracy: the headline figure of every task."""
+        return _mean(self.test)
 
     @property
     def std(self) -> float | None:
-        return statistics.stdev(self.reported) if len(self.reported) > 1 else None
+        return statistics.stdev(self.test) if len(self.test) > 1 else None
+
+    @property
+    def learned_nothing(self) -> bool:
+        """Every seed predicted one class on the whole test split: its accuracy is that class's share."""
+        return bool(self.test) and len(self.constant) == len(self.test)
 
     @property
     def precision(self) -> str:
@@ -82,7 +89,7 @@ def _finished(record: dict | None) -> bool:
 
 def chosen_lr(grid, task: str, condition: str, records: dict[str, dict] | list[dict]) -> float | None:
     """The lr with the best mean validation accuracy over the finished runs of (task, condition),
-    counting only the grid's selection seeds when it has them; None when none finished."""
+    counting only the grid's selection seeds when it has them (ties: the smaller lr); None when none finished."""
     by_key = records if isinstance(records, dict) else {r["key"]: r for r in records}
     select = getattr(grid, "selection_seeds", None)
     scores: dict[float, list[float]] = {}
@@ -108,33 +115,48 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
             runs = [r for r in grid.runs if r.task == task and r.condition == condition]
             if not runs:
                 continue
-            lrs = sorted({r.lr for r in runs})
             lr = chosen_lr(grid, task, condition, by_key)
-            finished = {lr: [by_key[r.key] for r in runs if r.lr == lr and _finished(by_key[r.key])]}
             config = runs[0].config
             architecture = config.get("architecture", "transformer")
             backbone = architecture if architecture != "transformer" else config.get("backbone", "minilm")
             base = config.get("task", task)
-            paper = paper_value(grid.paper_table, runs[0].paper_row, base)
-            cell = Cell(task, condition, backbone, lr, lrs, paper=paper, base_task=base)
-            for rec in finished.get(lr, []):
-                summary = rec["summary"]
-                cell.test.append(100 * summary["test_accuracy"])
-                cell.val.append(100 * summary["best_val_accuracy"])
-                cell.run_dirs.append(rec["run_dir"])
-                cell.precisions.append(summary.get("precision", "?"))
-                for mark in _marks(summary):
-                    if mark not in cell.marks:
-                        cell.marks.append(mark)
-                steps = steps_to_fraction(read_metrics(rec["run_dir"]))
-                if steps is not None:
-                    cell.steps_to_95.append(steps)
+            extension = getattr(grid, "extensions", {}).get((task, condition), {})
+            cell = Cell(
+                task,
+                condition,
+                backbone,
+                lr,
+                sorted({r.lr for r in runs}),
+                paper=paper_value(grid.paper_table, runs[0].paper_row, base),
+                base_task=base,
+                extended=sorted(extension.get("added", [])),
+                limit_hit=list(extension.get("limit_hit", [])),
+            )
+            for run in (r for r in runs if r.lr == lr and _finished(by_key.get(r.key))):
+                _add_seed(cell, run.seed, by_key[run.key])
             for r in runs:
-                rec = by_key[r.key]
+                rec = by_key.get(r.key, {"status": "not run"})
                 if rec["status"] != "skipped" and not _finished(rec):
                     cell.failed.append(f"{r.key}: {rec.get('error') or rec['status']}")
             cells.append(cell)
     return cells
+
+
+def _add_seed(cell: Cell, seed: int, record: dict) -> None:
+    summary = record["summary"]
+    cell.seeds.append(seed)
+    cell.test.append(100 * summary["test_accuracy"])
+    cell.val.append(100 * summary["best_val_accuracy"])
+    cell.run_dirs.append(record["run_dir"])
+    cell.precisions.append(summary.get("precision", "?"))
+    if summary.get("test_prediction_share") == 1.0:
+        cell.constant.append(seed)
+    for mark in _marks(summary):
+        if mark not in cell.marks:
+            cell.marks.append(mark)
+    steps = steps_to_fraction(read_metrics(record["run_dir"]))
+    if steps is not None:
+        cell.steps_to_95.append(steps)
 
 
 def _marks(summary: dict) -> list[str]:
@@ -148,12 +170,28 @@ def _marks(summary: dict) -> list[str]:
     return marks
 
 
+def cell_marks(cell: Cell) -> list[str]:
+    """The cell's labels: its runs' marks, its grid's extension, seeds that predicted one class."""
+    marks = list(cell.marks)
+    if cell.extended:
+        marks.append(f"lr grid extended to {', '.join(f'{lr:g}' for lr in cell.extended)}")
+    for edge in cell.limit_hit:
+        marks.append(f"lr still at the {'top' if edge == 'up' else 'bottom'} of the grid after the extension limit")
+    if cell.constant and not cell.learned_nothing:
+        marks.append(f"seed {', '.join(map(str, cell.constant))}: constant prediction")
+    return marks
+
+
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _steps(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f}"
+
+
+def _spread(values: list[float]) -> str:
+    return f"{_fmt(_mean(values))} ± {_fmt(statistics.stdev(values) if len(values) > 1 else None)}"
 
 
 def results_csv(cells: list[Cell]) -> str:
@@ -166,16 +204,20 @@ def results_csv(cells: list[Cell]) -> str:
             "backbone",
             "lr",
             "lrs_tried",
+            "lrs_added",
             "n_seeds",
             "n_failed",
-            "mean",
-            "std",
+            "test_mean",
+            "test_std",
+            "val_mean",
+            "val_std",
             "paper",
-            "reported_split",
+            "paper_split",
+            "learned_nothing",
             "precision",
             "marks",
-            "test_mean",
-            "val_mean",
+            "test_by_seed",
+            "val_by_seed",
             "steps_to_95_mean",
             "steps_to_95_std",
             "run_dirs",
@@ -189,16 +231,20 @@ def results_csv(cells: list[Cell]) -> str:
                 c.backbone,
                 c.lr if c.lr is not None else "",
                 " ".join(f"{x:g}" for x in c.lrs_tried),
+                " ".join(f"{x:g}" for x in c.extended),
                 len(c.test),
                 len(c.failed),
                 _round(c.mean),
                 _round(c.std),
+                _round(_mean(c.val)),
+                _round(statistics.stdev(c.val) if len(c.val) > 1 else None),
                 "" if c.paper is None else c.paper,
                 "val" if c.on_val else "test",
+                c.learned_nothing,
                 c.precision,
-                "; ".join(c.marks),
-                _round(_mean(c.test)),
-                _round(_mean(c.val)),
+                "; ".join(cell_marks(c)),
+                " ".join(f"{v:.4g}" for v in c.test),
+                " ".join(f"{v:.4g}" for v in c.val),
                 _round(_mean(c.steps_to_95)),
                 _round(statistics.stdev(c.steps_to_95) if len(c.steps_to_95) > 1 else None),
                 " ".join(c.run_dirs),
@@ -223,60 +269,73 @@ def results_markdown(grid, cells: list[Cell]) -> str:
         else "chosen on validation per condition"
     )
     lines += [
-        "- Cells: test accuracy (%) on the test split (all of it unless a note above gives its size), mean ± sample "
-        f"std over seeds (n), at the learning rate {selection}, and the autocast precision the runs trained and "
-        "evaluated in; `paper` is the paper's figure for the same row.",
+        "- `test`: test accuracy (%) of the best-on-validation checkpoint (on all of the test split unless a note "
+        f"above gives its size), mean ± sample std over seeds (n), at the learning rate {selection}, with the "
+        "autocast precision the runs trained and evaluated in. `val`: that checkpoint's validation accuracy, on the "
+        "split that also chose the lr and the checkpoint (so it flatters every cell). `paper`: the paper's figure "
+        "for the same row, on the split it names.",
+        f"- An lr chosen at the edge of its grid was not final: the grid was extended one step that way until the "
+        f"choice was interior, at most {LIMIT} steps per direction; such cells say so. A cell whose every seed "
+        "predicted one class on the whole test split is labelled `learned nothing (constant prediction)`: its "
+        "accuracy is that class's share.",
     ]
     cell = {(c.task, c.condition): c for c in cells}
     on_val = {t for t in grid.tasks if any(c.on_val for c in cells if c.task == t)}
     if on_val:
         lines.append(
             f"- {', '.join(sorted(on_val))}: the paper's figure is on the validation split (ListOps: LRA's val; remote "
-            "homology: TAPE's `valid`), so the `(val)` column is the best validation accuracy (selected on that same "
-            "split, as the paper's), and the test column (remote homology: the fold/superfamily/family holdout the "
-            "run names) has no paper figure: the holdout figures the paper quotes are TAPE's (Rao et al. 2019)."
+            "homology: TAPE's `valid`), so it compares with `val` more closely than with `test`; the paper's holdout "
+            "figures for remote homology are TAPE's (Rao et al. 2019)."
         )
-    lines.append("")
+    lines += ["", *main_table(grid, cell), "", "## Details", "", *details_table(cells)]
+    if grid.ratio:
+        lines += convergence_section(grid, cell)
+    failures = [f for c in cells for f in c.failed]
+    if failures:
+        lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failures]
+    return "\n".join(lines) + "\n"
+
+
+def main_table(grid, cell: dict) -> list[str]:
+    """Per condition and task: test accuracy (the headline), validation beside it, and the paper's figure."""
+    on_val = {t for t in grid.tasks if any(c.on_val for c in cell.values() if c.task == t)}
     header = ["condition"]
     for t in grid.tasks:
-        header += [f"{t} (val)", f"{t} paper", f"{t} test"] if t in on_val else [t, f"{t} paper"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        header += [f"{t} test", f"{t} val", f"{t} paper (val)" if t in on_val else f"{t} paper"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for condition in grid.conditions:
         row = [condition]
         for task in grid.tasks:
             c = cell.get((task, condition))
             if c is None or not c.test:
-                row += ["failed" if c is not None and c.failed else "–", _fmt(c.paper if c else None)]
-                row += ["–"] if task in on_val else []
+                row += ["failed" if c is not None and c.failed else "–", "–", _fmt(c.paper if c else None)]
                 continue
-            marks = "".join(f"; {m}" for m in c.marks)
-            row += [f"{_fmt(c.mean)} ± {_fmt(c.std)} (n={len(c.reported)}, {c.precision}{marks})", _fmt(c.paper)]
-            if task in on_val:
-                test_std = statistics.stdev(c.test) if len(c.test) > 1 else None
-                row.append(f"{_fmt(_mean(c.test))} ± {_fmt(test_std)}")
+            marks = "".join(f"; {m}" for m in cell_marks(c))
+            label = "learned nothing (constant prediction): " if c.learned_nothing else ""
+            row += [f"{label}{_spread(c.test)} (n={len(c.test)}, {c.precision}{marks})", _spread(c.val), _fmt(c.paper)]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
 
-    lines += [
-        "",
-        "## Details",
-        "",
-        "| task | condition | backbone | lr (chosen on val) | lrs tried | val mean | steps to 95% of final val | failed runs |",
-        "|---|---|---|---|---|---|---|---|",
+
+def _by_seed(seeds: list[int], values: list[float]) -> str:
+    return ", ".join(f"s{s} {v:.2f}" for s, v in zip(seeds, values, strict=True))
+
+
+def details_table(cells: list[Cell]) -> list[str]:
+    """Per cell: the lr and the grid it was chosen from (`+` marks lrs added beyond the edge), and every seed."""
+    lines = [
+        "| task | condition | backbone | lr (chosen on val) | lrs tried | test by seed | val by seed | "
+        "steps to 95% of final val | failed runs |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         steps = f"{_steps(_mean(c.steps_to_95))} ± {_steps(statistics.stdev(c.steps_to_95)) if len(c.steps_to_95) > 1 else '–'}"
+        tried = ", ".join(f"{'+' if x in c.extended else ''}{x:g}" for x in c.lrs_tried)
         lines.append(
-            f"| {c.task} | {c.condition} | {c.backbone} | {'' if c.lr is None else f'{c.lr:g}'} | "
-            f"{', '.join(f'{x:g}' for x in c.lrs_tried)} | {_fmt(_mean(c.val))} | {steps} | {len(c.failed)} |"
+            f"| {c.task} | {c.condition} | {c.backbone} | {'' if c.lr is None else f'{c.lr:g}'} | {tried} | "
+            f"{_by_seed(c.seeds, c.test)} | {_by_seed(c.seeds, c.val)} | {steps} | {len(c.failed)} |"
         )
-
-    if grid.ratio:
-        lines += convergence_section(grid, cell)
-
-    failures = [f for c in cells for f in c.failed]
-    if failures:
-        lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failures]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def steps_to_value(metrics: list[dict], target: float) -> int | None:

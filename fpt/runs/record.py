@@ -7,6 +7,7 @@ other). Files are written whole to a temporary name and renamed, so a crash neve
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from dataclasses import dataclass, field
@@ -150,11 +151,17 @@ class RunDir:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of metrics.jsonl, oldest first (none for a run that has not evaluated yet)."""
+    """The records of metrics.jsonl, oldest first (none for a run that has not evaluated yet); a run's
+    kept evidence may hold it gzipped (fpt.experiments.evidence)."""
     path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
+    packed = path.with_name(path.name + ".gz")
+    if path.is_file():
+        text = path.read_text()
+    elif packed.is_file():
+        text = gzip.decompress(packed.read_bytes()).decode()
+    else:
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def read_summary(run_dir: str | Path) -> dict | None:

@@ -140,23 +140,43 @@ class Task:
 
 @dataclass
 class Scores:
-    """Running counts for unit accuracy and whole-example exact match; kept on the device."""
+    """Running counts for unit accuracy and whole-example exact match, and how often each class was
+    predicted and was the answer (a run that predicts one class everywhere learned nothing); on the device."""
 
     correct_units: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
     units: int = 0
     correct_examples: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
     examples: int = 0
+    predicted: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # per class
+    answers: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # per class
 
     def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        hits = logits.argmax(dim=-1) == targets
+        predictions = logits.argmax(dim=-1)
+        hits = predictions == targets
         self.correct_units = self.correct_units.to(hits.device) + hits.sum()
         self.correct_examples = self.correct_examples.to(hits.device) + hits.all(dim=1).sum()
         self.units += hits.numel()
         self.examples += hits.shape[0]
+        classes = logits.shape[-1]
+        self.predicted = padded_counts(self.predicted, classes).to(hits.device) + torch.bincount(
+            predictions.reshape(-1), minlength=classes
+        )
+        self.answers = padded_counts(self.answers, classes).to(hits.device) + torch.bincount(
+            targets.reshape(-1), minlength=classes
+        )
 
     def result(self) -> dict[str, float]:
+        units = max(self.units, 1)
         return {
-            "accuracy": self.correct_units.item() / max(self.units, 1),
+            "accuracy": self.correct_units.item() / units,
             "exact_match": self.correct_examples.item() / max(self.examples, 1),
             "examples": self.examples,
+            # the largest share of one class among the predictions, and among the answers (the majority class)
+            "prediction_share": self.predicted.max().item() / units if self.predicted.numel() else 0.0,
+            "majority_share": self.answers.max().item() / units if self.answers.numel() else 0.0,
         }
+
+
+def padded_counts(counts: torch.Tensor, classes: int) -> torch.Tensor:
+    """`counts` (one per class) with zeros appended up to `classes` entries."""
+    return torch.cat([counts, counts.new_zeros(max(classes - counts.numel(), 0))])

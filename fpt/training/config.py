@@ -56,6 +56,12 @@ class RunConfig:
     eval_batch_size: int = option(256, "examples per evaluation batch", min=1, max=EXAMPLES)
     seed: int = option(0, "seed of the training stream, dropout and random/stats backbone inits", min=0, max=2**32 - 1)
     target_accuracy: float | None = option(None, "stop once validation accuracy reaches this", above=0, max=1)
+    patience: int | None = option(
+        None,
+        "stop once this many evaluations in a row brought no new best validation accuracy (a plateau)",
+        min=1,
+        max=STEPS,
+    )
     out: str | None = option(None, "run directory; unset: runs/<task>-<backbone>-<init>-s<seed>-<time>")
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
     attn_implementation: str = option("sdpa", "attention kernel: sdpa, or eager (slow; returns attention maps)")

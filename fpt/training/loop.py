@@ -36,6 +36,7 @@ from fpt.runs.lock import RunLock
 from fpt.runs.record import RunDir, default_run_dir, enclosing_run, read_run_record
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import DATA_FILE, task_record
+from fpt.tasks.base import padded_counts
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
 from fpt.training.compiler import compiler_missing, maybe_compile
 from fpt.training.config import RunConfig
@@ -139,13 +140,23 @@ def evaluate(
                 batch = batch.to(device)
                 scores.add(model(batch.inputs, batch.mask), batch.targets)
     model.train(was_training)
-    counts = torch.tensor(
-        [scores.correct_units.item(), scores.units, scores.correct_examples.item(), scores.examples], device=device
+    classes = task.spec.num_classes
+    counts = torch.cat(
+        [
+            torch.tensor(
+                [scores.correct_units.item(), scores.units, scores.correct_examples.item(), scores.examples],
+                device=device,
+            ),
+            padded_counts(scores.predicted, classes).to(device),
+            padded_counts(scores.answers, classes).to(device),
+        ]
     )
     if accelerator is not None and world > 1:
         counts = accelerator.reduce(counts, "sum")
-    correct_units, units, correct_examples, examples = counts.tolist()
-    result = Scores(torch.tensor(correct_units), units, torch.tensor(correct_examples), examples).result()
+    correct_units, units, correct_examples, examples = counts[:4].tolist()
+    predicted, answers = counts[4 : 4 + classes], counts[4 + classes :]
+    result = Scores(torch.tensor(correct_units), units, torch.tensor(correct_examples), examples, predicted, answers)
+    result = result.result()
     if result["examples"] != task.split_size(split):
         raise RuntimeError(f"evaluated {result['examples']} of {task.split_size(split)} {split} examples")
     return result
@@ -388,6 +399,7 @@ class Trainer:
         p.loss_steps, self.window = 0, (time.time(), 0)
         self.report.evaluation(record)
         early = config.target_accuracy is not None and val["accuracy"] >= config.target_accuracy
+        early = early or (config.patience is not None and p.step - p.best_step >= config.patience * config.eval_every)
         return ("early-stopped" if early or self._callbacks_stop(record) else "finished"), record
 
     def _callbacks_stop(self, record: dict) -> bool:
@@ -477,6 +489,8 @@ class Trainer:
         summary["test_accuracy"] = test["accuracy"] if test else None
         if test:
             summary["test_exact_match"] = test["exact_match"]
+            summary["test_prediction_share"] = test["prediction_share"]  # 1.0: one class predicted everywhere
+            summary["test_majority_share"] = test["majority_share"]
         summary["wall_seconds"] = round(time.time() - self.started, 2)
         if self.main:
             run.write_summary(summary)

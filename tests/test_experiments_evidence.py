@@ -1,0 +1,63 @@
+"""A sweep's kept evidence: small, checkpoint-free, and enough to rebuild its table exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fpt import FPTError
+from fpt.experiments import evidence
+from fpt.experiments.sweep import collect, expand
+from fpt.experiments.tables import aggregate, results_markdown
+from fpt.runs.record import read_metrics
+
+GRID = {
+    "tasks": ["bit-xor"],
+    "inits": ["pretrained", "random"],
+    "lrs": [1e-4, 1e-3],
+    "seeds": [0, 1],
+    "selection_seeds": 1,
+    "paper_table": "init",
+}
+
+
+def _run(path, val, test, curve_length=3):
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text("task: bit-xor\n")
+    (path / "summary.json").write_text(
+        json.dumps(
+            {"status": "finished", "best_val_accuracy": val, "test_accuracy": test, "test_prediction_share": 0.6}
+        )
+    )
+    (path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "val_accuracy": val, "pad": "x" * 200}) + "\n" for s in range(curve_length))
+    )
+    (path / "checkpoints" / "best").mkdir(parents=True)
+    (path / "checkpoints" / "best" / "trained.safetensors").write_bytes(b"0" * 1000)
+
+
+def test_kept_evidence_rebuilds_the_table_without_checkpoints(tmp_path):
+    sweep_dir, kept = tmp_path / "sweep", tmp_path / "kept"
+    grid = expand(GRID)
+    for run in grid.runs:
+        if run.seed == 0 or run.lr == 1e-3:  # seed 1 ran at the chosen lr only
+            _run(sweep_dir / "runs" / run.key, 0.5 + run.lr * 100, 0.4 + run.lr * 100 + run.seed / 100, 400)
+    before = results_markdown(grid, aggregate(grid, collect(grid, sweep_dir)))
+
+    assert evidence.keep(sweep_dir, kept) == 6
+    assert not list(kept.rglob("checkpoints")) and not list(kept.rglob("*.safetensors"))
+    run = kept / "runs" / "bit-xor" / "pretrained" / "lr0.001" / "s0"
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.jsonl.gz", "summary.json"]  # curve > 64 KB
+    assert len(read_metrics(run)) == 400
+    again = expand(GRID)
+    records = collect(again, kept)
+    assert [r["status"] for r in records].count("skipped") == 2  # seed 1 at the lr seed 0 did not choose
+    assert results_markdown(again, aggregate(again, records)) == before.replace(str(sweep_dir), str(kept))
+
+
+def test_keep_refuses_a_folder_that_is_not_a_sweep(tmp_path):
+    with pytest.raises(FPTError, match="no runs/ directory"):
+        evidence.keep(tmp_path, tmp_path / "kept")
+    with pytest.raises(FPTError, match="does not exist"):
+        collect(expand(GRID), tmp_path / "missing")
