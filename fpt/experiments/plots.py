@@ -1,7 +1,7 @@
 """Learning curves: validation accuracy vs step, one figure per task, one line per condition.
 
 Each line is the mean over the seeds of the condition's chosen learning rate; the band spans the
-lowest and highest seed.
+lowest and highest seed; a dot marks each seed's last evaluation (runs that stop at a plateau end early).
 """
 
 from __future__ import annotations
@@ -29,11 +29,20 @@ def plot_curves(cells, out: Path) -> list[Path]:
             curves = [c for c in curves if c]
             if not curves:
                 continue
-            length = min(len(c) for c in curves)  # early-stopped seeds end sooner: plot the common part
-            steps = [m["step"] for m in curves[0][:length]]
-            values = np.array([[100 * m["val_accuracy"] for m in c[:length]] for c in curves])
-            (line,) = ax.plot(steps, values.mean(axis=0), label=f"{cell.condition} (lr {cell.lr:g}, n={len(curves)})")
-            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+            # early-stopped seeds end sooner: each step's mean and band are over the seeds still running there,
+            # and a dot marks where each seed stopped, so a plateau (or a cut-off) shows
+            by_step: dict[int, list[float]] = {}
+            for curve in curves:
+                for m in curve:
+                    by_step.setdefault(m["step"], []).append(100 * m["val_accuracy"])
+            steps = sorted(by_step)
+            (line,) = ax.plot(
+                steps, [np.mean(by_step[s]) for s in steps], label=f"{cell.condition} (lr {cell.lr:g}, n={len(curves)})"
+            )
+            low, high = [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+            ends = [(c[-1]["step"], 100 * c[-1]["val_accuracy"]) for c in curves]
+            ax.plot(*zip(*ends, strict=True), "o", color=line.get_color(), markersize=3)
             drawn = True
         if drawn:
             ax.set(title=task, xlabel="step", ylabel="validation accuracy (%)")

@@ -155,8 +155,8 @@ def evaluate(
         counts = accelerator.reduce(counts, "sum")
     correct_units, units, correct_examples, examples = counts[:4].tolist()
     predicted, answers = counts[4 : 4 + classes], counts[4 + classes :]
-    result = Scores(torch.tensor(correct_units), units, torch.tensor(correct_examples), examples, predicted, answers)
-    result = result.result()
+    totals = Scores(torch.tensor(correct_units), units, torch.tensor(correct_examples), examples, predicted, answers)
+    result = totals.result()
     if result["examples"] != task.split_size(split):
         raise RuntimeError(f"evaluated {result['examples']} of {task.split_size(split)} {split} examples")
     return result
