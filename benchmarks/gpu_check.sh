@@ -10,9 +10,11 @@
 #      the GPU's bf16 matmul rate measured in the same runs, peak memory, the DDP and accuracy pairs.
 # Results go to benchmarks/results/gpu/ (or OUT_DIR); each step's command and time are in gpu_check.log.
 #
-# --dry-run: the same steps on the CPU with tiny sizes (one timed step, two training steps), so the
-# script is tested where no GPU is (tests/test_gpu_check.py). FPT_GPU_CHECK_GPT2 / FPT_GPU_CHECK_MINILM
-# replace the backbones (the test passes tiny ones).
+# --dry-run: the same steps on the CPU with tiny sizes (one timed step, two training steps, 16 validation
+# and test examples), so the script is tested where no GPU is (tests/test_gpu_check.py); with the real
+# backbones it takes minutes on a 2-core CPU, mostly loading models in its ~10 processes.
+# FPT_GPU_CHECK_GPT2 / FPT_GPU_CHECK_MINILM replace the backbones (the test passes tiny ones).
+# Each step is announced on stderr with the time so far.
 #
 # Usage: benchmarks/gpu_check.sh [--dry-run] [OUT_DIR]
 set -euo pipefail
@@ -33,12 +35,15 @@ if ((dry)); then
   bench=(--device cpu --rounds 1 --steps 1 --warmup 0 --no-memory)
   compiled=()  # compiling on a CPU takes minutes: the dry run checks the commands, not the compiler
   train_steps=2 ddp_steps=4 val_size=16
+  test_size=(--task-option test_size=16)  # not Fashion-MNIST's whole 10,000-image test split
   ddp_launch=(-m torch.distributed.run --standalone --nproc_per_node 2)
+  echo "gpu_check --dry-run: about 10 processes on the CPU with tiny sizes: minutes, mostly loading models" >&2
 else
   device=cuda
   bench=(--device cuda --rounds 3)
   compiled=(--compile --no-memory --reference off)
-  train_steps=1500 ddp_steps=200 val_size=2000
+  train_steps=1500 ddp_steps=200 val_size=2000 test_size=()
+  echo "gpu_check: about 10 minutes on one GPU" >&2
   gpus=$("$python" -c "import torch; print(torch.cuda.device_count())")
   if ((gpus < 1)); then
     echo "gpu_check: no CUDA GPU is visible to PyTorch; run with --dry-run on a CPU." >&2
@@ -51,6 +56,8 @@ log="$out/gpu_check.log"
 : >"$log"
 run() {
   local start=$SECONDS
+  local shown="$*"
+  echo "gpu_check [$(printf '%d:%02d' $((SECONDS / 60)) $((SECONDS % 60)))]: ${shown:0:160}" >&2
   echo "\$ $*" >>"$log"
   "$@" >>"$log" 2>&1
   echo "# $((SECONDS - start)) s" >>"$log"
@@ -86,7 +93,8 @@ pids=()
 for precision in bf16 fp32; do
   rm -rf "$out/runs/fashion-mnist-$precision"
   fpt train --task fashion-mnist --backbone "$minilm" --steps "$train_steps" --eval-every "$((train_steps / 2))" --seed 0 \
-    --task-option val_size=$val_size --device "$device" --precision "$precision" --out "$out/runs/fashion-mnist-$precision" --quiet &
+    --task-option val_size=$val_size "${test_size[@]}" --device "$device" --precision "$precision" \
+    --out "$out/runs/fashion-mnist-$precision" --quiet &
   pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done

@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fpt import __version__
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
@@ -46,7 +48,7 @@ def _train_parser(sub) -> None:
         choices=["text", "json"],
         default="text",
         help="text (default): a progress bar on a terminal, else one line per evaluation; json: one JSON "
-        "object per event on stdout (start, eval, phase, end, summary)",
+        "object per event on stdout (start, eval, progress, phase, message, end, summary)",
     )
     p.add_argument(
         "--help-task", action="store_true", help="list the options of --task (type, range, default) and exit"
@@ -215,17 +217,21 @@ def cmd_eval(args) -> int:
     from fpt.training import evaluate
     from fpt.training.loop import resolve_device
     from fpt.training.precision import Precision
+    from fpt.training.progress import Reporter
 
     if args.batch_size < 1:
         raise FPTError(f"--batch-size must be a positive integer, got {args.batch_size}.")
     record = read_run_record(args.run_dir)
-    task = get_task(record.task, **record.task_kwargs(args.data_dir))
+    report = Reporter("auto")  # on stderr: loading and the pass can take minutes
+    with report.phase(f"loading task {record.task}"):
+        task = get_task(record.task, **record.task_kwargs(args.data_dir))
     record.check_task(task.spec)  # config.yaml edited after training: the checkpoint would not fit the task
     check_unchanged(record.data, task.data_fingerprint, args.run_dir, "evaluate")  # e.g. regenerated data
-    model = load_run_model(args.run_dir, args.which)
+    with report.phase(f"loading the {args.which} checkpoint of {args.run_dir}"):
+        model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     precision = Precision.create(record.precision, device)  # as the run evaluated
-    result = evaluate(model.to(device), task, args.split, args.batch_size, device, precision=precision)
+    result = evaluate(model.to(device), task, args.split, args.batch_size, device, precision=precision, progress=report)
     print(
         json.dumps(
             {
@@ -291,11 +297,25 @@ def cmd_data(args) -> int:
         if failed:
             raise FPTError(f"Verification failed for {', '.join(failed)} (details above).")
     elif args.action == "generate":
-        settings = {k: getattr(args, k) for k in (*GENERATE_SETTINGS, "train", "val", "test")}
-        settings = {k: v for k, v in settings.items() if v is not None}
-        target = data.generate(args.name, args.data_dir, seed=args.seed, force=args.force, **settings)
-        data.verify(args.name, target.parent)
+        _generate(args)
     return 0
+
+
+def _generate(args) -> None:
+    """`fpt data generate`: minutes for LRA's 100,000 ListOps examples, so the count and an ETA are shown."""
+    from fpt import data
+    from fpt.data.listops import LRA_SIZES
+    from fpt.training.progress import Reporter
+
+    settings = {k: getattr(args, k) for k in (*GENERATE_SETTINGS, "train", "val", "test")}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    total = sum(settings.get(split, default) for split, default in LRA_SIZES.items())
+    report = Reporter("auto")
+    with report.counting(f"generating {args.name} ({total:,} examples)", total, "examples") as advance:
+        target = data.generate(args.name, args.data_dir, seed=args.seed, force=args.force, progress=advance, **settings)
+    with report.phase(f"reading back {target}"):
+        data.verify(args.name, target.parent)
+    print(f"Wrote {args.name} ({total:,} examples) to {target}", file=sys.stderr)
 
 
 # `fpt data generate` flags of the ListOps recipe (fpt.data.listops.LRA_RECIPE holds LRA's values)
@@ -641,7 +661,61 @@ def _dashed(argv: list[str]) -> list[str]:
     return argv
 
 
+class _GoneReaderTolerant:
+    """stdout or stderr whose reader may leave (`fpt train ... | head -2`): from then on the output is
+    dropped and the command goes on. Without this, the next print raises BrokenPipeError and kills a
+    training that had hours to go."""
+
+    def __init__(self, stream):
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        """Point the descriptor at /dev/null, so buffered text and child processes write nowhere, quietly."""
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no descriptor (a captured stream): dropping is enough
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def _tolerating_gone_readers() -> Iterator[None]:
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _GoneReaderTolerant(sys.stdout), _GoneReaderTolerant(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _tolerating_gone_readers():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(_dashed(list(sys.argv[1:] if argv is None else argv)))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # transformers and huggingface_hub read these when first imported (lazily, by the commands that load a

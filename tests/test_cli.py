@@ -80,7 +80,7 @@ def test_gpt2_random_init_works_offline(capsys):
     assert "GPT2Model" in out and "124,555,876" in out and "120 tokens of 50" in out
 
 
-def test_flags_override_the_config_file_and_eval_reads_the_run(capsys, tmp_path, tiny_gpt2):
+def test_flags_override_the_config_file_and_eval_reads_the_run(capsys, tmp_path, tiny_gpt2, monkeypatch):
     config = tmp_path / "run.yaml"
     config.write_text(
         f"task: bit-xor\nbackbone: {tiny_gpt2}\nsteps: 50\neval_every: 2\n"
@@ -91,8 +91,15 @@ def test_flags_override_the_config_file_and_eval_reads_the_run(capsys, tmp_path,
     assert code == 0
     summary = json.loads(stdout)
     assert summary["steps"] == 4 and summary["test_examples"] == 60
-    code, stdout, _ = run_cli(capsys, "eval", str(out))
+    monkeypatch.setattr("fpt.training.progress.PHASE_DELAY", 0)  # every phase announced, however quick
+    code, stdout, stderr = run_cli(capsys, "eval", str(out))
     assert code == 0 and json.loads(stdout)["accuracy"] == summary["test_accuracy"]
+    phases = [line for line in stderr.splitlines() if line.endswith(" ...")]  # eval is never silent for minutes
+    assert phases == [
+        "loading task bit-xor ...",
+        f"loading the best checkpoint of {out} ...",
+        "test pass (60 examples) ...",
+    ]
 
 
 @pytest.mark.slow  # end to end in a fresh interpreter (torch and transformers imported again)

@@ -224,6 +224,11 @@ def test_sweep_runs_records_failures_and_resumes(tiny_gpt2, tmp_path):
     lines.clear()
     sweep(grid, out, jobs=1, log=lines.append)
     assert "0 already finished, 2 to run" in lines[0]  # the interrupted run and the failed one again
+    assert "4 training steps, 4 validation passes and 2 test pass(es) in all" in lines[0]  # the work, up front
+    started = [line for line in lines if line.strip().startswith("started ")]
+    assert len(started) == 2 and all("progress: " in line and line.endswith(".log)") for line in started)
+    done = [line for line in lines if line.strip().startswith("[")]
+    assert "left for 1 run(s) at this pace" in done[0] and "left" not in done[1]  # an ETA after each run
     resumed = json.loads((finished / "summary.json").read_text())
     assert resumed["status"] == "finished" and resumed["resumed_from_step"] == 2  # continued, not redone
     lines.clear()
@@ -358,3 +363,17 @@ def test_the_extension_stops_at_its_limit_and_a_diverged_lr_brackets_the_grid(tm
     )
     (cell,) = aggregate(grid, records)
     assert cell.lr == 1e-3 and cell.extended == [3e-3] and (3e-3, 1) not in launched
+
+
+def test_the_pace_of_finished_runs_gives_the_time_left(monkeypatch):
+    from fpt.experiments import sweep as sweep_module
+
+    now = [1000.0]
+    monkeypatch.setattr(sweep_module.time, "time", lambda: now[0])
+    pace = sweep_module.Pace(runs=5, jobs=2)
+    now[0] += 60  # the first run took a minute
+    assert pace.after(1000.0) == " in 0:01:00; about 0:02:00 left for 4 run(s) at this pace"  # 4 runs, 2 at a time
+    now[0] += 120
+    assert pace.after(1060.0) == " in 0:02:00; about 0:02:15 left for 3 run(s) at this pace"
+    pace.runs = 3  # runs skipped as never to run (lr not chosen)
+    assert pace.after(now[0] - 30) == " in 0:00:30"

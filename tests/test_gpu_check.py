@@ -51,4 +51,7 @@ def test_gpu_check_dry_run_writes_every_result(tmp_path, tiny_gpt2, tiny_bert):
     assert (one["processes"], two["processes"]) == (1, 2)
     assert all(0 < run["last_train_loss"] < 10 and run["test_accuracy"] is not None for run in (one, two))
     assert all(f["steps"] == 2 and f["test_accuracy"] is not None for f in summary["fashion_mnist"].values())
+    tested = [json.loads((out / "runs" / f"fashion-mnist-{p}" / "summary.json").read_text()) for p in ("bf16", "fp32")]
+    assert [s["test_examples"] for s in tested] == [16, 16]  # not the whole test split (10,000 with the real data)
+    assert "gpu_check [0:" in result.stderr and "--dry-run: about 10 processes" in result.stderr  # never silent
     assert "MFU" in (out / "summary.md").read_text()

@@ -85,3 +85,43 @@ def test_auto_is_a_bar_in_a_notebook(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ipykernel", object())  # a Jupyter kernel: output is no terminal
     assert Reporter("auto", io.StringIO()).style == "bar"
+
+
+def test_a_long_stretch_without_evaluations_gets_a_line_saying_where_the_run_is():
+    stream = io.StringIO()
+    report = Reporter("text", stream, heartbeat=0)  # every step is "long" here
+    report.start(total=100, initial=40, description="bit-memory random")
+    report.step()
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("step 41/100  ") and " s/step  elapsed 0:00:0" in last and "ETA" in last
+    events = io.StringIO()
+    json_report = Reporter("json", events, heartbeat=0)
+    json_report.start(total=10, initial=0, description="x")
+    json_report.step()
+    progress = json.loads(events.getvalue().splitlines()[-1])
+    assert progress["event"] == "progress" and progress["step"] == 1 and progress["total_steps"] == 10
+    calm = io.StringIO()
+    patient = Reporter("text", calm, heartbeat=3600)
+    patient.start(total=10, initial=0, description="x")
+    patient.step()
+    assert len(calm.getvalue().splitlines()) == 1  # the start line only
+
+
+def test_the_end_line_counts_a_resumed_runs_earlier_time():
+    stream = io.StringIO()
+    report = Reporter("text", stream)
+    report.start(total=20, initial=10, description="resumed")
+    report.end("finished", 20, elapsed=3725.0)  # 1:02:05 in all, most of it before the resume
+    assert stream.getvalue().splitlines()[-1] == "training finished at step 20 in 1:02:05"
+
+
+def test_a_counted_phase_reports_its_count_and_an_eta_while_it_runs():
+    stream = io.StringIO()
+    report = Reporter("text", stream, phase_delay=0, heartbeat=0)
+    with report.counting("generating listops", 4, "examples") as advance:
+        for _ in range(4):
+            advance(1)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "generating listops ..." and lines[-1].startswith("generating listops: done in")
+    assert lines[1].startswith("generating listops: 1/4 examples, elapsed 0:00:00, ETA ")
+    assert len(lines) == 5  # 1/4, 2/4, 3/4 between start and end

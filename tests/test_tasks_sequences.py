@@ -101,12 +101,18 @@ def test_sequence_tasks_train_end_to_end(data_root, tmp_path, tiny_gpt2, task):
     assert summary["test_split"].startswith("basic_test.tsv" if task == "listops" else "remote_homology_test_fold")
 
 
-def test_cli_data_generate_list_and_verify(tmp_path, capsys):
+def test_cli_data_generate_list_and_verify(tmp_path, capsys, monkeypatch):
     from fpt.cli import main
 
     root = str(tmp_path / "data")
+    monkeypatch.setattr("fpt.training.progress.PHASE_DELAY", 0)  # every phase announced, however quick
+    monkeypatch.setattr("fpt.training.progress.HEARTBEAT", 0)  # and the count at every example
     assert main(["data", "generate", "listops", "--data-dir", root, "--train", "8", "--val", "4", "--test", "4"]) == 0
-    assert "8 train, 4 val, 4 test" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "8 train, 4 val, 4 test" in out
+    lines = err.splitlines()  # generating LRA's 100,000 examples takes minutes: the count and an ETA are shown
+    assert lines[0] == "generating listops (16 examples) ..." and "1/16 examples" in lines[1] and "ETA" in lines[1]
+    assert f"Wrote listops (16 examples) to {root}/listops" in err
     assert main(["data", "list", "--data-dir", root]) == 0
     assert "present" in [line for line in capsys.readouterr().out.splitlines() if "listops" in line][0]
     assert main(["data", "verify", "mnist", "--data-dir", root]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -66,6 +67,29 @@ def test_off_a_terminal_train_prints_one_line_per_evaluation_and_no_carriage_ret
     assert "trained 2,498 of" in (tmp_path / "run" / "freeze_report.txt").read_text()
 
 
+@pytest.mark.slow  # a new process: imports torch and transformers
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_reader_that_leaves_stops_the_printing_not_the_training(quiet_gpt2, tmp_path, log_format):
+    """`fpt train ... | head -2`: head exits after two lines; the run goes on to its summary, quietly."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(tmp_path),
+    }
+    command = [sys.executable, "-m", "fpt.cli", *_flags(quiet_gpt2, tmp_path / "run"), "--log-format", log_format]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) as process:
+        assert process.stdout is not None and process.stderr is not None
+        head = [process.stdout.readline() for _ in range(2)]
+        process.stdout.close()  # what head does after its two lines
+        errors = process.stderr.read()
+        assert process.wait(timeout=300) == 0, errors
+    assert all(head) and "Broken pipe" not in errors and "BrokenPipeError" not in errors
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 30
+
+
 def test_log_format_json_gives_only_json_lines_with_the_summary_last(quiet_gpt2, tmp_path, capsys):
     assert main([*_flags(quiet_gpt2, tmp_path / "run"), "--log-format", "json"]) == 0
     out, err = capsys.readouterr()
@@ -102,7 +126,9 @@ def test_callbacks_see_every_evaluation_and_can_stop_the_run(quiet_gpt2, tmp_pat
     )
     summary = train(config, callbacks=[Pruner(), lambda step, record: steps.append(step)], **QUIET)
     assert [s for s, _ in seen] == [10, 20] and steps == [10, 20]
-    assert summary["status"] == "early-stopped" and summary["steps"] == 20 and summary["test_accuracy"] is not None
+    assert summary["status"] == "pruned" and summary["steps"] == 20  # a pruned trial: no test pass
+    assert summary["test_accuracy"] is None and "test_examples" not in summary
+    assert (tmp_path / "run" / "checkpoints" / "step-000020").is_dir()  # kept, resumable
     assert all(isinstance(acc, float) for _, acc in seen)
 
 
@@ -132,10 +158,14 @@ def test_elapsed_time_continues_after_resume(quiet_gpt2, tmp_path, monkeypatch):
     train(config, **QUIET)
     first = read_training_state(resolve(tmp_path / "run", "last"))["elapsed_s"]
     assert first >= 1000
-    clock = _Clock(tick=1.0)  # the resumed run alone would report far less than `first`
+    from fpt.training.progress import Reporter
+
+    clock, events = _Clock(tick=1.0), io.StringIO()  # the resumed run alone would report far less than `first`
     monkeypatch.setattr(loop, "time", clock)
-    summary = train(resume_config(tmp_path / "run", steps=20), resume=True, **QUIET)
+    summary = train(resume_config(tmp_path / "run", steps=20), resume=True, progress=Reporter("json", events))
     assert first < summary["wall_seconds"] <= first + clock.now  # went on from the checkpoint, not from zero
+    end = next(e for e in map(json.loads, events.getvalue().splitlines()) if e["event"] == "end")
+    assert first < end["elapsed_s"] <= summary["wall_seconds"]  # the end line agrees with the summary
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 20 and first < last["elapsed_s"] < summary["wall_seconds"]
 
@@ -181,3 +211,24 @@ def test_patience_stops_a_run_whose_validation_stopped_improving(quiet_gpt2, tmp
     summary = train(config, **QUIET)
     assert summary["status"] == "early-stopped" and summary["steps"] == 30 and summary["best_step"] == 10
     assert summary["test_accuracy"] is not None
+
+
+def test_the_first_validation_pass_is_announced(quiet_gpt2, tmp_path):
+    """A GPT-2 run's first line came after its first validation pass, minutes in: that pass is announced."""
+    from fpt.training.progress import Reporter
+
+    stream = io.StringIO()
+    config = RunConfig(
+        backbone=quiet_gpt2,
+        steps=20,
+        eval_every=10,
+        batch_size=8,
+        task_options={"val_size": 32, "test_size": 32},
+        out=str(tmp_path / "run"),
+    )
+    train(config, progress=Reporter("text", stream, phase_delay=0), log=lambda *a: None)
+    lines = stream.getvalue().splitlines()
+    assert lines.count("val pass (32 examples) ...") == 1  # the first; the eval lines give the pace after it
+    assert lines.index("val pass (32 examples) ...") < next(
+        i for i, line in enumerate(lines) if line.startswith("step 10/")
+    )

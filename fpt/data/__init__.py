@@ -50,11 +50,14 @@ def status(name: str, data_dir: str | Path | None = None) -> dict:
 MAX_GENERATED = 1_000_000  # examples per split; LRA has 96,000 training examples
 
 
-def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force: bool = False, **settings) -> Path:
+def generate(
+    name: str, data_dir: str | Path | None = None, seed: int = 0, force: bool = False, progress=None, **settings
+) -> Path:
     """Write a synthetic copy of dataset `name` (ListOps only) into the data root.
 
     `settings` are split sizes (train, val, test) and the recipe's min_length, max_length,
     max_depth, max_args (LRA's where left out); the folder's GENERATED file records them all.
+    `progress(n)` is called as examples are drawn (a Reporter's `counting`).
     The arguments are checked first; the files are written to a temporary folder beside the target
     and renamed into place, so an existing dataset is replaced only with `force` and only whole."""
     if get_dataset(name).generator != name:
@@ -97,7 +100,7 @@ def generate(name: str, data_dir: str | Path | None = None, seed: int = 0, force
     except OSError as err:
         raise FPTError(f"Cannot write to the data root {root} ({err.strerror or err}).") from err
     try:
-        listops.generate(staging, seed=seed, **sizes, **recipe)
+        listops.generate(staging, seed=seed, **sizes, **recipe, progress=progress)
         marker = {"generator": "LRA recipe (fpt.data.listops)", "seed": seed, **sizes, **recipe}
         atomic_write(staging / "GENERATED", (json.dumps(marker) + "\n").encode())
         if target.exists():  # --force: the old copy goes only once the new one is whole

@@ -33,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ from fpt.errors import FPTError
 from fpt.experiments import lr_grid
 from fpt.experiments.tables import write_results
 from fpt.memory import require
+from fpt.training.progress import clock
 from fpt.yamlsafe import read_yaml_mapping, short
 
 _AXES = ("backbones", "inits", "train")
@@ -346,6 +348,39 @@ def _config_text(run: Run, run_dir: Path) -> str:
     return yaml.safe_dump({**run.config, "out": str(run_dir)}, sort_keys=False)
 
 
+def _work(runs: list[Run]) -> str:
+    """What `runs` will do, said before they start: steps, evaluations, test passes."""
+    steps = sum(int(r.config.get("steps", 1000)) for r in runs)
+    evals = sum(-(-int(r.config.get("steps", 1000)) // int(r.config.get("eval_every", 100))) for r in runs)
+    return (
+        f"{steps:,} training steps, {evals:,} validation passes and {len(runs)} test pass(es) in all; "
+        "a time estimate follows the first finished run"
+    )
+
+
+def _score(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class Pace:
+    """The time left, from the runs finished so far: after each, `after(started)` says it."""
+
+    runs: int
+    jobs: int
+    done: int = 0
+    seconds: float = 0.0
+
+    def after(self, started: float) -> str:
+        took = time.time() - started
+        self.done, self.seconds = self.done + 1, self.seconds + took
+        left = max(self.runs - self.done, 0)
+        if not left:
+            return f" in {clock(took)}"
+        eta = self.seconds / self.done * left / max(min(self.jobs, left), 1)
+        return f" in {clock(took)}; about {clock(eta)} left for {left} run(s) at this pace"
+
+
 def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict]:
     """Run (or resume) every run of `grid` under `out`; return one record per run, in grid order."""
     out = Path(out)
@@ -373,14 +408,20 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
         f"Sweep {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already finished, "
         f"{len(todo)} to run with {jobs} job(s) in {out}"
         + (f" (all lrs on seed(s) {', '.join(map(str, select))}; the others at the chosen lr)" if select else "")
+        + (f"; {_work(todo)}" if todo else "")
     )
     records: dict[str, dict] = {}
+    pace = Pace(len(todo), jobs)
 
     def one(run: Run) -> None:
+        started, fresh = time.time(), run_status(out / "runs" / run.key) is None
+        if fresh:
+            log(f"  started {run.key} (progress: {out / 'logs' / (run.key + '.log')})")
         record = _launch(run, out, threads)
         records[run.key] = record
-        detail = record.get("error") or f"test {record['summary'].get('test_accuracy')}"
-        log(f"  [{len(records)}/{len(grid.runs)}] {run.key}: {record['status']} ({detail})")
+        detail = record.get("error") or f"test {_score(record['summary'].get('test_accuracy'))}"
+        timing = pace.after(started) if fresh else ""
+        log(f"  [{len(records)}/{len(grid.runs)}] {run.key}: {record['status']} ({detail}){timing}")
 
     for index, stage in enumerate(stages):
         if stage is None:  # the other seeds, at the lr each (task, condition) chose on the selection seeds
@@ -394,6 +435,7 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
                     stage.append(run)
                 else:
                     records[run.key] = {"key": run.key, "status": "skipped", "error": "lr not chosen"}
+                    pace.runs -= run_status(out / "runs" / run.key) is None  # counted as to run, and never will be
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
             list(pool.map(one, stage))
             while index == 0 and (added := lr_grid.extend(grid, records)):  # a choice at its grid's edge

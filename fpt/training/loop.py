@@ -272,6 +272,7 @@ class Trainer:
     window: tuple[float, int] = (0.0, 0)  # (start time, samples) of the throughput window
     report: Reporter = field(default_factory=lambda: Reporter("quiet"))  # progress lines, bar or JSON
     callbacks: Sequence = ()  # objects with on_eval(step, record) -> stop?, or such callables
+    validated: bool = False  # a validation pass ran in this process (the first is announced: it can take minutes)
 
     @property
     def device(self) -> torch.device:
@@ -368,15 +369,17 @@ class Trainer:
     def validate(self) -> tuple[str, dict | None]:
         """Evaluate on validation, record the metrics, keep the best parameters.
 
-        Returns the run's status (`finished` to go on, `diverged`, `early-stopped`) and the record."""
+        Returns the run's status (`finished` to go on, `diverged`, `early-stopped`, `pruned`) and the record."""
         p, config = self.progress, self.config
         train_loss = self.accelerator.reduce(self.loss_sum, "mean").item() / p.loss_steps  # host sync: evaluations only
         if not math.isfinite(train_loss):
             return "diverged", None
         samples_per_s = self.window[1] / max(time.time() - self.window[0], 1e-9)
+        first = None if self.validated else self.report  # later passes are like it: the eval lines give the pace
         val = evaluate(
-            self.module, self.task, "val", config.eval_batch_size, self.device, self.accelerator, self.precision
+            self.module, self.task, "val", config.eval_batch_size, self.device, self.accelerator, self.precision, first
         )
+        self.validated = True
         record = {
             "step": p.step,
             "train_loss": train_loss,
@@ -400,15 +403,18 @@ class Trainer:
         self.report.evaluation(record)
         early = config.target_accuracy is not None and val["accuracy"] >= config.target_accuracy
         early = early or (config.patience is not None and p.step - p.best_step >= config.patience * config.eval_every)
-        return ("early-stopped" if early or self._callbacks_stop(record) else "finished"), record
+        if early:
+            return "early-stopped", record
+        return ("pruned" if self._callbacks_stop(record) else "finished"), record
 
     def _callbacks_stop(self, record: dict) -> bool:
-        """Run the callbacks on the main process (e.g. Optuna pruning); True when one asks to stop."""
+        """Run the callbacks on the main process (e.g. Optuna pruning); True when one asks to stop: the run
+        is pruned, and its test pass skipped (a pruned trial is not the one chosen; the pass can take minutes)."""
         stop = [False]
         if self.main:
             for callback in self.callbacks:
                 if getattr(callback, "on_eval", callback)(record["step"], dict(record)):
-                    self.log(f"Stopped at step {record['step']} by callback {callback!r}.")
+                    self.log(f"Pruned at step {record['step']} by callback {callback!r}: no test pass.")
                     stop[0] = True
         if self.accelerator.num_processes > 1:
             broadcast_object_list(stop)  # every process stops at the same step
@@ -463,7 +469,7 @@ class Trainer:
             "resumed_from_step": self.resumed_from,
         }
         test: dict[str, float] = {}
-        if status not in ("diverged", "interrupted"):
+        if status not in ("diverged", "interrupted", "pruned"):
             with torch.no_grad():
                 for name, param in self.source.named_parameters():
                     if name in self.best:
@@ -501,6 +507,8 @@ class Trainer:
                 f"Interrupted at step {p.step} of {config.steps}; a checkpoint was saved in "
                 f"{run.checkpoints / step_name(p.step)}. Continue with `fpt train --resume {run.path}`."
             )
+        if status == "pruned":
+            return summary
         if status == "diverged":
             kept = (
                 f"the last good checkpoint (step {p.best_step}) is kept in {run.checkpoints}"
@@ -690,7 +698,7 @@ def train(
     `progress`: True (a bar on a terminal, else one line per evaluation), False, or a style of
     fpt.training.progress (`text`, `json`, ...). `callbacks`: objects with `on_eval(step, record)`
     (or plain callables) called after every evaluation with its metrics record; one returning True
-    stops the run there (status `early-stopped`, best checkpoint tested): Optuna/Ray Tune pruning.
+    stops the run there (status `pruned`, a resumable checkpoint, no test pass): Optuna/Ray Tune pruning.
     """
     started = time.time()
     main_process = int(os.environ.get("RANK", "0")) == 0  # launchers set RANK; the accelerator comes later
@@ -736,10 +744,10 @@ def _loop(trainer: Trainer, saved: dict | None, report: Reporter, stop: StopRequ
             if status == "diverged":
                 break
         interrupted = stop.agreed(step, accelerator)
-        if interrupted or status == "early-stopped" or step == config.steps or step % checkpoint_every == 0:
+        if interrupted or status in ("early-stopped", "pruned") or step == config.steps or step % checkpoint_every == 0:
             trainer.save()
         status = "interrupted" if interrupted else status
         if status != "finished":
             break
-    report.end(status, trainer.progress.step)
+    report.end(status, trainer.progress.step, time.time() - trainer.started)
     return trainer.finish(status)

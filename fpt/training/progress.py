@@ -12,15 +12,17 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
 STYLES = ("auto", "bar", "text", "json", "quiet")
 PHASE_DELAY = 2.0  # seconds a phase runs before it is announced: quick phases (and failures) print nothing
+HEARTBEAT = 60.0  # seconds without a line before one says where a long run or pass is (text and json styles)
+FIRST_BEAT = 10.0  # the first such line comes sooner: it gives the pace, hence an estimate, early
 
 
-def _duration(seconds: float) -> str:
+def clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -38,17 +40,27 @@ class Reporter:
     so `fpt train --log-format json > run.jsonl` holds every event, the summary last.
     """
 
-    def __init__(self, style: str = "auto", stream: IO[str] | None = None, phase_delay: float = PHASE_DELAY):
+    def __init__(
+        self,
+        style: str = "auto",
+        stream: IO[str] | None = None,
+        phase_delay: float | None = None,
+        heartbeat: float | None = None,
+    ):
+        """`phase_delay` and `heartbeat`: seconds, PHASE_DELAY and HEARTBEAT by default."""
         if style not in STYLES:
             raise ValueError(f"progress style {style!r} is not one of {', '.join(STYLES)}")
         self.stream = stream or (sys.stdout if style == "json" else sys.stderr)
         if style == "auto":  # a notebook's output is no terminal, but shows tqdm.auto's widget
             interactive = getattr(self.stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
             style = "bar" if interactive else "text"
-        self.style, self.phase_delay = style, phase_delay
+        self.style = style
+        self.phase_delay = PHASE_DELAY if phase_delay is None else phase_delay
+        self.heartbeat = HEARTBEAT if heartbeat is None else heartbeat
         self._bar: Any = None
-        self._total = self._last_step = 0
-        self._last_time = self._started = time.time()
+        self._total = self._last_step = self._step = self._first_step = 0
+        self._last_time = self._started = self._last_line = time.time()
+        self._beat = min(FIRST_BEAT, self.heartbeat)
 
     def emit(self, event: str, line: str, **fields: Any) -> None:
         """One event: `line` of text, or `{"event": event, **fields}` in the json style."""
@@ -56,6 +68,7 @@ class Reporter:
             return
         if self.style == "json":
             line = json.dumps({"event": event, **fields}, default=str)
+        self._last_line = time.time()
         if self._bar is not None:
             self._bar.write(line, file=self.stream)
         else:
@@ -67,7 +80,9 @@ class Reporter:
 
     def start(self, total: int, initial: int, description: str) -> None:
         self._total, self._last_step, self._started = total, initial, time.time()
-        self._last_time = self._started
+        self._step = self._first_step = initial
+        self._last_time = self._last_line = self._started
+        self._beat = min(FIRST_BEAT, self.heartbeat)
         if self.style == "bar":
             from tqdm.auto import tqdm
 
@@ -83,8 +98,27 @@ class Reporter:
         )
 
     def step(self) -> None:
+        self._step += 1
         if self._bar is not None:
             self._bar.update()
+        elif time.time() - self._last_line >= self._beat:
+            self._where()
+            self._beat = self.heartbeat
+
+    def _where(self) -> None:
+        """A line between evaluations, so a slow run is never silent for minutes: the step, the pace, an ETA."""
+        now = time.time()
+        pace = (now - self._started) / max(self._step - self._first_step, 1)
+        eta = pace * (self._total - self._step)
+        self.emit(
+            "progress",
+            f"step {self._step}/{self._total}  {pace:.2f} s/step  elapsed {clock(now - self._started)}  "
+            f"ETA {clock(eta)} (before evaluations)",
+            step=self._step,
+            total_steps=self._total,
+            seconds_per_step=round(pace, 3),
+            eta_s=round(eta, 1),
+        )
 
     def evaluation(self, record: dict) -> None:
         """One validation record (step, train loss, validation metrics, samples/s, ...), with an ETA."""
@@ -97,16 +131,23 @@ class Reporter:
             return
         shown = {k: v for k, v in record.items() if k not in ("step", "elapsed_s")}
         text = f"step {step}/{self._total}  " + "  ".join(f"{k} {_number(k, v)}" for k, v in shown.items())
-        text += f"  elapsed {_duration(record.get('elapsed_s', now - self._started))}"
-        text += f"  ETA {_duration(eta)}" if eta is not None else ""
+        text += f"  elapsed {clock(record.get('elapsed_s', now - self._started))}"
+        text += f"  ETA {clock(eta)}" if eta is not None else ""
         self.emit("eval", text, **record, total_steps=self._total, eta_s=None if eta is None else round(eta, 1))
 
-    def end(self, status: str, step: int) -> None:
+    def end(self, status: str, step: int, elapsed: float | None = None) -> None:
+        """The run's end; `elapsed`: its whole training time (a resumed run counts its earlier part too)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        seconds = time.time() - self._started
-        self.emit("end", f"training {status} at step {step} in {_duration(seconds)}", status=status, step=step)
+        seconds = time.time() - self._started if elapsed is None else elapsed
+        self.emit(
+            "end",
+            f"training {status} at step {step} in {clock(seconds)}",
+            status=status,
+            step=step,
+            elapsed_s=round(seconds, 3),
+        )
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -133,15 +174,35 @@ class Reporter:
             seconds = time.time() - started
             self.emit("phase", f"{name}: done in {seconds:.1f} s", phase=name, state="end", seconds=round(seconds, 2))
 
-    def track(self, items: Iterable, name: str, total: int | None = None) -> Iterator:
-        """Iterate `items` as phase `name`: a bar of `total` items on a terminal, start/end lines elsewhere."""
-        if self.style != "bar":
-            with self.phase(name):
-                yield from items
-            return
-        from tqdm.auto import tqdm
+    @contextmanager
+    def counting(self, name: str, total: int, unit: str = "items") -> Iterator[Callable[[int], None]]:
+        """Phase `name` of `total` units, counted by calling what it yields: a bar on a terminal; elsewhere
+        start and end lines and, for a long phase, a line now and then with the count and an ETA."""
+        if self.style == "bar":
+            from tqdm.auto import tqdm
 
-        yield from tqdm(items, total=total, desc=name, file=self.stream, leave=False, dynamic_ncols=True)
+            with tqdm(total=total, desc=name, file=self.stream, leave=False, dynamic_ncols=True) as bar:
+                yield bar.update
+            return
+        done, started, beat = 0, time.time(), min(FIRST_BEAT, self.heartbeat)
+
+        def advance(count: int = 1) -> None:
+            nonlocal done, beat
+            done, now = done + count, time.time()
+            if now - self._last_line >= beat and 0 < done < total:
+                beat, eta = self.heartbeat, (now - started) / done * (total - done)
+                text = f"{name}: {done:,}/{total:,} {unit}, elapsed {clock(now - started)}, ETA {clock(eta)}"
+                self.emit("phase", text, phase=name, state="progress", done=done, total=total, eta_s=round(eta, 1))
+
+        with self.phase(name):
+            yield advance
+
+    def track(self, items: Iterable, name: str, total: int | None = None, unit: str = "batches") -> Iterator:
+        """Iterate `items` as phase `name` of `total` `unit`s (see `counting`)."""
+        with self.counting(name, total or 0, unit) as advance:
+            for item in items:
+                yield item
+                advance(1)
 
 
 def reporter(progress: bool | str | Reporter) -> Reporter:
