@@ -441,6 +441,7 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
             while index == 0 and (added := lr_grid.extend(grid, records)):  # a choice at its grid's edge
                 lr_grid.save(grid, out)
                 log(f"  lr grid extended: {', '.join(sorted({f'{r.task}/{r.condition} lr {r.lr:g}' for r in added}))}")
+                pace.runs += len(added)
                 list(pool.map(one, added))
         lr_grid.save(grid, out)
     return [records[r.key] for r in grid.runs]
