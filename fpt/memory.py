@@ -111,7 +111,8 @@ def pass_bytes(
     model: object, examples: int, tokens: int, input_width: int, training: bool, device: object = None
 ) -> float:
     """A floor of the memory one pass of `model` over `examples` examples of `tokens` tokens needs on
-    `device` (None: the CPU): the inputs; per token, one float per hidden unit of every layer (kept
+    `device` (None: the CPU): the inputs; per position the backbone computes (the tokens and any
+    `model.prefix_tokens` put before them), one float per hidden unit of every layer (kept
     for the backward pass when training; two live layers when evaluating); and where the attention
     path materializes the score matrices (`_score_bytes`), examples x heads x tokens^2 scores per
     layer, which dominate at long sequences. Real passes need more (measured on MiniLM:
@@ -127,11 +128,13 @@ def pass_bytes(
     else:  # the LSTM baselines: no attention
         config, layers = None, getattr(getattr(model, "config", None), "layers", None)
     layers = layers if isinstance(layers, int) and layers > 0 else 1
-    per_token = input_width + hidden * ((layers + 1) if training else 2)
+    prefix = getattr(model, "prefix_tokens", 0)  # put before the inputs by the backbone or method ([CLS], a prompt)
+    states = tokens + (prefix if isinstance(prefix, int) else 0)  # positions the backbone computes
+    per_state = hidden * ((layers + 1) if training else 2)
     heads = getattr(config, "num_attention_heads", 0)
     heads = heads if isinstance(heads, int) else 0
     scores = _score_bytes(config, layers, training, device, getattr(model, "fast_paths", []))
-    return 4.0 * examples * tokens * per_token + float(examples * heads * tokens**2) * scores
+    return 4.0 * examples * (tokens * input_width + states * per_state) + float(examples * heads * states**2) * scores
 
 
 def _score_bytes(config: object, layers: int, training: bool, device: object, fast_paths: list[str]) -> float:

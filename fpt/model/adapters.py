@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 
-from fpt.backbones.groups import classify_backbone, is_norm
+from fpt.backbones.adapter import adapter_for
+from fpt.backbones.groups import is_norm
 from fpt.errors import FPTError, install_hint
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
     if model_type in tables[method]:
         return None
     if method == "ln-tuning":  # our `norm` group: not the queries'/keys' norms (`attention-norm`)
-        groups = classify_backbone(cast("PreTrainedModel", backbone))
+        groups = adapter_for(cast("PreTrainedModel", backbone)).groups()
         names = sorted(
             {
                 name.rsplit(".", 1)[-1]

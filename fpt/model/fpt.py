@@ -7,14 +7,14 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from fpt.backbones import classify_backbone, extend_positions, load_backbone, load_config, position_table
-from fpt.backbones.groups import UNUSED, block_list
+from fpt.backbones import BackboneAdapter, adapter_for, load_backbone, load_config
+from fpt.backbones.groups import UNUSED
 from fpt.errors import FPTError, unknown_keys
 from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
 from fpt.model.embedders import ContinuousEmbedder, make_embedder
@@ -66,17 +66,6 @@ def config_from_dict(cls, values: dict, what: str):
     return cls(**values)
 
 
-def keep_first_layers(model: Any, layers: int | None) -> None:
-    """Drop every transformer block after the first `layers` (the paper's depth ablation)."""
-    if layers is None:
-        return
-    blocks = block_list(model)
-    if not isinstance(layers, int) or not 1 <= layers <= len(blocks):
-        raise FPTError(f"layers must be an integer from 1 to {len(blocks)} (the backbone's depth), got {layers!r}.")
-    del blocks[layers:]
-    model.config.num_hidden_layers = layers
-
-
 # Config keys that say where and with which library version a backbone was loaded, not what it computes:
 # left out of the fingerprint so a checkpoint reloads in another install, folder or transformers release.
 WHERE_LOADED = ("_name_or_path", "transformers_version")
@@ -112,18 +101,13 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             else BackboneChoices(config.attn_implementation)
         )
         backbone = self._load_backbone(config, self.backbone_choices)
-        keep_first_layers(backbone.model, config.layers)
+        adapter = adapter_for(backbone.model)
+        adapter.keep_first(config.layers)
         self.backbone_name, self.backbone_source = backbone.name, backbone.source
-        rows = backbone.model.config.max_position_embeddings
-        self.backbone = extend_positions(backbone.model, config.max_length)
         # Recorded in summary.json: a stretched table makes a cell differ from one that cuts inputs.
-        self.position_table = (
-            {"interpolated_from": rows, "to": self.backbone.config.max_position_embeddings}
-            if self.backbone is not backbone.model
-            else None
-        )
-        embeddings: Any = self.backbone.get_input_embeddings()
-        hidden: int = embeddings.embedding_dim
+        self.position_table = adapter.fit_positions(config.max_length)
+        self.backbone = adapter.model
+        hidden = adapter.width
         self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
         # Rotary/relative backbones have no position table to train: give them a learned absolute
         # one, drawn small (the backbone's initializer_range) rather than zero. A zero table plus the
@@ -134,7 +118,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         # layer's bias is drawn the same way instead, for the same reason.
         self.learned_positions = None
         self.input_bias_drawn = False
-        if position_table(self.backbone) is None:
+        if adapter.position_table() is None:
             std = float(getattr(self.backbone.config, "initializer_range", 0.02))
             if self.policy.trains("position"):
                 self.learned_positions = nn.Parameter(torch.randn(config.max_length, hidden) * std)
@@ -171,9 +155,12 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
                     "whose weights are not a plain backbone's. Start from a run without an adapter (fpt, all, ...)."
                 )
             backbone = load_backbone(config.backbone, "random", 0, attention, settings=settings)
-            keep_first_layers(backbone.model, source.config.layers)
+            adapter = adapter_for(backbone.model)
+            adapter.keep_first(source.config.layers)
             state = source.backbone.state_dict()
-            backbone.model = extend_positions(backbone.model, source.backbone.config.max_position_embeddings)
+            if source.backbone_adapter.position_limit is not None:
+                adapter.fit_positions(source.backbone_adapter.position_limit)
+            backbone.model = adapter.model
         else:
             backbone = load_backbone(config.backbone, "random", 0, attention, settings=settings)
             try:
@@ -199,8 +186,18 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         backbone.init = config.init
         return backbone
 
+    @property
+    def backbone_adapter(self) -> BackboneAdapter:
+        """How this model drives its backbone (fpt.backbones.adapter)."""
+        return adapter_for(self.backbone)
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Positions the backbone computes before the input's tokens (ViT's [CLS]); outputs leave them out."""
+        return self.backbone_adapter.prefix_tokens
+
     def _classify(self) -> dict[str, str]:
-        groups = {f"backbone.{n}": g for n, g in classify_backbone(self.backbone).items()}
+        groups = {f"backbone.{n}": g for n, g in self.backbone_adapter.groups().items()}
         groups.update({f"backbone.{n}": ADAPTER_GROUP for n in adapter_parameters(self.backbone)})
         groups.update({f"embedder.{n}": "input" for n, _ in self.embedder.named_parameters()})
         groups.update({f"head.{n}": "output" for n, _ in self.head.named_parameters()})
@@ -260,7 +257,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         x = self.embedder(inputs)
         if self.learned_positions is not None:
             x = x + self.learned_positions[: inputs.shape[1]]
-        return self.backbone(inputs_embeds=x, attention_mask=mask, **backbone_kwargs)
+        return self.backbone_adapter.forward(x, mask, **backbone_kwargs)
 
     def freeze_report(self) -> str:
         """A table of groups, counts and states, with notes on position handling."""
@@ -275,9 +272,10 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             if group in counts:
                 count, is_trained = counts[group]
                 state = "never called" if group == UNUSED else ("trained" if is_trained else "frozen")
-                label = "token-embed." if group == UNUSED else group
+                label = self.backbone_adapter.unused_label if group == UNUSED else group
                 lines.append(f"  {label:<14}{count:>14,}  {state}")
         lines.append(f"  trained {trained:,} of {total:,} parameters ({100 * trained / total:.3f}%)")
+        lines += [f"  note: {note}" for note in self.backbone_adapter.report_notes()]
         if self.learned_positions is not None:
             lines.append(
                 "  note: the backbone has no learned position table (rotary/relative); a learned "

@@ -60,7 +60,13 @@ def _token_embedding(model):
 
     from fpt.backbones.gguf import TOKEN_TABLE
 
-    embedding = model.backbone.get_input_embeddings()
+    embedding = model.backbone_adapter.token_embedding()
+    if embedding is None:
+        raise FPTError(
+            f"--align embeds English text with the backbone's own token embedding, and backbone "
+            f"{model.backbone_name!r} ({type(model.backbone).__name__}) has none: it was pretrained on another "
+            "modality. Use a language backbone (minilm, gpt2, ...), or train without --align."
+        )
     kept = Path(model.backbone_source) / TOKEN_TABLE
     if not kept.is_file():
         return embedding, embedding.num_embeddings
@@ -99,7 +105,7 @@ def text_features(model, chunk_tokens: int) -> tuple[torch.Tensor, torch.Tensor,
 
     embed, rows = _token_embedding(model)
     tokenizer = _tokenizer(model, rows)
-    device = model.backbone.get_input_embeddings().weight.device
+    device = next(model.backbone.parameters()).device
     features, labels = [], []
     topics = largest_topics(TEXT_TOPICS)
     with torch.no_grad():

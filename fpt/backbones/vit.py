@@ -1,0 +1,138 @@
+"""ViT (transformers' `ViTModel`) as a frozen backbone: an image-pretrained transformer, the paper's
+comparison of pretraining modalities (its "ViT (images)" initialisation row).
+
+ViT reads pixels, not embeddings, so FPT feeds it as follows (the pretrained modules FPT bypasses
+are listed in the freeze report):
+- FPT's input layer replaces the patch embedding: its tokens take the place of the embedded patches,
+  and the patch projection is never called (group `unused`, as a text model's token table);
+- ViT's pretrained [CLS] token is put first, as in pretraining (group `other`: frozen by every preset
+  but `all`); no output reads it: the head reads the last positions, as for text backbones;
+- the position table (a bare Parameter, [CLS] row first) is the `position` group. For a number of
+  tokens other than the pretraining grid's, its patch rows are resampled once when the model is built:
+  a square number of tokens as a square grid (bicubic, as ViT's own `interpolate_pos_encoding` does:
+  Fashion-MNIST's 7x7 and CIFAR-10's 8x8 patches see the pretrained 14x14 layout shrunk), any other
+  number along the raster order (linear, first and last rows kept). Fewer tokens than the grid are
+  resampled too, not cut: the first rows of a raster are only the top of an image.
+
+Registered for `model_type` "vit", so any ViT checkpoint works (`--backbone org/vit-model` or a local
+directory); `vit-base` names google/vit-base-patch16-224-in21k, whose config ships with fpt so that
+`--init random` works offline.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
+
+from fpt.backbones.adapter import BackboneAdapter, register_backbone_adapter, without_prefix
+from fpt.backbones.loading import CONFIG_DIR, NamedBackbone, register_backbone
+from fpt.backbones.positions import interpolate_table
+
+
+class ViTBackbone(BackboneAdapter):
+    """transformers' ViTModel, driven from embedded tokens (see the module docstring)."""
+
+    prefix_tokens = 1  # [CLS]
+    unused_label = "patch-embed."
+
+    @property
+    def width(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def causal(self) -> bool:
+        return False
+
+    def token_embedding(self) -> nn.Module | None:
+        return None  # image patches: no language token table to align to
+
+    def position_table(self) -> torch.Tensor:
+        return self.model.embeddings.position_embeddings
+
+    @property
+    def position_limit(self) -> int:
+        return self.position_table().shape[1] - self.prefix_tokens
+
+    def groups(self) -> dict[str, str]:
+        groups = super().groups()
+        groups["embeddings.position_embeddings"] = "position"
+        for name, _ in self.model.embeddings.patch_embeddings.named_parameters(prefix="embeddings.patch_embeddings"):
+            groups[name] = "unused"
+        return groups
+
+    def fit_positions(self, tokens: int) -> dict | None:
+        table = self.position_table()
+        rows = table.shape[1] - 1
+        if rows == tokens:
+            return None
+        with torch.no_grad():
+            patches = resample_positions(table[0, 1:].float(), tokens).to(table.dtype)
+            resampled = torch.cat([table[0, :1], patches])[None]
+        self.model.embeddings.position_embeddings = nn.Parameter(resampled, requires_grad=table.requires_grad)
+        return {"interpolated_from": rows, "to": tokens}
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None, **kwargs: Any):
+        """[CLS], then `embeds`, plus positions, through the blocks and the final norm; as ViTModel's
+        forward after its patch embedding. output_attentions / output_hidden_states are supported."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        embeddings = self.model.embeddings
+        cls = embeddings.cls_token.expand(len(embeds), -1, -1).to(embeds.dtype)
+        hidden = torch.cat([cls, embeds], dim=1)
+        hidden = embeddings.dropout(hidden + embeddings.position_embeddings[:, : hidden.shape[1]])
+        if mask is not None:
+            mask = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
+        attention_mask = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=mask)
+        states, maps = [hidden], []
+        hooks = [
+            block.get_submodule("attention").register_forward_hook(lambda module, args, out: maps.append(out[1]))
+            for block in self.blocks()
+            if kwargs.get("output_attentions")
+        ]
+        try:
+            for block in self.blocks():
+                hidden = block(hidden, attention_mask)
+                states.append(hidden)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        output = BaseModelOutput(
+            last_hidden_state=self.model.layernorm(hidden),
+            hidden_states=tuple(states) if kwargs.get("output_hidden_states") else None,
+            attentions=tuple(maps) if kwargs.get("output_attentions") else None,
+        )
+        return without_prefix(output, self.prefix_tokens)
+
+    def report_notes(self) -> list[str]:
+        return [
+            "ViT: the input layer's tokens replace the patch embeddings (the patch projection is unused); ViT's "
+            "[CLS] token is put first (group other) and the head reads the last positions (fpt.backbones.vit)"
+        ]
+
+
+def resample_positions(rows: torch.Tensor, length: int) -> torch.Tensor:
+    """A (positions, width) table resampled to `length` rows: as a square grid (bicubic) where both
+    counts are squares, else along the raster order (linear)."""
+    side, new = math.isqrt(len(rows)), math.isqrt(length)
+    if side * side != len(rows) or new * new != length:
+        return interpolate_table(rows, length)
+    grid = rows.T.reshape(1, -1, side, side)
+    resized = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
+    return resized.reshape(-1, length).T.contiguous()
+
+
+register_backbone_adapter("vit", ViTBackbone)
+register_backbone(
+    "vit-base",
+    NamedBackbone(
+        weights="google/vit-base-patch16-224-in21k",
+        config=CONFIG_DIR / "vit-base.json",
+        note="ViT-B/16 pretrained on ImageNet-21k (images, not text): 12 layers, 768 wide; config ships with fpt "
+        "(random init offline); weights from the HF cache or hub",
+    ),
+)
