@@ -543,21 +543,11 @@ def table(document: dict) -> str:
 
 def check_out(out: str | Path) -> None:
     """Refuse an --out that cannot take the JSON (and the .txt table beside it), before measuring."""
-    out = Path(out)
-    if out.suffix != ".json":
-        raise FPTError(f"--out {out}: the bench writes a .json file (and a .txt table beside it).")
-    if out.is_dir() or out.with_suffix(".txt").is_dir():
-        raise FPTError(f"--out {out} is a directory; give a file name ending in .json.")
-    from fpt.runs.record import enclosing_run  # light: no torch
+    from fpt.runs.record import check_output_file  # light: no torch
 
-    if enclosing_run(out) is not None:
-        raise FPTError(
-            f"--out {out} lies inside the run directory {enclosing_run(out)}; write the bench outside it, so the "
-            "run's files stay as training left them."
-        )
-    parent = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise FPTError(f"--out {out}: {parent} is not a writable directory.")
+    out = check_output_file(out, (".json",), "the bench's JSON (and a .txt table beside it)")
+    if out.with_suffix(".txt").is_dir():
+        raise FPTError(f"--out {out}: {out.with_suffix('.txt')} is a directory; the table is written there.")
 
 
 def write(document: dict, out: str | Path) -> Path:

@@ -617,7 +617,10 @@ def _comparison_parsers(sub) -> None:
 
 def cmd_compare(args) -> int:
     from fpt.experiments.compare import find_runs, plot_curves, read_run, table
+    from fpt.runs.record import check_output_file
 
+    if args.out:
+        check_output_file(args.out, (".png",), "a PNG plot")  # before anything is read or printed
     runs = [read_run(path) for path in find_runs(args.runs)]
     print(table(runs, args.format))
     if args.out:

@@ -19,13 +19,36 @@ MAX_BYTES = 1 << 20  # config files and grids are a few kB
 MAX_EXPANDED_NODES = 100_000
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping names one key twice; YAML would keep the last silently."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 floats and a bound on alias expansion."""
+    """SafeLoader with YAML 1.2 floats, a bound on alias expansion and no duplicate keys."""
 
     def compose_document(self):
         node = super().compose_document()
         _check_expansion(node)
         return node
+
+    def construct_mapping(self, node, deep=False):
+        """Refuse a key given twice in one mapping (a merge `<<: *base` may still be overridden)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKey(
+                            f"key {short(repr(key), 80)} is given twice ({_lines(seen[key], line)}); YAML would "
+                            "keep only the last value silently. Remove one of them."
+                        )
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader refuses it itself
+                    continue
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(  # YAML 1.2 floats without a dot: 1e-3, -2E+5
@@ -33,6 +56,10 @@ _Loader.add_implicit_resolver(  # YAML 1.2 floats without a dot: 1e-3, -2E+5
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
     list("-+0123456789."),
 )
+
+
+def _lines(first: int, second: int) -> str:
+    return f"line {first}" if first == second else f"lines {first} and {second}"
 
 
 def _check_expansion(root) -> None:
@@ -69,6 +96,8 @@ def load(data: str | bytes, what: str) -> object:
         raise FPTError(f"{what} is {len(data)} bytes; YAML inputs are limited to {MAX_BYTES} bytes.")
     try:
         return yaml.load(data, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKey as err:
+        raise FPTError(f"{what}: {err}") from err
     except yaml.YAMLError as err:
         raise FPTError(f"{what} is not valid YAML: {short(str(err), 300)}") from err
     except RecursionError as err:

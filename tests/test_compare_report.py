@@ -172,3 +172,26 @@ def test_sweep_report_renders_in_headless_chromium(sweep_dir, tmp_path):
 def test_report_of_something_else_is_refused(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
     assert "neither a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["report", "{run}", "--out", "{run}/summary.json"],
+            "this writes an HTML report; give a file name ending in .html",
+        ),
+        (["compare", "{run}", "--out", "{run}/config.yaml"], "this writes a PNG plot; give a file name ending in .png"),
+        (["report", "{run}", "--out", "{run}/report.html"], "lies inside the run directory"),
+        (["compare", "{run}", "--out", "{run}/checkpoints/curves.png"], "lies inside the run directory"),
+        (["compare", "{run}", "--out", "{here}"], "give a file name ending in .png"),
+    ],
+)
+def test_report_and_compare_never_write_over_a_run(sweep_dir, tmp_path, capsys, argv, said):
+    run_dir = sweep_dir / "runs/bit-xor/pretrained/lr0.001/s0"
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    argv = [a.format(run=run_dir, here=tmp_path) for a in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert said in captured.err and captured.out == ""  # refused before the table is printed
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

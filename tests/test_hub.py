@@ -151,3 +151,21 @@ def test_an_adapter_policy_exports_a_peft_adapter_that_peft_loads(quiet_gpt2, tm
     fpt_policy = FrozenPretrainedTransformer(FPTConfig(input_dim=4, max_length=8, num_classes=3, backbone=quiet_gpt2))
     with pytest.raises(FPTError, match="cannot hold"):
         fpt_policy.save_peft_adapter(tmp_path / "none")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("max_length", -1, "max_length must be a positive integer .got -1."),
+        ("output_tokens", 0, "output_tokens must be a positive integer"),
+        ("dropout", 5, r"dropout must be a number in \[0, 1\)"),
+        ("input_dim", "x", "input_dim must be a positive integer .got 'x'."),
+    ],
+)
+def test_impossible_values_in_a_saved_config_are_refused_before_building(trained, tmp_path, key, value, said):
+    trained.save_pretrained(tmp_path / "saved")
+    path = tmp_path / "saved" / "config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({**config, "model": {**config["model"], key: value}}))
+    with pytest.raises(FPTError, match=f"Invalid model config: {said}"):
+        FrozenPretrainedTransformer.from_pretrained(tmp_path / "saved")

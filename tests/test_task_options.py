@@ -99,6 +99,21 @@ def test_yaml_size_and_alias_bounds(tmp_path):
         load("[" * 50_000, "deep")
 
 
+def test_a_key_given_twice_is_refused_not_last_wins(tmp_path, capsys):
+    from fpt.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("task: bit-xor\nlr: 1e-3\nsteps: 2\nlr: 0.5\n")
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert "key 'lr' is given twice (lines 2 and 4)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(FPTError, match="key 'n_bits' is given twice .line 1."):
+        load("task_options: {n_bits: 5, n_bits: 6}", "Grid file g.yaml")
+    with pytest.raises(FPTError, match="key 1.0 is given twice"):  # 1 and 1.0 are one key once read
+        load("1: a\n1.0: b\n", "r")
+    assert load("base: &b {lr: 1}\nrun:\n  <<: *b\n  lr: 2\n", "r") == {"base": {"lr": 1}, "run": {"lr": 2}}
+
+
 def test_error_messages_quote_bad_values_briefly():
     with pytest.raises(FPTError) as err:
         RunConfig.from_dict({"backbone": ["x" * 10_000]})

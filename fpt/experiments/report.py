@@ -17,6 +17,8 @@ import yaml
 
 from fpt.errors import FPTError
 from fpt.experiments.compare import COLUMNS, RunInfo, cell_text, find_runs, plot_curves, read_run, short_labels
+from fpt.files import atomic_write
+from fpt.runs.record import check_output_file
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -122,6 +124,7 @@ def sweep_report(path: Path) -> str:
 
 def write_report(source: str | Path, out: str | Path) -> Path:
     """Write the HTML report of run or sweep directory `source` to `out`."""
+    out = check_output_file(out, (".html", ".htm"), "an HTML report")
     source = Path(source)
     if (source / "config.yaml").is_file():
         text = run_report(source)
@@ -132,7 +135,6 @@ def write_report(source: str | Path, out: str | Path) -> Path:
             f"{source} is neither a run directory (config.yaml) nor a sweep directory (results.csv); pass the "
             "--out of `fpt train`, `fpt sweep` or `fpt reproduce`."
         )
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    atomic_write(out, text.encode())
     return out

@@ -52,9 +52,50 @@ class FPTConfig:
     revision: str | None = None  # a hub backbone's commit, branch or tag (None: the cached or newest one)
     fast_paths: bool = True  # build with the exact CPU fast paths of fpt.model.fast_paths (False: the plain model)
 
+    def __post_init__(self) -> None:
+        problems = config_problems(self)
+        if problems:
+            raise FPTError(
+                f"Invalid model config: {'; '.join(problems)}. (Read from a run's config.yaml `model:` or a saved "
+                "model's config.json? Restore the values training wrote.)"
+            )
+
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
         return config_from_dict(cls, values, "model")
+
+
+COUNTS = ("input_dim", "max_length", "num_classes", "output_tokens", "outputs_per_token", "lora_rank")
+TEXTS = ("backbone", "init", "train", "attn_implementation")
+
+
+def config_problems(config: FPTConfig) -> list[str]:
+    """What is wrong with an FPTConfig's values (wrong types, counts below 1, out-of-range rates)."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
+    problems = [
+        f"{k} must be a positive integer (got {getattr(config, k)!r:.60})"
+        for k in COUNTS
+        if not count(getattr(config, k))
+    ]
+    problems += [
+        f"{k} must be a string (got {getattr(config, k)!r:.60})"
+        for k in TEXTS
+        if not isinstance(getattr(config, k), str)
+    ]
+    if config.input_kind not in ("continuous", "discrete"):
+        problems.append(f"input_kind must be 'continuous' or 'discrete' (got {config.input_kind!r:.60})")
+    if config.layers is not None and not count(config.layers):
+        problems.append(f"layers must be a positive integer or null (got {config.layers!r:.60})")
+    if not (isinstance(config.init_seed, int) and not isinstance(config.init_seed, bool) and config.init_seed >= 0):
+        problems.append(f"init_seed must be a non-negative integer (got {config.init_seed!r:.60})")
+    if not (number(config.dropout) and 0 <= config.dropout < 1):
+        problems.append(f"dropout must be a number in [0, 1) (got {config.dropout!r:.60})")
+    if not (number(config.lora_alpha) and 0 < config.lora_alpha < float("inf")):
+        problems.append(f"lora_alpha must be a positive number (got {config.lora_alpha!r:.60})")
+    if not isinstance(config.fast_paths, bool):
+        problems.append(f"fast_paths must be true or false (got {config.fast_paths!r:.60})")
+    return problems
 
 
 def config_from_dict(cls, values: dict, what: str):
