@@ -134,7 +134,7 @@ def test_missing_or_foreign_array_files(tmp_path):
     with pytest.raises(FPTError, match="expected a .npz"):
         get_task("arrays", path=str(tmp_path / "data.csv"))
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    with pytest.raises(FPTError, match="cannot be read"):
+    with pytest.raises(FPTError, match="is not a .npz archive"):
         get_task("arrays", path=str(tmp_path / "broken.npz"))
     with pytest.raises(FPTError, match="path=FILE"):
         get_task("arrays", path="")

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from fpt.errors import FPTError
+from fpt.memory import require
 
 
 class ContinuousEmbedder(nn.Module):
@@ -44,6 +45,26 @@ class DiscreteEmbedder(nn.Module):
                 f"{tuple(x.shape)} {x.dtype}."
             )
         return self.dropout(self.table(x))
+
+
+def require_new_layers(input_kind: str, input_dim: int, units: int, num_classes: int, hidden: int) -> None:
+    """Refuse (before allocating) an input embedding or output layer that cannot fit in memory: token ids
+    or class ids far beyond their count (2^40) make tables of that many rows (fpt.memory's floor: 4 bytes a
+    parameter, the weights alone)."""
+    if input_kind == "discrete":
+        require(
+            f"An input embedding of {input_dim:,} token ids x {hidden} (the largest token id is {input_dim - 1:,})",
+            4.0 * input_dim * hidden,
+            "Token ids index that table, so they run from 0 to the vocabulary size - 1: renumber them (e.g. "
+            "numpy.unique(ids, return_inverse=True)).",
+        )
+    require(
+        f"An output layer of {units:,} unit(s) x {num_classes:,} classes x {hidden} (the largest class id is "
+        f"{num_classes - 1:,})",
+        4.0 * units * num_classes * hidden,
+        "Class ids run from 0 to the number of classes - 1: renumber the targets (e.g. numpy.unique(targets, "
+        "return_inverse=True)).",
+    )
 
 
 def make_embedder(kind: str, input_dim: int, hidden: int, dropout: float) -> nn.Module:

@@ -17,7 +17,7 @@ from fpt.backbones import BackboneAdapter, adapter_for, load_backbone, load_conf
 from fpt.backbones.groups import UNUSED
 from fpt.errors import FPTError, unknown_keys
 from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
-from fpt.model.embedders import ContinuousEmbedder, make_embedder
+from fpt.model.embedders import ContinuousEmbedder, make_embedder, require_new_layers
 from fpt.model.fast_paths import BackboneChoices, apply_fast_paths, choose
 from fpt.model.freeze import GROUPS, FreezePolicy, GroupedParameters
 from fpt.model.heads import OutputHead
@@ -149,6 +149,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         self.position_table = adapter.fit_positions(config.max_length)
         self.backbone = adapter.model
         hidden = adapter.width
+        require_new_layers(config.input_kind, config.input_dim, config.outputs_per_token, config.num_classes, hidden)
         self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
         # Rotary/relative backbones have no position table to train: give them a learned absolute
         # one, drawn small (the backbone's initializer_range) rather than zero. A zero table plus the

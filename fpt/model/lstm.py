@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fpt.errors import FPTError
-from fpt.model.embedders import make_embedder
+from fpt.model.embedders import make_embedder, require_new_layers
 from fpt.model.fpt import config_from_dict
 from fpt.model.freeze import FreezePolicy, GroupedParameters
 from fpt.model.heads import OutputHead
@@ -158,7 +158,9 @@ class LSTMBaseline(GroupedParameters):
             )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.init_seed)  # the frozen random weights depend on this seed only
-            self.embedder = make_embedder(config.input_kind, config.input_dim, config.hidden, config.dropout)
+            kind, classes = config.input_kind, config.num_classes
+            require_new_layers(kind, config.input_dim, config.outputs_per_token, classes, config.hidden)
+            self.embedder = make_embedder(kind, config.input_dim, config.hidden, config.dropout)
             self.lstm = nn.ModuleList(
                 PaperLayerNormLSTMLayer(config.hidden, config.hidden, config.dropout)
                 if config.architecture == "lstm-paper"

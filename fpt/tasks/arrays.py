@@ -77,7 +77,13 @@ def from_arrays(
             f"inputs, targets and mask must be numeric arrays of one shape each ({str(err)[:200]}); pad "
             "variable-length examples to one length and give a mask."
         ) from err
-    n = len(inputs)
+    n = len(inputs) if inputs.dim() else 0
+    for name, array in (("targets", targets), ("mask", mask)):
+        if array is not None and (array.dim() == 0 or len(array) != n):
+            raise FPTError(
+                f"inputs hold {n} examples and {name} {'a scalar' if array.dim() == 0 else len(array)}; give one "
+                f"{'target (or row of targets)' if name == 'targets' else 'mask row'} per example."
+            )
     ids = torch.full((n,), -1, dtype=torch.long) if split is None else _as_split_ids(split, n)
     free = torch.nonzero(ids == -1).flatten()
     if len(free):
@@ -112,6 +118,12 @@ def _read(path: Path) -> tuple[dict, str]:
     except OSError as err:
         raise FPTError(f"Cannot read task data file {path}: {err}.") from err
     digest = hashlib.sha256(data).hexdigest()
+    if path.suffix == ".npz" and not data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        what = "a single .npy array" if data.startswith(b"\x93NUMPY") else f"{len(data)} bytes that are no zip archive"
+        raise FPTError(
+            f"Task data file {path} is not a .npz archive ({what}): a .npz is the zip of arrays numpy.savez writes; "
+            "save inputs and targets with numpy.savez(path, inputs=..., targets=...)."
+        )
     try:
         if path.suffix == ".npz":
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:

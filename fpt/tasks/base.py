@@ -138,6 +138,36 @@ class Task:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
+def check_model_fits(task: Task, model_config: object, splits: tuple[str, ...]) -> None:
+    """Refuse a model built for other data than `task` before it meets a batch (torch's IndexError deep in
+    the embedding lookup otherwise): token ids beyond its embedding table, or class ids beyond its head.
+    `model_config` is the model's FPTConfig/LSTMConfig (None: nothing to check)."""
+    spec, vocab = task.spec, getattr(model_config, "input_dim", None)
+    if spec.input_kind == "discrete" and getattr(model_config, "input_kind", None) == "discrete":
+        if isinstance(vocab, int) and spec.input_dim > vocab:
+            split, largest = max(((s, _largest_id(task, s, spec.input_dim - 1)) for s in splits), key=lambda p: p[1])
+            raise FPTError(
+                f"{task.name}: the {split} split holds token ids up to {largest:,}, and the model's input embedding "
+                f"has {vocab:,} (ids 0 to {vocab - 1:,}): it was built for data with fewer distinct tokens. Build the "
+                "model from a task that holds every split (its vocabulary counts the ids of all of them), or map "
+                f"unseen ids to one id below {vocab:,}."
+            )
+    classes = getattr(model_config, "num_classes", None)
+    if isinstance(classes, int) and spec.num_classes > classes:
+        raise FPTError(
+            f"{task.name} has {spec.num_classes} classes and the model's head {classes}: it was built for another "
+            "task. Build the model from this task's spec (FPTConfig(**task.spec.model_fields(), ...))."
+        )
+
+
+def _largest_id(task: Task, split: str, otherwise: int) -> int:
+    """The largest token id of `split`; `otherwise` where its examples cannot be listed (a generated stream)."""
+    try:
+        return max(int(batch.inputs.max()) for batch in task.examples(split, 4096))
+    except (FPTError, ValueError):
+        return otherwise
+
+
 @dataclass
 class Scores:
     """Running counts for unit accuracy and whole-example exact match, and how often each class was

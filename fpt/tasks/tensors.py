@@ -135,9 +135,13 @@ class TensorTask(Task):
         return len(self.data[split][0])
 
     def _take(self, split: str, index: torch.Tensor | slice) -> Batch:
-        """The examples of `split` at `index`, as the model reads them; subclasses that store examples
-        in another form (uint8 images, packed sequences) override this alone."""
-        return Batch(*self.data[split]).rows(index)
+        """The examples of `split` at `index`, as the model reads them (token ids as int64, which the embedding
+        needs; stored as given, so uint8 ids stay small); subclasses that store examples in another form
+        (uint8 images, packed sequences) override this alone."""
+        batch = Batch(*self.data[split]).rows(index)
+        if self.spec.input_kind == "discrete" and batch.inputs.dtype != torch.long:
+            batch.inputs = batch.inputs.long()
+        return batch
 
     def require_full_batches(self, batch_size: int) -> None:
         n = self.split_size("train")

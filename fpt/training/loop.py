@@ -36,7 +36,7 @@ from fpt.runs.lock import RunLock
 from fpt.runs.record import RunDir, default_run_dir, enclosing_run, read_run_record
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import DATA_FILE, task_record
-from fpt.tasks.base import padded_counts
+from fpt.tasks.base import check_model_fits, padded_counts
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
 from fpt.training.compiler import compiler_missing, maybe_compile
 from fpt.training.config import RunConfig
@@ -125,6 +125,7 @@ def evaluate(
     With an `accelerator`, process r scores batches r, r + n, r + 2n, ... and the counts are summed,
     so every example counts exactly once, with no padding duplicates. `progress` reports the pass.
     """
+    check_model_fits(task, getattr(model, "config", None), (split,))
     require_eval_memory(model, task, split, batch_size, device)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     was_training = model.training
@@ -708,6 +709,7 @@ def train(
     log = log if accelerator.is_main_process else (lambda *a: None)
     seed_everything(config.seed)
     model = model or build_model(config, task)
+    check_model_fits(task, getattr(model, "config", None), ("train", *task.splits))
     require_training_memory(config, task, model, accelerator.num_processes, accelerator.device)
     task.require_full_batches(config.batch_size)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
