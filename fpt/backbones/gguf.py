@@ -56,11 +56,39 @@ def require_gguf(what: str, install: str) -> None:
         raise FPTError(f"{what} needs the `gguf` package to read GGUF files; install it with {install}.") from err
 
 
+def check_complete(gguf_file: Path) -> None:
+    """Refuse, before any work, a file that is not a whole GGUF file (a download or copy cut short, another
+    format): its header, metadata and tensor table must parse and every tensor's data lie within the file."""
+    from gguf import GGUFReader
+
+    size = gguf_file.stat().st_size
+    with gguf_file.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise FPTError(
+            f"{gguf_file} is not a GGUF file ({size:,} bytes starting with {magic!r}, not the GGUF magic b'GGUF'); "
+            "pass a .gguf model file as written by llama.cpp's converters. Nothing was converted."
+        )
+    try:
+        tensors = GGUFReader(str(gguf_file), "r").tensors
+        end = max((int(t.data_offset) + int(t.n_bytes) for t in tensors), default=0)
+        problem = "it holds no tensors" if not tensors else None
+        problem = problem or (f"its tensors end at byte {end:,}" if end > size else None)
+    except Exception as err:  # gguf's reader raises struct.error, ValueError, IndexError... on cut files
+        problem = f"reading it stopped: {type(err).__name__}: {str(err)[:200]}"
+    if problem:
+        raise FPTError(
+            f"{gguf_file} is not a complete GGUF file ({size:,} bytes; {problem}). A download or copy was probably "
+            "cut short: fetch the file again (its publisher's checksum tells a whole copy). Nothing was converted."
+        )
+
+
 def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
     """Dequantise `gguf_file` into the Hugging Face directory `target` (created atomically)."""
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedModel
 
+    check_complete(gguf_file)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     _say(f"converting {gguf_file.name} once into {target} (dequantising every tensor; this takes a few minutes)")
@@ -104,15 +132,28 @@ def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
         _save_tokenizer(gguf_file, work)
         marker = {"gguf": gguf_file.name, "kept_token_rows": config.vocab_size, "dtype": "float32", "note": note}
         (work / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
-        try:
-            work.rename(target)
-        except OSError:  # another process finished the same conversion first: keep theirs
-            if not (target / MARKER).is_file():
-                raise
+        _publish(work, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _say(f"converted in {time.perf_counter() - started:.0f} s; later loads read {target}")
     return target
+
+
+def _publish(work: Path, target: Path) -> None:
+    """Rename the finished `work` directory to `target`. A `target` without the marker is a conversion cut
+    short (or an older fpt's): it is replaced. One with the marker is another process's finished
+    conversion of the same file: it is kept."""
+    if target.exists() and not (target / MARKER).is_file():
+        stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=target.parent))
+        target.rename(stale / "old")
+        shutil.rmtree(stale, ignore_errors=True)
+        _say(f"replaced {target}: it was an incomplete conversion (no {MARKER})")
+    try:
+        work.rename(target)
+    except OSError:
+        if not (target / MARKER).is_file():
+            raise
+        # another process finished the same conversion first: keep theirs
 
 
 def _save_tokenizer(gguf_file: Path, target: Path) -> None:

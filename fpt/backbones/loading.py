@@ -257,7 +257,7 @@ def _path_problem(source: str) -> str | None:
     """What is wrong with a backbone named by a local path (absolute, or from ~ or .; never a hub id):
     nothing there, or a file that is not a .gguf."""
     path = Path(source).expanduser()
-    if not source.startswith(("/", "~", ".")) or path.is_dir() or (path.is_file() and path.suffix == ".gguf"):
+    if not source.startswith(("/", "~", ".")) or path.is_dir() or path.suffix == ".gguf":  # .gguf: checked below
         return None
     if path.exists():
         return f"{source} is a file; expected a directory holding config.json (and the weights) or a .gguf file"
