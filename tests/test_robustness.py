@@ -4,13 +4,15 @@ run directory."""
 
 from __future__ import annotations
 
+import io
 import shutil
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+import yaml
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -69,16 +71,44 @@ def test_malformed_configs_are_fpt_errors(values):
     assert isinstance(config.steps, int) and config.batch_size % config.grad_accum == 0
 
 
+def _yaml(data: bytes):
+    """What PyYAML makes of `data`, or None where it cannot parse it."""
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError:
+        return None
+
+
 @SETTINGS
 @given(st.binary(max_size=300))
-def test_random_config_files_are_fpt_errors(tmp_path_factory, data):
+@example(b"")  # no settings: the defaults
+@example(b"seed: 3\nsteps: 7\n")  # a valid config
+@example(b"seed: [1\n")  # broken YAML
+@example(b"\xff\xfe")  # not text
+@example(b"- 1\n")  # a list, not a mapping
+@example(b"task: bit-xor\nmodel: {}\n")  # a run record's shape
+def test_random_config_files_are_refused_or_read_as_written(tmp_path_factory, data):
+    """Random bytes as config.yaml are refused with an FPTError, or read as exactly what they say."""
     path = tmp_path_factory.mktemp("yaml") / "config.yaml"
     path.write_bytes(data)
-    for read, argument in ((RunConfig.from_yaml, path), (read_run_record, path.parent)):
-        try:
-            read(argument)
-        except FPTError:
-            pass
+    parsed = _yaml(data)
+    try:
+        config = RunConfig.from_yaml(path)
+    except FPTError:
+        pass
+    else:  # a mapping of known settings (or nothing): those settings, defaults for the rest
+        assert isinstance(parsed or {}, dict)
+        derived = ("model", "distributed", "fast_paths_applied")  # written beside a run's settings, not read
+        given_values = {k: v for k, v in (parsed or {}).items() if k not in derived}
+        assert set(given_values) <= set(FIELDS)
+        assert all(getattr(config, k) == v for k, v in given_values.items())
+        assert all(getattr(config, k) == v for k, v in RunConfig().to_dict().items() if k not in given_values)
+    if isinstance(parsed, dict) and "task" in parsed and isinstance(parsed.get("model"), dict):
+        record = read_run_record(path.parent)
+        assert record.model == parsed["model"] and record.config["task"] == parsed["task"]
+    else:  # not what `fpt train` writes
+        with pytest.raises(FPTError):
+            read_run_record(path.parent)
 
 
 ARRAYS = hnp.arrays(
@@ -112,19 +142,38 @@ def test_any_array_is_predicted_or_refused_clearly(model, inputs, mask):
     assert np.isfinite(result["probabilities"]).all()
 
 
+def _numpy_file(data: bytes, suffix: str):
+    """What NumPy itself reads from `data` (the array, or an npz's `inputs`), or None where it cannot."""
+    try:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        return loaded["inputs"] if suffix == ".npz" else loaded
+    except Exception:
+        return None
+
+
 @SETTINGS
 @given(st.sampled_from([".npy", ".npz"]), st.one_of(st.binary(max_size=400), st.integers(0, 10_000)))
-def test_random_or_truncated_data_files_are_fpt_errors(tmp_path_factory, suffix, content):
+@example(".npy", 10_000)  # whole: read back
+@example(".npz", 10_000)
+@example(".npy", 100)  # cut inside the data
+@example(".npz", 300)
+def test_random_or_truncated_data_files_are_refused_and_whole_ones_read(tmp_path_factory, suffix, content):
+    """A file cut short, or random bytes, is an FPTError; only a whole NumPy file is read, as NumPy reads it."""
     path = tmp_path_factory.mktemp("data") / f"x{suffix}"
     if isinstance(content, int):  # a valid file cut short at `content` bytes
         (np.save if suffix == ".npy" else lambda p, a: np.savez(p, inputs=a))(path, np.ones((4, 10, 1), np.float32))
         path.write_bytes(path.read_bytes()[:content])
     else:
         path.write_bytes(content)
-    try:
-        read_inputs(path)
-    except FPTError:
-        pass
+    expected = _numpy_file(path.read_bytes(), suffix)
+    if expected is None:
+        with pytest.raises(FPTError):
+            read_inputs(path)
+    else:
+        inputs, mask = read_inputs(path)
+        assert np.array_equal(inputs, expected) and mask is None
+        if isinstance(content, int):
+            assert np.array_equal(inputs, np.ones((4, 10, 1), np.float32))  # only the whole file reads
 
 
 @SETTINGS
