@@ -215,6 +215,7 @@ def cmd_eval(args) -> int:
     from fpt.runs import read_run_record
     from fpt.tasks import get_task
     from fpt.training import evaluate
+    from fpt.training.batch_memory import eval_batch_that_fits
     from fpt.training.loop import resolve_device
     from fpt.training.precision import Precision
     from fpt.training.progress import Reporter
@@ -231,7 +232,13 @@ def cmd_eval(args) -> int:
         model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     precision = Precision.create(record.precision, device)  # as the run evaluated
-    result = evaluate(model.to(device), task, args.split, args.batch_size, device, precision=precision, progress=report)
+    batch_size = eval_batch_that_fits(model, task, args.split, args.batch_size, device)
+    if batch_size < args.batch_size:
+        print(
+            f"--batch-size {args.batch_size:,} does not fit in memory: evaluating in batches of {batch_size:,}.",
+            file=sys.stderr,
+        )
+    result = evaluate(model.to(device), task, args.split, batch_size, device, precision=precision, progress=report)
     print(
         json.dumps(
             {

@@ -7,16 +7,19 @@ ends the process (the long fuzz run, seed 1, case 846: `fpt reproduce --seeds 21
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from fpt import FPTError, RunConfig, TensorTask, train
 from fpt.cli import main
 from fpt.memory import available_bytes
+from fpt.runs.checkpoint import read_checkpoint, resolve
 
 MIB = 2**20
 
@@ -64,22 +67,70 @@ def test_a_sweep_grid_whose_runs_exceed_memory_is_refused(little_memory, tiny_gp
         expand(grid)
 
 
-def test_a_training_batch_beyond_memory_is_refused_before_the_run_directory(little_memory, quiet_gpt2, tmp_path):
+def test_a_split_the_user_forced_beyond_memory_is_refused_before_the_run_directory(little_memory, quiet_gpt2, tmp_path):
     little_memory(MIB)
     config = RunConfig(
         backbone=quiet_gpt2,
         task_options={"val_size": 8, "test_size": 8},
         steps=1,
         batch_size=4096,
+        grad_accum=2,  # the user split the batch: no other split is chosen for them
         out=str(tmp_path / "r"),
     )
-    with pytest.raises(FPTError, match=r"--batch-size 4,096 \(passes of 4,096 examples.*--micro-batch-size"):
+    with pytest.raises(FPTError, match=r"--batch-size 4,096 \(passes of 2,048 examples.*--micro-batch-size"):
         train(config, progress=False, log=lambda *a: None)
     assert not (tmp_path / "r").exists()
     # the advice works: small passes fit (128 examples: about 0.6 MiB by the floor), and an
     # evaluation batch larger than the split is only the split
-    small = RunConfig(**{**config.__dict__, "micro_batch_size": 128, "eval_batch_size": 10**6})
+    small = RunConfig(**{**config.__dict__, "grad_accum": 1, "micro_batch_size": 128, "eval_batch_size": 10**6})
     assert train(small, progress=False, log=lambda *a: None)["status"] == "finished"
+
+
+def _long_task(examples: int = 32, tokens: int = 60) -> TensorTask:
+    x, y = torch.randint(1, 16, (examples, tokens)), torch.randint(0, 4, (examples,))
+    return TensorTask((x, y), (x, y), (x, y), num_classes=4)
+
+
+def test_a_batch_beyond_memory_runs_in_the_micro_batches_that_fit(little_memory, quiet_gpt2, tmp_path, monkeypatch):
+    """Chosen for the user: the largest micro-batch (a divisor of the batch) whose floor fits with its headroom,
+    said in one line and recorded; the run equals one with that --micro-batch-size forced. Evaluation
+    batches are lowered likewise."""
+    from fpt.training import batch_memory
+    from fpt.training.loop import build_model
+
+    task = _long_task()
+    config = RunConfig(backbone=quiet_gpt2, steps=2, eval_every=2, batch_size=16, out=str(tmp_path / "auto"))
+    need = batch_memory._training_need(config, task, build_model(config, task), torch.device("cpu"))
+    monkeypatch.setattr(batch_memory, "SLACK", 0)  # the floor alone: this model's passes are a few MiB
+    little_memory(int(need(4) * batch_memory.HEADROOM))  # 4 fits with its headroom, 8 does not, 16 not even bare
+    lines = []
+    auto = train(config, task=task, progress=False, log=lines.append)
+    assert (auto["micro_batch"], auto["accumulation"]) == (4, 4)
+    assert [line for line in lines if "does not fit" in line][0].startswith(
+        "--batch-size 16 does not fit in memory in one pass"
+    )
+    recorded = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
+    assert recorded["micro_batch_size"] == 4 and recorded["distributed"]["accumulation"] == 4
+    assert 1 <= recorded["eval_batch_size"] < 32 and any("--eval-batch-size 256 does not fit" in x for x in lines)
+    forced = train(
+        replace(config, micro_batch_size=4, eval_batch_size=recorded["eval_batch_size"], out=str(tmp_path / "forced")),
+        task=task,
+        progress=False,
+        log=lambda *a: None,
+    )
+    assert auto["test_accuracy"] == forced["test_accuracy"]
+    ours, theirs = (read_checkpoint(resolve(tmp_path / run, "last"))[0] for run in ("auto", "forced"))
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours)
+
+
+def test_a_pass_of_one_example_beyond_memory_is_refused(little_memory, quiet_gpt2, tmp_path):
+    little_memory(3000)  # the 16 validation and test examples fit; a training pass of one (~4.5 KB) does not
+    config = RunConfig(
+        backbone=quiet_gpt2, task_options={"val_size": 8, "test_size": 8}, steps=1, out=str(tmp_path / "r")
+    )
+    with pytest.raises(FPTError, match="Even a pass of one example does not fit"):
+        train(config, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_bench_batch_beyond_memory_is_refused_before_measuring(little_memory, quiet_gpt2):
@@ -91,7 +142,9 @@ def test_a_bench_batch_beyond_memory_is_refused_before_measuring(little_memory, 
         run_bench(["tiny"], BenchSettings(batch_size=4096, memory=False, device="cpu"), {"tiny": case})
 
 
-def test_eval_and_predict_batches_beyond_memory_are_refused(little_memory, quiet_gpt2, tmp_path, capsys):
+def test_eval_batches_beyond_memory_are_lowered_and_predict_batches_refused(
+    little_memory, quiet_gpt2, tmp_path, capsys
+):
     run = tmp_path / "run"
     config = RunConfig(
         backbone=quiet_gpt2, task_options={"val_size": 8, "test_size": 8}, steps=1, batch_size=4, out=str(run)
@@ -100,11 +153,20 @@ def test_eval_and_predict_batches_beyond_memory_are_refused(little_memory, quiet
     inputs = tmp_path / "x.npy"
     np.save(inputs, np.ones((64, 10, 1), np.float32))
     little_memory(16 * 1024)
-    assert main(["eval", str(run), "--device", "cpu"]) == 2
-    assert "Lower the evaluation batch size" in capsys.readouterr().err
+    assert main(["eval", str(run), "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "evaluating in batches of" in err and json.loads(out)["examples"] == 8
     assert main(["predict", str(run), "--input", str(inputs), "--device", "cpu"]) == 2
     assert "Prediction batches of 64 examples" in capsys.readouterr().err
     assert main(["predict", str(run), "--input", str(inputs), "--device", "cpu", "--batch-size", "2"]) == 0
+    from fpt.model import load_run_model
+    from fpt.tasks import get_task
+    from fpt.training.batch_memory import eval_batch_that_fits
+
+    model, task = load_run_model(run), get_task("bit-xor", val_size=8, test_size=8)
+    little_memory(64)  # not even one example
+    with pytest.raises(FPTError, match="An evaluation pass of one test example"):
+        eval_batch_that_fits(model, task, "test", 256, "cpu")
 
 
 def test_bit_task_splits_are_checked_against_available_memory(little_memory):
@@ -198,7 +260,10 @@ def minilm_shaped(tmp_path_factory) -> str:
     return str(path)
 
 
-def test_listops_length_batches_are_refused_with_the_micro_batch_that_fits(little_memory, minilm_shaped, tmp_path):
+def test_listops_length_batches_get_the_micro_batch_that_fits(little_memory, minilm_shaped, tmp_path):
+    """ListOps' default (batch 16 of ~2,000 tokens) where ~20 GiB is free: micro-batches of 4 are chosen
+    (their floor, ~12 GiB, with its headroom); a forced 8 is refused, naming 4."""
+    from fpt.training.batch_memory import fit_to_memory
     from fpt.training.loop import build_model, require_training_memory
 
     inputs, targets = torch.randint(1, 16, (16, 2000)), torch.randint(0, 10, (16,))
@@ -206,10 +271,11 @@ def test_listops_length_batches_are_refused_with_the_micro_batch_that_fits(littl
     task = TensorTask((inputs, targets, mask), (inputs, targets, mask), (inputs, targets, mask), num_classes=10)
     config = RunConfig(backbone=minilm_shaped, steps=1, batch_size=16, out=str(tmp_path / "r"))
     little_memory(20 * 2**30)  # 16 x 12 heads x 2000^2 scores per layer: ~40 GiB by the floor, ~2.6 GiB an example
-    with pytest.raises(FPTError, match=r"--micro-batch-size 4 \(.*--eval-batch-size 256\) may need lowering"):
-        train(config, task=task, progress=False, log=lambda *a: None)
-    model = build_model(config, task)  # the advice passes the check (not run: it would take ~14 GB)
-    require_training_memory(replace(config, micro_batch_size=4), task, model, 1, torch.device("cpu"))
+    model = build_model(config, task)  # not trained here: it would take ~14 GB
+    lines = []
+    fitted = fit_to_memory(config, task, model, 1, torch.device("cpu"), lines.append)
+    assert fitted.micro_batch_size == 4 and "4 micro-batches of 4" in lines[0]
+    require_training_memory(fitted, task, model, 1, torch.device("cpu"))
     with pytest.raises(FPTError, match="--micro-batch-size 4"):
         require_training_memory(replace(config, micro_batch_size=8), task, model, 1, torch.device("cpu"))
 

@@ -26,7 +26,6 @@ from fpt.data.fingerprint import check_unchanged
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
 from fpt.files import atomic_write
 from fpt.importing import import_modules
-from fpt.memory import most_that_fit, pass_bytes, require
 from fpt.model.fast_paths import drop_cpu_dropout
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
@@ -38,6 +37,7 @@ from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import DATA_FILE, task_record
 from fpt.tasks.base import check_model_fits, padded_counts
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
+from fpt.training.batch_memory import eval_batch_that_fits, fit_to_memory, require_training_memory
 from fpt.training.compiler import compiler_missing, maybe_compile
 from fpt.training.config import RunConfig
 from fpt.training.distributed import (
@@ -126,7 +126,7 @@ def evaluate(
     so every example counts exactly once, with no padding duplicates. `progress` reports the pass.
     """
     check_model_fits(task, getattr(model, "config", None), (split,))
-    require_eval_memory(model, task, split, batch_size, device)
+    batch_size = eval_batch_that_fits(model, task, split, batch_size, device)  # lowered where it does not fit
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     was_training = model.training
     model.eval()
@@ -161,72 +161,6 @@ def evaluate(
     if result["examples"] != task.split_size(split):
         raise RuntimeError(f"evaluated {result['examples']} of {task.split_size(split)} {split} examples")
     return result
-
-
-def _input_width(task: Task) -> int:
-    return task.spec.input_dim if task.spec.input_kind == "continuous" else 1
-
-
-def require_eval_memory(
-    model: torch.nn.Module, task: Task, split: str, batch_size: int, device: torch.device | str
-) -> None:
-    """Refuse an evaluation batch whose pass cannot fit in memory, before it is made (see fpt.memory)."""
-    examples = min(batch_size, task.split_size(split))
-    tokens = task.spec.max_length
-    fits = _largest_eval_batch(model, task, examples, device)
-    require(
-        f"An evaluation batch of {examples:,} {split} examples of up to {tokens:,} tokens (--eval-batch-size, or "
-        "--batch-size of fpt eval)",
-        _eval_bytes(model, task, examples, device),
-        f"Lower the evaluation batch size (to {fits:,} at most)."
-        if fits
-        else "Even one example does not fit: shorten the sequences, or use a machine with more memory.",
-        torch.device(device),
-    )
-
-
-def _eval_bytes(model: torch.nn.Module, task: Task, examples: int, device: torch.device | str) -> float:
-    return pass_bytes(model, examples, task.spec.max_length, _input_width(task), False, torch.device(device))
-
-
-def _largest_eval_batch(model: torch.nn.Module, task: Task, most: int, device: torch.device | str) -> int:
-    """The largest evaluation batch, up to `most`, whose pass fits by fpt.memory's floor (0: not even one)."""
-    return most_that_fit(lambda n: _eval_bytes(model, task, n, device), most, torch.device(device))
-
-
-def require_training_memory(
-    config: RunConfig, task: Task, model: torch.nn.Module, processes: int, device: torch.device
-) -> None:
-    """Refuse batch sizes whose passes cannot fit in memory, before the run directory or any batch exists;
-    the message names the largest --micro-batch-size that fits."""
-    plan = plan_batches(config.batch_size, processes, config.grad_accum, config.micro_batch_size)
-    tokens, width = task.spec.max_length, _input_width(task)
-
-    def need(micro_batch: int) -> float:  # the pass, and the step's whole batch of inputs
-        return pass_bytes(model, micro_batch, tokens, width, True, device) + 4.0 * config.batch_size * tokens * width
-
-    share = plan.micro_batch * plan.accumulation  # this process's examples per step
-    fits = most_that_fit(need, plan.micro_batch, device)
-    micro_batch = plan_batches(config.batch_size, processes, config.grad_accum, fits).micro_batch if fits else 0
-    evaluation = min(config.eval_batch_size, max(task.split_size(split) for split in task.splits))
-    if micro_batch:
-        lower = (
-            f"Pass --micro-batch-size {micro_batch} (each step's {share:,} examples in {share // micro_batch} "
-            "passes, gradients accumulated: the same optimizer steps), or lower --batch-size."
-        )
-    else:
-        lower = "Even a pass of one example does not fit: shorten the sequences, or use a machine with more memory."
-    eval_fits = _largest_eval_batch(model, task, evaluation, device)
-    within = f": to {eval_fits:,} at most" if eval_fits < evaluation else ""
-    lower += f" Evaluation batches (--eval-batch-size {config.eval_batch_size:,}) may need lowering too{within}."
-    require(
-        f"--batch-size {config.batch_size:,} (passes of {plan.micro_batch:,} examples of up to {tokens:,} tokens)",
-        need(plan.micro_batch),
-        lower,
-        device,
-    )
-    for split in task.splits:
-        require_eval_memory(model, task, split, config.eval_batch_size, device)
 
 
 @dataclass
@@ -710,6 +644,7 @@ def train(
     seed_everything(config.seed)
     model = model or build_model(config, task)
     check_model_fits(task, getattr(model, "config", None), ("train", *task.splits))
+    config = fit_to_memory(config, task, model, accelerator.num_processes, accelerator.device, log)
     require_training_memory(config, task, model, accelerator.num_processes, accelerator.device)
     task.require_full_batches(config.batch_size)
     config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute

@@ -22,7 +22,17 @@ from fpt.runs.record import read_run_record, read_summary
 from fpt.training.config import RunConfig
 
 # Config keys that may differ when a run is resumed: where and how it runs, not what it computes.
-RESUME_OVERRIDABLE = ("steps", "device", "log", "checkpoint_every", "keep_checkpoints", "data_dir", "compile")
+# eval_batch_size too: it is lowered to fit the memory at hand (fpt.training.batch_memory), which may change.
+RESUME_OVERRIDABLE = (
+    "steps",
+    "device",
+    "log",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "data_dir",
+    "compile",
+    "eval_batch_size",
+)
 
 
 def rng_state() -> dict:
