@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from fpt.errors import FPTError
+from fpt.tasks.stream import StreamCursor
 
 
 def rows(tensor: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
@@ -108,8 +109,12 @@ class Task:
         """The task's resolved options, recorded in config.yaml."""
         return {}
 
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        """An endless stream of training batches, deterministic given `seed`."""
+    def train_batches(self, batch_size: int, seed: int, cursor: StreamCursor | None = None) -> Iterator[Batch]:
+        """An endless stream of training batches, deterministic given `seed`.
+
+        `cursor` (optional for a task of your own): draw from its generators and keep its position up to
+        date, so that a resumed run continues the stream from a checkpoint at once (fpt.tasks.stream);
+        a task without the parameter is resumed by drawing its stream up to the checkpoint's step."""
         raise NotImplementedError
 
     def require_full_batches(self, batch_size: int) -> None:

@@ -14,6 +14,7 @@ import torch
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, Task, TaskSpec
 from fpt.tasks.options import divisible, fits_in_memory
+from fpt.tasks.stream import StreamCursor
 
 VAL_SEED, TEST_SEED = 2_000_000_011, 2_000_000_033
 
@@ -34,8 +35,8 @@ class BitTask(Task):
         tokens = bits.reshape(n, -1, self.bits_per_token)
         return Batch(tokens, targets.long())
 
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(seed)
+    def train_batches(self, batch_size: int, seed: int, cursor: StreamCursor | None = None) -> Iterator[Batch]:
+        generator = (cursor or StreamCursor()).generator("bits", seed)  # its state is where the stream stands
         while True:
             yield self._batch(batch_size, generator)
 

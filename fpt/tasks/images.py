@@ -26,6 +26,7 @@ from fpt.data.catalog import read_idx_pair
 from fpt.data.registry import require
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, TaskSpec
+from fpt.tasks.stream import StreamCursor
 from fpt.tasks.tensors import TensorTask
 
 VAL_SPLIT_SEED = 1_000_003
@@ -151,9 +152,10 @@ class ImageTask(TensorTask):
         batch = self._pixels(split, index)
         return Batch(self.tokens(batch.inputs), batch.targets)
 
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        generator = torch.Generator().manual_seed(seed + 7919)  # augmentation stream, apart from the shuffling
-        for index in self.train_order(batch_size, seed):
+    def train_batches(self, batch_size: int, seed: int, cursor: StreamCursor | None = None) -> Iterator[Batch]:
+        cursor = cursor or StreamCursor()
+        generator = cursor.generator("augment", seed + 7919)  # augmentation stream, apart from the shuffling
+        for index in self.train_order(batch_size, seed, cursor):
             batch = self._pixels("train", index)
             pixels = augment(batch.inputs, generator) if self.augment else batch.inputs
             yield Batch(self.tokens(pixels), batch.targets)

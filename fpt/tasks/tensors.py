@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, Task, TaskSpec, mask_problem
+from fpt.tasks.stream import StreamCursor
 
 INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -152,18 +154,28 @@ class TensorTask(Task):
                 "that is too small is rebuilt with `fpt data generate <name> --force`)."
             )
 
-    def train_order(self, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-        """The example indices of each training batch: without replacement, reshuffled every epoch."""
+    def train_order(self, batch_size: int, seed: int, cursor: StreamCursor | None = None) -> Iterator[torch.Tensor]:
+        """The example indices of each training batch: without replacement, reshuffled every epoch.
+
+        `cursor` holds the generator's state at the epoch's start and the offset reached in it: a saved
+        one continues from there, drawing the epoch's order again rather than every epoch before it."""
+        cursor = cursor or StreamCursor()
         generator = torch.Generator().manual_seed(seed)
+        if "epoch_start" in cursor.position:
+            generator.set_state(cast(torch.Tensor, cursor.position["epoch_start"]))
+        offset = int(cursor.position.get("offset", 0))
         n = self.split_size("train")
         self.require_full_batches(batch_size)
         while True:
+            cursor.position["epoch_start"] = generator.get_state()
             order = torch.randperm(n, generator=generator)
-            for start in range(0, n - batch_size + 1, batch_size):
+            for start in range(offset, n - batch_size + 1, batch_size):
+                cursor.position["offset"] = start + batch_size
                 yield order[start : start + batch_size]
+            offset = 0
 
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-        for index in self.train_order(batch_size, seed):
+    def train_batches(self, batch_size: int, seed: int, cursor: StreamCursor | None = None) -> Iterator[Batch]:
+        for index in self.train_order(batch_size, seed, cursor):
             yield self._take("train", index)
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:

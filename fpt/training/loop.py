@@ -36,6 +36,7 @@ from fpt.runs.record import RunDir, default_run_dir, enclosing_run, read_run_rec
 from fpt.tasks import Batch, Scores, Task, get_task
 from fpt.tasks.arrays import DATA_FILE, task_record
 from fpt.tasks.base import check_model_fits, padded_counts
+from fpt.tasks.stream import StreamCursor, takes_cursor
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
 from fpt.training.batch_memory import eval_batch_that_fits, fit_to_memory, require_training_memory
 from fpt.training.compiler import compiler_missing, maybe_compile
@@ -208,6 +209,7 @@ class Trainer:
     report: Reporter = field(default_factory=lambda: Reporter("quiet"))  # progress lines, bar or JSON
     callbacks: Sequence = ()  # objects with on_eval(step, record) -> stop?, or such callables
     validated: bool = False  # a validation pass ran in this process (the first is announced: it can take minutes)
+    cursor: StreamCursor = field(default_factory=StreamCursor)  # where the training stream stands (checkpointed)
 
     @property
     def device(self) -> torch.device:
@@ -273,6 +275,7 @@ class Trainer:
             self.optimizer.load_state_dict(saved["optimizer"])
             self.precision.load_state_dict(saved["precision"])
             self.progress = Progress(**saved["progress"])
+            self.cursor = StreamCursor(saved.get("stream"))  # none in checkpoints from before cursors: replayed
             ranks = saved["ranks"]
             mine = ranks[self.accelerator.process_index] if len(ranks) == self.accelerator.num_processes else None
             if mine:
@@ -290,8 +293,15 @@ class Trainer:
         self.window = (time.time(), 0)
 
     def train_batches(self) -> Iterator[Batch]:
-        """The training stream, replayed to where the restored progress left it."""
-        stream = self.task.train_batches(self.config.batch_size, self.config.seed)
+        """The training stream from where the restored progress left it: at once from the checkpoint's
+        cursor where the task keeps one, else by drawing and dropping the batches before (fpt.tasks.stream)."""
+        batch_size, seed = self.config.batch_size, self.config.seed
+        if takes_cursor(self.task):
+            stream = self.task.train_batches(batch_size, seed, cursor=self.cursor)
+            if self.cursor.restored:
+                return stream
+        else:
+            stream = self.task.train_batches(batch_size, seed)
         for _ in range(self.progress.step):
             next(stream)
         return stream
@@ -364,6 +374,7 @@ class Trainer:
                 "precision": self.precision.state_dict(),
                 "progress": self.progress.to_dict(),
                 "ranks": ranks,
+                "stream": self.cursor.state_dict(),
                 "plan": self.plan.to_dict(),
                 "config": resumed_config(self.config),
                 "elapsed_s": time.time() - self.started,
