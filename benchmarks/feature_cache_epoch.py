@@ -23,7 +23,7 @@ from fpt.bench import machine
 from fpt.tasks import TensorTask, get_task
 from fpt.training import RunConfig
 from fpt.training.distributed import make_accelerator
-from fpt.training.feature_cache import FeatureTask, HeadOnFeatures, examples
+from fpt.training.feature_cache import FeatureTask, HeadOnFeatures
 from fpt.training.loop import build_model, prepare_training, training_step
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     full = get_task("fashion-mnist")
-    first = lambda split, n: next(examples(full, split, n))
+    first = lambda split, n: next(full.examples(split, n))
     train, val = first("train", args.examples), first("val", 256)
     task = TensorTask(
         (train.inputs, train.targets), (val.inputs, val.targets), (val.inputs, val.targets), name="fashion-mnist"

@@ -12,6 +12,8 @@ export HF_HUB_OFFLINE=1
 task=${1:-bit-xor}
 backbone=${2:-minilm}
 jobs=${JOBS:-1}
+fpt=${FPT:-.venv/bin/fpt}
+python=${PYTHON:-.venv/bin/python}
 suffix=$([ "$task" = bit-xor ] && echo "" || echo "-$task")$([ "$backbone" = minilm ] && echo "" || echo "-$backbone")
 out=runs/methods-cpu$suffix
 results=benchmarks/results/methods-cpu$suffix
@@ -19,8 +21,8 @@ mkdir -p "$results"
 log=$results/log.txt
 { echo "\$ fpt reproduce methods --budget cpu --tasks $task --backbone $backbone --jobs $jobs --out $out"
   echo "# started $(date -u) on $(nproc --all) CPU cores ($(lscpu | sed -n 's/^Model name: *//p')), OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, commit $(git rev-parse --short HEAD)"; } >> "$log"
-.venv/bin/fpt reproduce methods --budget cpu --tasks "$task" --backbone "$backbone" --jobs "$jobs" --out "$out" >> "$log" 2>&1
+$fpt reproduce methods --budget cpu --tasks "$task" --backbone "$backbone" --jobs "$jobs" --out "$out" >> "$log" 2>&1
 echo "# finished $(date -u)" >> "$log"
 # the table, plots and every run's evidence (config, summary, curve, alignment; never checkpoints), from which
 # `fpt reproduce methods --budget cpu --tasks $task --backbone $backbone --out $results --tabulate-only` rebuilds it
-.venv/bin/python -m fpt.experiments.evidence "$out" "$results"
+$python -m fpt.experiments.evidence "$out" "$results"

@@ -21,13 +21,21 @@ def unknown_name(kind: str, name: str, choices: list[str], hint: str = "") -> FP
     )
 
 
+def with_guesses(unknown, known) -> str:
+    """`unknown` names listed, each with the closest of `known` where one is close: "'batchsize' (did you
+    mean 'batch_size'?)"."""
+    guesses = []
+    for name in map(str, unknown):
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+        guesses.append(f"{name[:60]!r} (did you mean {close[0]!r}?)" if close else repr(name[:60]))
+    return ", ".join(guesses[:10]) + (", ..." if len(guesses) > 10 else "")
+
+
 def unknown_keys(where: str, unknown: list[str], known: list[str]) -> FPTError:
     """An `FPTError` for config keys that are not `known`, each with the closest known key if one is close."""
-    guesses = []
-    for key in map(str, unknown):
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        guesses.append(f"{key[:60]!r} (did you mean {close[0]!r}?)" if close else repr(key[:60]))
-    return FPTError(f"Unknown key(s) in {where}: {', '.join(guesses[:10])}. Known keys: {', '.join(sorted(known))}.")
+    return FPTError(
+        f"Unknown key(s) in {where}: {with_guesses(unknown, known)}. Known keys: {', '.join(sorted(known))}."
+    )
 
 
 def install_hint(extra: str, packages: str) -> str:

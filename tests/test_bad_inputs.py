@@ -52,6 +52,10 @@ def test_config_key_typos_name_the_key_meant(tmp_path):
         RunConfig.from_dict({"zzz_qqq": 1})
     (tmp_path / "run.yaml").write_text("task: bit-xor\nevel_every: 5\n")
     assert main(["train", "--config", str(tmp_path / "run.yaml"), "--steps", "1"]) == 2  # before anything is built
+    from fpt.experiments.sweep import expand
+
+    with pytest.raises(FPTError, match=r"unknown grid key\(s\) 'seed' \(did you mean 'seeds'\?\)"):
+        expand({"tasks": ["bit-xor"], "lrs": [1e-3], "seed": [0]})
 
 
 def test_loading_a_backbone_draws_no_carriage_return_bar(tiny_gpt2, capfd):

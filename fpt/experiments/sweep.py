@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from fpt.errors import FPTError
+from fpt.errors import FPTError, with_guesses
 from fpt.experiments import lr_grid
 from fpt.experiments.tables import write_results
 from fpt.memory import require
@@ -131,7 +131,9 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
     problems: list[str] = []
     unknown = sorted(set(grid) - GRID_KEYS)
     if unknown:
-        problems.append(f"unknown grid key(s) {', '.join(unknown)} (known: {', '.join(sorted(GRID_KEYS))})")
+        problems.append(
+            f"unknown grid key(s) {with_guesses(unknown, GRID_KEYS)} (known: {', '.join(sorted(GRID_KEYS))})"
+        )
     tasks = _as_list(grid.get("tasks"), "tasks", problems)
     seeds = _as_list(grid.get("seeds", [0]), "seeds", problems)
     lrs = _as_list(grid.get("lrs"), "lrs", problems)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fpt.errors import FPTError
+from fpt.errors import FPTError, with_guesses
 from fpt.memory import memory_problem
 from fpt.yamlsafe import short
 
@@ -99,7 +99,7 @@ class TaskOptions:
         unknown = sorted(str(k) for k in values if k not in known)
         if unknown and not self.open_ended:
             problems.append(
-                f"unknown option(s) {short(', '.join(unknown), 120)} (it accepts: {', '.join(sorted(known)) or 'none'})"
+                f"unknown option(s) {with_guesses(unknown, known)} (it accepts: {', '.join(sorted(known)) or 'none'})"
             )
         checked = {k: v for k, v in values.items() if k not in known and self.open_ended}
         for option in self.options:
