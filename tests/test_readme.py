@@ -149,12 +149,12 @@ def setup(argv: list[str], folder: Path) -> None:
 
 def _shrunk_scripts(folder: Path) -> None:
     """The scripts, copied where they write (they `cd` to their parent's parent), with an `fpt` that shrinks."""
-    if (folder / "benchmarks").is_dir():
+    shim = folder / "fpt-shrunk"
+    if shim.is_file():
         return
-    (folder / "benchmarks").mkdir()
+    (folder / "benchmarks").mkdir(exist_ok=True)
     for script in (ROOT / "benchmarks").glob("*.sh"):
         shutil.copy(script, folder / "benchmarks" / script.name)
-    shim = folder / "fpt-shrunk"
     shim.write_text(
         "#!/bin/sh\n"
         f'if [ "$1" = reproduce ]; then exec {shlex.quote(sys.executable)} -m fpt.cli "$@" {" ".join(QUICK)}; fi\n'
