@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from fpt import __version__
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
@@ -210,48 +211,79 @@ def cmd_predict(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from fpt.data.fingerprint import check_unchanged
+    from fpt.assess import assess, plot_confusion
     from fpt.model import load_run_model
     from fpt.runs import read_run_record
-    from fpt.tasks import get_task
-    from fpt.training import evaluate
-    from fpt.training.batch_memory import eval_batch_that_fits
     from fpt.training.loop import resolve_device
     from fpt.training.precision import Precision
     from fpt.training.progress import Reporter
 
     if args.batch_size < 1:
         raise FPTError(f"--batch-size must be a positive integer, got {args.batch_size}.")
+    if args.data is not None and args.split is not None:
+        raise FPTError("--split names a split of the run's task and --data a file of new examples; pass one of them.")
+    if args.plot is not None and Path(args.plot).suffix != ".png":
+        raise FPTError(f"--plot writes the confusion matrix as a PNG file; got {args.plot}.")
+    if args.plot is not None and Path(args.plot).resolve().is_relative_to(Path(args.run_dir).resolve()):
+        raise FPTError(
+            f"Write --plot outside the run directory {args.run_dir}, so its files stay as training left them."
+        )
     record = read_run_record(args.run_dir)
     report = Reporter("auto")  # on stderr: loading and the pass can take minutes
-    with report.phase(f"loading task {record.task}"):
-        task = get_task(record.task, **record.task_kwargs(args.data_dir))
-    record.check_task(task.spec)  # config.yaml edited after training: the checkpoint would not fit the task
-    check_unchanged(record.data, task.data_fingerprint, args.run_dir, "evaluate")  # e.g. regenerated data
+    task = None if args.data else _run_task(record, args, report)
     with report.phase(f"loading the {args.which} checkpoint of {args.run_dir}"):
         model = load_run_model(args.run_dir, args.which)
     device = resolve_device(args.device)
     precision = Precision.create(record.precision, device)  # as the run evaluated
-    batch_size = eval_batch_that_fits(model, task, args.split, args.batch_size, device)
-    if batch_size < args.batch_size:
-        print(
-            f"--batch-size {args.batch_size:,} does not fit in memory: evaluating in batches of {batch_size:,}.",
-            file=sys.stderr,
-        )
-    result = evaluate(model.to(device), task, args.split, batch_size, device, precision=precision, progress=report)
-    print(
-        json.dumps(
-            {
-                "run": str(args.run_dir),
-                "checkpoint": args.which,
-                "split": args.split,
-                "precision": precision.name,
-                **result,
-            },
-            indent=2,
-        )
-    )
+    batches, where, loss = _eval_examples(args, task, model, device, report)
+    result = assess(model.to(device), batches, model.config.num_classes, loss, device, precision)
+    if args.plot and "confusion_matrix" in result:
+        plot_confusion(result["confusion_matrix"], args.plot, f"{record.task}: {where['split'] or where['data']}")
+        print(f"Written: {args.plot}", file=sys.stderr)
+    head = {"run": str(args.run_dir), "checkpoint": args.which, **where, "precision": precision.name}
+    print(json.dumps({**head, **result}, indent=2))
     return 0
+
+
+def _run_task(record, args, report):
+    """The run's own task, checked to be the one it trained on (config.yaml and data unchanged)."""
+    from fpt.data.fingerprint import check_unchanged
+    from fpt.tasks import get_task
+
+    with report.phase(f"loading task {record.task}"):
+        task = get_task(record.task, **record.task_kwargs(args.data_dir))
+    record.check_task(task.spec)  # config.yaml edited after training: the checkpoint would not fit the task
+    check_unchanged(record.data, task.data_fingerprint, args.run_dir, "evaluate")  # e.g. regenerated data
+    return task
+
+
+def _eval_examples(args, task, model, device, report):
+    """(batches with a progress report, where they come from, the loss): a split of the run's task, or
+    the labelled file of --data checked against the model."""
+    import math
+
+    from fpt.assess import read_labelled, require_pass_memory
+    from fpt.tasks.base import Task
+    from fpt.training.batch_memory import eval_batch_that_fits
+
+    batch_size = args.batch_size
+    if task is not None:
+        split = args.split or "test"
+        batch_size = eval_batch_that_fits(model, task, split, args.batch_size, device)
+        if batch_size < args.batch_size:
+            print(
+                f"--batch-size {args.batch_size:,} does not fit in memory: evaluating in batches of {batch_size:,}.",
+                file=sys.stderr,
+            )
+        batches, n, where, loss = task.eval_batches(split, batch_size), task.split_size(split), split, task.loss
+        described = {"split": split, "data": None}
+    else:
+        examples, digest = read_labelled(args.data, model.config)
+        require_pass_memory(model, examples, args.batch_size, device)
+        batches, n, where, loss = examples.chunks(args.batch_size), len(examples), str(args.data), Task().loss
+        described = {"split": None, "data": str(args.data), "data_sha256": digest}
+    tracked = report.track(batches, f"{where} pass ({n} examples)", total=math.ceil(n / batch_size))
+    return tracked, described, loss
 
 
 def cmd_describe(args) -> int:
@@ -381,9 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _data_parser(sub)
-    p = sub.add_parser("eval", help="evaluate a finished run's checkpoint on a split")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a finished run's checkpoint on a split or a new labelled file",
+        description="Accuracy, loss, per-class recall and precision and the confusion matrix of a run's "
+        "checkpoint, on a split of its task (default test) or on new labelled examples (--data).",
+    )
     p.add_argument("run_dir")
-    p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--split", choices=["val", "test"], help="split of the run's task (default test)")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="a labelled .npz/.safetensors file (arrays inputs, targets, optional mask, as for --task arrays) "
+        "to evaluate on instead of the task's split",
+    )
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the confusion matrix (up to 50 classes)")
     p.add_argument("--which", default="best", choices=["best", "last"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")

@@ -136,7 +136,8 @@ def read_inputs(
 def predict(
     model, inputs, mask=None, batch_size: int = 256, device: str | torch.device = "cpu"
 ) -> dict[str, np.ndarray]:
-    """Class predictions `classes` (n, units) and `probabilities` (n, units, classes) for `inputs`."""
+    """Class predictions `classes` (n, units) and `probabilities` (n, units, classes) for `inputs`; with one
+    unit per example (a class label), flat: classes (n,) and probabilities (n, classes)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FPTError(f"batch_size must be a positive integer, got {batch_size!r:.40}.")
     values, mask = check_inputs(inputs, mask, model.config)
@@ -155,7 +156,10 @@ def predict(
         logits = model(batch.inputs, batch.mask).float()
         probabilities.append(logits.softmax(-1).cpu())
         classes.append(logits.argmax(-1).cpu())
-    return {"classes": torch.cat(classes).numpy(), "probabilities": torch.cat(probabilities).numpy()}
+    result = {"classes": torch.cat(classes).numpy(), "probabilities": torch.cat(probabilities).numpy()}
+    if result["classes"].shape[1] == 1:
+        result = {"classes": result["classes"][:, 0], "probabilities": result["probabilities"][:, 0]}
+    return result
 
 
 def write_predictions(result: dict[str, np.ndarray], output: Path) -> None:

@@ -109,14 +109,15 @@ def from_arrays(
     return TensorTask(parts["train"], parts["val"], parts["test"], **task_options)
 
 
-def _read(path: Path) -> tuple[dict, str]:
+def read_array_file(path: Path, what: str = "Task data file") -> tuple[dict, str]:
     """The arrays of `path` (.npz without pickles, or .safetensors) and the file's SHA-256."""
     try:
         data = path.read_bytes()
     except FileNotFoundError as err:
-        raise FPTError(f"Task data file {path} does not exist; pass --task-option path=FILE.npz.") from err
+        hint = "; pass --task-option path=FILE.npz" if what == "Task data file" else ""
+        raise FPTError(f"{what} {path} does not exist{hint}.") from err
     except OSError as err:
-        raise FPTError(f"Cannot read task data file {path}: {err}.") from err
+        raise FPTError(f"Cannot read {what.lower()} {path}: {err}.") from err
     digest = hashlib.sha256(data).hexdigest()
     if path.suffix == ".npz" and not data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         what = "a single .npy array" if data.startswith(b"\x93NUMPY") else f"{len(data)} bytes that are no zip archive"
@@ -134,19 +135,19 @@ def _read(path: Path) -> tuple[dict, str]:
             arrays = load(data)
         else:
             raise FPTError(
-                f"Task data file {path}: expected a .npz (numpy.savez) or .safetensors file with arrays "
+                f"{what} {path}: expected a .npz (numpy.savez) or .safetensors file with arrays "
                 "inputs, targets and optionally mask and split."
             )
     except (ValueError, OSError, zipfile.BadZipFile, RuntimeError) as err:
         raise FPTError(
-            f"Task data file {path} cannot be read as {path.suffix} ({str(err)[:200]}); object (pickled) arrays "
+            f"{what} {path} cannot be read as {path.suffix} ({str(err)[:200]}); object (pickled) arrays "
             "are refused: save plain numeric arrays."
         ) from err
     missing = [key for key in ("inputs", "targets") if key not in arrays]
     unknown = sorted(set(arrays) - set(KEYS))
     if missing or unknown:
         raise FPTError(
-            f"Task data file {path} holds arrays {sorted(arrays)}; it needs inputs and targets (and may hold mask "
+            f"{what} {path} holds arrays {sorted(arrays)}; it needs inputs and targets (and may hold mask "
             f"and split){'; unknown: ' + ', '.join(unknown) if unknown else ''}."
         )
     return arrays, digest
@@ -168,7 +169,7 @@ def arrays(
     if not isinstance(path, str) or not path:
         raise FPTError("Task `arrays` needs --task-option path=FILE.npz (or .safetensors).")
     file = Path(path).expanduser().absolute()
-    values, digest = _read(file)
+    values, digest = read_array_file(file)
     if sha256 is not None and sha256 != digest:
         raise FPTError(
             f"Task data file {file} changed since the run recorded it (SHA-256 {sha256[:12]}..., now "
