@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from fpt import __version__
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
@@ -214,6 +213,7 @@ def cmd_eval(args) -> int:
     from fpt.assess import assess, plot_confusion
     from fpt.model import load_run_model
     from fpt.runs import read_run_record
+    from fpt.runs.record import check_output_file
     from fpt.training.loop import resolve_device
     from fpt.training.precision import Precision
     from fpt.training.progress import Reporter
@@ -222,12 +222,8 @@ def cmd_eval(args) -> int:
         raise FPTError(f"--batch-size must be a positive integer, got {args.batch_size}.")
     if args.data is not None and args.split is not None:
         raise FPTError("--split names a split of the run's task and --data a file of new examples; pass one of them.")
-    if args.plot is not None and Path(args.plot).suffix != ".png":
-        raise FPTError(f"--plot writes the confusion matrix as a PNG file; got {args.plot}.")
-    if args.plot is not None and Path(args.plot).resolve().is_relative_to(Path(args.run_dir).resolve()):
-        raise FPTError(
-            f"Write --plot outside the run directory {args.run_dir}, so its files stay as training left them."
-        )
+    if args.plot is not None:
+        check_output_file(args.plot, (".png",), "the confusion matrix as a PNG", "--plot")  # before any work
     record = read_run_record(args.run_dir)
     report = Reporter("auto")  # on stderr: loading and the pass can take minutes
     task = None if args.data else _run_task(record, args, report)

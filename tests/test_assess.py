@@ -99,8 +99,8 @@ def test_a_labelled_file_that_does_not_fit_the_model_is_refused(run, capsys, tmp
 def test_eval_flags_that_contradict_each_other_are_refused(run, capsys, tmp_path):
     _labelled(tmp_path / "new.npz", 10, seed=1)
     assert _eval(capsys, run, "--data", tmp_path / "new.npz", "--split", "val")[2].count("pass one of them") == 1
-    assert "PNG" in _eval(capsys, run, "--plot", tmp_path / "m.jpg")[2]
-    assert "outside the run directory" in _eval(capsys, run, "--plot", run / "m.png")[2]
+    assert "--plot" in _eval(capsys, run, "--plot", tmp_path / "m.jpg")[2]
+    assert "inside the run directory" in _eval(capsys, run, "--plot", run / "m.png")[2]
     assert "does not exist" in _eval(capsys, run, "--data", tmp_path / "absent.npz")[2]
 
 

@@ -109,26 +109,26 @@ def enclosing_run(path: str | Path) -> Path | None:
     return None
 
 
-def check_output_file(out: str | Path, suffixes: tuple[str, ...], writes: str) -> Path:
+def check_output_file(out: str | Path, suffixes: tuple[str, ...], writes: str, flag: str = "--out") -> Path:
     """`out` as a Path, or an FPTError before any work when it cannot take `writes` (e.g. "an HTML report")
     without harm: a name without one of `suffixes` (a run's config.yaml or summary.json among them), a
     directory, a place inside a run directory (its files stay as training left them), or no writable folder."""
     out = Path(out)
     if out.suffix.lower() not in suffixes:
         raise FPTError(
-            f"--out {out}: this writes {writes}; give a file name ending in {' or '.join(suffixes)} "
+            f"{flag} {out}: this writes {writes}; give a file name ending in {' or '.join(suffixes)} "
             f"(e.g. {out.with_suffix(suffixes[0]).name})."
         )
     if out.is_dir():
-        raise FPTError(f"--out {out} is a directory; give a file name ending in {suffixes[0]}.")
+        raise FPTError(f"{flag} {out} is a directory; give a file name ending in {suffixes[0]}.")
     if enclosing_run(out) is not None:
         raise FPTError(
-            f"--out {out} lies inside the run directory {enclosing_run(out)}; write {writes} outside it, so the run's "
+            f"{flag} {out} lies inside the run directory {enclosing_run(out)}; write {writes} outside it, so the run's "
             "files stay as training left them."
         )
     parent = next((p for p in (out.parent, *out.parent.parents) if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise FPTError(f"--out {out}: {parent} is not a writable directory.")
+        raise FPTError(f"{flag} {out}: {parent} is not a writable directory.")
     return out
 
 
