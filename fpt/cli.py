@@ -144,6 +144,7 @@ def cmd_train(args) -> int:
     from fpt.training import RunConfig, StopRequests, resume_config, train
     from fpt.training.distributed import process_group_closed
     from fpt.training.occupancy import registered_training
+    from fpt.training.options_used import check_options_used
     from fpt.yamlsafe import read_yaml_mapping
 
     flags = {
@@ -170,6 +171,7 @@ def cmd_train(args) -> int:
         flags["task_options"] = _parse_task_options(args.task_option)
     values = read_yaml_mapping(args.config, "Config file", "keys to values") if args.config else {}
     config = RunConfig.from_dict({**values, **flags}, source=args.config or "flags")
+    check_options_used(config, set(values) | set(flags))  # flags and keys given explicitly (not defaults)
     import_modules(config.imports)  # before the task's presets are looked up
     check_task_options(config.task, config.task_options)  # at parse time: nothing is built or written yet
     config = _with_task_defaults(config, set(values) | set(flags))
@@ -610,9 +612,9 @@ def cmd_sweep(args) -> int:
 def cmd_reproduce(args) -> int:
     from fpt.experiments.reproduce import reproduce
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",") if t.strip()]
     try:
-        lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
+        lrs = None if args.lrs is None else [float(x) for x in args.lrs.split(",") if x.strip()]
     except ValueError as err:
         raise FPTError(f"--lrs expects comma-separated numbers such as 1e-4,1e-3, got {args.lrs!r}.") from err
     path = reproduce(
@@ -626,7 +628,7 @@ def cmd_reproduce(args) -> int:
         args.jobs,
         steps=args.steps,
         max_runs=args.max_runs,
-        rows=[r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None,
+        rows=None if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()],
         tabulate_only=args.tabulate_only,
     )
     print(path.read_text())

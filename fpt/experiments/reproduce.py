@@ -315,8 +315,13 @@ def build(
     keeps only those of the budget's rows, to split a table's work between invocations or machines."""
     if experiment not in EXPERIMENTS:
         raise unknown_name("experiment", experiment, list(EXPERIMENTS))
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise FPTError(f"--seeds must be a positive number of seeds, got {seeds!r:.40} (the paper used 3).")
     if seeds:  # every seed is at least one run (the lists of seeds and runs are built before any check)
         require(f"--seeds {seeds:,}", seeds * RUN_BYTES, "Lower --seeds (the paper used 3).")
+    for name, values in (("--tasks", tasks), ("--lrs", lrs), ("--rows", rows)):
+        if values is not None and not values:  # an empty list would silently mean "the budget's"
+            raise FPTError(f"{name} names nothing; leave it out for the budget's own, or name at least one.")
     if rows:
         _require_named_rows(experiment)
     if experiment == "methods":  # its own conditions, lr grids and budgets (fpt.experiments.methods)

@@ -202,10 +202,15 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
                     except (KeyError, IndexError):
                         paper_row = None
                     runs.append(Run(task, label, lr, seed, config, paper_row))
+    problems += fit_options(runs, {name: set(cond) for name, cond, _, _ in conditions})
     problems += check_runs(runs, pending)
     if problems:
         unique = list(dict.fromkeys(problems))
-        raise FPTError(f"The grid has {len(unique)} problem(s); no run was started: " + "; ".join(unique) + ".")
+        raise FPTError(
+            f"The grid has {len(unique)} problem(s); no run was started: "
+            + "; ".join(p.rstrip(".") for p in unique)
+            + "."
+        )
     return Grid(
         name=str(grid.get("name", "sweep")),
         runs=runs,
@@ -218,11 +223,41 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
     )
 
 
+def fit_options(runs: list[Run], own: dict[str, set[str]]) -> list[str]:
+    """Leave shared settings (the grid's `settings`, `task_settings`) out of the runs whose method ignores
+    them, so a LoRA rank shared by fpt and lora conditions is recorded by the lora runs alone; return the
+    problems: a condition's own option its method ignores, or a shared one no run reads."""
+    from fpt.training.config import RunConfig  # deferred: loads torch
+    from fpt.training.options_used import READERS, unused_options
+
+    problems: list[str] = []
+    ignored: dict[str, list[Run]] = {}
+    for run in runs:
+        try:
+            unused = unused_options(RunConfig.from_dict(dict(run.config), "grid"), run.config)
+        except FPTError:
+            continue  # check_runs reports what is wrong with the config
+        for name in unused:
+            if name in own.get(run.condition, set()):
+                problems.append(
+                    f"condition {run.condition!r} sets {name}, which its method ignores ({READERS[name]} read it)"
+                )
+            else:
+                ignored.setdefault(name, []).append(run)
+    for name, runs_ignoring in ignored.items():
+        if len(runs_ignoring) == sum(name in run.config for run in runs):
+            problems.append(f"{name} is set, and no run of the grid reads it (only {READERS[name]} do)")
+        for run in runs_ignoring:
+            del run.config[name]
+    return problems
+
+
 def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[str]:
     """Problems with the names and values runs use, found without loading any model or data."""
     # deferred: these load torch and transformers, which listing or running a grid in subprocesses never needs
     from fpt.backbones.loading import INITS, check_backbone_name
     from fpt.importing import import_modules
+    from fpt.model.adapters import check_targets
     from fpt.model.freeze import FreezePolicy
     from fpt.model.init_source import check_source
     from fpt.tasks import check_task_options, task_names
@@ -268,6 +303,9 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
         init, backbone = config.get("init", "pretrained"), config.get("backbone", "minilm")
         once("init", (init, backbone), lambda init=init, backbone=backbone: check_init(init, backbone))
         once("train", config.get("train", "fpt"), lambda config=config: FreezePolicy.parse(config.get("train", "fpt")))
+        if config.get("adapter_targets") is not None:  # a name no module has would fail every adapter run
+            targets = (backbone, config["adapter_targets"])
+            once("adapter_targets", targets, lambda targets=targets: check_targets(*targets))
         once("config", sorted(config.items(), key=str), lambda config=config: RunConfig.from_dict(dict(config), "grid"))
     return problems
 

@@ -117,6 +117,32 @@ def inject_adapter(backbone: nn.Module, method: str, rank: int = 8, alpha: float
     return backbone
 
 
+def check_targets(backbone_name: str, targets: str | None) -> None:
+    """Refuse adapter targets that match no module of the backbone, as peft matches them (a module's name,
+    or its end after a dot), from the backbone's config alone: the model is built on the meta device, no
+    weights are read, so a grid is checked before its first run."""
+    if targets is None:
+        return
+    wanted = [t.strip() for t in targets.split(",") if t.strip()]
+    if not wanted:
+        raise FPTError(f"--adapter-targets {targets!r} names no module; give module names such as q_proj,v_proj.")
+    import torch
+    from transformers import AutoModel
+
+    from fpt.backbones import load_config
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(load_config(backbone_name))
+    names = [name for name, module in model.named_modules() if name]
+    missing = [t for t in wanted if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
+        raise FPTError(
+            f"--adapter-targets {', '.join(missing)}: backbone {backbone_name!r} has no module of that name (names "
+            f"match at the end of a module's name); its layers are named {', '.join(leaves[:30])}."
+        )
+
+
 def adapter_modules(model: nn.Module) -> dict[str, Any]:
     """The PEFT tuner layers in `model`, by name."""
     try:

@@ -52,6 +52,7 @@ from fpt.training.distributed import (
 )
 from fpt.training.feature_cache import cache_if_output_only
 from fpt.training.optimizer import clip_gradients, make_optimizer
+from fpt.training.options_used import check_options_used, given_in_python
 from fpt.training.precision import Precision
 from fpt.training.progress import Reporter, reporter
 from fpt.training.resume import open_for_resume, resumed_config, rng_state, seed_everything, set_rng_state
@@ -647,6 +648,8 @@ def train(
     stops the run there (status `pruned`, a resumable checkpoint, no test pass): Optuna/Ray Tune pruning.
     """
     started = time.time()
+    if not resume:  # options the method would ignore (a resume keeps the run's own config)
+        check_options_used(config, given_in_python(config))
     main_process = int(os.environ.get("RANK", "0")) == 0  # launchers set RANK; the accelerator comes later
     report = reporter(progress if main_process else False)
     config, task, device = _placed(config, task, resume, report)
