@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 
@@ -25,3 +26,15 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write_synced(tmp, data)
     os.replace(tmp, path)
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it exists but is not a regular file (None otherwise): reading a FIFO or a
+    device blocks until something writes to it, so an input that is one is refused, not read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket"}
+    kinds |= {stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), None)

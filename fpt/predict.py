@@ -19,7 +19,7 @@ import torch
 
 from fpt.data.listops import tokenize
 from fpt.errors import FPTError
-from fpt.files import atomic_write
+from fpt.files import atomic_write, not_a_file
 from fpt.memory import pass_bytes, require
 from fpt.model import load_run_model
 from fpt.runs import read_run_record
@@ -104,7 +104,7 @@ def read_inputs(
     """Arrays from `path`: .npy, .npz (`inputs`, optional `mask`), else the `task`'s own format."""
     path = Path(path)
     if not path.is_file():
-        raise FPTError(f"Input file {path} does not exist.")
+        raise FPTError(f"Input file {path} {'is ' + str(not_a_file(path)) if not_a_file(path) else 'does not exist'}.")
     if path.suffix not in ARRAY_SUFFIXES:
         if task not in TASK_READERS:
             raise FPTError(

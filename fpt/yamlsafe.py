@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from fpt.errors import FPTError
+from fpt.files import not_a_file
 
 MAX_BYTES = 1 << 20  # config files and grids are a few kB
 MAX_EXPANDED_NODES = 100_000
@@ -107,6 +108,8 @@ def load(data: str | bytes, what: str) -> object:
 def read_yaml_mapping(path: str | Path, what: str, holds: str) -> dict:
     """A YAML file that must hold a mapping; every way it can fail is an FPTError naming `what`."""
     path = Path(path)
+    if not_a_file(path):
+        raise FPTError(f"{what} {path} is {not_a_file(path)}, not a file.")
     try:
         if path.stat().st_size > MAX_BYTES:
             raise FPTError(f"{what} {path} is {path.stat().st_size} bytes; YAML files are limited to {MAX_BYTES}.")

@@ -24,6 +24,7 @@ from torch import nn
 from fpt.backbones.adapter import adapter_for
 from fpt.backbones.groups import is_norm
 from fpt.errors import FPTError, install_hint
+from fpt.memory import require
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -102,6 +103,8 @@ def inject_adapter(backbone: nn.Module, method: str, rank: int = 8, alpha: float
     peft = _peft()
     wanted = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     wanted = wanted or _default_targets(method, backbone)
+    if method == "lora":
+        _require_lora_memory(backbone, wanted, rank)
     config = _config(peft, method, wanted, rank, alpha, backbone)
     # peft resolves its per-architecture table from the model's config; it only reads `model_type`.
     with warnings.catch_warnings():
@@ -115,6 +118,34 @@ def inject_adapter(backbone: nn.Module, method: str, rank: int = 8, alpha: float
                 "(module names matched at the end of each module's name; `fpt describe` lists them)."
             ) from err
     return backbone
+
+
+def _require_lora_memory(backbone: nn.Module, targets: list[str] | None, rank: int) -> None:
+    """Refuse (before peft allocates it) a LoRA whose matrices cannot fit: rank x (inputs + outputs) per
+    wrapped matrix, each parameter held with its gradient and Adam's two moments (fpt.memory's floor)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TABLE
+
+    names = targets or TABLE.get(str(getattr(backbone.config, "model_type", "")), [])
+    shapes = [
+        tuple(module.weight.shape)
+        for name, module in backbone.named_modules()
+        if any(name == t or name.endswith("." + t) for t in names) and getattr(module, "weight", None) is not None
+    ]
+    shapes = [shape for shape in shapes if len(shape) == 2]
+    parameters = rank * sum(rows + columns for rows, columns in shapes)
+    widest = max((min(shape) for shape in shapes), default=0)
+    if shapes and rank > widest:
+        raise FPTError(
+            f"--lora-rank {rank:,} exceeds the rank any adapted matrix can take ({widest:,}, the smaller side of the "
+            f"largest of its {len(shapes)} matrices): a LoRA update of higher rank is no different, only larger "
+            f"({parameters:,} parameters here). Use a rank of {widest:,} or less (usually 4 to 64)."
+        )
+    require(
+        f"--lora-rank {rank:,} on {len(shapes)} matrices ({parameters:,} adapter parameters, trained with Adam)",
+        16.0 * parameters,
+        f"Lower --lora-rank: LoRA's ranks are usually 4 to 64, and a rank above {widest:,} (the smaller side of "
+        "the matrices it adapts) adds parameters but nothing a full-rank update could not do.",
+    )
 
 
 def check_targets(backbone_name: str, targets: str | None) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from fpt.errors import FPTError, install_hint
+from fpt.files import not_a_file
 from fpt.tasks.tensors import TensorTask
 
 SPLITS = ("train", "val", "test")
@@ -111,6 +112,8 @@ def from_arrays(
 
 def read_array_file(path: Path, what: str = "Task data file") -> tuple[dict, str]:
     """The arrays of `path` (.npz without pickles, or .safetensors) and the file's SHA-256."""
+    if not_a_file(path):
+        raise FPTError(f"Task data file {path} is {not_a_file(path)}, not a file; pass --task-option path=FILE.npz.")
     try:
         data = path.read_bytes()
     except FileNotFoundError as err:

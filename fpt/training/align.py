@@ -31,6 +31,7 @@ import torch
 
 from fpt.errors import FPTError, install_hint
 from fpt.files import atomic_write
+from fpt.memory import require
 
 METHODS = ("mmd", "otdd")
 ALIGN_FILE = "align.jsonl"
@@ -170,9 +171,17 @@ class Distance:
         return ot.emd2([], [], cost)
 
 
-def align(model, task, method: str, steps: int, lr: float, seed: int, log=print) -> list[dict]:
+RECORD_BYTES = 200  # a floor of one align.jsonl record held in memory (a dict of a step and a float)
+
+
+def align(model, task, method: str, steps: int, lr: float, seed: int, log=print, advance=None) -> list[dict]:
     """Train `model.embedder` for `steps` steps to lower the distance; returns the align.jsonl records
-    (the first also describes the setup)."""
+    (the first also describes the setup). `advance(1)` is called after every step (progress)."""
+    require(
+        f"--align-steps {steps:,} (a record of each step's loss is kept for align.jsonl)",
+        RECORD_BYTES * steps,
+        "Lower --align-steps (the methods experiment's budgets use 10 to 2,000).",
+    )
     if method not in METHODS:
         raise FPTError(f"Unknown alignment {method!r}; use one of: {', '.join(METHODS)}.")
     if not hasattr(model, "backbone"):
@@ -221,14 +230,16 @@ def align(model, task, method: str, steps: int, lr: float, seed: int, log=print)
         if step % MEASURE_EVERY == 0 or step == steps:
             record["distance"] = measure()
         records.append(record)
+        if advance is not None:
+            advance(1)
     model.train(was_training)
     log(f"Alignment ({method}, {steps} steps): distance {records[0]['distance']:.4g} -> {records[-1]['distance']:.4g}")
     return records
 
 
-def align_input(model, task, config, log=print) -> list[dict]:
+def align_input(model, task, config, log=print, advance=None) -> list[dict]:
     """The alignment stage of a run per its config (`align`, `align_steps`, `align_lr`, `seed`)."""
-    return align(model, task, config.align, config.align_steps, config.align_lr, config.seed, log)
+    return align(model, task, config.align, config.align_steps, config.align_lr, config.seed, log, advance)
 
 
 def write_records(path: Path, records: list[dict]) -> None:

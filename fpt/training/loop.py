@@ -621,8 +621,8 @@ def _align(config: RunConfig, task: Task, model, saved: dict | None, log, report
     records. A resumed run has its aligned input layer in the checkpoint."""
     if not config.align or saved:
         return None
-    with report.phase(f"aligning the input layer ({config.align})"):
-        return align_input(model, task, config, log)
+    with report.counting(f"aligning the input layer ({config.align})", config.align_steps, "steps") as advance:
+        return align_input(model, task, config, log, advance)
 
 
 def train(
@@ -687,18 +687,24 @@ def _loop(trainer: Trainer, saved: dict | None, report: Reporter, stop: StopRequ
     stop, status = stop or StopRequests(), "finished"
     checkpoint_every = config.checkpoint_every or config.eval_every
     report.start(config.steps, trainer.progress.step, f"{task.name} {config.init}")
-    for step in range(trainer.progress.step + 1, config.steps + 1):
-        trainer.step(next(stream))
-        report.step()
-        if step % config.eval_every == 0 or step == config.steps:
-            status, _ = trainer.validate()
-            if status == "diverged":
+    with stop.checkpointing():  # from here a first Ctrl-C/SIGTERM checkpoints (fpt.training.signals)
+        for step in range(trainer.progress.step + 1, config.steps + 1):
+            trainer.step(next(stream))
+            report.step()
+            if step % config.eval_every == 0 or step == config.steps:
+                status, _ = trainer.validate()
+                if status == "diverged":
+                    break
+            interrupted = stop.agreed(step, accelerator)
+            if (
+                interrupted
+                or status in ("early-stopped", "pruned")
+                or step == config.steps
+                or step % checkpoint_every == 0
+            ):
+                trainer.save()
+            status = "interrupted" if interrupted else status
+            if status != "finished":
                 break
-        interrupted = stop.agreed(step, accelerator)
-        if interrupted or status in ("early-stopped", "pruned") or step == config.steps or step % checkpoint_every == 0:
-            trainer.save()
-        status = "interrupted" if interrupted else status
-        if status != "finished":
-            break
     report.end(status, trainer.progress.step, time.time() - trainer.started)
     return trainer.finish(status)

@@ -19,10 +19,12 @@ STOP_CHECK_EVERY = 10  # with several processes, steps between collective checks
 
 
 class StopRequests:
-    """The first SIGINT/SIGTERM asks training to checkpoint and stop; a second one stops at once."""
+    """While training steps (`checkpointing()`), the first SIGINT/SIGTERM asks training to checkpoint and
+    stop and a second one stops at once; before that (loading data or a model, aligning the input layer)
+    nothing would be checkpointed, so the first one stops at once (KeyboardInterrupt)."""
 
     def __init__(self) -> None:
-        self.requested, self.listening = False, False
+        self.requested, self.listening, self.deferring = False, False, False
 
     @classmethod
     @contextmanager
@@ -40,9 +42,18 @@ class StopRequests:
                 signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.requested or not self.deferring:
             raise KeyboardInterrupt
         self.requested = True
+
+    @contextmanager
+    def checkpointing(self) -> Iterator[None]:
+        """The training steps: a first signal is deferred to the next step's end, which checkpoints."""
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
 
     def agreed(self, step: int, accelerator: Accelerator) -> bool:
         """Whether all processes stop after `step` (they must agree, so several processes check together)."""
