@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import resource
@@ -50,15 +51,16 @@ from fpt.training.loop import (
 from fpt.training.precision import DTYPES
 
 aten = torch.ops.aten
-# CPU fused attention is missing from flop_counter's table; same formulas as the GPU kernels (arguments
-# arrive as shapes).
-CPU_ATTENTION_FLOPS = {
+# CPU kernels missing from flop_counter's table (arguments arrive as shapes): fused attention, with the GPU
+# kernels' formulas, and oneDNN's linear on packed matrices (fpt.model.packed), x (..., in) by W (out, in).
+CPU_FLOPS = {
     aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(
         q, k, v
     ),
     aten._scaled_dot_product_flash_attention_for_cpu_backward: lambda g, q, k, v, *args, out_shape=None, **kwargs: (
         sdpa_backward_flop_count(g, q, k, v)
     ),
+    torch.ops.mkldnn._linear_pointwise: lambda x, w, *args, out_shape=None, **kwargs: 2 * math.prod(x) * w[0],
 }
 
 
@@ -289,10 +291,10 @@ class _ValSubset(Task):
 def step_flops(model: torch.nn.Module, task: Task, batch_size: int, precision_autocast, device, seed: int) -> dict:
     """Matrix-multiply FLOPs of one training step of `model` (forward, and backward as autograd runs it)."""
     batch = next(task.train_batches(batch_size, seed + 1)).to(device)
-    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as forward:
+    with FlopCounterMode(display=False, custom_mapping=CPU_FLOPS) as forward:
         with precision_autocast():
             loss = task.loss(model(batch.inputs, batch.mask), batch.targets)
-    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as backward:
+    with FlopCounterMode(display=False, custom_mapping=CPU_FLOPS) as backward:
         loss.backward()
     model.zero_grad(set_to_none=True)
     return {"forward": forward.get_total_flops(), "backward": backward.get_total_flops()}

@@ -32,7 +32,7 @@ def _model(backbone: str, **options) -> FrozenPretrainedTransformer:
 
 def test_the_backbone_config_carries_the_choices(tiny_gpt2):
     fast, plain = _model(tiny_gpt2), _model(tiny_gpt2, fast_paths=False)
-    applied = ["fused-gelu", "cpu-dropout", "last-block-read-positions-only"]
+    applied = ["fused-gelu", "cpu-dropout", "last-block-read-positions-only", "packed-frozen-matrices"]
     assert fast.fast_paths == [name for name in applied if fast_path_off(name) is None]
     assert fast.backbone.config.activation_function == "gelu_pytorch_tanh"
     assert fast.backbone.config._attn_implementation == ATTENTION

@@ -235,7 +235,12 @@ def test_config_yaml_and_summary_list_the_fast_paths(xor_run):
     out, summary = xor_run
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["fast_paths"] is True and config["model"]["fast_paths"] is True
-    applied = ["fused-gelu", "cpu-dropout", "last-block-read-positions-only"]  # GPT-2 on CPU: all three,
+    applied = [
+        "fused-gelu",
+        "cpu-dropout",
+        "last-block-read-positions-only",
+        "packed-frozen-matrices",
+    ]  # GPT-2, CPU: all,
     applied = [name for name in applied if fast_path_off(name) is None]  # where this transformers is tested with them
     assert config["fast_paths_applied"] == summary["fast_paths_applied"] == applied
 
@@ -243,7 +248,8 @@ def test_config_yaml_and_summary_list_the_fast_paths(xor_run):
 def test_no_fast_paths_builds_the_plain_model_and_fast_paths_are_reversible(quiet_gpt2):
     from fpt.model import FPTConfig
     from fpt.model.dropout import CPUDropout
-    from fpt.model.fast_paths import drop_cpu_dropout
+    from fpt.model.fast_paths import drop_cpu_fast_paths
+    from fpt.model.packed import PackedProduct
 
     shape = get_task("bit-xor").spec.model_fields()
     plain = FrozenPretrainedTransformer(FPTConfig(**shape, backbone=quiet_gpt2, init="random", fast_paths=False))
@@ -251,6 +257,10 @@ def test_no_fast_paths_builds_the_plain_model_and_fast_paths_are_reversible(quie
     assert not any(isinstance(m, CPUDropout) for m in plain.modules())
     fast = FrozenPretrainedTransformer(FPTConfig(**shape, backbone=quiet_gpt2, init="random"))
     assert "cpu-dropout" in fast.fast_paths and "cpu-dropout" in fast.freeze_report()
-    drop_cpu_dropout(fast)
+    assert "packed-frozen-matrices" in fast.fast_paths and any(isinstance(m, PackedProduct) for m in fast.modules())
+    drop_cpu_fast_paths(fast)
     assert "cpu-dropout" not in fast.fast_paths and not any(isinstance(m, CPUDropout) for m in fast.modules())
     assert fast.backbone.config._attn_implementation == "sdpa"
+    assert "packed-frozen-matrices" not in fast.fast_paths and not any(
+        isinstance(m, PackedProduct) for m in fast.modules()
+    )

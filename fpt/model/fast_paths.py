@@ -8,11 +8,13 @@ Each is chosen where transformers reads such a choice, before the backbone is bu
   (fpt.model.dropout), and then the dropout modules swapped for `CPUDropout`, which transformers gives no
   setting for;
 - last-block-read-positions-only: once built, the last block inside a named wrapper that holds the original
-  as `base_layer` (`unwrap_last_block` restores it; fpt.model.unread).
+  as `base_layer` (`unwrap_last_block` restores it; fpt.model.unread);
+- packed-frozen-matrices: once built, the frozen linear layers of the backbone multiply through weights packed
+  once for oneDNN (`unpack_frozen_matrices` restores them; fpt.model.packed).
 
 `FPTConfig.fast_paths=False` (`fpt train --no-fast-paths`) builds the plain model. Each is proven
 equivalent by its own test: fused GELU (tests/test_activations.py), CPU dropout and attention with
-dropout (tests/test_dropout.py), the last block computing only read positions (tests/test_unread.py).
+dropout (tests/test_dropout.py), the last block computing only read positions (tests/test_unread.py), packed matrices (tests/test_packed.py).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from transformers import MODEL_MAPPING
 from fpt.model.activations import fused_activation_settings
 from fpt.model.compat import fast_path_supported
 from fpt.model.dropout import ATTENTION, use_cpu_dropout, use_plain_dropout
+from fpt.model.packed import PACKED_MATRICES, pack_frozen_matrices, unpack_frozen_matrices
 from fpt.model.unread import wrap_last_block
 
 FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY = "fused-gelu", "cpu-dropout", "last-block-read-positions-only"
+CPU_ONLY = (CPU_DROPOUT, PACKED_MATRICES)  # dropped on GPUs and under torch.compile
 
 
 @dataclass(frozen=True)
@@ -70,12 +74,20 @@ def apply_fast_paths(model: Any, choices: BackboneChoices) -> list[str]:
     # GPT-2 and BERT blocks: the last one computes only what the head reads
     if fast_path_supported(READ_POSITIONS_ONLY) and wrap_last_block(model.backbone):
         applied.append(READ_POSITIONS_ONLY)
+    # frozen matrices packed once for oneDNN's CPU kernel, for the forward and the input gradient
+    if fast_path_supported(PACKED_MATRICES) and pack_frozen_matrices(model.backbone):
+        applied.append(PACKED_MATRICES)
     return applied
 
 
-def drop_cpu_dropout(model: Any) -> None:
-    """Back to PyTorch's dropout: on GPUs (where it is fused already) and under torch.compile
-    (which makes its own masks). Updates `model.fast_paths`."""
-    if CPU_DROPOUT in getattr(model, "fast_paths", []):
+def drop_cpu_fast_paths(model: Any) -> None:
+    """Back to PyTorch's dropout and plain linear layers: on GPUs (where dropout is fused already and
+    matrices live on the device) and under torch.compile (which makes its own masks and kernels).
+    Updates `model.fast_paths`."""
+    applied = getattr(model, "fast_paths", [])
+    if CPU_DROPOUT in applied:
         use_plain_dropout(model)
-        model.fast_paths = [name for name in model.fast_paths if name != CPU_DROPOUT]
+    if PACKED_MATRICES in applied:
+        unpack_frozen_matrices(model)
+    if any(name in CPU_ONLY for name in applied):
+        model.fast_paths = [name for name in applied if name not in CPU_ONLY]

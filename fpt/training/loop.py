@@ -26,7 +26,7 @@ from fpt.data.fingerprint import check_unchanged
 from fpt.errors import OUT_OF_MEMORY, FPTError, is_out_of_memory
 from fpt.files import atomic_write
 from fpt.importing import import_modules
-from fpt.model.fast_paths import drop_cpu_dropout
+from fpt.model.fast_paths import drop_cpu_fast_paths
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.plugins import recorded_imports
@@ -491,7 +491,7 @@ def prepare_training(
     precision.store_frozen_matrices(model)  # after the DDP wrap: it broadcasts fp32 weights
     compiled = config.compile and compiler_missing(accelerator.device) is None  # no compiler: eager, CPU dropout kept
     if accelerator.device.type != "cpu" or compiled:  # fused GPU kernels; compiled graphs make their own masks
-        drop_cpu_dropout(source if source is not None else model)
+        drop_cpu_fast_paths(source if source is not None else model)
     if config.compile:
         wrapped = maybe_compile(wrapped, accelerator.device)  # eager, with a warning, where no compiler exists
     optimizer = make_optimizer(trained, config.lr, accelerator.device)  # fused: one kernel over the trained tensors
