@@ -152,8 +152,8 @@ def _score_bytes(config: object, layers: int, training: bool, device: object, fa
     if implementation == CPU_DROPOUT_ATTENTION and dropping and on_cpu:
         # fpt.model.dropout computes in fp32: kept per layer the softmax (4 bytes), the keep mask (1) and
         # the dropped probabilities (4); while the last layer runs also its scores (4), the random draws
-        # (2 and 4) and the scaled probabilities (4)
-        return 9.0 * layers + 14.0
+        # (2 and 2) and the scaled probabilities (4)
+        return 9.0 * layers + 12.0
     if implementation == "eager" or (implementation in ("sdpa", CPU_DROPOUT_ATTENTION) and dropping and on_cpu):
         # transformers' eager attention, or PyTorch's unfused CPU fallback for sdpa with dropout, in a dtype
         # of 2 bytes or more: kept the probabilities and, with dropout, its mask (1) and the dropped

@@ -7,7 +7,8 @@ training step with attention dropout (GPT-2's and BERT's default 0.1) falls back
 general attention, which adds copies and checks of its own.
 
 Here the keep mask comes from 15-bit uniforms, two per 32-bit draw of the same generator (so
-`torch.manual_seed` and saved RNG state still govern it and resume stays exact), and attention
+`torch.manual_seed` and saved RNG state still govern it and resume stays exact), read as the draw's
+16-bit halves and multiplied in (a NaN is not dropped to zero, as in PyTorch's dropout), and attention
 with dropout is computed directly in fp32, as PyTorch's fallback does (in bf16 it cost
 Fashion-MNIST accuracy): scores, mask, softmax, dropout, values. The drop probability is
 rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels.
@@ -36,9 +37,11 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout of `x` with drop probability `p` (training mode)."""
     if p <= 0.0:
         return x
-    draws = torch.empty((x.numel() + 1) // 2, dtype=torch.int32, device=x.device).random_()  # 31 random bits
-    uniform = torch.stack([draws & (LEVELS - 1), draws >> 16], dim=-1).view(-1)[: x.numel()].view(x.shape)
-    return torch.where(uniform >= round(p * LEVELS), x * (1.0 / (1.0 - p)), 0.0)
+    n = x.numel()
+    draws = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device).random_()  # 31 random bits
+    # each draw's two 16-bit halves, low one first (little-endian), 15 bits of each
+    uniform = draws.view(torch.int16)[:n].view(x.shape) & (LEVELS - 1)
+    return x * (1.0 / (1.0 - p)) * (uniform >= round(p * LEVELS))
 
 
 class CPUDropout(nn.Dropout):
