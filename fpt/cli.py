@@ -656,11 +656,12 @@ def _comparison_parsers(sub) -> None:
     p.add_argument("--format", choices=["text", "markdown", "csv"], default="text", help="table format")
     p = sub.add_parser(
         "report",
-        help="a self-contained HTML report of a run or sweep",
+        help="a self-contained HTML report of a run, a sweep, or several runs side by side",
         description="Write one HTML file (images embedded) with a run's summary, curves, freeze report and "
-        "config, or a sweep's results table, plots and runs.",
+        "config; a sweep's results table, plots and runs; or, given several runs (directories, quoted globs, "
+        "sweep directories), their comparison table, curves and summaries.",
     )
-    p.add_argument("source", metavar="RUN_OR_SWEEP")
+    p.add_argument("sources", nargs="+", metavar="RUN_OR_SWEEP")
     p.add_argument("--out", required=True, help="HTML file to write")
 
 
@@ -681,7 +682,7 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from fpt.experiments.report import write_report
 
-    print(f"Written: {write_report(args.source, args.out)}")
+    print(f"Written: {write_report(args.sources, args.out)}")
     return 0
 
 

@@ -169,6 +169,41 @@ def test_sweep_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     assert page["external"] == []
 
 
+@pytest.mark.slow
+@needs_chromium
+def test_report_of_several_runs_renders_in_headless_chromium(sweep_dir, tmp_path):
+    runs = [str(sweep_dir / "runs/bit-xor/pretrained/lr0.001/s0"), str(sweep_dir / "runs/bit-xor/random/lr0.001/*")]
+    assert main(["report", *runs, "--out", str(tmp_path / "runs.html")]) == 0
+    page = render(tmp_path / "runs.html", tmp_path / "profile")
+    assert page["headings"] == ["Runs", "Curves", "Summaries"]
+    tables = dict(page["tables"])
+    assert tables["runs"] == 1 + 3  # one run, and two from the glob
+    assert [alt for alt, *_ in page["images"]] == ["validation accuracy vs step", "train loss vs step"]
+    assert all(complete and width > 0 for _, complete, width in page["images"])
+    assert page["external"] == []
+
+
+def test_report_tables_hold_no_python_reprs_nor_a_repeated_exact_match(sweep_dir, tmp_path, quiet_gpt2):
+    import torch
+
+    from fpt import TensorTask
+
+    x = torch.randn(80, 6, 4)
+    y = (x[:, :, 0].sum(1) > 0).long()
+    task = TensorTask((x[:48], y[:48]), (x[48:64], y[48:64]), (x[64:], y[64:]))  # one unit per example
+    config = RunConfig(backbone=quiet_gpt2, steps=4, eval_every=2, batch_size=8, out=str(tmp_path / "one"))
+    train(config, task=task, **QUIET)
+    several = sweep_dir / "runs/bit-xor/pretrained/lr0.001/s0"  # five units per example
+    assert main(["report", str(tmp_path / "one"), str(several), "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["report", str(tmp_path / "one"), "--out", str(tmp_path / "one.html")]) == 0
+    both, one = (tmp_path / "r.html").read_text(), (tmp_path / "one.html").read_text()
+    for page in (both, one):
+        assert "{&#x27;" not in page and "[&#x27;" not in page and "{'" not in page  # no dict or list reprs
+    assert "<td>metric_names</td><td>accuracy: accuracy; exact_match: exact match</td>" in one
+    assert "test_exact_match" not in one and "val_exact_match vs step" not in one  # it would repeat the accuracy
+    assert both.count("<td>test_exact_match</td>") == 1  # the bit-xor run's, where it differs
+
+
 def test_report_of_something_else_is_refused(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
     assert "neither a run directory" in capsys.readouterr().err

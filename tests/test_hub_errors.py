@@ -207,7 +207,13 @@ def test_saved_files_are_readable_as_other_files_are_and_hold_no_local_paths(sav
     old = os.umask(0o022)
     try:
         model = FrozenPretrainedTransformer.from_pretrained(saved)
-        model.summary = {"task": "arrays", "task_options": {"path": "/tmp/somewhere/mine.npz"}, "init": "from:/x/run"}
+        model.summary = {
+            "task": "arrays",
+            "task_options": {"path": "/tmp/somewhere/mine.npz"},
+            "init": "from:/x/run",
+            "test_accuracy": 0.75,
+            "test_exact_match": 0.75,  # one unit per example: the same figure, shown once
+        }
         model.save_pretrained(saved.parent / "again")
     finally:
         os.umask(old)
@@ -218,6 +224,7 @@ def test_saved_files_are_readable_as_other_files_are_and_hold_no_local_paths(sav
     assert "source" not in config["fingerprint"] and config["backbone"]["hub_id"] is None  # a local backbone
     local = str(saved.parents[1])
     assert local not in json.dumps(config["run"]) and local not in card
+    assert "| test accuracy | 0.7500 |" in card and "exact match |" not in card
     assert (
         config["model"]["backbone"] == config["backbone"]["name"] == quiet_gpt2
     )  # a local backbone: rebuilding needs it

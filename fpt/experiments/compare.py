@@ -97,14 +97,29 @@ def find_runs(arguments: list[str]) -> list[Path]:
 
 
 def cell_text(label: str, value) -> str:
-    """A table cell: accuracies to 4 places, seconds to 1, counts with separators."""
+    """A table cell: accuracies to 4 places, seconds to 1, counts with separators; mappings and lists as
+    `key: value` and comma-separated items (never Python's repr)."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.1f}" if label in ("wall s", "wall_seconds") else f"{value:.4f}"
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {cell_text(str(key), item)}" for key, item in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(cell_text(label, item) for item in value) or "-"
     return str(value)
+
+
+def units_per_example(run: RunInfo) -> int | None:
+    """Output units per example from the run's model config (None when it does not say): with one, exact
+    match is the accuracy again and is not shown twice."""
+    model = run.config.get("model") or {}
+    units = [model.get("output_tokens"), model.get("outputs_per_token", 1)]
+    return units[0] * units[1] if all(isinstance(u, int) for u in units) else None
 
 
 def table(runs: list[RunInfo], style: str = "text") -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import glob
 import html
 import io
 from pathlib import Path
@@ -16,7 +17,16 @@ from pathlib import Path
 import yaml
 
 from fpt.errors import FPTError
-from fpt.experiments.compare import COLUMNS, RunInfo, cell_text, find_runs, plot_curves, read_run, short_labels
+from fpt.experiments.compare import (
+    COLUMNS,
+    RunInfo,
+    cell_text,
+    find_runs,
+    plot_curves,
+    read_run,
+    short_labels,
+    units_per_example,
+)
 from fpt.files import atomic_write
 from fpt.runs.record import check_output_file
 
@@ -70,12 +80,21 @@ def _page(title: str, sections: list[tuple[str, str]]) -> str:
     )
 
 
+def _shown(run: RunInfo) -> dict:
+    """The run's summary as a report shows it: exact match left out where it repeats the accuracy."""
+    repeated = units_per_example(run) == 1
+    return {k: v for k, v in run.summary.items() if not (repeated and k.endswith("exact_match"))}
+
+
 def run_report(path: Path) -> str:
     run = read_run(path)
-    summary = run.summary
-    curves = "".join(
-        _figure([run], metric, f"{metric} vs step") for metric in ("val_accuracy", "val_exact_match", "train_loss")
+    summary = _shown(run)
+    metrics = (
+        ("val_accuracy", "train_loss")
+        if units_per_example(run) == 1
+        else ("val_accuracy", "val_exact_match", "train_loss")
     )
+    curves = "".join(_figure([run], metric, f"{metric} vs step") for metric in metrics)
     config = {k: v for k, v in run.config.items() if k != "model"}
     sections = [
         (
@@ -122,10 +141,44 @@ def sweep_report(path: Path) -> str:
     return _page(f"fpt sweep {path}", sections)
 
 
-def write_report(source: str | Path, out: str | Path) -> Path:
-    """Write the HTML report of run or sweep directory `source` to `out`."""
+def runs_report(paths: list[Path]) -> str:
+    """Several runs side by side: the comparison table, their curves in one plot each, every summary."""
+    runs = [read_run(p) for p in paths]
+    labels = short_labels(runs)
+    rows = [
+        [label, *[cell_text(c, run.row()[c]) for c, _ in COLUMNS[1:]]] for run, label in zip(runs, labels, strict=True)
+    ]
+    curves = _figure(runs, "val_accuracy", "validation accuracy vs step") + _figure(
+        runs, "train_loss", "train loss vs step"
+    )
+    summaries = "".join(
+        f"<h3>{html.escape(label)}</h3>"
+        + (
+            _table(["key", "value"], [[k, cell_text(k, v)] for k, v in _shown(run).items()], "summary")
+            if run.summary
+            else "<p>No summary.json yet: the run has not ended.</p>"
+        )
+        for run, label in zip(runs, labels, strict=True)
+    )
+    sections = [
+        ("Runs", _table([c for c, _ in COLUMNS], rows, "runs")),
+        ("Curves", curves or "<p>No evaluations recorded yet.</p>"),
+        ("Summaries", summaries),
+    ]
+    return _page(f"fpt runs: {', '.join(labels)}", sections)
+
+
+def write_report(sources: str | Path | list, out: str | Path) -> Path:
+    """Write the HTML report of `sources` to `out`: one run or sweep directory, or several runs (run
+    directories, globs or sweep directories, as `fpt compare` takes them) side by side."""
     out = check_output_file(out, (".html", ".htm"), "an HTML report")
-    source = Path(source)
+    names = [str(s) for s in sources] if isinstance(sources, list) else [str(sources)]
+    if len(names) > 1 or glob.has_magic(names[0]):
+        text = runs_report(find_runs(names))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, text.encode())
+        return out
+    source = Path(names[0])
     if (source / "config.yaml").is_file():
         text = run_report(source)
     elif (source / "results.csv").is_file() or (source / "runs.jsonl").is_file():

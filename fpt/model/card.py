@@ -70,12 +70,17 @@ def install_lines(config) -> str:
     return "\n".join(lines)
 
 
-def results_table(summary: dict) -> str:
+def results_table(summary: dict, units: int) -> str:
+    """The run's test and validation figures; exact match only where an example has several `units`."""
     names = summary.get("metric_names") or {}
     split = summary.get("test_split", "test")
     rows = [
         (f"test {names.get('accuracy', 'accuracy')}", summary.get("test_accuracy"), split),
-        (f"test {names.get('exact_match', 'exact match')}", summary.get("test_exact_match"), split),
+        (
+            f"test {names.get('exact_match', 'exact match')}",
+            summary.get("test_exact_match") if units > 1 else None,
+            split,
+        ),
         ("best validation accuracy", summary.get("best_val_accuracy"), summary.get("val_split", "val")),
     ]
     lines = ["| metric | value | split |", "|---|---|---|"]
@@ -169,7 +174,9 @@ def model_card(model, hub: dict, repo_id: str | None = None, license: str | None
         init=portable(config.init),
         revision_note=f" at revision `{revision}`" if revision else "",
         task=task_text(config, summary),
-        results=results_table(summary) if summary else "No run summary was attached to this model.",
+        results=results_table(summary, config.output_tokens * config.outputs_per_token)
+        if summary
+        else "No run summary was attached to this model.",
         freeze_report=model.freeze_report().replace(config.backbone, portable(config.backbone)),
         install=install_lines(config),
         repo_id=repo_id or "DIRECTORY_OR_REPO_ID",
