@@ -90,10 +90,10 @@ def test_auto_is_a_bar_in_a_notebook(monkeypatch):
 def test_a_long_stretch_without_evaluations_gets_a_line_saying_where_the_run_is():
     stream = io.StringIO()
     report = Reporter("text", stream, heartbeat=0)  # every step is "long" here
-    report.start(total=100, initial=40, description="bit-memory random")
+    report.start(total=100, initial=40, description="bit-memory random", elapsed=3600.0)  # resumed after an hour
     report.step()
     last = stream.getvalue().splitlines()[-1]
-    assert last.startswith("step 41/100  ") and " s/step  elapsed 0:00:0" in last and "ETA" in last
+    assert last.startswith("step 41/100  ") and " s/step  elapsed 1:00:0" in last and "ETA" in last
     events = io.StringIO()
     json_report = Reporter("json", events, heartbeat=0)
     json_report.start(total=10, initial=0, description="x")
@@ -113,6 +113,9 @@ def test_the_end_line_counts_a_resumed_runs_earlier_time():
     report.start(total=20, initial=10, description="resumed")
     report.end("finished", 20, elapsed=3725.0)  # 1:02:05 in all, most of it before the resume
     assert stream.getvalue().splitlines()[-1] == "training finished at step 20 in 1:02:05"
+    report.start(total=30, initial=20, description="resumed again", elapsed=7200.0)
+    report.end("finished", 30)  # by default: the time before the start, and since
+    assert stream.getvalue().splitlines()[-1].startswith("training finished at step 30 in 2:00:0")
 
 
 def test_a_counted_phase_reports_its_count_and_an_eta_while_it_runs():

@@ -686,7 +686,7 @@ def _loop(trainer: Trainer, saved: dict | None, report: Reporter, stop: StopRequ
     stream = trainer.train_batches()
     stop, status = stop or StopRequests(), "finished"
     checkpoint_every = config.checkpoint_every or config.eval_every
-    report.start(config.steps, trainer.progress.step, f"{task.name} {config.init}")
+    report.start(config.steps, trainer.progress.step, f"{task.name} {config.init}", time.time() - trainer.started)
     with stop.checkpointing():  # from here a first Ctrl-C/SIGTERM checkpoints (fpt.training.signals)
         for step in range(trainer.progress.step + 1, config.steps + 1):
             trainer.step(next(stream))

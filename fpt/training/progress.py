@@ -60,6 +60,7 @@ class Reporter:
         self._bar: Any = None
         self._total = self._last_step = self._step = self._first_step = 0
         self._last_time = self._started = self._last_line = time.time()
+        self._before = 0.0  # seconds a resumed run trained before this process
         self._beat = min(FIRST_BEAT, self.heartbeat)
 
     def emit(self, event: str, line: str, **fields: Any) -> None:
@@ -78,8 +79,11 @@ class Reporter:
         """A free-form message (the freeze report, the run directory): `log=` for train()."""
         self.emit("message", text, text=text)
 
-    def start(self, total: int, initial: int, description: str) -> None:
+    def start(self, total: int, initial: int, description: str, elapsed: float = 0.0) -> None:
+        """Training from step `initial` to `total`; `elapsed`: seconds it trained before (a resumed run),
+        counted in every elapsed time shown."""
         self._total, self._last_step, self._started = total, initial, time.time()
+        self._before = elapsed
         self._step = self._first_step = initial
         self._last_time = self._last_line = self._started
         self._beat = min(FIRST_BEAT, self.heartbeat)
@@ -112,7 +116,7 @@ class Reporter:
         eta = pace * (self._total - self._step)
         self.emit(
             "progress",
-            f"step {self._step}/{self._total}  {pace:.2f} s/step  elapsed {clock(now - self._started)}  "
+            f"step {self._step}/{self._total}  {pace:.2f} s/step  elapsed {clock(self._before + now - self._started)}  "
             f"ETA {clock(eta)} (before evaluations)",
             step=self._step,
             total_steps=self._total,
@@ -131,16 +135,16 @@ class Reporter:
             return
         shown = {k: v for k, v in record.items() if k not in ("step", "elapsed_s")}
         text = f"step {step}/{self._total}  " + "  ".join(f"{k} {_number(k, v)}" for k, v in shown.items())
-        text += f"  elapsed {clock(record.get('elapsed_s', now - self._started))}"
+        text += f"  elapsed {clock(record.get('elapsed_s', self._before + now - self._started))}"
         text += f"  ETA {clock(eta)}" if eta is not None else ""
         self.emit("eval", text, **record, total_steps=self._total, eta_s=None if eta is None else round(eta, 1))
 
     def end(self, status: str, step: int, elapsed: float | None = None) -> None:
-        """The run's end; `elapsed`: its whole training time (a resumed run counts its earlier part too)."""
+        """The run's end; `elapsed`: its whole training time (default: since `start`, plus the time before it)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        seconds = time.time() - self._started if elapsed is None else elapsed
+        seconds = self._before + time.time() - self._started if elapsed is None else elapsed
         self.emit(
             "end",
             f"training {status} at step {step} in {clock(seconds)}",
