@@ -112,7 +112,7 @@ def test_reproduce_quick_look_overrides_steps_and_runs(tmp_path, monkeypatch):
 
     grids = []
 
-    def fake_run_grid(grid, out, jobs=1, log=print):  # records what would run; every run "fails" at once
+    def fake_run_grid(grid, out, jobs=1, log=print, backend=None):  # records what would run; every run "fails" at once
         grids.append(grid)
         return [{"key": r.key, "status": "failed", "error": "not run in this test"} for r in grid.runs]
 

@@ -366,14 +366,16 @@ def test_the_extension_stops_at_its_limit_and_a_diverged_lr_brackets_the_grid(tm
 
 
 def test_the_pace_of_finished_runs_gives_the_time_left(monkeypatch):
-    from fpt.experiments import sweep as sweep_module
+    from fpt.experiments import progress
 
     now = [1000.0]
-    monkeypatch.setattr(sweep_module.time, "time", lambda: now[0])
-    pace = sweep_module.Pace(runs=5, jobs=2)
+    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    pace = progress.Pace(runs=5, jobs=2)
     now[0] += 60  # the first run took a minute
     assert pace.after(1000.0) == " in 0:01:00; about 0:02:00 left for 4 run(s) at this pace"  # 4 runs, 2 at a time
     now[0] += 120
     assert pace.after(1060.0) == " in 0:02:00; about 0:02:15 left for 3 run(s) at this pace"
     pace.runs = 3  # runs skipped as never to run (lr not chosen)
     assert pace.after(now[0] - 30) == " in 0:00:30"
+    cluster = progress.Pace(runs=3, jobs=None)  # how many run at once is the cluster's: as many as run now
+    assert cluster.after(now[0] - 60, at_once=2) == " in 0:01:00; about 0:01:00 left for 2 run(s) at this pace"

@@ -29,6 +29,7 @@ from typing import Any
 
 from fpt.data import GeneratedData
 from fpt.errors import FPTError, unknown_name
+from fpt.experiments.backends import Backend, make_backend
 from fpt.experiments.methods import BUDGETS as METHOD_BUDGETS
 from fpt.experiments.methods import CPU_LISTOPS, methods_grid, write_methods_table
 from fpt.experiments.paper import PAPER, TASKS
@@ -453,13 +454,15 @@ def reproduce(
     max_runs: int | None = None,
     rows: list[str] | None = None,
     tabulate_only: bool = False,
+    backend: Backend | None = None,
 ) -> Path:
     """Run `experiment` at `budget_name` (resuming under `out`) and return the path of results.md;
     with `tabulate_only`, run nothing and rebuild the tables from what `out` holds (its kept evidence).
 
     `steps` and `max_runs` shrink the grid for a quick look (fpt.experiments.sweep.quick_look); the
     Bit Memory pretraining stage of `init` takes the `steps` override but always runs. `rows` runs
-    only those rows (see build); the same command without it later tabulates every row."""
+    only those rows (see build); the same command without it later tabulates every row. `backend`
+    trains the runs elsewhere (fpt.experiments.backends), `jobs` at a time here without one."""
     out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
     pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out, rows)
     pending: frozenset[str] = frozenset()
@@ -472,20 +475,24 @@ def reproduce(
     for task in dict.fromkeys(r.config["task"] for r in main_grid.runs):
         if task in data and not tabulate_only:
             data[task].require()  # a missing reduced copy fails here, naming the command that writes it
+    backend = backend or make_backend("local", jobs)
     train = (
         (lambda grid, where: collect(grid, where))
         if tabulate_only
-        else (lambda grid, where: run_grid(grid, where, jobs, log))
+        else (lambda grid, where: run_grid(grid, where, log=log, backend=backend))
     )
-    if pretrain_grid is not None:
-        records = train(pretrain_grid, out / "pretrain")
-        write_results(pretrain_grid, records, out / "pretrain")
-        if not tabulate_only and any(r["status"] not in ("finished", "early-stopped") for r in records):
-            raise FPTError(
-                f"The Bit Memory pretraining run failed ({records[0].get('error') or records[0]['status']}); "
-                f"see {out / 'pretrain'}. Fix it and run the same command again: finished runs are kept."
-            )
-    records = train(main_grid, out)
+    try:
+        if pretrain_grid is not None:
+            records = train(pretrain_grid, out / "pretrain")
+            write_results(pretrain_grid, records, out / "pretrain")
+            if not tabulate_only and any(r["status"] not in ("finished", "early-stopped") for r in records):
+                raise FPTError(
+                    f"The Bit Memory pretraining run failed ({records[0].get('error') or records[0]['status']}); "
+                    f"see {out / 'pretrain'}. Fix it and run the same command again: finished runs are kept."
+                )
+        records = train(main_grid, out)
+    finally:
+        backend.close()
     results = write_results(main_grid, records, out)
     return write_methods_table(main_grid, records, results) if experiment == "methods" else results
 

@@ -26,15 +26,17 @@ Grid keys:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,9 +44,10 @@ import yaml
 
 from fpt.errors import FPTError, with_guesses
 from fpt.experiments import lr_grid
+from fpt.experiments.backends import Backend, make_backend
+from fpt.experiments.progress import SWEEP_LOG, GridProgress, Pace, running_marker
 from fpt.experiments.tables import write_results
 from fpt.memory import require
-from fpt.training.progress import clock
 from fpt.yamlsafe import read_yaml_mapping, short
 
 _AXES = ("backbones", "inits", "train")
@@ -324,37 +327,79 @@ def run_status(run_dir: Path) -> dict | None:
     return summary if summary and summary.get("status") in FINAL else None
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _stop_with_parent() -> None:  # runs in the child, between fork and exec
+    """Linux: the training gets SIGTERM (checkpoint and stop) when the process that launched it dies, as
+    a Ray worker does with its node; SLURM's early warning (USR2) is for the launching job, not for it."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+_TRAINING: list[subprocess.Popen] = []  # the `fpt train` processes this process waits on
+
+
 def _train(args: list[str], log_path: Path, threads: int) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     with open(log_path, "a") as log:  # a file, not a terminal: one progress line per evaluation
-        return subprocess.run(
-            [sys.executable, "-m", "fpt.cli", "train", *args], stdout=log, stderr=subprocess.STDOUT, env=env
-        ).returncode
+        child = subprocess.Popen(
+            [sys.executable, "-m", "fpt.cli", "train", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_stop_with_parent if sys.platform.startswith("linux") else None,
+        )
+        _TRAINING.append(child)
+        try:
+            return child.wait()
+        finally:
+            _TRAINING.remove(child)
+
+
+def stop_training(timeout: float) -> None:
+    """Ask the trainings this process waits on to checkpoint and stop (SIGTERM); wait up to `timeout` s
+    for them to exit. Called from a signal handler (SLURM's warning): the children are left for the
+    interrupted wait to reap (Linux: os.waitid without reaping)."""
+    for child in _TRAINING:
+        child.terminate()
+    deadline = time.monotonic() + timeout
+    for child in list(_TRAINING):
+        while time.monotonic() < deadline and hasattr(os, "waitid"):
+            if os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+            time.sleep(0.2)
+
+
+ATTEMPT = "fpt sweep: attempt on "  # the first line of each attempt at a run in its log
 
 
 def _launch(run: Run, out: Path, threads: int) -> dict:
     """Train one run in a subprocess; return its record (status, scores or error).
 
     An interrupted or killed run with a resumable checkpoint continues from it (`fpt train --resume`);
-    one without, or whose resume is refused, starts again from scratch.
+    one without, or whose resume is refused, starts again from scratch. While it trains, its marker
+    (fpt.experiments.progress.running_marker) tells the grid's progress, wherever the run trains.
     """
-    from fpt.runs.checkpoint import step_checkpoints  # deferred: loads torch
-
     run_dir = out / "runs" / run.key
     summary = run_status(run_dir)
     if summary is None:
-        config_path = out / "configs" / f"{run.key}.yaml"
         log_path = out / "logs" / f"{run.key}.log"
-        for path in (config_path, log_path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        resumable = step_checkpoints(run_dir / "checkpoints") and _holds_settings(run_dir, run)
-        if not (resumable and _train(["--resume", str(run_dir)], log_path, threads) == 0 and run_status(run_dir)):
-            shutil.rmtree(run_dir, ignore_errors=True)
-            config_path.write_text(_config_text(run, run_dir))
-            _train(["--config", str(config_path)], log_path, threads)
-        summary = run_status(run_dir)
+        marker = running_marker(out, run.key)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        host, pid = socket.gethostname(), os.getpid()
+        marker.write_text(f"{host} {pid}\n")
+        try:
+            with open(log_path, "a") as log:
+                log.write(f"{ATTEMPT}{host} (pid {pid}), {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            summary = _train_or_resume(run, out, threads, log_path)
+        finally:
+            marker.unlink(missing_ok=True)
         if summary is None:
             lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+            lines = [line for line in lines if not line.startswith(ATTEMPT)]
             error = next(
                 (line for line in reversed(lines) if line.startswith("fpt: error:")), lines[-1] if lines else ""
             )
@@ -365,6 +410,42 @@ def _launch(run: Run, out: Path, threads: int) -> dict:
                 "log": str(log_path),
             }
     return {"key": run.key, "status": summary.get("status"), "run_dir": str(run_dir), "summary": summary}
+
+
+def _train_or_resume(run: Run, out: Path, threads: int, log_path: Path) -> dict | None:
+    """The run's summary after resuming it (where it holds a checkpoint and the grid's settings) or
+    training it from scratch; None if it did not end."""
+    from fpt.runs.checkpoint import step_checkpoints  # deferred: loads torch
+
+    run_dir = out / "runs" / run.key
+    config_path = out / "configs" / f"{run.key}.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    _wait_for_writer(run_dir)
+    resumable = step_checkpoints(run_dir / "checkpoints") and _holds_settings(run_dir, run)
+    if not (resumable and _train(["--resume", str(run_dir)], log_path, threads) == 0 and run_status(run_dir)):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        config_path.write_text(_config_text(run, run_dir))
+        _train(["--config", str(config_path)], log_path, threads)
+    return run_status(run_dir)
+
+
+WRITER_WAIT_S = 300.0  # a training whose launcher was lost checkpoints and stops well within this
+
+
+def _wait_for_writer(run_dir: Path) -> None:
+    """Wait while another process still writes `run_dir` (a retried run's first attempt, checkpointing
+    after its worker was lost): its directory is resumed once it stops, never removed under it."""
+    from fpt.runs.lock import RunLock, RunLocked
+
+    deadline = time.monotonic() + WRITER_WAIT_S
+    while run_dir.is_dir():
+        try:
+            RunLock(run_dir).acquire().release()
+            return
+        except RunLocked:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _holds_settings(run_dir: Path, run: Run) -> bool:
@@ -398,31 +479,11 @@ def _work(runs: list[Run]) -> str:
     )
 
 
-def _score(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print, backend: Backend | None = None) -> list[dict]:
+    """Run (or resume) every run of `grid` under `out`; return one record per run, in grid order.
 
-
-@dataclass
-class Pace:
-    """The time left, from the runs finished so far: after each, `after(started)` says it."""
-
-    runs: int
-    jobs: int
-    done: int = 0
-    seconds: float = 0.0
-
-    def after(self, started: float) -> str:
-        took = time.time() - started
-        self.done, self.seconds = self.done + 1, self.seconds + took
-        left = max(self.runs - self.done, 0)
-        if not left:
-            return f" in {clock(took)}"
-        eta = self.seconds / self.done * left / max(min(self.jobs, left), 1)
-        return f" in {clock(took)}; about {clock(eta)} left for {left} run(s) at this pace"
-
-
-def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict]:
-    """Run (or resume) every run of `grid` under `out`; return one record per run, in grid order."""
+    The runs train on `backend` (fpt.experiments.backends; default: `jobs` at a time on this machine);
+    finished runs are read back, never trained again."""
     out = Path(out)
     changed = [
         r.key
@@ -438,53 +499,61 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print) -> list[dict
         )
     prepare_out(out)
     lr_grid.restore(grid, out)  # the lrs an earlier start added beyond its grid's edges
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # the caller's own cap (a shared machine) wins
-        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
+    backend = backend or make_backend("local", jobs)
     select = grid.selection_seeds
-    stages = [grid.runs] if not select else [[r for r in grid.runs if r.seed in select], None]
     todo = [r for r in grid.runs if run_status(out / "runs" / r.key) is None]
-    log(
+    progress = GridProgress(out, len(grid.runs), Pace(len(todo), backend.jobs), log)
+    progress.say(
         f"Sweep {grid.name}: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already finished, "
-        f"{len(todo)} to run with {jobs} job(s) in {out}"
+        f"{len(todo)} to run {backend.describe()} in {out}"
         + (f" (all lrs on seed(s) {', '.join(map(str, select))}; the others at the chosen lr)" if select else "")
         + (f"; {_work(todo)}" if todo else "")
     )
-    records: dict[str, dict] = {}
-    pace = Pace(len(todo), jobs)
+    work = functools.partial(_launch, out=out, threads=backend.threads)
 
-    def one(run: Run) -> None:
-        started, fresh = time.time(), run_status(out / "runs" / run.key) is None
-        if fresh:
-            log(f"  started {run.key} (progress: {out / 'logs' / (run.key + '.log')})")
-        record = _launch(run, out, threads)
-        records[run.key] = record
-        detail = record.get("error") or f"test {_score(record['summary'].get('test_accuracy'))}"
-        timing = pace.after(started) if fresh else ""
-        log(f"  [{len(records)}/{len(grid.runs)}] {run.key}: {record['status']} ({detail}){timing}")
+    def train(runs: list[Run]) -> None:
+        """Read back the runs that ended before; hand the others to the backend."""
+        for run in runs:
+            summary = run_status(out / "runs" / run.key)
+            if summary is not None and run.key not in progress.records:
+                progress.found(run.key, _finished(run, out, summary))
+        runs = [r for r in runs if r.key not in progress.records]
+        for run in runs:
+            running_marker(out, run.key).unlink(missing_ok=True)  # left by a sweep that was killed
+        progress.dispatched([r.key for r in runs])
+        if runs:
+            backend.run(runs, work, out, progress)
 
-    for index, stage in enumerate(stages):
-        if stage is None:  # the other seeds, at the lr each (task, condition) chose on the selection seeds
-            from fpt.experiments.tables import chosen_lr
-
-            stage = []
-            for run in grid.runs:
-                if run.seed in (select or ()):
-                    continue
-                if run.lr == chosen_lr(grid, run.task, run.condition, records):
-                    stage.append(run)
-                else:
-                    records[run.key] = {"key": run.key, "status": "skipped", "error": "lr not chosen"}
-                    pace.runs -= run_status(out / "runs" / run.key) is None  # counted as to run, and never will be
-        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-            list(pool.map(one, stage))
-            while index == 0 and (added := lr_grid.extend(grid, records)):  # a choice at its grid's edge
-                lr_grid.save(grid, out)
-                log(f"  lr grid extended: {', '.join(sorted({f'{r.task}/{r.condition} lr {r.lr:g}' for r in added}))}")
-                pace.runs += len(added)
-                list(pool.map(one, added))
+    train([r for r in grid.runs if not select or r.seed in select])
+    while added := lr_grid.extend(grid, progress.records):  # a choice at its grid's edge
         lr_grid.save(grid, out)
-    return [records[r.key] for r in grid.runs]
+        progress.say(f"  lr grid extended: {', '.join(sorted({f'{r.task}/{r.condition} lr {r.lr:g}' for r in added}))}")
+        progress.grow(len(added))
+        train(added)
+    if select:  # the other seeds, at the lr each (task, condition) chose on the selection seeds
+        train(_at_chosen_lr(grid, progress))
+    lr_grid.save(grid, out)
+    return [progress.records[r.key] for r in grid.runs]
+
+
+def _finished(run: Run, out: Path, summary: dict) -> dict:
+    return {"key": run.key, "status": summary.get("status"), "run_dir": str(out / "runs" / run.key), "summary": summary}
+
+
+def _at_chosen_lr(grid: Grid, progress: GridProgress) -> list[Run]:
+    """The runs of the other seeds at the lr their (task, condition) chose on the selection seeds; the
+    rest are recorded as skipped."""
+    from fpt.experiments.tables import chosen_lr
+
+    stage = []
+    for run in grid.runs:
+        if run.seed in (grid.selection_seeds or ()):
+            continue
+        if run.lr == chosen_lr(grid, run.task, run.condition, progress.records):
+            stage.append(run)
+        else:
+            progress.skip(run.key, "lr not chosen")
+    return stage
 
 
 def collect(grid: Grid, out: str | Path) -> list[dict]:
@@ -519,7 +588,18 @@ def collect(grid: Grid, out: str | Path) -> list[dict]:
     return [records[r.key] for r in grid.runs]
 
 
-SWEEP_ENTRIES = ("runs", "configs", "logs", "results.md", "results.csv", "plots", "pretrain", lr_grid.RECORD)
+SWEEP_ENTRIES = (
+    "runs",
+    "configs",
+    "logs",
+    "results.md",
+    "results.csv",
+    "plots",
+    "pretrain",
+    lr_grid.RECORD,
+    SWEEP_LOG,
+    "submitit",
+)
 
 
 def prepare_out(out: Path) -> None:
@@ -584,11 +664,20 @@ def sweep(
     steps: int | None = None,
     max_runs: int | None = None,
     tabulate_only: bool = False,
+    backend: Backend | None = None,
 ) -> Path:
     """Check, run (resuming) and tabulate a grid; return the path of results.md.
 
     `steps` and `max_runs` shrink the grid for a quick look (see `quick_look`); `tabulate_only` runs
-    nothing and rebuilds the table from what `out` holds (see `collect`)."""
+    nothing and rebuilds the table from what `out` holds (see `collect`); `backend` trains the runs
+    elsewhere (fpt.experiments.backends.make_backend: a Ray cluster, SLURM), `jobs` at a time here
+    without one."""
     grid = quick_look(expand(load_grid(source)), steps, max_runs)
-    records = collect(grid, out) if tabulate_only else run_grid(grid, out, jobs, log)
+    if tabulate_only:
+        return write_results(grid, collect(grid, out), Path(out))
+    backend = backend or make_backend("local", jobs)
+    try:
+        records = run_grid(grid, out, log=log, backend=backend)
+    finally:
+        backend.close()
     return write_results(grid, records, Path(out))
