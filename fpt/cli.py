@@ -521,6 +521,67 @@ def _quick_look_flags(p) -> None:
     )
 
 
+def _backend_flags(p) -> None:
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="runs trained at the same time: subprocesses here (default 1); with --backend ray or submitit "
+        "at most this many (default: as many as the cluster holds)",
+    )
+    g = p.add_argument_group("where the runs train (fpt.experiments.backends)")
+    g.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "ray", "submitit"],
+        help="local: subprocesses here; ray: Ray tasks (pip install -e '.[ray]'); submitit: a SLURM array job "
+        "(pip install -e '.[slurm]'). --out and the current directory must be on storage every node sees",
+    )
+    g.add_argument("--address", help="ray: join this cluster (HOST:PORT of its head); default: a local Ray instance")
+    g.add_argument("--cpus-per-run", type=int, help="ray, submitit: CPUs (training threads) per run (default 1)")
+    g.add_argument(
+        "--gpus-per-run", type=float, help="ray, submitit: GPUs per run (default 0; ray: 0.5 lets two runs share one)"
+    )
+    g.add_argument("--partition", help="submitit: SLURM partition (default: the cluster's default)")
+    g.add_argument(
+        "--time",
+        help="submitit: each run's time limit, MINUTES or H:MM:SS (default 4:00:00); "
+        "a run that reaches it checkpoints and is requeued",
+    )
+    g.add_argument(
+        "--slurm",
+        action="append",
+        metavar="KEY=VALUE",
+        help="submitit: a further sbatch option, e.g. --slurm account=proj --slurm qos=high (repeatable)",
+    )
+    g.add_argument(
+        "--submitit-cluster",
+        choices=["slurm", "local"],
+        help="submitit: slurm (default), or local to run the same jobs on this machine first",
+    )
+
+
+def _backend(args):
+    from fpt.experiments.backends import make_backend
+
+    slurm = None
+    if args.slurm:
+        bad = [item for item in args.slurm if "=" not in item or not item.partition("=")[0].strip()]
+        if bad:
+            raise FPTError(f"--slurm expects KEY=VALUE (an sbatch option without its dashes), got {bad[0]!r}.")
+        slurm = {k.strip(): v for k, _, v in (item.partition("=") for item in args.slurm)}
+    return make_backend(
+        args.backend,
+        args.jobs,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        partition=args.partition,
+        time=args.time,
+        slurm=slurm,
+        submitit_cluster=args.submitit_cluster,
+    )
+
+
 def _experiment_parsers(sub) -> None:
     p = sub.add_parser(
         "sweep",
@@ -530,7 +591,7 @@ def _experiment_parsers(sub) -> None:
     )
     p.add_argument("grid", help="grid YAML file")
     p.add_argument("--out", required=True, help="sweep directory (runs/, results.md, results.csv, plots/)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (subprocesses)")
+    _backend_flags(p)
     _quick_look_flags(p)
     p.add_argument(
         "--list",
@@ -558,7 +619,7 @@ def _experiment_parsers(sub) -> None:
         "default the budget's. Split a table's work; the same command without --rows then tabulates all rows",
     )
     p.add_argument("--out", help="output directory (default runs/reproduce-<experiment>-<budget>)")
-    p.add_argument("--jobs", type=int, default=1)
+    _backend_flags(p)
     _quick_look_flags(p)
     p = sub.add_parser(
         "attention",
@@ -597,13 +658,21 @@ def cmd_list(args) -> int:
 def cmd_sweep(args) -> int:
     from fpt.experiments.sweep import expand, list_runs, load_grid, quick_look, sweep
 
+    backend = _backend(args)
     if args.list:
+        if args.backend != "local":
+            raise FPTError("--list prints the runs' commands for you to submit; it runs nothing, so give no --backend.")
         grid = quick_look(expand(load_grid(args.grid)), args.steps, args.max_runs)
         for key, command in list_runs(grid, args.out):
             print(f"{key}\t{command}")
         return 0
     path = sweep(
-        args.grid, args.out, args.jobs, steps=args.steps, max_runs=args.max_runs, tabulate_only=args.tabulate_only
+        args.grid,
+        args.out,
+        steps=args.steps,
+        max_runs=args.max_runs,
+        tabulate_only=args.tabulate_only,
+        backend=backend,
     )
     print(path.read_text())
     return 0
@@ -625,11 +694,11 @@ def cmd_reproduce(args) -> int:
         args.backbone,
         lrs,
         args.out,
-        args.jobs,
         steps=args.steps,
         max_runs=args.max_runs,
         rows=None if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()],
         tabulate_only=args.tabulate_only,
+        backend=_backend(args),
     )
     print(path.read_text())
     print(f"Written: {path} (and results.csv, plots/ beside it)")

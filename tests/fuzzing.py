@@ -306,6 +306,8 @@ class Fuzzer:
             move = self.rng.random()
             if move < 0.6 and actions:
                 action = self.rng.choice(actions)
+                if action.dest == "backend":
+                    continue  # a Ray instance or SLURM job per case: tests/test_sweep_backends.py runs those
                 flag = self.rng.choice(action.option_strings)
                 if action.nargs == 0:
                     argv.append(flag)
