@@ -52,6 +52,11 @@ SKIP = {  # command prefix -> why it is not executed here
     "benchmarks/methods_cpu.sh fashion-mnist": "the bit-xor line runs the same script",
     "benchmarks/methods_cpu.sh listops": "the bit-xor line runs the same script",
     "benchmarks/methods_cpu.sh bit-xor gemma3-270m": "needs the gemma extra; the bit-xor line runs the same script",
+    "ray start": "starts a Ray node; tests/test_sweep_backends.py runs a real cluster of them on loopback",
+    "fpt reproduce main --budget paper --backend ray": "needs a Ray cluster with GPUs (the backend's test runs one)",
+    "fpt reproduce methods --budget paper --backend ray": "needs a Ray cluster with GPUs (as above)",
+    "fpt reproduce init --budget paper --backend submitit": "needs SLURM (tests/test_sweep_backends.py: its local executor and a stand-in sbatch)",
+    "fpt sweep example --out runs/sweep-ray --backend ray": "a local Ray instance in this process; tests/test_sweep_backends.py starts one",
 }
 # Commands quoted inline in the documents' prose, run after the blocks (the runs they name exist then).
 INLINE = [
