@@ -533,8 +533,8 @@ def _backend_flags(p) -> None:
         "--backend",
         default="local",
         choices=["local", "ray", "submitit"],
-        help="local: subprocesses here; ray: Ray tasks (pip install -e '.[ray]'); submitit: a SLURM array job "
-        "(pip install -e '.[slurm]'). --out and the current directory must be on storage every node sees",
+        help="local: subprocesses here; ray: Ray tasks (`pip install -e '.[ray]'`); submitit: a SLURM array job "
+        "(`pip install -e '.[slurm]'`). --out and the current directory must be on storage every node sees",
     )
     g.add_argument("--address", help="ray: join this cluster (HOST:PORT of its head); default: a local Ray instance")
     g.add_argument("--cpus-per-run", type=int, help="ray, submitit: CPUs (training threads) per run (default 1)")

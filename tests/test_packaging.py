@@ -53,7 +53,7 @@ def test_minilm_loads_without_the_dependencies_its_package_declares(tmp_path):
 
 PIP_INSTALL = re.compile(r"(`?)pip install ([^`\n]*)")
 HINT = re.compile(r"install_hint\(\s*[\"'](\w+)[\"'],\s*[\"']([^\"']+)[\"']\)")
-NOT_DECLARED = {"pip", "ray"}  # PyPI packages fpt never needs: pip itself, Ray Tune (docs/tuning.md)
+NOT_DECLARED = {"pip"}  # PyPI packages fpt never needs: pip itself
 
 
 def _name(requirement: str) -> str:

@@ -18,7 +18,7 @@ import yaml
 
 from fpt import FPTError
 from fpt.experiments.backends import make_backend
-from fpt.experiments.progress import GridProgress, running_marker
+from fpt.experiments.progress import GridProgress, Pace, running_marker
 from fpt.experiments.sweep import ATTEMPT, expand, run_status, sweep
 from tests.raycluster import LocalRayCluster, kill_session
 
@@ -103,7 +103,7 @@ def test_slurm_submission_without_slurm_says_where_to_submit_from(tmp_path, monk
     pytest.importorskip("submitit", reason="the slurm extra: pip install -e '.[slurm]'")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
     grid = expand({"tasks": ["bit-xor"], "lrs": [1e-3]})
-    progress = GridProgress(tmp_path, 1, {}, lambda line: None)
+    progress = GridProgress(tmp_path, 1, Pace(1, None), lambda line: None)
     with pytest.raises(FPTError, match="SLURM did not take the array job.*--submitit-cluster local"):
         make_backend("submitit").run(grid.runs, lambda run: {}, tmp_path, progress)
 
@@ -122,24 +122,32 @@ def test_cli_refuses_list_with_a_backend_and_malformed_slurm_options(tmp_path, c
 
 
 def test_progress_counts_runs_and_writes_plain_lines_to_the_sweep_log(tmp_path, monkeypatch):
+    """Starts seen in the runs' markers (where the backend trains elsewhere), a line per ended run with the
+    time left and the counts, a heartbeat while none ends; the same lines time-stamped in sweep.log."""
     from fpt.experiments import progress as module
 
     lines: list[str] = []
-    progress = GridProgress(tmp_path, total=4, records={"a": {"status": "finished"}}, log=lines.append)
+    progress = GridProgress(tmp_path, total=4, pace=Pace(runs=3, jobs=None), log=lines.append)
+    progress.found("a", {"status": "finished"})
     progress.dispatched(["b", "c", "d"])
     (tmp_path / "logs").mkdir()
     running_marker(tmp_path, "b").write_text("host 1\n")
+    progress.tick()  # the markers are read every STARTS_EVERY_S
+    assert lines == []
+    monkeypatch.setattr(module, "STARTS_EVERY_S", 0.0)
+    progress.tick()
+    assert lines == [f"  started b (progress: {tmp_path / 'logs' / 'b.log'})"]
     progress.ended("c", {"key": "c", "status": "failed", "error": "boom"})
-    assert lines[-1].startswith("[2/4] c: failed (boom) | 1 done, 1 failed, 1 running, 1 waiting")
-    assert "ETA 0:00:" in lines[-1]  # two runs left at the rate of the one that ended now
-    progress.tick()  # nothing new, and the last line is recent: quiet
-    assert len(lines) == 1
+    assert lines[-1].startswith("  [2/4] c: failed (boom) in 0:00:")
+    assert lines[-1].endswith("left for 2 run(s) at this pace | 1 done, 1 failed, 1 running, 1 waiting")
+    progress.tick()  # the last line is recent: no heartbeat
+    assert len(lines) == 2
     monkeypatch.setattr(module, "HEARTBEAT_S", 0.0)
     progress.tick()
-    assert lines[-1].startswith("progress | 1 done, 1 failed, 1 running, 1 waiting")
+    assert lines[-1].startswith("  progress | 1 done, 1 failed, 1 running, 1 waiting | 0:00:")
     logged = (tmp_path / "sweep.log").read_text().splitlines()
-    assert len(logged) == 2 and logged[0].endswith(lines[0]) and logged[0][:4].isdigit()  # time-stamped
-    assert "\r" not in "".join(logged)
+    assert len(logged) == 3 and all(line.endswith(shown) for line, shown in zip(logged, lines, strict=True))
+    assert logged[0][:4].isdigit() and "\r" not in "".join(logged)  # time-stamped plain lines
 
 
 def test_a_run_whose_launch_breaks_is_recorded_failed_and_the_rest_go_on(tmp_path, monkeypatch):
@@ -254,7 +262,7 @@ def test_slurm_grid_is_one_array_job_with_the_given_resources(tmp_path, monkeypa
         "submitit", jobs=2, partition="gpu", time="2:00:00", cpus_per_run=2, gpus_per_run=1, slurm={"account": "proj"}
     )
     lines: list[str] = []
-    progress = GridProgress(tmp_path, len(grid.runs), {}, lines.append)
+    progress = GridProgress(tmp_path, len(grid.runs), Pace(len(grid.runs), None), lines.append)
     progress.dispatched([r.key for r in grid.runs])
     backend.run(grid.runs, trained_or_lost, tmp_path, progress)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
-from fpt.errors import FPTError
+from fpt.errors import FPTError, install_hint
 
 if TYPE_CHECKING:
     from fpt.experiments.progress import GridProgress
@@ -62,7 +62,7 @@ def import_extra(module: str, extra: str, backend: str) -> ModuleType:
     except ImportError as err:
         raise FPTError(
             f"--backend {backend} needs the `{module}` package, which is not installed here ({err}). Install it "
-            f"into this environment from your fpt checkout with `pip install -e '.[{extra}]'` (or `pip install {module}`)."
+            f"into this environment (on every node too) with {install_hint(extra, module)}."
         ) from err
 
 
