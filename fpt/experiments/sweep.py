@@ -1,9 +1,10 @@
 """Sweeps: tasks x conditions x learning rates x seeds, each run a normal `fpt train` run directory.
 
 A grid (YAML or dict) names the axes; every run is a subprocess `fpt train --config FILE`, so runs
-are isolated, can go in parallel (`jobs`) and a killed sweep resumes: a run that ended is skipped, an
-interrupted one continues from its last checkpoint (or starts again when it has none). A failed run is recorded
-with its error and the others go on. Results are aggregated per (task, condition): the learning
+are isolated, can go in parallel (`jobs`), or on a Ray cluster or SLURM (`backend`:
+fpt.experiments.backends), and a killed sweep resumes: a run that ended is skipped, an interrupted
+one continues from its last checkpoint (or starts again when it has none). A failed run is recorded
+with its error and the others go on; the grid's progress goes to the terminal and OUT/sweep.log. Results are aggregated per (task, condition): the learning
 rate with the best mean validation accuracy is chosen, and its seeds' test accuracies are reported
 (see fpt.experiments.tables).
 
@@ -26,6 +27,7 @@ Grid keys:
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
 import json
@@ -39,6 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -327,16 +330,14 @@ def run_status(run_dir: Path) -> dict | None:
     return summary if summary and summary.get("status") in FINAL else None
 
 
-PR_SET_PDEATHSIG = 1  # prctl(2)
+PR_SET_PDEATHSIG = 1  # prctl(2), Linux
+_PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
-def _stop_with_parent() -> None:  # runs in the child, between fork and exec
-    """Linux: the training gets SIGTERM (checkpoint and stop) when the process that launched it dies, as
-    a Ray worker does with its node; SLURM's early warning (USR2) is for the launching job, not for it."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+def _stop_with_parent() -> None:  # in the child between fork and exec: no import, no lock
+    """Linux: the training gets SIGTERM (checkpoint and stop) when the process that launched it dies,
+    as a Ray worker does with its node."""
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 _TRAINING: list[subprocess.Popen] = []  # the `fpt train` processes this process waits on
@@ -344,19 +345,26 @@ _TRAINING: list[subprocess.Popen] = []  # the `fpt train` processes this process
 
 def _train(args: list[str], log_path: Path, threads: int) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    with open(log_path, "a") as log:  # a file, not a terminal: one progress line per evaluation
-        child = subprocess.Popen(
-            [sys.executable, "-m", "fpt.cli", "train", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_stop_with_parent if sys.platform.startswith("linux") else None,
-        )
-        _TRAINING.append(child)
-        try:
-            return child.wait()
-        finally:
-            _TRAINING.remove(child)
+    # SLURM's early warning (USR2) is for the job's own process (fpt.experiments.backends.slurm), which
+    # then stops the training itself: the training starts with USR2 blocked (a mask survives exec).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2}) if hasattr(signal, "SIGUSR2") else None
+    try:
+        with open(log_path, "a") as log:  # a file, not a terminal: one progress line per evaluation
+            child = subprocess.Popen(
+                [sys.executable, "-m", "fpt.cli", "train", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_stop_with_parent if _PRCTL else None,
+            )
+    finally:
+        if blocked is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    _TRAINING.append(child)
+    try:
+        return child.wait()
+    finally:
+        _TRAINING.remove(child)
 
 
 def stop_training(timeout: float) -> None:
