@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from fpt.runs.checkpoint import read_checkpoint, resolve, step_checkpoints
 from fpt.training import resume_config
 
 QUIET = dict(progress=False, log=lambda *a: None)
+ROOT = Path(__file__).resolve().parents[1]
 # Dropout stays on (0.1 in the input layer and the tiny GPT-2), so restoring the RNG state matters.
 FLAGS = [
     "--task",
@@ -61,9 +63,14 @@ def _env() -> dict:
 
 
 def _start_and_stop(args, out, at_step: int, sig: int) -> subprocess.CompletedProcess:
-    """Start a training subprocess and send `sig` once metrics.jsonl reaches `at_step`."""
-    proc = subprocess.Popen(_fpt(*args), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
+    """Start a training subprocess that waits once metrics.jsonl reaches `at_step` (tests/stall.py), send it
+    `sig` there, then let it go on (a SIGKILL has ended it; a SIGTERM makes it stop at that step)."""
+    release = out.parent / f"{out.name}.release"
+    env = {**_env(), "FPT_STALL_AT": str(at_step), "FPT_STALL_RELEASE": str(release), "PYTHONPATH": str(ROOT)}
+    launch = "import sys, tests.stall; from fpt.cli import main; sys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", launch, "train", *args]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600  # a bound on a broken run, not a timing the outcome depends on
     while time.time() < deadline and proc.poll() is None:
         metrics = out / "metrics.jsonl"
         if metrics.is_file() and any(
@@ -72,7 +79,8 @@ def _start_and_stop(args, out, at_step: int, sig: int) -> subprocess.CompletedPr
             proc.send_signal(sig)
             break
         time.sleep(0.02)
-    stdout, stderr = proc.communicate(timeout=240)
+    release.touch()
+    stdout, stderr = proc.communicate(timeout=600)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
@@ -110,10 +118,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_gpt2, reference):
     assert killed.returncode == -signal.SIGKILL and not (out / "summary.json").exists(), "the run ended before the kill"
     last = int(resolve(out, "last").name[5:])
     written = [line["step"] for line in _metrics(out)]
+    assert (last, written) == (5, [2, 4, 6, 8])  # killed at step 8: its checkpoint (every 5) is step 5
     summary = train(resume_config(out), resume=True, **QUIET)
-    assert summary["resumed_from_step"] == last and summary["steps"] == 16
-    if max(written) > last:  # lines written after the checkpoint were replaced, not duplicated
-        assert [line["step"] for line in _metrics(out)] == list(range(2, 17, 2))
+    assert summary["resumed_from_step"] == 5 and summary["steps"] == 16
+    assert [line["step"] for line in _metrics(out)] == list(range(2, 17, 2))  # 6 and 8 replaced, not repeated
     _assert_same_run(out, reference)
     assert len(step_checkpoints(out / "checkpoints")) == 2  # keep_checkpoints
 
@@ -126,7 +134,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_matches(tmp_path, tiny_gpt2, refe
     assert "Interrupted at step" in stopped.stderr and "--resume" in stopped.stderr
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     step = int(resolve(out, "last").name[5:])
-    assert f"Interrupted at step {step} " in stopped.stderr  # the checkpoint is at the step it stopped at
+    assert step == 4 and f"Interrupted at step {step} " in stopped.stderr  # stopped, and its checkpoint, at step 4
     train(resume_config(out), resume=True, **QUIET)
     _assert_same_run(out, reference)
 
