@@ -130,4 +130,16 @@ def fit_to_memory(
             f"{evaluation:,} (the same results), recorded in config.yaml."
         )
         config = replace(config, eval_batch_size=evaluation)
-    return config
+    return _agreed(config, processes)
+
+
+def _agreed(config: RunConfig, processes: int) -> RunConfig:
+    """With several processes, the smallest micro-batch and evaluation batch any of them chose (their free
+    memory may differ): every process splits its batches alike, as config.yaml records."""
+    if processes == 1:
+        return config
+    from accelerate.utils import gather_object
+
+    chosen = gather_object([(config.micro_batch_size, config.eval_batch_size)])
+    micro = [m for m, _ in chosen if m is not None]
+    return replace(config, micro_batch_size=min(micro, default=None), eval_batch_size=min(e for _, e in chosen))
