@@ -31,13 +31,14 @@ def _train_parser(sub) -> None:
         "Every flag is also accepted with underscores (--batch_size).",
     )
     p.add_argument("--config", help="YAML file of run config keys (the flags below, with underscores)")
-    p.add_argument(
-        "--task-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"{_help(RunConfig, 'task_options')}: one KEY=VALUE per flag (repeatable; values parsed as YAML)",
-    )
+    for kind in ("task", "method"):
+        p.add_argument(
+            f"--{kind}-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"{_help(RunConfig, f'{kind}_options')}: one KEY=VALUE per flag (repeatable; values parsed as YAML)",
+        )
     _config_flags(p, RunConfig)
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint (may raise --steps)"
@@ -102,15 +103,15 @@ def _import_argument(p) -> None:
     )
 
 
-def _parse_task_options(pairs: list[str]) -> dict:
+def _parse_options(pairs: list[str], flag: str = "--task-option") -> dict:
     from fpt import yamlsafe
 
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise FPTError(f"--task-option expects KEY=VALUE, got {yamlsafe.short(repr(pair), 100)}.")
-        parsed = yamlsafe.load(value, f"--task-option {yamlsafe.short(key, 40)}")
+            raise FPTError(f"{flag} expects KEY=VALUE, got {yamlsafe.short(repr(pair), 100)}.")
+        parsed = yamlsafe.load(value, f"{flag} {yamlsafe.short(key, 40)}")
         # YAML reads a numeral with a leading zero as a number; here it names a choice (bit-xor encoding=01)
         leading_zero = value.strip().startswith("0") and value.strip().isdigit() and len(value.strip()) > 1
         options[key.strip()] = value.strip() if leading_zero else parsed
@@ -140,6 +141,7 @@ def _with_task_defaults(config, given: set[str]):
 
 def cmd_train(args) -> int:
     from fpt.importing import import_modules
+    from fpt.model.methods import check_method_options
     from fpt.tasks import check_task_options, task_options_schema
     from fpt.training import RunConfig, StopRequests, resume_config, train
     from fpt.training.distributed import process_group_closed
@@ -150,7 +152,8 @@ def cmd_train(args) -> int:
     flags = {
         k: v
         for k, v in vars(args).items()
-        if k not in ("command", "config", "quiet", "task_option", "resume", "log_format", "help_task") and v is not None
+        if k not in ("command", "config", "quiet", "task_option", "method_option", "resume", "log_format", "help_task")
+        and v is not None
     }
     if args.help_task:
         import_modules(args.imports or [])
@@ -159,8 +162,10 @@ def cmd_train(args) -> int:
     report = _train_reporter(args)
     log = report.message if report.style in ("json", "quiet") else print
     if args.resume:
-        if args.config or args.task_option:
-            raise FPTError("--resume continues a run with its own config.yaml; drop --config and --task-option.")
+        if args.config or args.task_option or args.method_option:
+            raise FPTError(
+                "--resume continues a run with its own config.yaml; drop --config, --task-option and --method-option."
+            )
         config = resume_config(args.resume, **flags)
         # Ctrl-C/SIGTERM: checkpoint, then exit 2 with the resume command; a warning if the CPU is oversubscribed
         with process_group_closed(), StopRequests.installed() as stop, registered_training(config.device):
@@ -168,12 +173,15 @@ def cmd_train(args) -> int:
         _print_summary(summary, report)
         return 0
     if args.task_option:
-        flags["task_options"] = _parse_task_options(args.task_option)
+        flags["task_options"] = _parse_options(args.task_option)
+    if args.method_option:
+        flags["method_options"] = _parse_options(args.method_option, "--method-option")
     values = read_yaml_mapping(args.config, "Config file", "keys to values") if args.config else {}
     config = RunConfig.from_dict({**values, **flags}, source=args.config or "flags")
+    import_modules(config.imports)  # before the task's presets and a plugin's method are looked up
     check_options_used(config, set(values) | set(flags))  # flags and keys given explicitly (not defaults)
-    import_modules(config.imports)  # before the task's presets are looked up
     check_task_options(config.task, config.task_options)  # at parse time: nothing is built or written yet
+    check_method_options(config.train, config.method_options)
     config = _with_task_defaults(config, set(values) | set(flags))
     with process_group_closed(), StopRequests.installed() as stop, registered_training(config.device):
         summary = train(config, progress=report, log=log, stop=stop)
@@ -297,6 +305,13 @@ def cmd_describe(args) -> int:
         f"{spec.output_tokens} output token(s) x {spec.outputs_per_token} unit(s) of {spec.num_classes} classes"
     )
     print(model.freeze_report())
+    adapter = model.backbone_adapter
+    kind = (
+        "causal decoder (each position sees those before it)" if adapter.causal else "encoder (every position sees all)"
+    )
+    print(
+        f"Backbone: {len(adapter.blocks())} blocks, width {adapter.width}, {kind}; driven by {type(adapter).__name__}"
+    )
     from fpt.backbones import named_backbones
 
     entry = named_backbones().get(args.backbone)
@@ -638,11 +653,11 @@ def _experiment_parsers(sub) -> None:
 def _list_parser(sub) -> None:
     p = sub.add_parser(
         "list",
-        help="list tasks (with their options), backbones or freeze presets",
+        help="list tasks (with their options), backbones or methods (with theirs)",
         description="What --task, --backbone and --train accept here: fpt's own, installed plugins "
-        "(fpt.tasks / fpt.backbones entry points) and modules named with --import.",
+        "(fpt.tasks / fpt.backbones / fpt.methods entry points) and modules named with --import.",
     )
-    p.add_argument("what", choices=["tasks", "backbones", "presets"])
+    p.add_argument("what", choices=["tasks", "backbones", "methods"])
     _import_argument(p)
 
 

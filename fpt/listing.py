@@ -1,4 +1,4 @@
-"""`fpt list tasks|backbones|presets`: what exists in this process (fpt's own, entry-point plugins and
+"""`fpt list tasks|backbones|methods`: what exists in this process (fpt's own, entry-point plugins and
 modules named with `--import`), as plain text a person reads."""
 
 from __future__ import annotations
@@ -26,13 +26,22 @@ def list_backbones() -> str:
     return "\n".join(lines)
 
 
-def list_presets() -> str:
-    from fpt.model.freeze import GROUPS, PRESETS
+def list_methods() -> str:
+    from dataclasses import fields
 
-    lines = [f"freeze presets (--train; or trained groups joined by commas, from: {', '.join(GROUPS)})"]
-    for name, groups in PRESETS.items():
-        lines.append(f"  {name:<20}trains {', '.join(groups)}" + ("  (default)" if name == "fpt" else ""))
+    from fpt.model.freeze import NAMED_GROUPS
+    from fpt.model.methods import get_method, method_names
+
+    lines = [f"methods (--train; or trained groups joined by commas, from: {', '.join(NAMED_GROUPS)})"]
+    for name in method_names():
+        method = get_method(name)
+        lines.append(f"  {name:<20}{method.about}" + ("  (default)" if name == "fpt" else ""))
+        lines.append(f"  {'':<20}trains {', '.join(method.trains)}")
+        options = [f for f in fields(method.tuner.options)] if method.tuner else []
+        if options:
+            shown = ", ".join(f"{f.name}={f.default!r}" for f in options)
+            lines.append(f"  {'':<20}options (--method-option KEY=VALUE): {shown}")
     return "\n".join(lines)
 
 
-LISTS = {"tasks": list_tasks, "backbones": list_backbones, "presets": list_presets}
+LISTS = {"tasks": list_tasks, "backbones": list_backbones, "methods": list_methods}

@@ -11,6 +11,7 @@ import torch
 from fpt import FPTError, RunConfig, train
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.freeze import FreezePolicy
+from fpt.model.methods.peft_adapters import wrapped_modules
 from fpt.model.unread import wrap_last_block
 from fpt.runs.checkpoint import read_checkpoint
 from fpt.tasks import get_task
@@ -32,7 +33,7 @@ def test_policies_parse_presets_and_one_adapter_among_groups():
     assert FreezePolicy.parse("fpt+lora").trained == {"input", "output", "position", "norm", "adapter"}
     assert FreezePolicy.parse("input,output,ia3").adapter == "ia3"
     assert FreezePolicy.parse("fpt").adapter is None and not FreezePolicy.parse("all").trains("adapter")
-    with pytest.raises(FPTError, match="more than one adapter"):
+    with pytest.raises(FPTError, match="more than one method adds a tuner"):
         FreezePolicy.parse("input,output,lora,ia3")
     with pytest.raises(FPTError, match="adapter is not a group"):
         FreezePolicy.parse("input,output,adapter")
@@ -52,16 +53,16 @@ def test_adapters_start_from_the_unchanged_function_and_train_only_their_group(q
 
 
 def test_lora_defaults_per_family_and_explicit_targets(tiny_gpt2, tiny_llama):
-    assert _model(tiny_gpt2).adapter_targets() == ["h.N.attn.c_attn"]  # GPT-2's Conv1D
-    assert _model(tiny_llama).adapter_targets() == ["layers.N.self_attn.q_proj", "layers.N.self_attn.v_proj"]
-    model = _model(tiny_llama, lora_rank=2, adapter_targets="k_proj,o_proj")
-    assert model.adapter_targets() == ["layers.N.self_attn.k_proj", "layers.N.self_attn.o_proj"]
+    assert wrapped_modules(_model(tiny_gpt2).backbone) == ["h.N.attn.c_attn"]  # GPT-2's Conv1D
+    assert wrapped_modules(_model(tiny_llama).backbone) == ["layers.N.self_attn.q_proj", "layers.N.self_attn.v_proj"]
+    model = _model(tiny_llama, method_options={"rank": 2, "targets": "k_proj,o_proj"})
+    assert wrapped_modules(model.backbone) == ["layers.N.self_attn.k_proj", "layers.N.self_attn.o_proj"]
     lora_a = [p for n, p in model.named_parameters() if "lora_A" in n]
     assert lora_a and all(p.shape[0] == 2 for p in lora_a)
-    with pytest.raises(FPTError, match="adapter-targets"):
-        _model(tiny_llama, adapter_targets="no_such_module")
+    with pytest.raises(FPTError, match="Check its targets"):
+        _model(tiny_llama, method_options={"targets": "no_such_module"})
     with pytest.raises(FPTError) as caught:  # a target that is no leaf layer: peft prints the module tree
-        _model(tiny_llama, adapter_targets="self_attn")
+        _model(tiny_llama, method_options={"targets": "self_attn"})
     assert "\n" not in str(caught.value) and str(caught.value).endswith("`fpt describe` lists them).")
 
 
@@ -72,7 +73,9 @@ def test_an_architecture_peft_has_no_table_for_asks_for_targets(monkeypatch, tin
     monkeypatch.delitem(constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, "llama")
     with pytest.raises(FPTError, match=r"no default lora target modules for backbone type 'llama'.*pip install -U"):
         _model(tiny_llama)
-    assert _model(tiny_llama, adapter_targets="q_proj").adapter_targets() == ["layers.N.self_attn.q_proj"]
+    assert wrapped_modules(_model(tiny_llama, method_options={"targets": "q_proj"}).backbone) == [
+        "layers.N.self_attn.q_proj"
+    ]
 
 
 def test_lora_checkpoint_holds_adapter_tensors_and_reloads(tmp_path, quiet_gpt2):

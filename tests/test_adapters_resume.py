@@ -18,7 +18,7 @@ from fpt.training import resume_config
 from tests.test_distributed import ARGS
 from tests.test_resume import FLAGS, QUIET, _assert_same_run, _env, _fpt, _start_and_stop
 
-LORA = ["--train", "lora", "--lora-rank", "4"]
+LORA = ["--train", "lora", "--method-option", "rank=4"]
 
 
 @pytest.mark.slow

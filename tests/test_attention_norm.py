@@ -8,6 +8,7 @@ import torch
 from fpt import FPTConfig, FPTError, FrozenPretrainedTransformer
 from fpt.cli import main
 from fpt.model.freeze import FreezePolicy
+from fpt.model.methods.peft_adapters import wrapped_modules
 
 
 def save_tiny_gemma3(path, **overrides) -> str:
@@ -138,5 +139,5 @@ def test_ln_tuning_without_a_peft_table_tunes_the_norm_group_not_the_qk_norms(mo
     from peft.utils import constants
 
     monkeypatch.delitem(constants.TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING, "gemma3_text", raising=False)
-    targets = {name.rsplit(".", 1)[-1] for name in build(tiny_gemma3, "ln-tuning").adapter_targets()}
+    targets = {name.rsplit(".", 1)[-1] for name in wrapped_modules(build(tiny_gemma3, "ln-tuning").backbone)}
     assert "input_layernorm" in targets and not targets & {"q_norm", "k_norm"}

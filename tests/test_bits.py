@@ -67,9 +67,9 @@ def test_bad_sizes_and_options():
 
 
 def test_cli_reads_encoding_01_as_a_name_not_a_number():
-    from fpt.cli import _parse_task_options
+    from fpt.cli import _parse_options
 
-    assert _parse_task_options(["encoding=01", "n_bits=5", "val_size=0100"]) == {
+    assert _parse_options(["encoding=01", "n_bits=5", "val_size=0100"]) == {
         "encoding": "01",
         "n_bits": 5,
         "val_size": "0100",

@@ -79,6 +79,7 @@ def test_gpt2_random_init_works_offline(capsys):
     code, out, _ = run_cli(capsys, "describe", "--backbone", "gpt2", "--init", "random", "--task", "bit-memory")
     assert code == 0
     assert "GPT2Model" in out and "124,555,876" in out and "120 tokens of 50" in out
+    assert "Backbone: 12 blocks, width 768, causal decoder" in out
 
 
 def test_flags_override_the_config_file_and_eval_reads_the_run(capsys, tmp_path, tiny_gpt2, monkeypatch):
@@ -128,7 +129,7 @@ def test_train_flags_come_from_the_run_config(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     squeezed = text.replace(" ", "")  # and breaks words at hyphens
     for f in fields(RunConfig):
-        if f.name in ("task_options", "imports"):  # repeatable --task-option KEY=VALUE and --import MODULE
+        if f.name in ("task_options", "method_options", "imports"):  # repeatable --*-option KEY=VALUE, --import
             continue
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag

@@ -15,18 +15,19 @@ from fpt.experiments.tables import write_results
 LABELS = [
     "FPT",
     "output only",
+    "full fine-tuning",
     "LN-tuning",
     "LoRA",
     "FPT+LoRA",
     "IA3",
+    "prompt tuning",
     "ORCA align + FPT",
     "ORCA align + full fine-tuning",
-    "full fine-tuning",
 ]
 
 
 @pytest.mark.parametrize("budget", sorted(BUDGETS))
-def test_every_budget_compares_the_nine_methods_with_their_own_lr_grids(budget):
+def test_every_budget_compares_the_ten_methods_with_their_own_lr_grids(budget):
     pretrain, grid = build("methods", budget, tasks=["bit-xor", "bit-memory"], seeds=2)
     expanded = expand(grid)
     assert pretrain is None and expanded.conditions == LABELS

@@ -13,9 +13,9 @@ from transformers.activations import GELUTanh, NewGELUActivation
 
 from fpt.cli import main
 from fpt.model import FPTConfig, FrozenPretrainedTransformer
-from fpt.model.adapters import adapter_modules, inject_adapter
 from fpt.model.compat import fast_path_off
 from fpt.model.dropout import ATTENTION, CPUDropout
+from fpt.model.methods.peft_adapters import adapter_modules, inject_adapter
 from fpt.model.unread import ReadPositionsOnly, unwrap_last_block
 from fpt.tasks import get_task
 

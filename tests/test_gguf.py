@@ -163,7 +163,7 @@ def test_alignment_embeds_english_through_the_whole_kept_table(tiny_gguf, cache,
 
     out = tmp_path / "run"
     args = ["train", "--task", "bit-xor", "--backbone", str(tiny_gguf), "--train", "lora", "--steps", "2"]
-    args += ["--adapter-targets", "q_proj,v_proj"]  # peft's minimum (0.13) has no gemma3_text table
+    args += ["--method-option", "targets=q_proj,v_proj"]  # peft's minimum (0.13) has no gemma3_text table
     assert main([*args, "--align", "otdd", "--align-steps", "2", "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["align"]["distance_before"] > 0 and summary["status"] == "finished"

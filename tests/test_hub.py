@@ -149,7 +149,7 @@ def test_an_adapter_policy_exports_a_peft_adapter_that_peft_loads(quiet_gpt2, tm
         plain = AutoModel.from_pretrained(quiet_gpt2).eval()(inputs_embeds=embeds).last_hidden_state
         assert not torch.allclose(plain, expected, atol=1e-3)  # the adapter does change the backbone
     fpt_policy = FrozenPretrainedTransformer(FPTConfig(input_dim=4, max_length=8, num_classes=3, backbone=quiet_gpt2))
-    with pytest.raises(FPTError, match="cannot hold"):
+    with pytest.raises(FPTError, match="trains no adapter with a PEFT format of its own"):
         fpt_policy.save_peft_adapter(tmp_path / "none")
 
 

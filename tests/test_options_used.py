@@ -17,12 +17,12 @@ QUIET = dict(progress=False, log=lambda *a: None)
 @pytest.mark.parametrize(
     ("flags", "said"),
     [
-        (["--train", "fpt", "--lora-rank", "4"], "--lora-rank is read only by the lora and fpt+lora policies, and --train fpt ignores it"),
-        (["--lora-alpha", "8"], "--lora-alpha is read only by the lora and fpt+lora policies"),
-        (["--train", "lora", "--lora-rank", "8", "--align-steps", "5"], "--align-steps is read only by runs with --align"),
+        (["--train", "fpt", "--method-option", "rank=4"], "--method-option is read only by methods that add a tuner"),
+        (["--method-option", "alpha=8"], "and --train fpt ignores it"),
+        (["--train", "lora", "--method-option", "rank=8", "--align-steps", "5"], "--align-steps is read only by runs with --align"),
         (["--align-lr", "0.1"], "--align-lr is read only by runs with --align (mmd or otdd), and a run without --align ignores it"),
-        (["--train", "fpt", "--adapter-targets", "c_attn"], "--adapter-targets is read only by the adapter policies"),
-        (["--train", "lora", "--adapter-targets", ",,"], "--adapter-targets ',,' names no module"),
+        (["--train", "ia3", "--method-option", "rank=4"], "Unknown option(s) rank for method 'ia3'; its options: targets"),
+        (["--train", "lora", "--method-option", "targets=',,'"], "targets ',,' names no module"),
     ],
 )  # fmt: skip
 def test_an_option_the_method_ignores_is_refused(tmp_path, quiet_gpt2, capsys, flags, said):
@@ -37,16 +37,17 @@ def test_a_config_file_key_counts_as_given_and_defaults_do_not(tmp_path, quiet_g
     path.write_text("train: fpt\nalign_steps: 100\n")  # align_steps' default value, but written: given
     assert main(["train", "--config", str(path), "--backbone", quiet_gpt2, "--steps", "1"]) == 2
     assert "--align-steps is read only by runs with --align" in capsys.readouterr().err
-    # nothing given: every default, including lora_rank 8 and align_steps 100, is fine for an fpt run
+    # nothing given: every default, including align_steps 100 and no method options, is fine for an fpt run
     run = tmp_path / "run"
     argv = ["train", "--backbone", quiet_gpt2, "--steps", "1", "--eval-every", "1", "--batch-size", "4"]
     assert main([*argv, "--task-option", "val_size=8", "--task-option", "test_size=8", "--out", str(run)]) == 0
-    assert yaml.safe_load((run / "config.yaml").read_text())["lora_rank"] == 8
+    assert yaml.safe_load((run / "config.yaml").read_text())["method_options"] == {}
 
 
 def test_python_configs_count_values_other_than_the_default(tmp_path, quiet_gpt2):
-    with pytest.raises(FPTError, match="--lora-rank is read only"):
-        train(RunConfig(backbone=quiet_gpt2, train="fpt", lora_rank=4, steps=1, out=str(tmp_path / "a")), **QUIET)
+    config = RunConfig(backbone=quiet_gpt2, train="fpt", method_options={"rank": 4}, steps=1, out=str(tmp_path / "a"))
+    with pytest.raises(FPTError, match="--method-option is read only"):
+        train(config, **QUIET)
     assert not (tmp_path / "a").exists()
 
 
@@ -55,20 +56,20 @@ def _grid(**keys) -> dict:
 
 
 def test_a_shared_setting_goes_to_the_runs_that_read_it(tiny_gpt2):
-    grid = expand(_grid(train=["fpt", "lora"], settings={"backbone": tiny_gpt2, "lora_rank": 4}))
-    ranks = {run.config["train"]: run.config.get("lora_rank") for run in grid.runs}
-    assert ranks == {"fpt": None, "lora": 4}
-    with pytest.raises(FPTError, match="lora_rank is set, and no run of the grid reads it"):
-        expand(_grid(settings={"backbone": tiny_gpt2, "lora_rank": 4}))
+    grid = expand(_grid(train=["fpt", "lora"], settings={"backbone": tiny_gpt2, "method_options": {"rank": 4}}))
+    ranks = {run.config["train"]: run.config.get("method_options") for run in grid.runs}
+    assert ranks == {"fpt": None, "lora": {"rank": 4}}
+    with pytest.raises(FPTError, match="method_options is set, and no run of the grid reads it"):
+        expand(_grid(settings={"backbone": tiny_gpt2, "method_options": {"rank": 4}}))
     with pytest.raises(FPTError, match="condition 'b' sets align_steps, which its method ignores"):
         expand(_grid(conditions=[{"label": "b", "train": "fpt", "align_steps": 3}], settings={"backbone": tiny_gpt2}))
 
 
 def test_a_grids_adapter_targets_are_checked_against_the_backbone_before_any_run(tiny_gpt2):
-    conditions = [{"label": "a", "train": "lora", "adapter_targets": "c_attn,q_proj"}]
-    with pytest.raises(FPTError, match="--adapter-targets q_proj: backbone .* has no module of that name.*c_attn"):
+    conditions = [{"label": "a", "train": "lora", "method_options": {"targets": "c_attn,q_proj"}}]
+    with pytest.raises(FPTError, match="Adapter targets q_proj: backbone .* has no module of that name.*c_attn"):
         expand(_grid(conditions=conditions, settings={"backbone": tiny_gpt2}))
-    conditions[0]["adapter_targets"] = "c_attn"
+    conditions[0]["method_options"] = {"targets": "c_attn"}
     assert len(expand(_grid(conditions=conditions, settings={"backbone": tiny_gpt2})).runs) == 1
 
 

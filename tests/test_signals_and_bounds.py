@@ -65,8 +65,10 @@ def test_alignment_steps_beyond_memory_are_refused_before_any_work():
 
 def test_a_lora_rank_above_the_matrices_or_beyond_memory_is_refused(tiny_gpt2, monkeypatch):
     shape = dict(input_dim=1, max_length=8, num_classes=2)
-    with pytest.raises(FPTError, match="--lora-rank 100,000 exceeds the rank any adapted matrix can take .32"):
-        FrozenPretrainedTransformer(FPTConfig(**shape, backbone=tiny_gpt2, train="lora", lora_rank=100_000))
+    with pytest.raises(FPTError, match="LoRA rank 100,000 exceeds the rank any adapted matrix can take .32"):
+        FrozenPretrainedTransformer(
+            FPTConfig(**shape, backbone=tiny_gpt2, train="lora", method_options={"rank": 100_000})
+        )
     monkeypatch.setattr("fpt.memory.available_bytes", lambda device=None: 1 << 16)
-    with pytest.raises(FPTError, match="--lora-rank 32 on 2 matrices .* adapter parameters, trained with Adam"):
-        FrozenPretrainedTransformer(FPTConfig(**shape, backbone=tiny_gpt2, train="lora", lora_rank=32))
+    with pytest.raises(FPTError, match="LoRA rank 32 on 2 matrices .* adapter parameters, trained with Adam"):
+        FrozenPretrainedTransformer(FPTConfig(**shape, backbone=tiny_gpt2, train="lora", method_options={"rank": 32}))

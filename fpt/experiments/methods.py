@@ -1,6 +1,7 @@
 """`fpt reproduce methods`: FPT beside its successors under one protocol (same tasks, seeds, budget
-and evaluation): output-only, LN-tuning, LoRA, FPT+LoRA, IA3 (PEFT, fpt.model.adapters), ORCA's
-align-then-tune with FPT and with full fine-tuning (fpt.training.align), and full fine-tuning.
+and evaluation): every method registered with a row label (fpt.model.methods: output-only, full
+fine-tuning, LN-tuning, LoRA, FPT+LoRA, IA3 through PEFT, prompt tuning), and ORCA's align-then-tune
+with FPT and with full fine-tuning (fpt.training.align).
 
 Every method gets its own learning-rate grid (full fine-tuning a lower one), chosen on validation
 per task like every sweep. The table adds what the accuracy costs: trainable parameters, steps to
@@ -137,19 +138,23 @@ BUDGETS = {
 
 
 def conditions(budget: MethodBudget) -> list[dict]:
-    """The compared methods as sweep conditions (label, RunConfig keys, own lr grid)."""
+    """The compared methods as sweep conditions (label, RunConfig keys, own lr grid): every registered
+    method with a row label (fpt.model.methods; methods that train every parameter get the full
+    fine-tuning grid), then ORCA's align-then-tune with FPT and with full fine-tuning (alignment is a
+    stage before training that goes with any method, fpt.training.align, not a method of its own)."""
+    from fpt.model.methods import get_method, method_names
+
     full = {"lrs": list(budget.full_lrs)}
+    rows = []
+    for name in method_names():
+        method = get_method(name)
+        if method.compared:
+            rows.append({"label": method.compared, "train": name, **(full if method.trains_everything else {})})
     align = {"align": ALIGN, "align_steps": budget.align_steps}
     return [
-        {"label": "FPT", "train": "fpt"},
-        {"label": "output only", "train": "output"},
-        {"label": "LN-tuning", "train": "ln-tuning"},
-        {"label": "LoRA", "train": "lora"},
-        {"label": "FPT+LoRA", "train": "fpt+lora"},
-        {"label": "IA3", "train": "ia3"},
+        *rows,
         {"label": "ORCA align + FPT", "train": "fpt", **align},
         {"label": "ORCA align + full fine-tuning", "train": "all", **align, **full},
-        {"label": "full fine-tuning", "train": "all", **full},
     ]
 
 

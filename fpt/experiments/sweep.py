@@ -263,9 +263,8 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
     # deferred: these load torch and transformers, which listing or running a grid in subprocesses never needs
     from fpt.backbones.loading import INITS, check_backbone_name
     from fpt.importing import import_modules
-    from fpt.model.adapters import check_targets
-    from fpt.model.freeze import FreezePolicy
     from fpt.model.init_source import check_source
+    from fpt.model.methods import check_method_options
     from fpt.tasks import check_task_options, task_names
     from fpt.training.config import RunConfig
 
@@ -308,10 +307,9 @@ def check_runs(runs: list[Run], pending: frozenset[str] = frozenset()) -> list[s
             problems.append(f"condition {run.condition!r}: the LSTM baseline needs init random")
         init, backbone = config.get("init", "pretrained"), config.get("backbone", "minilm")
         once("init", (init, backbone), lambda init=init, backbone=backbone: check_init(init, backbone))
-        once("train", config.get("train", "fpt"), lambda config=config: FreezePolicy.parse(config.get("train", "fpt")))
-        if config.get("adapter_targets") is not None:  # a name no module has would fail every adapter run
-            targets = (backbone, config["adapter_targets"])
-            once("adapter_targets", targets, lambda targets=targets: check_targets(*targets))
+        train, options = config.get("train", "fpt"), config.get("method_options") or {}
+        key = (train, repr(options), backbone if options else None)  # a tuner's options may name the backbone's modules
+        once("train", key, lambda t=train, o=options, b=backbone: check_method_options(t, o, b if o else None))
         once("config", sorted(config.items(), key=str), lambda config=config: RunConfig.from_dict(dict(config), "grid"))
     return problems
 

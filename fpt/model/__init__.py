@@ -1,7 +1,7 @@
 """The FPT model: input embedders, output heads, freezing of parameter groups."""
 
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
-from fpt.model.freeze import GROUPS, PRESETS, FreezePolicy
+from fpt.model.freeze import GROUPS, FreezePolicy
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
 from fpt.runs import read_run_record
 
@@ -14,7 +14,6 @@ def load_run_model(run_dir, which: str = "best") -> FrozenPretrainedTransformer 
 
 __all__ = [
     "GROUPS",
-    "PRESETS",
     "FPTConfig",
     "FreezePolicy",
     "FrozenPretrainedTransformer",

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from fpt.backbones import BackboneAdapter, adapter_for, load_backbone, load_config
+from fpt.backbones.adapter import without_prefix
 from fpt.backbones.groups import UNUSED
 from fpt.errors import FPTError, unknown_keys
-from fpt.model.adapters import ADAPTER_GROUP, adapter_modules, adapter_parameters, inject_adapter
 from fpt.model.embedders import ContinuousEmbedder, make_embedder, require_new_layers
 from fpt.model.fast_paths import BackboneChoices, apply_fast_paths, choose
-from fpt.model.freeze import GROUPS, FreezePolicy, GroupedParameters
+from fpt.model.freeze import ADAPTER_GROUP, GROUPS, FreezePolicy, GroupedParameters
 from fpt.model.heads import OutputHead
 from fpt.model.hub import FPTHubMixin
 from fpt.model.init_source import check_source, resolve_init, source_path, source_run_model
+from fpt.model.methods import tuner_options, upgrade_legacy_options
 from fpt.model.unread import reading_last
 from fpt.runs import load_trained, read_run_record, read_summary
 from fpt.runs.checkpoint import hash_tensors
@@ -41,14 +41,12 @@ class FPTConfig:
     backbone: str = "minilm"
     init: str = "pretrained"  # pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR
     init_seed: int = 0  # seed of `random` and `stats` initialisations
-    train: str = "fpt"  # freeze policy: a preset or trained groups, see fpt.model.freeze
+    train: str = "fpt"  # freeze policy: a method or trained groups, see fpt.model.freeze and fpt.model.methods
     dropout: float = 0.1
     attn_implementation: str = "sdpa"  # "eager" to read attention maps
     layers: int | None = None  # keep only the first N transformer blocks (None: all)
     init_fingerprint: str | None = None  # from: inits: SHA-256 of the loaded backbone state, checked on rebuild
-    lora_rank: int = 8  # LoRA rank (policies lora, fpt+lora)
-    lora_alpha: float = 16.0  # LoRA scaling numerator: updates are scaled by alpha / rank
-    adapter_targets: str | None = None  # modules an adapter wraps, comma-separated; default per architecture
+    method_options: dict = field(default_factory=dict)  # the options of the method's tuner, e.g. {rank: 4} for lora
     revision: str | None = None  # a hub backbone's commit, branch or tag (None: the cached or newest one)
     fast_paths: bool = True  # build with the exact CPU fast paths of fpt.model.fast_paths (False: the plain model)
 
@@ -62,10 +60,10 @@ class FPTConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
-        return config_from_dict(cls, values, "model")
+        return config_from_dict(cls, upgrade_legacy_options(values), "model")
 
 
-COUNTS = ("input_dim", "max_length", "num_classes", "output_tokens", "outputs_per_token", "lora_rank")
+COUNTS = ("input_dim", "max_length", "num_classes", "output_tokens", "outputs_per_token")
 TEXTS = ("backbone", "init", "train", "attn_implementation")
 
 
@@ -91,8 +89,8 @@ def config_problems(config: FPTConfig) -> list[str]:
         problems.append(f"init_seed must be a non-negative integer (got {config.init_seed!r:.60})")
     if not (number(config.dropout) and 0 <= config.dropout < 1):
         problems.append(f"dropout must be a number in [0, 1) (got {config.dropout!r:.60})")
-    if not (number(config.lora_alpha) and 0 < config.lora_alpha < float("inf")):
-        problems.append(f"lora_alpha must be a positive number (got {config.lora_alpha!r:.60})")
+    if not isinstance(config.method_options, dict):
+        problems.append(f"method_options must be a mapping (got {config.method_options!r:.60})")
     if not isinstance(config.fast_paths, bool):
         problems.append(f"fast_paths must be true or false (got {config.fast_paths!r:.60})")
     return problems
@@ -136,6 +134,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         check_source(config.init, config.backbone)
         self.config = config
         self.policy = FreezePolicy.parse(config.train)
+        self.method_options = tuner_options(self.policy, config.method_options)  # typed, checked
         self.backbone_choices = (
             choose(load_config(config.backbone, config.revision), config.attn_implementation)
             if config.fast_paths
@@ -146,7 +145,8 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         adapter.keep_first(config.layers)
         self.backbone_name, self.backbone_source = backbone.name, backbone.source
         # Recorded in summary.json: a stretched table makes a cell differ from one that cuts inputs.
-        self.position_table = adapter.fit_positions(config.max_length)
+        prompt = getattr(self.method_options, "prefix_tokens", 0)  # a soft prompt's tokens need positions too
+        self.position_table = adapter.fit_positions(config.max_length + prompt)
         self.backbone = adapter.model
         hidden = adapter.width
         require_new_layers(config.input_kind, config.input_dim, config.outputs_per_token, config.num_classes, hidden)
@@ -168,10 +168,8 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
                 nn.init.normal_(self.embedder.proj.bias, std=std)
                 self.input_bias_drawn = True
         self.head = OutputHead(hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
-        if self.policy.adapter:  # after the new layers, so they start as in every other policy with this seed
-            inject_adapter(
-                self.backbone, self.policy.adapter, config.lora_rank, config.lora_alpha, config.adapter_targets
-            )
+        self.soft_prompt: nn.Module | None = None  # a tuner's embeddings put before every input (prompt tuning)
+        self.tuner_parameters = self._add_tuner()
         self.groups = self._classify()
         present = {g for g in self.groups.values() if g != UNUSED}
         self.policy.check_against(present, config.backbone)
@@ -191,7 +189,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         path = cast(Path, source_path(config.init))  # a from: init (checked by check_source): a run directory or a file
         if source_run_model(path) is not None:
             source = FrozenPretrainedTransformer.from_run(path)
-            if source.policy.adapter:
+            if any(name.startswith("backbone.") for name in source.tuner_parameters):
                 raise FPTError(
                     f"--init from:{path}: that run trained a {source.policy.adapter} adapter inside its backbone, "
                     "whose weights are not a plain backbone's. Start from a run without an adapter (fpt, all, ...)."
@@ -235,16 +233,30 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
 
     @property
     def prefix_tokens(self) -> int:
-        """Positions the backbone computes before the input's tokens (ViT's [CLS]); outputs leave them out."""
-        return self.backbone_adapter.prefix_tokens
+        """Positions the backbone computes before the input's tokens (ViT's [CLS], a soft prompt's);
+        outputs leave them out."""
+        return self.backbone_adapter.prefix_tokens + self._prompt_tokens
+
+    @property
+    def _prompt_tokens(self) -> int:
+        return 0 if self.soft_prompt is None else int(cast(Any, self.soft_prompt).prefix_tokens)
+
+    def _add_tuner(self) -> set[str]:
+        """Add the policy's tuner (fpt.model.methods) after the new layers, so that they start as in every
+        other policy with this seed; returns the names of the parameters it created (the `adapter` group)."""
+        if self.policy.tuner is None:
+            return set()
+        before = {id(p) for p in self.parameters()}  # PEFT moves wrapped weights (base_layer.), never copies them
+        self.policy.tuner.add(self, self.method_options)
+        return {name for name, p in self.named_parameters() if id(p) not in before}
 
     def _classify(self) -> dict[str, str]:
         groups = {f"backbone.{n}": g for n, g in self.backbone_adapter.groups().items()}
-        groups.update({f"backbone.{n}": ADAPTER_GROUP for n in adapter_parameters(self.backbone)})
         groups.update({f"embedder.{n}": "input" for n, _ in self.embedder.named_parameters()})
         groups.update({f"head.{n}": "output" for n, _ in self.head.named_parameters()})
         if self.learned_positions is not None:
             groups["learned_positions"] = "position"
+        groups.update({name: ADAPTER_GROUP for name in self.tuner_parameters})
         return groups
 
     def _fingerprint(self) -> dict:
@@ -299,7 +311,9 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         x = self.embedder(inputs)
         if self.learned_positions is not None:
             x = x + self.learned_positions[: inputs.shape[1]]
-        return self.backbone_adapter.forward(x, mask, **backbone_kwargs)
+        if self.soft_prompt is not None:
+            x, mask = self.soft_prompt(x, mask)
+        return without_prefix(self.backbone_adapter.forward(x, mask, **backbone_kwargs), self._prompt_tokens)
 
     def freeze_report(self) -> str:
         """A table of groups, counts and states, with notes on position handling."""
@@ -328,8 +342,8 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
                 "  note: the backbone has no position table and this policy adds none; the input layer's bias is "
                 "drawn small (normal, std = initializer_range) so that a zero input is not an exactly-zero token"
             )
-        if self.policy.adapter:
-            lines.append(f"  note: adapter {self.policy.adapter} (peft) on {', '.join(self.adapter_targets())}")
+        if self.policy.tuner:
+            lines.append(f"  note: {self.policy.tuner.describe(self, self.method_options)}")
         if "attention-norm" in counts and not counts["attention-norm"][1]:
             lines.append(
                 "  note: attention-norm (QK-norms inside attention) stays frozen as the paper's block-norm "
@@ -344,10 +358,6 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
                 f"to {self.position_table['to']} positions"
             )
         return "\n".join(lines)
-
-    def adapter_targets(self) -> list[str]:
-        """The backbone modules the adapter wraps, with block numbers as N."""
-        return sorted({re.sub(r"\.\d+\.", ".N.", name) for name in adapter_modules(self.backbone)})
 
     def config_dict(self) -> dict:
         return asdict(self.config)

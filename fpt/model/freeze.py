@@ -1,84 +1,77 @@
 """Freeze policies: which parameter groups train. The default is the paper's FPT recipe.
 
-A policy may also add a PEFT adapter to the frozen backbone (`lora`, `ia3`, `ln-tuning`, see
-fpt.model.adapters); its tensors are the `adapter` group. The adapter presets also train the new
-input and output layers (nothing else reads or writes the new modality), and nothing more.
+A policy is a method's name (fpt.model.methods: `fpt`, `output`, `lora`, `prompt-tuning`, ...),
+trained groups, or both, joined by commas (`fpt,attention-norm`). A method with a tuner adds it to the
+model (a PEFT adapter, a soft prompt); its tensors are the `adapter` group, which no spec names directly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from fpt.errors import FPTError
-from fpt.model.adapters import ADAPTER_GROUP, ADAPTERS
 
+if TYPE_CHECKING:
+    from fpt.model.methods import Tuner
+
+ADAPTER_GROUP = "adapter"  # what a method's tuner adds (fpt.model.methods)
 GROUPS = ("input", "output", "position", "norm", "attention-norm", "attention", "feed-forward", "other", ADAPTER_GROUP)
-_NAMED = GROUPS[:-1]  # groups a spec names; the adapter group comes with an adapter's name
-
-# `norm` is the block layer norms the paper trains; `attention-norm` (QK-norms inside attention,
-# Gemma 3 / Qwen3) is part of attention, so it trains with `fpt+attention` and `all` only.
-_FPT = ("input", "output", "position", "norm")
-PRESETS: dict[str, tuple[str, ...]] = {
-    "output": ("output",),
-    "output+norm": ("output", "norm"),
-    "output+norm+input": ("output", "norm", "input"),
-    "fpt": _FPT,
-    "fpt+ff": (*_FPT, "feed-forward"),
-    "fpt+attention": (*_FPT, "attention-norm", "attention"),
-    "all": _NAMED,
-    "lora": ("input", "output", "lora"),
-    "fpt+lora": (*_FPT, "lora"),
-    "ia3": ("input", "output", "ia3"),
-    "ln-tuning": ("input", "output", "ln-tuning"),
-}
+NAMED_GROUPS = GROUPS[:-1]  # groups a spec names; the adapter group comes with a method's tuner
 
 
 @dataclass(frozen=True)
 class FreezePolicy:
     """The set of trained groups; every other group is frozen.
 
-    `spec` is a preset name (see `PRESETS`), groups joined by `,` or `+` (`input,output,norm`), or
-    both (`fpt,attention-norm`); one adapter name (`lora`, `ia3`, `ln-tuning`) among them adds that
-    adapter and trains it. Presets apply to the groups a backbone has; a group named explicitly
-    (`named`) must exist.
+    `spec` is a method name (`fpt list methods`), groups joined by `,` or `+` (`input,output,norm`), or
+    both (`fpt,attention-norm`); at most one tuner (`lora`, `prompt-tuning`, ...) among them. Methods
+    apply to the groups a backbone has; a group named explicitly (`named`) must exist.
     """
 
     spec: str
     trained: frozenset[str]
     named: frozenset[str] = frozenset()
-    adapter: str | None = None
+    tuner: Tuner | None = None
+
+    @property
+    def adapter(self) -> str | None:
+        """The name of the tuner the policy adds (None: it only chooses groups)."""
+        return self.tuner.name if self.tuner else None
 
     @classmethod
     def parse(cls, spec: str) -> FreezePolicy:
+        from fpt.model.methods import find_method, method_names
+
         names: list[str] = []
         named: list[str] = []
-        for item in [spec] if spec in PRESETS else [i.strip() for i in spec.split(",")]:
-            for part in [item] if item in PRESETS else [p.strip() for p in item.split("+")]:
-                if part in PRESETS:
-                    names.extend(PRESETS[part])
+        tuners: list[Tuner] = []
+        for item in [spec] if find_method(spec) else [i.strip() for i in spec.split(",")]:
+            for part in [item] if find_method(item) else [p.strip() for p in item.split("+")]:
+                method = find_method(part)
+                if method is not None:
+                    names.extend(method.trains)
+                    tuners += [method.tuner] if method.tuner and method.tuner not in tuners else []
                 elif part:
                     names.append(part)
                     named.append(part)
         names = list(dict.fromkeys(names))
-        adapters = [n for n in names if n in ADAPTERS]
-        unknown = [n for n in names if n not in _NAMED and n not in ADAPTERS]
-        if not names or unknown or len(adapters) > 1:
+        unknown = [n for n in names if n not in GROUPS or n in named and n == ADAPTER_GROUP]
+        if not names or unknown or len(tuners) > 1:
             problem = (
                 f"{', '.join(unknown)} is not a group"
                 if unknown
-                else ("more than one adapter is named" if names else "no group is named")
+                else ("more than one method adds a tuner" if names else "no group is named")
             )
             raise FPTError(
-                f"Unknown freeze policy {spec!r}: {problem}. Give a preset ({', '.join(PRESETS)}), trained groups "
-                f"joined by commas from: {', '.join(_NAMED)}, or both (e.g. `fpt,attention-norm`), plus at most one "
-                f"adapter ({', '.join(ADAPTERS)})."
+                f"Unknown freeze policy {spec!r}: {problem}. Give a method ({', '.join(method_names())}), trained "
+                f"groups joined by commas from: {', '.join(NAMED_GROUPS)}, or both (e.g. `fpt,attention-norm`), "
+                "with at most one method that adds a tuner (`fpt list methods`)."
             )
-        trained = frozenset(ADAPTER_GROUP if n in ADAPTERS else n for n in names)
-        explicit = frozenset(n for n in named if n not in ADAPTERS)
-        return cls(spec, trained, explicit, adapters[0] if adapters else None)
+        return cls(spec, frozenset(names), frozenset(named), tuners[0] if tuners else None)
 
     def trains(self, group: str) -> bool:
         return group in self.trained

@@ -35,7 +35,13 @@ from fpt.runs.checkpoint import check_fingerprint, copy_trained
 from fpt.yamlsafe import short
 
 
-def _backbone_revision(model) -> str | None:
+def _exportable() -> list[str]:
+    from fpt.model.methods import get_method, method_names
+
+    return [n for n in method_names() if (t := get_method(n).tuner) is not None and t.export is not None]
+
+
+def backbone_revision(model) -> str | None:
     """The hub commit the backbone's files came from (None for local directories and shipped configs)."""
     if model.config.revision or Path(model.backbone_source).is_dir():
         return model.config.revision
@@ -72,7 +78,7 @@ class FPTHubMixin(PyTorchModelHubMixin):
             "backbone": {
                 "name": config.backbone,
                 "hub_id": base_model(config, source) or (None if Path(source).is_dir() else source),
-                "revision": _backbone_revision(self),
+                "revision": backbone_revision(self),
             },
             # where this machine found the weights is left out: the hashes identify them anywhere
             "fingerprint": {k: v for k, v in self.fingerprint.items() if k != "source"},  # type: ignore[attr-defined]
@@ -88,35 +94,19 @@ class FPTHubMixin(PyTorchModelHubMixin):
         (save_directory / CARD).unlink(missing_ok=True)  # the mixin writes the card only where none exists
 
     def save_peft_adapter(self, directory: str | Path) -> Path:
-        """Write the backbone's trained adapter (policies lora, ia3, ln-tuning) as a PEFT adapter:
-        adapter_config.json and adapter_model.safetensors, loadable with `peft.PeftModel.from_pretrained`
-        on the backbone. The FPT's input and output layers are not part of the backbone; they travel in
-        `save_pretrained`'s files."""
-        from fpt.model.adapters import adapter_parameters
-
-        backbone: Any = self.backbone  # type: ignore[attr-defined]
-        config: Any = self.config  # type: ignore[attr-defined]
-        adapters = {f"backbone.{n}" for n in adapter_parameters(backbone)}
-        others = sorted(n for n in self.trained_state() if n.startswith("backbone.") and n not in adapters)  # type: ignore[attr-defined]
-        if not adapters or others:
+        """Write what the method added to the backbone in PEFT's format (lora, ia3, ln-tuning: an adapter
+        loadable with `peft.PeftModel.from_pretrained` on the backbone; each method's tuner says how,
+        fpt.model.methods). The FPT's input and output layers are not part of it; they travel in
+        `save_pretrained`'s files, which hold every trained parameter of any method."""
+        policy: Any = self.policy  # type: ignore[attr-defined]
+        if policy.tuner is None or policy.tuner.export is None:
             raise FPTError(
-                f"Policy {config.train!r} trains {'no adapter' if not adapters else ', '.join(others[:3])} in the "
-                "backbone, which a PEFT adapter cannot hold; only the lora, ia3 and ln-tuning policies map onto "
-                "one. Use save_pretrained, which stores every trained parameter."
+                f"Policy {policy.spec!r} trains no adapter with a PEFT format of its own; the methods with one: "
+                f"{', '.join(_exportable())}. Use save_pretrained, which stores every trained parameter."
             )
-        import peft
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        adapter = backbone.peft_config["default"]
-        base = base_model(config, self.backbone_source)  # type: ignore[attr-defined]
-        adapter.base_model_name_or_path = base or self.backbone_source  # type: ignore[attr-defined]
-        adapter.revision = _backbone_revision(self)
-        adapter.save_pretrained(str(directory))
-        state = peft.get_peft_model_state_dict(backbone)  # named as PeftModel.save_pretrained names them:
-        tensors = {f"base_model.model.{n}": t.detach().float().cpu().contiguous() for n, t in state.items()}
-        save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
-        return directory
+        return policy.tuner.export(self, directory)
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs) -> str:
         """Upload config.json, model.safetensors and the card (its loading example names `repo_id`).

@@ -103,10 +103,8 @@ class RunConfig:
     imports: list = option(
         [], "modules to import first: the tasks and backbones they register become usable (fpt.plugins)"
     )
-    lora_rank: int = option(8, "LoRA rank (--train lora, fpt+lora)", min=1, max=EXAMPLES)
-    lora_alpha: float = option(16.0, "LoRA scale numerator: updates scaled by lora_alpha / lora_rank", above=0)
-    adapter_targets: str | None = option(
-        None, "modules the adapter wraps, comma-separated, e.g. q_proj,v_proj; unset: peft's per architecture"
+    method_options: dict = option(
+        {}, "options of the method's tuner, e.g. {rank: 4} for lora (`fpt list methods` shows each method's)"
     )
     align: Alignment | None = option(
         None,
@@ -153,6 +151,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
+        from fpt.model.methods import upgrade_legacy_options  # lora_rank & co. of configs written before
+
+        values = upgrade_legacy_options(values)
         known = [f.name for f in fields(cls)]
         # `model`, `distributed`, `fast_paths_applied` and `data` are derived, written for reference
         values = {k: v for k, v in values.items() if k not in DERIVED_KEYS}

@@ -104,9 +104,7 @@ def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | 
             attn_implementation=config.attn_implementation,
             layers=config.layers,
             fast_paths=config.fast_paths,
-            lora_rank=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            adapter_targets=config.adapter_targets,
+            method_options=config.method_options,
         )
     )
 
@@ -596,7 +594,7 @@ def _placed(
         check_unchanged(read_run_record(out[0]).data, task.data_fingerprint, out[0], "resume")
     # what rebuilds the task in a new process (fpt eval, --resume): in-memory data is saved in the run
     name, options = task_record(task, Path(out[0]), write=state.is_main_process)
-    imports = recorded_imports(config.imports, name)
+    imports = recorded_imports(config.imports, name, config.train)
     return replace(config, task=name, task_options=options, imports=imports, out=out[0]), task, device
 
 
@@ -649,6 +647,7 @@ def train(
     """
     started = time.time()
     if not resume:  # options the method would ignore (a resume keeps the run's own config)
+        import_modules(config.imports)  # a method a module registers is looked up here
         check_options_used(config, given_in_python(config))
     main_process = int(os.environ.get("RANK", "0")) == 0  # launchers set RANK; the accelerator comes later
     report = reporter(progress if main_process else False)

@@ -1,4 +1,5 @@
-"""PEFT adapters (LoRA, IA3, LN-tuning) in the frozen backbone, through Hugging Face `peft`.
+"""PEFT adapters in the frozen backbone, through Hugging Face `peft`: the methods lora, fpt+lora, ia3
+and ln-tuning, and their export as PEFT adapters.
 
 `peft.inject_adapter_in_model` wraps the targeted modules of the backbone in place, so the backbone
 stays the same `transformers` model and every parameter keeps a stable name (the wrapped layer's
@@ -16,21 +17,59 @@ module of our `norm` group is targeted, so `ln-tuning` then computes what `outpu
 
 from __future__ import annotations
 
+import re
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from safetensors.torch import save_file
 from torch import nn
 
 from fpt.backbones.adapter import adapter_for
 from fpt.backbones.groups import is_norm
 from fpt.errors import FPTError, install_hint
 from fpt.memory import require
+from fpt.model.methods import Method, Tuner, register_method
+from fpt.model.methods.groups import FPT
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 ADAPTERS = ("lora", "ia3", "ln-tuning")
-ADAPTER_GROUP = "adapter"
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """Options of IA3 and LN-tuning (`--method-option targets=...`)."""
+
+    targets: str | None = None  # modules the adapter wraps, comma-separated, e.g. q_proj,v_proj; unset: peft's table
+
+    def __post_init__(self) -> None:
+        _check_named(self.targets)
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """Options of LoRA (`--method-option rank=4`): PEFT's LoraConfig `r`, `lora_alpha`, `target_modules`."""
+
+    rank: int = 8  # LoRA rank
+    alpha: float = 16.0  # updates are scaled by alpha / rank
+    targets: str | None = None  # modules wrapped, comma-separated, e.g. q_proj,v_proj; unset: peft's table
+
+    def __post_init__(self) -> None:
+        if self.rank < 1 or self.alpha <= 0:
+            raise FPTError(f"LoRA needs rank >= 1 and alpha > 0 (got rank {self.rank}, alpha {self.alpha}).")
+        _check_named(self.targets)
+
+
+def _check_named(targets: str | None) -> None:
+    """Targets given must name a module: `,,` would fall back to peft's defaults without a word."""
+    if targets is not None and not any(t.strip() for t in targets.split(",")):
+        raise FPTError(
+            f"targets {targets!r} names no module; give module names such as q_proj,v_proj (matched at the end of "
+            "each module's name), or leave it out for peft's defaults."
+        )
 
 
 def _peft():
@@ -76,7 +115,7 @@ def _default_targets(method: str, backbone: nn.Module) -> list[str] | None:
             return names
     raise FPTError(
         f"peft {peft_version} has no default {method} target modules for backbone type {model_type!r}; "
-        "name the modules to wrap with --adapter-targets, e.g. `--adapter-targets q_proj,v_proj` (module names "
+        "name the modules to wrap with --method-option, e.g. `--method-option targets=q_proj,v_proj` (module names "
         "as in `fpt describe`'s backbone, matched at the end of each module's name), or upgrade peft "
         "(`pip install -U peft`), whose newer releases know more architectures."
     )
@@ -114,7 +153,7 @@ def inject_adapter(backbone: nn.Module, method: str, rank: int = 8, alpha: float
         except ValueError as err:
             said = str(err).strip().splitlines()[0][:300]  # peft may print a whole module tree after it
             raise FPTError(
-                f"peft could not add {method} to backbone {type(backbone).__name__}: {said} Check --adapter-targets "
+                f"peft could not add {method} to backbone {type(backbone).__name__}: {said} Check its targets "
                 "(module names matched at the end of each module's name; `fpt describe` lists them)."
             ) from err
     return backbone
@@ -136,14 +175,14 @@ def _require_lora_memory(backbone: nn.Module, targets: list[str] | None, rank: i
     widest = max((min(shape) for shape in shapes), default=0)
     if shapes and rank > widest:
         raise FPTError(
-            f"--lora-rank {rank:,} exceeds the rank any adapted matrix can take ({widest:,}, the smaller side of the "
+            f"LoRA rank {rank:,} exceeds the rank any adapted matrix can take ({widest:,}, the smaller side of the "
             f"largest of its {len(shapes)} matrices): a LoRA update of higher rank is no different, only larger "
             f"({parameters:,} parameters here). Use a rank of {widest:,} or less (usually 4 to 64)."
         )
     require(
-        f"--lora-rank {rank:,} on {len(shapes)} matrices ({parameters:,} adapter parameters, trained with Adam)",
+        f"LoRA rank {rank:,} on {len(shapes)} matrices ({parameters:,} adapter parameters, trained with Adam)",
         16.0 * parameters,
-        f"Lower --lora-rank: LoRA's ranks are usually 4 to 64, and a rank above {widest:,} (the smaller side of "
+        f"Lower the rank (--method-option rank=N): LoRA's ranks are usually 4 to 64, and a rank above {widest:,} (the smaller side of "
         "the matrices it adapts) adds parameters but nothing a full-rank update could not do.",
     )
 
@@ -155,8 +194,6 @@ def check_targets(backbone_name: str, targets: str | None) -> None:
     if targets is None:
         return
     wanted = [t.strip() for t in targets.split(",") if t.strip()]
-    if not wanted:
-        raise FPTError(f"--adapter-targets {targets!r} names no module; give module names such as q_proj,v_proj.")
     import torch
     from transformers import AutoModel
 
@@ -169,7 +206,7 @@ def check_targets(backbone_name: str, targets: str | None) -> None:
     if missing:
         leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not list(m.children())})
         raise FPTError(
-            f"--adapter-targets {', '.join(missing)}: backbone {backbone_name!r} has no module of that name (names "
+            f"Adapter targets {', '.join(missing)}: backbone {backbone_name!r} has no module of that name (names "
             f"match at the end of a module's name); its layers are named {', '.join(leaves[:30])}."
         )
 
@@ -193,3 +230,74 @@ def adapter_parameters(model: nn.Module) -> set[str]:
                 base = f"{prefix}.{attr}" if prefix else attr
                 names.update(f"{base}.{n}" for n, _ in holder.named_parameters())
     return names
+
+
+def wrapped_modules(backbone: nn.Module) -> list[str]:
+    """The backbone modules an adapter wraps, with block numbers as N."""
+    return sorted({re.sub(r"\.\d+\.", ".N.", name) for name in adapter_modules(backbone)})
+
+
+def export_peft_adapter(model: Any, directory: Path) -> Path:
+    """Write the backbone's trained adapter as PEFT does: adapter_config.json and adapter_model.safetensors,
+    loadable with `peft.PeftModel.from_pretrained` on the backbone. The FPT's input and output layers are
+    not part of the backbone; they travel in `save_pretrained`'s files."""
+    import peft
+
+    from fpt.model.card import base_model
+    from fpt.model.hub import backbone_revision
+
+    backbone = model.backbone
+    adapters = {f"backbone.{n}" for n in adapter_parameters(backbone)}
+    others = sorted(n for n in model.trained_state() if n.startswith("backbone.") and n not in adapters)
+    if others:
+        raise FPTError(
+            f"Policy {model.config.train!r} also trains {', '.join(others[:3])} in the backbone, which a PEFT "
+            "adapter cannot hold. Use save_pretrained, which stores every trained parameter."
+        )
+    adapter = backbone.peft_config["default"]
+    adapter.base_model_name_or_path = base_model(model.config, model.backbone_source) or model.backbone_source
+    adapter.revision = backbone_revision(model)
+    adapter.save_pretrained(str(directory))
+    state = peft.get_peft_model_state_dict(backbone)  # named as PeftModel.save_pretrained names them:
+    tensors = {f"base_model.model.{n}": t.detach().float().cpu().contiguous() for n, t in state.items()}
+    save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return directory
+
+
+def _tuner(name: str, options: type) -> Tuner:
+    def add(model: Any, chosen: Any) -> None:
+        lora = isinstance(chosen, LoraOptions)
+        rank, alpha = (chosen.rank, chosen.alpha) if lora else (8, 16.0)
+        inject_adapter(model.backbone, name, rank, alpha, chosen.targets)
+
+    def describe(model: Any, chosen: Any) -> str:
+        return f"adapter {name} (peft) on {', '.join(wrapped_modules(model.backbone))}"
+
+    def precheck(backbone_name: str, chosen: Any) -> None:
+        check_targets(backbone_name, chosen.targets)
+
+    return Tuner(name, add, describe, options, export_peft_adapter, precheck)
+
+
+LORA = _tuner("lora", LoraOptions)
+NEW_LAYERS = ("input", "output")  # nothing else reads or writes the new modality: they train with every adapter
+register_method(
+    Method(
+        "ln-tuning",
+        (*NEW_LAYERS, "adapter"),
+        "PEFT LN-tuning: trained copies of the norms",
+        "LN-tuning",
+        _tuner("ln-tuning", TargetOptions),
+    )
+)
+register_method(Method("lora", (*NEW_LAYERS, "adapter"), "PEFT LoRA in the frozen attention", "LoRA", LORA))
+register_method(Method("fpt+lora", (*FPT, "adapter"), "FPT's groups and LoRA", "FPT+LoRA", LORA))
+register_method(
+    Method(
+        "ia3",
+        (*NEW_LAYERS, "adapter"),
+        "PEFT IA3: learned rescaling of keys, values and feed-forward",
+        "IA3",
+        _tuner("ia3", TargetOptions),
+    )
+)
