@@ -35,10 +35,15 @@ from fpt.backbones.positions import interpolate_table
 
 
 class ViTBackbone(BackboneAdapter):
-    """transformers' ViTModel, driven from embedded tokens (see the module docstring)."""
+    """transformers' ViTModel, driven from embedded tokens (see the module docstring). Its relatives
+    (DeiT: [CLS] and a distillation token) subclass it with their own `special_tokens`."""
 
     prefix_tokens = 1  # [CLS]
     unused_label = "patch-embed."
+
+    def special_tokens(self) -> list[torch.Tensor]:
+        """The pretrained tokens put before the inputs, each (1, 1, width), as many as `prefix_tokens`."""
+        return [self.model.embeddings.cls_token]
 
     @property
     def width(self) -> int:
@@ -66,27 +71,28 @@ class ViTBackbone(BackboneAdapter):
         return groups
 
     def fit_positions(self, tokens: int) -> dict | None:
-        table = self.position_table()
-        rows = table.shape[1] - 1
+        table, special = self.position_table(), self.prefix_tokens
+        rows = table.shape[1] - special
         if rows == tokens:
             return None
         with torch.no_grad():
-            patches = resample_positions(table[0, 1:].float(), tokens).to(table.dtype)
-            resampled = torch.cat([table[0, :1], patches])[None]
+            patches = resample_positions(table[0, special:].float(), tokens).to(table.dtype)
+            resampled = torch.cat([table[0, :special], patches])[None]
         self.model.embeddings.position_embeddings = nn.Parameter(resampled, requires_grad=table.requires_grad)
         return {"interpolated_from": rows, "to": tokens}
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor | None = None, **kwargs: Any):
-        """[CLS], then `embeds`, plus positions, through the blocks and the final norm; as ViTModel's
-        forward after its patch embedding. output_attentions / output_hidden_states are supported."""
+        """The special tokens ([CLS]), then `embeds`, plus positions, through the blocks and the final
+        norm; as ViTModel's forward after its patch embedding. output_attentions / output_hidden_states
+        are supported."""
         from transformers.masking_utils import create_bidirectional_mask
 
         embeddings = self.model.embeddings
-        cls = embeddings.cls_token.expand(len(embeds), -1, -1).to(embeds.dtype)
-        hidden = torch.cat([cls, embeds], dim=1)
+        special = [token.expand(len(embeds), -1, -1).to(embeds.dtype) for token in self.special_tokens()]
+        hidden = torch.cat([*special, embeds], dim=1)
         hidden = embeddings.dropout(hidden + embeddings.position_embeddings[:, : hidden.shape[1]])
         if mask is not None:
-            mask = torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
+            mask = torch.cat([mask.new_ones(len(mask), self.prefix_tokens), mask], dim=1)
         attention_mask = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=mask)
         states, maps = [hidden], []
         hooks = [
@@ -110,8 +116,9 @@ class ViTBackbone(BackboneAdapter):
 
     def report_notes(self) -> list[str]:
         return [
-            "ViT: the input layer's tokens replace the patch embeddings (the patch projection is unused); ViT's "
-            "[CLS] token is put first (group other) and the head reads the last positions (fpt.backbones.vit)"
+            f"{type(self.model).__name__}: the input layer's tokens replace the patch embeddings (the patch projection "
+            f"is unused); its {self.prefix_tokens} pretrained special token(s) ([CLS]) go first (group other) and the "
+            "head reads the last positions (fpt.backbones.vit)"
         ]
 
 

@@ -290,12 +290,14 @@ def from_hf(
     return from_arrays(inputs, targets, mask[0] if mask else None, split, **options)
 
 
-def task_record(task, run_dir: Path, write: bool = True) -> tuple[str, dict]:
+def task_record(task, run_dir: Path, write: bool = True, given: dict | None = None) -> tuple[str, dict]:
     """(registered task name, options): what config.yaml records so a new process rebuilds `task`.
 
-    A TensorTask held only in memory is recorded as `arrays`, its data saved in `run_dir` (if `write`)."""
+    A TensorTask held only in memory is recorded as `arrays`, its data saved in `run_dir` (if `write`).
+    A registered factory's task that reports no options of its own (a TensorTask it built) is recorded
+    with the options it was `given`."""
     from fpt.tasks import task_names
 
     if isinstance(task, TensorTask) and (task.source or task.name not in task_names()):
         return "arrays", task.rebuild_options(run_dir, write)
-    return task.name, task.options()
+    return task.name, task.options() or dict(given or {})

@@ -556,9 +556,10 @@ def _placed(
 ) -> tuple[RunConfig, Task, torch.device]:
     """The task; a copy of `config` that records how to rebuild it and names the run directory; the device."""
     import_modules(config.imports)  # modules that register the user's tasks and backbones
+    given = None  # the options a registered factory was called with (None: the task was passed in)
     if task is None:
         with report.phase(f"loading task {config.task}"):
-            task = get_task(config.task, data_dir=config.data_dir, **config.task_options)
+            task, given = get_task(config.task, data_dir=config.data_dir, **config.task_options), config.task_options
     device = resolve_device(config.device)
     if device.index is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -593,7 +594,7 @@ def _placed(
     if resume:  # the same examples as before, or a refusal that says what changed
         check_unchanged(read_run_record(out[0]).data, task.data_fingerprint, out[0], "resume")
     # what rebuilds the task in a new process (fpt eval, --resume): in-memory data is saved in the run
-    name, options = task_record(task, Path(out[0]), write=state.is_main_process)
+    name, options = task_record(task, Path(out[0]), write=state.is_main_process, given=given)
     imports = recorded_imports(config.imports, name, config.train)
     return replace(config, task=name, task_options=options, imports=imports, out=out[0]), task, device
 
