@@ -69,7 +69,7 @@ def test_groups_find_the_bare_position_parameter_and_the_bypassed_patch_projecti
     assert not model.backbone.embeddings.cls_token.requires_grad
     assert model.position_table is None  # 16 tokens: the pretraining grid, used as it is
     report = model.freeze_report()
-    assert "patch-embed." in report and "[CLS] token is put first" in report
+    assert "patch-embed." in report and "special token(s) ([CLS]) go first" in report
 
 
 def test_a_square_number_of_tokens_resamples_the_table_as_a_grid():
@@ -142,6 +142,14 @@ def test_fpt_train_trains_a_vit_end_to_end_and_reloads(tiny_vit, tmp_path, capsy
     assert np.load(tmp_path / "p.npy").shape[0] == 3
 
 
+def test_describe_says_how_the_backbone_is_driven(tiny_vit, capsys):
+    assert main(["describe", "--backbone", tiny_vit]) == 0
+    assert (
+        "Backbone: 2 blocks, width 32, encoder (every position sees all); driven by ViTBackbone"
+        in capsys.readouterr().out
+    )
+
+
 def test_vit_base_without_weights_says_how_to_get_them(capsys):
     assert main(["describe", "--backbone", "vit-base"]) == 2
     err = capsys.readouterr().err
@@ -157,3 +165,12 @@ def test_vit_base_ships_its_config_for_offline_random_init():
         and config.hidden_size == 768
         and (config.image_size // config.patch_size) ** 2 == 196
     )
+
+
+def test_the_paper_vit_row_is_one_shipped_grid():
+    from fpt.experiments.sweep import expand, load_grid
+
+    grid = expand(load_grid("vit-cifar10"))
+    assert grid.conditions == ["language (GPT-2)", "ViT (images)", "random (GPT-2)"]
+    vit = [r for r in grid.runs if r.condition == "ViT (images)"]
+    assert {r.config["backbone"] for r in vit} == {"vit-base"} and len(vit) == 9
