@@ -27,14 +27,17 @@ _LAZY = {
     "get_task": "fpt.tasks",
     "register_task": "fpt.tasks",
     "register_backbone": "fpt.backbones",
+    "register_backbone_adapter": "fpt.backbones",
+    "register_method": "fpt.model.methods",
     "RunConfig": "fpt.training",
     "evaluate": "fpt.training",
     "train": "fpt.training",
 }
 
 if TYPE_CHECKING:
-    from fpt.backbones import register_backbone
+    from fpt.backbones import register_backbone, register_backbone_adapter
     from fpt.model import FPTConfig, FreezePolicy, FrozenPretrainedTransformer
+    from fpt.model.methods import register_method
     from fpt.tasks import Task, TensorTask, get_task, register_task
     from fpt.training import RunConfig, evaluate, train
 
@@ -52,6 +55,8 @@ __all__ = [
     "evaluate",
     "get_task",
     "register_backbone",
+    "register_backbone_adapter",
+    "register_method",
     "register_task",
     "train",
 ]

@@ -10,7 +10,8 @@ a soft prompt), with typed options (`--method-option KEY=VALUE`) and a format of
 Built in: the group presets (fpt.model.methods.groups), PEFT's adapters (.peft_adapters) and prompt
 tuning (.prompt). A new method is one file like .prompt that calls `register_method`, plus its import
 at the end of this file (or, from another package, an `fpt.methods` entry point or `--import MODULE`;
-fpt.plugins). CONTRIBUTING.md has the recipe.
+fpt.plugins). CONTRIBUTING.md has the recipe. ORCA's alignment (`--align`) is not a method: it is a
+stage before training that goes with any of them (fpt.training.align).
 """
 
 from __future__ import annotations
