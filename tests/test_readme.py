@@ -61,7 +61,7 @@ SKIP = {  # command prefix -> why it is not executed here
 # Commands quoted inline in the documents' prose, run after the blocks (the runs they name exist then).
 INLINE = [
     "fpt list backbones",
-    "fpt list presets",
+    "fpt list methods",
     "fpt train --task bit-memory --help-task",
     "fpt eval runs/mine",
     "fpt train --resume runs/mine",
