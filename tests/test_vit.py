@@ -174,3 +174,20 @@ def test_the_paper_vit_row_is_one_shipped_grid():
     assert grid.conditions == ["language (GPT-2)", "ViT (images)", "random (GPT-2)"]
     vit = [r for r in grid.runs if r.condition == "ViT (images)"]
     assert {r.config["backbone"] for r in vit} == {"vit-base"} and len(vit) == 9
+
+
+def test_memory_floors_count_the_cls_position(tiny_vit):
+    from fpt.memory import pass_bytes
+
+    model = build(tiny_vit)  # 2 layers, 32 wide, no dropout: no score matrices are kept
+    # inputs (16 tokens of 3 values) + 17 positions ([CLS] and the tokens) x 32 units x (2 layers + 1)
+    assert pass_bytes(model, 2, 16, 3, True) == 4.0 * 2 * (16 * 3 + 17 * 32 * 3)
+
+
+def test_a_trained_vit_run_is_a_from_init(tiny_vit, tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--backbone", tiny_vit, "--task", "bit-xor", "--steps", "2", "--eval-every", "2"]
+    assert main([*argv, "--task-option", "val_size=8", "--task-option", "test_size=8", "--out", str(run)]) == 0
+    source = FrozenPretrainedTransformer.from_run(run)
+    model = build(tiny_vit, max_length=10, init=f"from:{run}")
+    assert torch.equal(model.backbone.embeddings.position_embeddings, source.backbone.embeddings.position_embeddings)
