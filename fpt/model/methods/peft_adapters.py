@@ -266,9 +266,10 @@ def export_peft_adapter(model: Any, directory: Path) -> Path:
 
 def _tuner(name: str, options: type) -> Tuner:
     def add(model: Any, chosen: Any) -> None:
-        lora = isinstance(chosen, LoraOptions)
-        rank, alpha = (chosen.rank, chosen.alpha) if lora else (8, 16.0)
-        inject_adapter(model.backbone, name, rank, alpha, chosen.targets)
+        if isinstance(chosen, LoraOptions):
+            inject_adapter(model.backbone, name, chosen.rank, chosen.alpha, chosen.targets)
+        else:  # IA3 and LN-tuning have no rank or scale
+            inject_adapter(model.backbone, name, targets=chosen.targets)
 
     def describe(model: Any, chosen: Any) -> str:
         return f"adapter {name} (peft) on {', '.join(wrapped_modules(model.backbone))}"
