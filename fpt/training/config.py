@@ -53,7 +53,7 @@ class RunConfig:
     )
     clip_norm: float = option(1.0, "gradient norm clip", above=0)
     eval_every: int = option(50, "steps between validation passes", min=1, max=STEPS)
-    eval_batch_size: int = option(256, "examples per evaluation batch", min=1, max=EXAMPLES)
+    eval_batch_size: int = option(256, "examples per evaluation batch (lowered to fit in memory)", min=1, max=EXAMPLES)
     seed: int = option(0, "seed of the training stream, dropout and random/stats backbone inits", min=0, max=2**32 - 1)
     target_accuracy: float | None = option(None, "stop once validation accuracy reaches this", above=0, max=1)
     patience: int | None = option(
@@ -89,7 +89,8 @@ class RunConfig:
     )
     micro_batch_size: int | None = option(
         None,
-        "max examples per forward pass per process; gradient accumulation is computed from it",
+        "max examples per forward pass per process; gradient accumulation is computed from it; unset: the whole "
+        "batch, or the largest micro-batch that fits in memory",
         min=1,
         max=EXAMPLES,
     )
