@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,23 +30,25 @@ class LocalBackend:
         return f"with {self.jobs} job(s)"
 
     def run(self, runs: list[Run], work: Work, out: Path, progress: GridProgress) -> None:
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            pending = {pool.submit(self._train, work, run, progress): run for run in runs}
-            while pending:
-                done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
-                for future in done:
-                    run = pending.pop(future)
-                    try:
-                        record = future.result()
-                    except Exception as err:  # not a training error (its log has those): the launch itself broke
-                        record = failed(run, out, f"{type(err).__name__}: {err}")
-                    progress.ended(run.key, record)
-                progress.tick()
+        lock = threading.Lock()  # one thread at a time reports (the lines stay whole, the counts right)
 
-    @staticmethod
-    def _train(work: Work, run: Run, progress: GridProgress) -> dict:
-        progress.started(run.key)
-        return work(run)
+        def train(run: Run) -> None:
+            with lock:
+                progress.started(run.key)
+            try:
+                record = work(run)
+            except Exception as err:  # not a training error (its log has those): the launch itself broke
+                record = failed(run, out, f"{type(err).__name__}: {err}")
+            with lock:
+                progress.ended(run.key, record)  # before this thread takes the next run
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(train, run) for run in runs]
+            while wait(futures, timeout=POLL_S).not_done:
+                with lock:
+                    progress.tick()
+            for future in futures:
+                future.result()
 
     def close(self) -> None:
         pass
