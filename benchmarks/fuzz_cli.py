@@ -36,7 +36,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-fraction", type=float, default=0.15, help="share of cases on train/TensorTask/predict")
+    parser.add_argument(
+        "--api-fraction", type=float, default=0.15, help="share of cases on train/TensorTask/predict/Hub/arrays"
+    )
+    parser.add_argument("--signal-fraction", type=float, default=0.04, help="share of cases sent SIGINT/SIGTERM")
+    parser.add_argument(
+        "--concurrent-fraction", type=float, default=0.02, help="share of cases running two fpt processes at once"
+    )
     parser.add_argument("--max-seconds", type=float, help="stop early after this long (the record says how many ran)")
     parser.add_argument("--record", help="JSON file to write (a .md summary is written beside it)")
     args = parser.parse_args()
@@ -55,8 +61,13 @@ def main() -> int:
             if args.max_seconds and time.time() - started > args.max_seconds:
                 print(f"stopped after {args.max_seconds:g} s: {index} of {args.cases} cases ran", flush=True)
                 break
-            if fuzzer.rng.random() < args.api_fraction:
+            draw = fuzzer.rng.random()
+            if draw < args.api_fraction:
                 fuzzer.api_case()
+            elif draw < args.api_fraction + args.signal_fraction:
+                fuzzer.signal_case()
+            elif draw < args.api_fraction + args.signal_fraction + args.concurrent_fraction:
+                fuzzer.concurrent_case()
             else:
                 fuzzer.cli_case()
             if (index + 1) % 100 == 0:
@@ -77,9 +88,11 @@ def main() -> int:
         "setup_s": round(setup_s, 1),
         "wall_s": round(time.time() - started, 1),
         "machine": "2-core AMD EPYC (shared with parallel work), torch " + torch.__version__ + " CPU, 1 thread",
-        "checks": "exit status 0 or 2 only; no traceback; under 120 s a case; error messages under 4000 chars; "
-        "protected run directories and datasets unchanged (on success only train --resume of that run and "
-        "data generate --force may change them)",
+        "checks": "exit status 0 or 2 only (130 too for a case sent SIGINT/SIGTERM, whose run must then resume "
+        "or be refused cleanly); no traceback; under 120 s a case; error messages under 4000 chars; protected run "
+        "directories, saved model and datasets unchanged (on success only train --resume of that run and data "
+        "generate --force may change them); two processes at once on one run directory, data root or GGUF cache "
+        "each end in 0 or 2 and leave it whole (one run finished, one dataset, one converted backbone)",
     }
     print(json.dumps({k: v for k, v in document.items() if k != "failure_details"}, indent=2))
     for failure in report.failures[:20]:

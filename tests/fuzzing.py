@@ -2,14 +2,19 @@
 and the Python entry points `train()`, `TensorTask` and `predict()`, driven with generated bad
 arguments and files. Used by tests/test_fuzz.py (a short run) and benchmarks/fuzz_cli.py (a long one).
 
+The newer surfaces (peft methods, --align, the Hub API, own-data arrays, compare/report, GGUF backbones,
+generate options, reproduce --rows, signals and concurrent processes) have their fixtures and case
+families in tests/fuzz_surfaces.py.
+
 A case fails when it ends in anything but exit status 0 or 2 (an escaped exception is a traceback),
 prints a traceback, takes longer than `CASE_TIMEOUT_S`, or changes a protected run directory or
 dataset: on an error nothing may change; on success only `train --resume` (of that run) and
 `data generate --force` may, and those are restored before the next case.
 
-Commands run in-process through `fpt.cli.main(argv)`. Two expensive leaves are replaced so that a
+Commands run in-process through `fpt.cli.main(argv)`. Three expensive leaves are replaced so that a
 case takes milliseconds to seconds: a sweep's per-run `fpt train` subprocess (which reports a failed
-run) and a bench case's timing (which returns a fixed record); everything in front of them (parsing,
+run), a bench case's timing (which returns a fixed record) and `torch.compile` of a training model
+(which returns it eager: inductor takes minutes on a busy CPU); everything in front of them (parsing,
 checks, files written) runs as shipped. Network access fails at once (proxy to a closed port).
 """
 
@@ -30,10 +35,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tests import fuzz_surfaces
+
 CASE_TIMEOUT_S = 120
 SMALL_INTS = ["1", "2", "3"]
 BAD_INTS = ["0", "-1", "-3", "2147483648", str(2**63), "99999999999999999999", "1.5", "1e29", "1e-3", "nan", "inf"]
 TEXT = ["", "abc", "null", "None", "true", "[1, 2", "{a: 1}", "*x", "&a [*a]", "é\u202e", "x" * 5000, "-", "--", "%s"]
+
+
+CLI_COMMANDS = [
+    "train", "train", "train", "resume", "eval", "predict", "predict", "describe", "data list", "data verify",
+    "data generate", "data download", "sweep", "reproduce", "attention", "bench", "train peft", "train peft",
+    "train align", "train arrays", "train arrays", "train gguf", "eval lora", "compare", "report",
+    "reproduce rows", "data generate recipe",
+]  # fmt: skip
+# values for flags of the newer surfaces, by argparse dest (the fuzzer's generic values otherwise)
+NEWER_VALUES = {
+    "train": lambda f: fuzz_surfaces.POLICIES,
+    "lora_rank": lambda f: ["1", "2", "8", "33", "100000", "0"],
+    "lora_alpha": lambda f: ["1", "16", "0", "-1", "1e30"],
+    "adapter_targets": lambda f: fuzz_surfaces.ADAPTER_TARGETS,
+    "align_steps": lambda f: ["1", "3", "0", "2147483647"],
+    "rows": lambda f: fuzz_surfaces.ROWS,
+    "backbone": lambda f: [f.backbone, f.surfaces["aligner"], *f.surfaces["gguf"]],
+    "seeds": lambda f: ["0", "1", "-1", "2147483648"],
+    "tasks": lambda f: ["", ",", "bit-xor", "bit-xor,bit-xor", "listops"],
+    "min_length": lambda f: ["1", "20", "99", "100", "0"],
+    "max_length": lambda f: ["2", "50", "100", "101"],
+    "max_depth": lambda f: ["1", "2", "4", "64"],
+    "max_args": lambda f: ["1", "2", "10"],
+}
 
 
 class CaseTimeout(Exception):
@@ -79,6 +110,7 @@ class Fuzzer:
         self.counter = 0
         self.patch = monkeypatch
         env = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+        env |= {"FPT_CACHE": str(self.root / "cache")}  # converted GGUF backbones stay under the root
         for name, value in {**env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
             monkeypatch.setenv(name, value) if monkeypatch else os.environ.__setitem__(name, value)
         (self.root / "cwd").mkdir(parents=True, exist_ok=True)
@@ -124,6 +156,7 @@ class Fuzzer:
         self.run = run
         self.data = self.protected / "data"
         self.files = self._files(self.root / "files")
+        self.surfaces = fuzz_surfaces.build(self)
 
     def _files(self, where: Path) -> dict[str, list[str]]:
         """Input files by role: good ones and many kinds of bad ones."""
@@ -221,7 +254,13 @@ class Fuzzer:
                 "loadavg_after": load,
             }
 
-        for module, name, stub in ((sweep, "_train", failed_run), (bench, "bench_case", timed)):
+        def eager(model, device):  # torch.compile of the model: a minute or more of inductor on a busy CPU
+            return model
+
+        from fpt.training import loop
+
+        stubs = ((sweep, "_train", failed_run), (bench, "bench_case", timed), (loop, "maybe_compile", eager))
+        for module, name, stub in stubs:
             self.patch.setattr(module, name, stub) if self.patch else setattr(module, name, stub)
 
     # -- values ----------------------------------------------------------------------------
@@ -264,6 +303,8 @@ class Fuzzer:
 
     def task_option(self) -> str:
         key = self.rng.choice(["n_bits", "bits_per_token", "val_size", "test_size", "mask_prob", "width", "", "="])
+        if self.rng.random() < 0.15:  # own data: another array file, good or bad
+            return f"path={self.rng.choice(self.surfaces['arrays'])}"
         return f"{key}={self.value()}" if self.rng.random() < 0.9 else self.rng.choice(TEXT)
 
     # -- cases ------------------------------------------------------------------------------
@@ -286,7 +327,31 @@ class Fuzzer:
             "reproduce": ["reproduce", "main", "--tasks", "bit-xor", "--backbone", tiny, "--out", self.fresh()],
             "attention": ["attention", run, "--format", "json"],
             "bench": ["bench", "minilm-bit-xor", "--no-memory", "--out", self.fresh(".json")],
+            **self._newer_base_argv(),
         }[command]
+
+    def _newer_base_argv(self) -> dict[str, list[str]]:
+        surfaces, run, lora = self.surfaces, str(self.run), self.surfaces["lora"]
+        steps = ["--steps", "2", "--eval-every", "1", "--batch-size", "4", "--quiet", "--device", "cpu"]
+        small = ["--task-option", "val_size=8", "--task-option", "test_size=8"]
+        policy = self.rng.choice(["lora", "ia3", "ln-tuning", "fpt+lora"])
+        rank = ["--lora-rank", "2"] if "lora" in policy else []
+        return {
+            "train peft": ["train", "--backbone", self.backbone, "--train", policy, *rank, *small, *steps]
+            + ["--out", self.fresh()],
+            "train align": ["train", "--backbone", str(surfaces["aligner"]), "--align", "mmd", "--align-steps", "2"]
+            + [*small, *steps, "--out", self.fresh()],
+            "train arrays": ["train", "--task", "arrays", "--task-option", f"path={surfaces['arrays'][0]}"]
+            + ["--backbone", self.backbone, *steps, "--out", self.fresh()],
+            "train gguf": ["train", "--backbone", surfaces["gguf"][0], *small, *steps, "--out", self.fresh()],
+            "eval lora": ["eval", lora, "--device", "cpu"],
+            "compare": ["compare", run, lora, "--out", self.fresh(".png")],
+            "report": ["report", run, "--out", self.fresh(".html")],
+            "reproduce rows": ["reproduce", "main", "--tasks", "bit-xor", "--backbone", self.backbone]
+            + ["--rows", "fpt", "--out", self.fresh()],
+            "data generate recipe": ["data", "generate", "listops", "--data-dir", self.fresh()]
+            + ["--train", "3", "--val", "2", "--test", "2", "--min-length", "20", "--max-length", "100"],
+        }
 
     def flags(self, argv: list[str]) -> list:
         """The argparse actions of argv's subcommand (options only)."""
@@ -298,6 +363,11 @@ class Fuzzer:
         if argv[0] == "data":
             command = next(a for a in command._actions if a.__class__.__name__ == "_SubParsersAction").choices[argv[1]]
         return [a for a in command._actions if a.option_strings and a.dest != "help"]
+
+    @staticmethod
+    def _newer_flag(argv: list[str], dest: str) -> bool:
+        """Whether `dest` has values of its own in NEWER_VALUES here (data generate's --train is a count)."""
+        return dest in NEWER_VALUES and not (argv[0] == "data" and dest == "train")
 
     def mutate(self, argv: list[str]) -> list[str]:
         argv = list(argv)
@@ -316,6 +386,8 @@ class Fuzzer:
                     new = self.rng.choice(list(action.choices))
                 elif action.dest == "task_option":
                     new = self.task_option()
+                elif self._newer_flag(argv, action.dest) and self.rng.random() < 0.7:
+                    new = self.rng.choice(NEWER_VALUES[action.dest](self))
                 elif action.dest in ("config",):
                     new = self.rng.choice(self.files["config"])
                 elif action.dest in ("input",):
@@ -350,15 +422,43 @@ class Fuzzer:
         return argv
 
     def cli_case(self, command: str | None = None) -> None:
-        commands = [
-            "train", "train", "train", "resume", "eval", "predict", "predict", "describe", "data list",
-            "data verify", "data generate", "data download", "sweep", "reproduce", "attention", "bench",
-        ]  # fmt: skip
-        command = command or self.rng.choice(commands)
+        command = command or self.rng.choice(CLI_COMMANDS)
         argv = self.mutate(self.base_argv(command))
         allowed_change = command == "resume" and argv[:3] == ["train", "--resume", str(self.run)]
-        allowed_change |= command == "data generate" and "--force" in argv
+        allowed_change |= command.startswith("data generate") and "--force" in argv
         self._run(command, argv, lambda: _cli(argv), allowed_change)
+
+    def signal_case(self) -> None:
+        """A training command sent SIGINT or SIGTERM (once, or twice: a second Ctrl-C) at a random moment:
+        it ends in exit 0, 2 or 130 without a traceback, and the run it leaves resumes (or is refused) cleanly."""
+        command = self.rng.choice(["train", "train peft", "train align", "train arrays", "resume"])
+        argv = self.base_argv(command)
+        if command == "resume":  # a copy: the protected run stays as it is
+            copy = self.fresh()
+            shutil.copytree(self.run, copy)
+            argv[2] = copy
+        delays = sorted(self.rng.uniform(0, 4) for _ in range(self.rng.choice([1, 1, 2])))
+        sig = self.rng.choice([signal.SIGINT, signal.SIGTERM])
+        out = argv[argv.index("--out") + 1] if "--out" in argv else argv[2]
+
+        def call() -> tuple[int | None, str | None]:
+            rc, failure = fuzz_surfaces.interrupted(argv, delays, sig, _cli)
+            if failure or rc == 0 or not (Path(out) / "config.yaml").exists():
+                return rc, failure
+            return _cli(["train", "--resume", out, "--steps", "3", "--quiet", "--device", "cpu"])
+
+        self._run(f"signal {command}", (argv, delays, signal.Signals(sig).name), call)
+
+    def concurrent_case(self, kind: str | None = None) -> None:
+        fuzz_surfaces.concurrent_case(self, kind)
+
+    def loaded_model(self):
+        """The protected run's model, loaded once (predict and Hub cases share it)."""
+        from fpt.model import load_run_model
+
+        if getattr(self, "_model", None) is None:
+            self._model = load_run_model(self.run)
+        return self._model
 
     # -- Python entry points ---------------------------------------------------------------------
     def array(self):
@@ -381,11 +481,14 @@ class Fuzzer:
 
     def api_case(self) -> None:
         from fpt import FPTError, RunConfig, TensorTask, train
-        from fpt.model import load_run_model
         from fpt.predict import predict
 
-        kind = self.rng.choice(["TensorTask", "TensorTask", "predict", "predict", "train"])
-        if kind == "TensorTask":
+        kind = self.rng.choice(["TensorTask", "TensorTask", "predict", "predict", "train", "hub", "hub", "arrays"])
+        if kind == "hub":
+            fuzz_surfaces.hub_case(self, _api)
+        elif kind == "arrays":
+            fuzz_surfaces.arrays_case(self, _api)
+        elif kind == "TensorTask":
             splits = [self.split() for _ in range(3)]
             options = {
                 "num_classes": self.rng.choice([None, None, 0, 2, 1.5, -1]),
@@ -396,8 +499,7 @@ class Fuzzer:
             )
         elif kind == "predict":
             x, mask = self.array(), self.array() if self.rng.random() < 0.4 else None
-            model = getattr(self, "_model", None) or load_run_model(self.run)
-            self._model = model
+            model = self.loaded_model()
             self._run("api predict", (x, mask), lambda: _api(lambda: predict(model, x, mask), FPTError))
         else:
             width = self.rng.choice([1, 3])
@@ -439,7 +541,7 @@ class Fuzzer:
         self.report.add(kind, "failure" if failure else f"exit {rc}", failure, case)
 
 
-def _cli(argv: list[str]) -> tuple[int | None, str | None]:
+def _cli(argv: list[str], allowed: tuple[int, ...] = (0, 2)) -> tuple[int | None, str | None]:
     from fpt.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -451,10 +553,12 @@ def _cli(argv: list[str]) -> tuple[int | None, str | None]:
     except CaseTimeout:
         raise
     except BaseException:
+        if "CaseTimeout" in traceback.format_exc():  # the timeout, wrapped by a library that caught it
+            raise CaseTimeout from None
         return None, traceback.format_exc()
     if "Traceback (most recent call last)" in err.getvalue():
         return rc, "traceback printed:\n" + err.getvalue()[-3000:]
-    if rc not in (0, 2):
+    if rc not in allowed:
         return rc, f"exit status {rc}:\n{err.getvalue()[-2000:]}"
     if rc == 2 and len(err.getvalue()) > 4000:
         return rc, f"error message of {len(err.getvalue())} characters (one paragraph expected)"

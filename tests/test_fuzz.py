@@ -15,7 +15,8 @@ from tests.fuzzing import Fuzzer, _cli
 
 COMMANDS = (
     "train", "resume", "eval", "predict", "describe", "data list", "data verify", "data generate",
-    "data download", "sweep", "reproduce", "attention", "bench",
+    "data download", "sweep", "reproduce", "attention", "bench", "train peft", "train align", "train arrays",
+    "train gguf", "eval lora", "compare", "report", "reproduce rows", "data generate recipe",
 )  # fmt: skip
 
 
@@ -26,8 +27,12 @@ def test_fuzz_every_subcommand_and_api(tmp_path, quiet_gpt2, monkeypatch):
     assert fuzzer.report.outcomes == {f"{c}: exit 0": 1 for c in COMMANDS}, fuzzer.report.failures
     for index in range(150):
         fuzzer.api_case() if index % 6 == 0 else fuzzer.cli_case(COMMANDS[index % len(COMMANDS)])
+    for _ in range(4):  # signals at random moments; two processes sharing a run directory
+        fuzzer.signal_case()
+    fuzzer.concurrent_case("same --out")  # the other kinds: benchmarks/fuzz_cli.py
     assert not fuzzer.report.failures, fuzzer.report.failures[:3]
-    assert sum(fuzzer.report.cases.values()) == 150 + len(COMMANDS)
+    assert sum(fuzzer.report.cases.values()) == 150 + len(COMMANDS) + 5
+    assert {kind.split()[0] for kind in fuzzer.report.cases} >= {"signal", "concurrent", "api"}
     # a train case keeps what bounds it to seconds (seed 2's case 218 lost both and trained for minutes)
     assert all("--steps" in fuzzer.mutate(fuzzer.base_argv("train")) for _ in range(300))
     assert all("--resume" in fuzzer.mutate(fuzzer.base_argv("resume")) for _ in range(300))

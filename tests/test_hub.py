@@ -169,3 +169,27 @@ def test_impossible_values_in_a_saved_config_are_refused_before_building(trained
     path.write_text(json.dumps({**config, "model": {**config["model"], key: value}}))
     with pytest.raises(FPTError, match=f"Invalid model config: {said}"):
         FrozenPretrainedTransformer.from_pretrained(tmp_path / "saved")
+
+
+def test_save_pretrained_never_writes_into_a_run_or_over_other_files(trained, tmp_path):
+    """Found by the fuzz run: save_pretrained(RUN/out) wrote config.json and the weights into a run directory."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("task: bit-xor\n")
+    for target, said in [
+        (run, "is, or lies inside, the run directory"),
+        (run / "out", "is, or lies inside, the run directory"),
+        (run / "config.yaml", "is, or lies inside, the run directory"),
+    ]:
+        with pytest.raises(FPTError, match=said):
+            trained.save_pretrained(target)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me\n")
+    with pytest.raises(FPTError, match=r"holds other files \(notes.txt\)"):
+        trained.save_pretrained(tmp_path / "mine")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FPTError, match="that is a file"):
+        trained.save_pretrained(tmp_path / "file")
+    assert sorted(p.name for p in run.rglob("*")) == ["checkpoints", "config.yaml"]
+    trained.save_pretrained(tmp_path / "saved")
+    trained.save_pretrained(tmp_path / "saved")  # over an earlier save: fine

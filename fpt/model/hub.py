@@ -32,6 +32,7 @@ from fpt.model.hub_files import (
     saved_files,
 )
 from fpt.runs.checkpoint import check_fingerprint, copy_trained
+from fpt.runs.record import enclosing_run
 from fpt.yamlsafe import short
 
 
@@ -54,6 +55,32 @@ def _readable_by_all(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     path.chmod(0o666 & ~umask)
+
+
+def check_save_directory(directory: Path) -> None:
+    """Refuse a save directory whose files a save would mix with or overwrite: a run directory or a place
+    inside one, a file, or a directory holding other files than an earlier save's."""
+    run = enclosing_run(directory / CONFIG)
+    if run is not None:
+        raise FPTError(
+            f"save_pretrained({directory}): that is, or lies inside, the run directory {run}; save the model "
+            "outside it, so the run's files stay as training left them."
+        )
+    if directory.exists() and not directory.is_dir():
+        raise FPTError(f"save_pretrained({directory}): that is a file; give a new or empty directory.")
+    if not directory.is_dir():
+        return
+    others = sorted(p.name for p in directory.iterdir() if p.name not in (CONFIG, WEIGHTS, CARD))
+    try:
+        earlier = json.loads((directory / CONFIG).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        earlier = not (directory / CONFIG).exists()
+    if others or not earlier:
+        held = ", ".join(others[:5]) or f"a {CONFIG} not written by save_pretrained"
+        raise FPTError(
+            f"save_pretrained({directory}): the directory holds other files ({held}); save into a new or empty "
+            "directory, or one an earlier save_pretrained wrote, so nothing of yours is overwritten."
+        )
 
 
 class FPTHubMixin(PyTorchModelHubMixin):
@@ -85,6 +112,12 @@ class FPTHubMixin(PyTorchModelHubMixin):
             "trained_parameters": sum(t.numel() for t in self.trained_state().values()),  # type: ignore[attr-defined]
             "run": portable(self.summary),
         }
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> Any:
+        """Write config.json, model.safetensors and README.md into `save_directory`: a new or empty directory,
+        or one an earlier save_pretrained wrote (refused otherwise, before anything is written)."""
+        check_save_directory(Path(save_directory))
+        return super().save_pretrained(save_directory, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         tensors = {n: t.detach().float().cpu().contiguous() for n, t in self.saved_state().items()}  # type: ignore[attr-defined]
