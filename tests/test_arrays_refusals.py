@@ -70,3 +70,9 @@ def test_a_split_whose_ids_exceed_the_models_vocabulary_is_named(tiny_gpt2):
         FPTError, match="the test split holds token ids up to 50, and the model's input embedding has 10"
     ):
         evaluate(model, other, "test")
+
+
+def test_a_continuous_input_width_beyond_memory_is_refused_before_allocating(tiny_gpt2):
+    """Found by the fuzz run: from_pretrained of a config.json with input_dim 2^40 ended in torch's allocation error."""
+    with pytest.raises(FPTError, match="An input layer of 1,099,511,627,776 values per token x 32"):
+        FrozenPretrainedTransformer(FPTConfig(input_dim=2**40, max_length=4, num_classes=2, backbone=tiny_gpt2))

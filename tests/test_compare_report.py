@@ -230,3 +230,9 @@ def test_report_and_compare_never_write_over_a_run(sweep_dir, tmp_path, capsys, 
     captured = capsys.readouterr()
     assert said in captured.err and captured.out == ""  # refused before the table is printed
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_an_empty_out_is_refused_naming_the_extension(tmp_path, capsys):
+    """Found by the fuzz run: `fpt report RUN --out ''` ended in pathlib's ValueError."""
+    assert main(["report", str(tmp_path), "--out", ""]) == 2
+    assert "give a file name ending in .html or .htm (e.g. out.html)" in capsys.readouterr().err

@@ -58,6 +58,12 @@ def require_new_layers(input_kind: str, input_dim: int, units: int, num_classes:
             "Token ids index that table, so they run from 0 to the vocabulary size - 1: renumber them (e.g. "
             "numpy.unique(ids, return_inverse=True)).",
         )
+    else:
+        require(
+            f"An input layer of {input_dim:,} values per token x {hidden}",
+            4.0 * input_dim * hidden,
+            "Give fewer values per token (patch or project the inputs first).",
+        )
     require(
         f"An output layer of {units:,} unit(s) x {num_classes:,} classes x {hidden} (the largest class id is "
         f"{num_classes - 1:,})",

@@ -115,9 +115,10 @@ def check_output_file(out: str | Path, suffixes: tuple[str, ...], writes: str, f
     directory, a place inside a run directory (its files stay as training left them), or no writable folder."""
     out = Path(out)
     if out.suffix.lower() not in suffixes:
+        example = out.with_suffix(suffixes[0]).name if out.name else f"out{suffixes[0]}"
         raise FPTError(
-            f"{flag} {out}: this writes {writes}; give a file name ending in {' or '.join(suffixes)} "
-            f"(e.g. {out.with_suffix(suffixes[0]).name})."
+            f"{flag} {str(out) if out.name else repr(str(out))}: this writes {writes}; give a file name ending in "
+            f"{' or '.join(suffixes)} (e.g. {example})."
         )
     if out.is_dir():
         raise FPTError(f"{flag} {out} is a directory; give a file name ending in {suffixes[0]}.")
