@@ -23,8 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-POLICIES = ["lora", "ia3", "ln-tuning", "fpt+lora", "fpt", "output", "lora,ia3", "input,output,lora", "norm", "xyz"]
-ADAPTER_TARGETS = ["c_attn", "c_attn,c_proj", ",,", "q_proj", "x" * 300, "", " c_attn "]
+POLICIES = ["lora", "ia3", "ln-tuning", "fpt+lora", "prompt-tuning", "fpt", "output", "lora,ia3", "norm", "xyz"]
+METHOD_OPTIONS = [
+    "rank=2", "rank=100000", "rank=0", "alpha=0", "alpha=1e30", "targets=c_attn", "targets=c_attn,c_proj",
+    "targets=,,", "targets=q_proj", "tokens=3", "tokens=0", "tokens=100000", "nope=1", "rank", "=", "x" * 300,
+]  # fmt: skip
 ROWS = ["fpt", "fpt,full", "", ",", "lstm", "random", "fpt,fpt", "x" * 200]
 REPO_IDS = ["someone/fpt-test", "", "../escape", "a" * 200, "x/y/z", "  ", "ok-name"]
 LEAF_VALUES = [None, -1, 0, 2**40, "x", "", [], {}, 1e30, True, "../..", float("nan")]
@@ -41,7 +44,7 @@ def build(fuzzer) -> dict[str, list[str] | str]:
         config = RunConfig(
             backbone=fuzzer.backbone,
             train="lora",
-            lora_rank=2,
+            method_options={"rank": 2},
             task_options={"val_size": 8, "test_size": 8},
             steps=2,
             eval_every=2,

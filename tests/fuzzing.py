@@ -52,9 +52,7 @@ CLI_COMMANDS = [
 # values for flags of the newer surfaces, by argparse dest (the fuzzer's generic values otherwise)
 NEWER_VALUES = {
     "train": lambda f: fuzz_surfaces.POLICIES,
-    "lora_rank": lambda f: ["1", "2", "8", "33", "100000", "0"],
-    "lora_alpha": lambda f: ["1", "16", "0", "-1", "1e30"],
-    "adapter_targets": lambda f: fuzz_surfaces.ADAPTER_TARGETS,
+    "method_option": lambda f: fuzz_surfaces.METHOD_OPTIONS,
     "align_steps": lambda f: ["1", "3", "0", "2147483647"],
     "rows": lambda f: fuzz_surfaces.ROWS,
     "backbone": lambda f: [f.backbone, f.surfaces["aligner"], *f.surfaces["gguf"]],
@@ -334,8 +332,8 @@ class Fuzzer:
         surfaces, run, lora = self.surfaces, str(self.run), self.surfaces["lora"]
         steps = ["--steps", "2", "--eval-every", "1", "--batch-size", "4", "--quiet", "--device", "cpu"]
         small = ["--task-option", "val_size=8", "--task-option", "test_size=8"]
-        policy = self.rng.choice(["lora", "ia3", "ln-tuning", "fpt+lora"])
-        rank = ["--lora-rank", "2"] if "lora" in policy else []
+        policy = self.rng.choice(["lora", "ia3", "ln-tuning", "fpt+lora", "prompt-tuning"])
+        rank = ["--method-option", "rank=2"] if "lora" in policy else []
         return {
             "train peft": ["train", "--backbone", self.backbone, "--train", policy, *rank, *small, *steps]
             + ["--out", self.fresh()],
@@ -396,7 +394,7 @@ class Fuzzer:
                     new = self.path(self.rng.choice(["", ".json", ".npy", ".npz", ".png", ".yaml"]))
                 else:
                     new = self.value()
-                if flag in argv and action.dest != "task_option":
+                if flag in argv and action.dest not in ("task_option", "method_option"):  # those repeat
                     argv[argv.index(flag) + 1] = new
                 else:
                     argv += [flag, new]
