@@ -61,3 +61,26 @@ def test_keep_refuses_a_folder_that_is_not_a_sweep(tmp_path):
         evidence.keep(tmp_path, tmp_path / "kept")
     with pytest.raises(FPTError, match="does not exist"):
         collect(expand(GRID), tmp_path / "missing")
+
+
+def test_a_documented_table_is_found_and_rebuilt_from_its_command(tmp_path):
+    import yaml
+
+    from fpt.experiments.rebuild import documented_tables, rebuild
+
+    grid = expand(GRID)
+    for run in grid.runs:
+        if run.seed == 0 or run.lr == 1e-3:
+            _run(tmp_path / "kept" / "runs" / run.key, 0.5 + run.lr * 100, 0.4 + run.lr * 100 + run.seed / 100)
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    command = "fpt sweep grid.yaml --out kept"
+    rebuilt = rebuild(command, tmp_path)
+    # the evidence has no extension of the grid past 1e-3 (a sweep before lr_grid): the table says so
+    assert rebuilt.parts["main"][2] == (
+        "| pretrained | 50.5 ± 0.7 (n=2, ?; lr at the top of its grid, not extended) | 60.0 ± 0.0 | 100.0 |"
+    )
+    docs = f"Some prose.\n\n<!-- rebuilt: {command} | details -->\n" + "\n".join(rebuilt.parts["details"]) + "\n\nMore."
+    ((found_command, part, lines, number),) = documented_tables(docs)
+    assert (found_command, part, lines, number) == (command, "details", rebuilt.parts["details"], 3)
+    with pytest.raises(FPTError, match="with --out"):
+        rebuild("fpt sweep grid.yaml", tmp_path)

@@ -33,7 +33,7 @@ from fpt.experiments.backends import Backend, make_backend
 from fpt.experiments.methods import BUDGETS as METHOD_BUDGETS
 from fpt.experiments.methods import CPU_LISTOPS, methods_grid, write_methods_table
 from fpt.experiments.paper import PAPER, TASKS
-from fpt.experiments.sweep import RUN_BYTES, collect, expand, quick_look, run_grid
+from fpt.experiments.sweep import RUN_BYTES, Grid, collect, expand, quick_look, run_grid
 from fpt.experiments.tables import write_results
 from fpt.memory import require
 
@@ -440,6 +440,30 @@ def build(
     return pretrain, grid
 
 
+def grids(
+    experiment: str,
+    budget_name: str = "smoke",
+    tasks: list[str] | None = None,
+    seeds: int | None = None,
+    backbone: str | None = None,
+    lrs: list[float] | None = None,
+    out: str | Path | None = None,
+    steps: int | None = None,
+    max_runs: int | None = None,
+    rows: list[str] | None = None,
+) -> tuple[Grid | None, Grid]:
+    """The expanded (pretraining grid or None, main grid) of `experiment` under `out`, every problem of
+    both stages found before any run (see build and fpt.experiments.sweep.quick_look)."""
+    out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
+    pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out, rows)
+    pending: frozenset[str] = frozenset()
+    pretrain_grid = None
+    if pretrain is not None:
+        pretrain_grid = quick_look(expand(pretrain), steps)
+        pending = frozenset(str(out / "pretrain" / "runs" / r.key) for r in pretrain_grid.runs)
+    return pretrain_grid, quick_look(expand(grid, pending), steps, max_runs)
+
+
 def reproduce(
     experiment: str,
     budget_name: str = "smoke",
@@ -464,13 +488,7 @@ def reproduce(
     only those rows (see build); the same command without it later tabulates every row. `backend`
     trains the runs elsewhere (fpt.experiments.backends), `jobs` at a time here without one."""
     out = Path(out or f"runs/reproduce-{experiment}-{budget_name}")
-    pretrain, grid = build(experiment, budget_name, tasks, seeds, backbone, lrs, out, rows)
-    pending: frozenset[str] = frozenset()
-    pretrain_grid = None
-    if pretrain is not None:
-        pretrain_grid = quick_look(expand(pretrain), steps)
-        pending = frozenset(str(out / "pretrain" / "runs" / r.key) for r in pretrain_grid.runs)
-    main_grid = quick_look(expand(grid, pending), steps, max_runs)  # every problem of both stages before any run
+    pretrain_grid, main_grid = grids(experiment, budget_name, tasks, seeds, backbone, lrs, out, steps, max_runs, rows)
     data = (METHOD_BUDGETS if experiment == "methods" else BUDGETS)[budget_name].data
     for task in dict.fromkeys(r.config["task"] for r in main_grid.runs):
         if task in data and not tabulate_only:
@@ -497,4 +515,4 @@ def reproduce(
     return write_methods_table(main_grid, records, results) if experiment == "methods" else results
 
 
-__all__ = ["BUDGETS", "EXPERIMENTS", "PAPER", "ROWS", "build", "reproduce"]
+__all__ = ["BUDGETS", "EXPERIMENTS", "PAPER", "ROWS", "build", "grids", "reproduce"]

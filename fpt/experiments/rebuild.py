@@ -1,0 +1,89 @@
+"""Rebuild a recorded table from its kept evidence, writing nothing: what the tables of
+docs/reproduction.md are checked against (tests/test_docs_tables.py), to the printed digit.
+
+A table in the docs names the command that rebuilds it in an HTML comment on the line above it:
+
+    <!-- rebuilt: fpt reproduce main --budget cpu --tasks bit-xor --out benchmarks/results/reproduce-main-cpu -->
+
+optionally ending in `| PART` (main, the default; details, the per-seed table; convergence; methods).
+The command is the one that recorded the table, with --out pointing at the kept evidence
+(fpt.experiments.evidence) and no --tabulate-only: it is run here as if it had it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from fpt.errors import FPTError
+
+MARKER = re.compile(r"<!-- rebuilt: (fpt [^|]*?)\s*(?:\|\s*(\w+)\s*)?-->")
+PARTS = ("main", "details", "convergence", "methods")
+
+
+@dataclass
+class Rebuilt:
+    """One recorded table rebuilt: its grid, cells, and the lines of each part."""
+
+    command: str
+    grid: object
+    cells: list
+    parts: dict[str, list[str]]
+
+
+def _table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def rebuild(command: str, root: str | Path = ".") -> Rebuilt:
+    """The tables `command` (an `fpt reproduce` or `fpt sweep` command with --out) recorded, rebuilt from
+    the runs its --out holds, relative to `root`."""
+    from fpt.cli import build_parser
+    from fpt.experiments.methods import methods_table
+    from fpt.experiments.reproduce import grids
+    from fpt.experiments.sweep import collect, expand, load_grid
+    from fpt.experiments.tables import aggregate, convergence_section, details_table, main_table
+
+    words = shlex.split(command)
+    if words[:2] not in (["fpt", "reproduce"], ["fpt", "sweep"]) or "--out" not in words:
+        raise FPTError(f"{command!r}: a rebuilt table names an `fpt reproduce` or `fpt sweep` command with --out.")
+    args = build_parser().parse_args(words[1:])
+    out = Path(root) / args.out
+    if args.command == "sweep":
+        grid = expand(load_grid(Path(root) / args.grid))
+    else:
+        tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+        lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
+        rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
+        grid = grids(args.experiment, args.budget, tasks, args.seeds, args.backbone, lrs, out, rows=rows)[1]
+    cells = aggregate(grid, collect(grid, out))
+    by_key = {(c.task, c.condition): c for c in cells}
+    parts = {"main": main_table(grid, by_key), "details": details_table(cells)}
+    if grid.ratio:
+        parts["convergence"] = _table_lines("\n".join(convergence_section(grid, by_key)))
+    if getattr(args, "experiment", None) == "methods":
+        parts["methods"] = _table_lines(methods_table(grid, cells))
+    return Rebuilt(command, grid, cells, parts)
+
+
+def documented_tables(text: str) -> list[tuple[str, str, list[str], int]]:
+    """(command, part, table lines, line number) of every table in `text` marked as rebuilt."""
+    lines = text.splitlines()
+    found = []
+    for number, line in enumerate(lines):
+        match = MARKER.search(line)
+        if not match:
+            continue
+        part = match.group(2) or "main"
+        if part not in PARTS:
+            raise FPTError(f"line {number + 1}: unknown table part {part!r} (known: {', '.join(PARTS)})")
+        table = []
+        for following in lines[number + 1 :]:
+            if following.startswith("|"):
+                table.append(following)
+            elif table or following.strip():
+                break
+        found.append((match.group(1), part, table, number + 1))
+    return found
