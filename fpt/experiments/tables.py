@@ -175,8 +175,9 @@ def cell_marks(cell: Cell) -> list[str]:
     marks = list(cell.marks)
     if cell.extended:
         marks.append(f"lr grid extended to {', '.join(f'{lr:g}' for lr in cell.extended)}")
-    for edge in cell.limit_hit:
-        marks.append(f"lr still at the {'top' if edge == 'up' else 'bottom'} of the grid after the extension limit")
+    for direction in cell.limit_hit:
+        side = "top" if direction == "up" else "bottom"
+        marks.append(f"lr still at the {side} of the grid after the extension limit")
     if cell.lr is not None and len(cell.lrs_tried) > 1 and not cell.limit_hit:
         edge = "top" if cell.lr == max(cell.lrs_tried) else "bottom" if cell.lr == min(cell.lrs_tried) else None
         if edge:  # a sweep run without the extension (or before it): the choice is not bracketed
