@@ -522,7 +522,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _quick_look_flags(p) -> None:
+def _sweep_flags(p) -> None:
+    """The flags `fpt sweep` and `fpt reproduce` share: tabulate only, or a quick look."""
     p.add_argument(
         "--tabulate-only",
         action="store_true",
@@ -607,7 +608,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("grid", help="grid YAML file")
     p.add_argument("--out", required=True, help="sweep directory (runs/, results.md, results.csv, plots/)")
     _backend_flags(p)
-    _quick_look_flags(p)
+    _sweep_flags(p)
     p.add_argument(
         "--list",
         action="store_true",
@@ -635,7 +636,7 @@ def _experiment_parsers(sub) -> None:
     )
     p.add_argument("--out", help="output directory (default runs/reproduce-<experiment>-<budget>)")
     _backend_flags(p)
-    _quick_look_flags(p)
+    _sweep_flags(p)
     p = sub.add_parser(
         "attention",
         help="attention map of a trained run on one example (PNG or JSON)",
