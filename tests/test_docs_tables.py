@@ -48,7 +48,7 @@ def _figures(cells) -> set[str]:
     """Every figure a reader may quote from these cells, as printed (one or two decimals)."""
     values: list[float] = []
     for cell in cells:
-        values += [*cell.test, *cell.val]
+        values += [*cell.test, *cell.val, *cell.val_by_lr.values()]
         for series in (cell.test, cell.val):
             if series:
                 values.append(sum(series) / len(series))

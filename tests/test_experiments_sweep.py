@@ -344,7 +344,8 @@ def test_a_choice_at_the_grids_edge_extends_the_grid_until_interior(tmp_path, mo
     saved = json.loads((tmp_path / "extensions.json").read_text())
     assert saved == [{"task": "bit-xor", "condition": "pretrained", "added": [3e-3, 1e-2], "limit_hit": []}]
     markdown = results_markdown(grid, [cell])
-    assert "lr grid extended to 0.003, 0.01" in markdown and "+0.003, +0.01" in markdown
+    assert "lr grid extended to 0.003, 0.01" in markdown
+    assert "| 0.003 | 0.0001: 60.0, 0.0003: 70.0, 0.001: 80.0, +0.003: 90.0, +0.01: 85.0 |" in markdown
     # resumed (or rebuilt from the evidence), the grid comes back whole from extensions.json
     from fpt.experiments import lr_grid
 

@@ -54,6 +54,7 @@ class Cell:
     extended: list[float] = field(default_factory=list)  # lrs added beyond the grid's edge (fpt.experiments.lr_grid)
     limit_hit: list[str] = field(default_factory=list)  # "up"/"down": the choice still at that edge after the limit
     constant: list[int] = field(default_factory=list)  # seeds whose test predictions are all one class
+    val_by_lr: dict[float, float] = field(default_factory=dict)  # percent: what chose the lr (selection_scores)
 
     @property
     def on_val(self) -> bool:
@@ -90,6 +91,13 @@ def _finished(record: dict | None) -> bool:
 def chosen_lr(grid, task: str, condition: str, records: dict[str, dict] | list[dict]) -> float | None:
     """The lr with the best mean validation accuracy over the finished runs of (task, condition),
     counting only the grid's selection seeds when it has them (ties: the smaller lr); None when none finished."""
+    means = selection_scores(grid, task, condition, records)
+    return max(means, key=lambda lr: means[lr]) if means else None
+
+
+def selection_scores(grid, task: str, condition: str, records: dict[str, dict] | list[dict]) -> dict[float, float]:
+    """Per lr tried, ascending: the mean best validation accuracy (0-1) that chose among them (the
+    selection seeds' where the grid has them)."""
     by_key = records if isinstance(records, dict) else {r["key"]: r for r in records}
     select = getattr(grid, "selection_seeds", None)
     scores: dict[float, list[float]] = {}
@@ -103,8 +111,7 @@ def chosen_lr(grid, task: str, condition: str, records: dict[str, dict] | list[d
             and _finished(record)
         ):
             scores.setdefault(run.lr, []).append(record["summary"]["best_val_accuracy"])
-    means = {lr: statistics.fmean(values) for lr, values in sorted(scores.items())}
-    return max(means, key=lambda lr: means[lr]) if means else None
+    return {lr: statistics.fmean(values) for lr, values in sorted(scores.items())}
 
 
 def aggregate(grid, records: list[dict]) -> list[Cell]:
@@ -131,6 +138,7 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
                 base_task=base,
                 extended=sorted(extension.get("added", [])),
                 limit_hit=list(extension.get("limit_hit", [])),
+                val_by_lr={k: 100 * v for k, v in selection_scores(grid, task, condition, by_key).items()},
             )
             for run in (r for r in runs if r.lr == lr and _finished(by_key.get(r.key))):
                 _add_seed(cell, run.seed, by_key[run.key])
@@ -327,15 +335,19 @@ def _by_seed(seeds: list[int], values: list[float]) -> str:
 
 
 def details_table(cells: list[Cell]) -> list[str]:
-    """Per cell: the lr and the grid it was chosen from (`+` marks lrs added beyond the edge), and every seed."""
+    """Per cell: the lr, the validation accuracy that chose it at each lr tried (`+` marks lrs added beyond
+    the grid's edge; the selection seeds' mean where the grid has them), and every seed's figures."""
     lines = [
-        "| task | condition | backbone | lr (chosen on val) | lrs tried | test by seed | val by seed | "
+        "| task | condition | backbone | lr (chosen on val) | val % at each lr tried | test by seed | val by seed | "
         "steps to 95% of final val | failed runs |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         steps = f"{_steps(_mean(c.steps_to_95))} ± {_steps(statistics.stdev(c.steps_to_95)) if len(c.steps_to_95) > 1 else '–'}"
-        tried = ", ".join(f"{'+' if x in c.extended else ''}{x:g}" for x in c.lrs_tried)
+        tried = ", ".join(
+            f"{'+' if x in c.extended else ''}{x:g}: {_fmt(c.val_by_lr.get(x)) if x in c.val_by_lr else 'failed'}"
+            for x in c.lrs_tried
+        )
         lines.append(
             f"| {c.task} | {c.condition} | {c.backbone} | {'' if c.lr is None else f'{c.lr:g}'} | {tried} | "
             f"{_by_seed(c.seeds, c.test)} | {_by_seed(c.seeds, c.val)} | {steps} | {len(c.failed)} |"
