@@ -8,12 +8,15 @@ A table in the docs names the command that rebuilds it in an HTML comment on the
 optionally ending in `| PART` (main, the default; details, the per-seed table; convergence; methods).
 The command is the one that recorded the table, with --out pointing at the kept evidence
 (fpt.experiments.evidence) and no --tabulate-only: it is run here as if it had it.
+
+    python -m fpt.experiments.rebuild docs/reproduction.md   # rewrite its marked tables (a TABLE line: fill it)
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +90,33 @@ def documented_tables(text: str) -> list[tuple[str, str, list[str], int]]:
                 break
         found.append((match.group(1), part, table, number + 1))
     return found
+
+
+def fill(text: str, root: str | Path = ".") -> str:
+    """`text` with every marked table (or a `TABLE` placeholder line after a marker) replaced by its
+    rebuilt lines; the prose is left as it is."""
+    lines = text.splitlines()
+    cache: dict[str, Rebuilt] = {}
+    for command, part, table, number in reversed(documented_tables(text)):
+        rebuilt = cache.setdefault(command, rebuild(command, root))
+        start = number  # the line after the marker (0-based)
+        while start < len(lines) and not lines[start].strip():
+            start += 1
+        old = len(table) if table else int(start < len(lines) and lines[start].strip() == "TABLE")
+        lines[start : start + old] = rebuilt.parts[part]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m fpt.experiments.rebuild FILE.md`: rewrite the marked tables of FILE.md from their evidence."""
+    if len(argv) != 1:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    path.write_text(fill(path.read_text()))
+    print(f"Rebuilt the tables of {path} from their evidence.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

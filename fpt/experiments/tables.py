@@ -55,6 +55,7 @@ class Cell:
     limit_hit: list[str] = field(default_factory=list)  # "up"/"down": the choice still at that edge after the limit
     constant: list[int] = field(default_factory=list)  # seeds whose test predictions are all one class
     val_by_lr: dict[float, float] = field(default_factory=dict)  # percent: what chose the lr (selection_scores)
+    params: tuple[int, int] | None = None  # trained and total parameters (the first seed's summary)
 
     @property
     def on_val(self) -> bool:
@@ -152,6 +153,8 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
 
 def _add_seed(cell: Cell, seed: int, record: dict) -> None:
     summary = record["summary"]
+    if cell.params is None and "trainable_params" in summary:
+        cell.params = (summary["trainable_params"], summary.get("total_params", 0))
     cell.seeds.append(seed)
     cell.test.append(100 * summary["test_accuracy"])
     cell.val.append(100 * summary["best_val_accuracy"])
@@ -330,6 +333,12 @@ def main_table(grid, cell: dict) -> list[str]:
     return lines
 
 
+def _params(params: tuple[int, int] | None) -> str:
+    if params is None:
+        return "–"
+    return " / ".join(f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}" for n in params)
+
+
 def _by_seed(seeds: list[int], values: list[float]) -> str:
     return ", ".join(f"s{s} {v:.2f}" for s, v in zip(seeds, values, strict=True))
 
@@ -339,8 +348,8 @@ def details_table(cells: list[Cell]) -> list[str]:
     the grid's edge; the selection seeds' mean where the grid has them), and every seed's figures."""
     lines = [
         "| task | condition | backbone | lr (chosen on val) | val % at each lr tried | test by seed | val by seed | "
-        "steps to 95% of final val | failed runs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "steps to 95% of final val | trained / total parameters | failed runs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         steps = f"{_steps(_mean(c.steps_to_95))} ± {_steps(statistics.stdev(c.steps_to_95)) if len(c.steps_to_95) > 1 else '–'}"
@@ -350,7 +359,7 @@ def details_table(cells: list[Cell]) -> list[str]:
         )
         lines.append(
             f"| {c.task} | {c.condition} | {c.backbone} | {'' if c.lr is None else f'{c.lr:g}'} | {tried} | "
-            f"{_by_seed(c.seeds, c.test)} | {_by_seed(c.seeds, c.val)} | {steps} | {len(c.failed)} |"
+            f"{_by_seed(c.seeds, c.test)} | {_by_seed(c.seeds, c.val)} | {steps} | {_params(c.params)} | {len(c.failed)} |"
         )
     return lines
 
