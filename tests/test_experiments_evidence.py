@@ -84,3 +84,9 @@ def test_a_documented_table_is_found_and_rebuilt_from_its_command(tmp_path):
     assert (found_command, part, lines, number) == (command, "details", rebuilt.parts["details"], 3)
     with pytest.raises(FPTError, match="with --out"):
         rebuild("fpt sweep grid.yaml", tmp_path)
+    # a placeholder, or a stale table, is replaced by the rebuilt lines; the prose stays
+    from fpt.experiments.rebuild import fill
+
+    stale = docs.replace(rebuilt.parts["details"][2], "| bit-xor | pretrained | old |")
+    placeholder = f"Some prose.\n\n<!-- rebuilt: {command} | details -->\nTABLE\n\nMore."
+    assert fill(stale, tmp_path) == fill(placeholder, tmp_path) == docs + "\n"
