@@ -5,7 +5,8 @@ A table in the docs names the command that rebuilds it in an HTML comment on the
 
     <!-- rebuilt: fpt reproduce main --budget cpu --tasks bit-xor --out benchmarks/results/reproduce-main-cpu -->
 
-optionally ending in `| PART` (main, the default; details, the per-seed table; convergence; methods).
+optionally ending in `| PART` (main, the default; details, the per-seed table; convergence; methods;
+pretrain, the init table's Bit Memory pretraining run).
 The command is the one that recorded the table, with --out pointing at the kept evidence
 (fpt.experiments.evidence) and no --tabulate-only: it is run here as if it had it.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from fpt.errors import FPTError
 
 MARKER = re.compile(r"<!-- rebuilt: (fpt [^|]*?)\s*(?:\|\s*(\w+)\s*)?-->")
-PARTS = ("main", "details", "convergence", "methods")
+PARTS = ("main", "details", "convergence", "methods", "pretrain")
 
 
 @dataclass
@@ -60,10 +61,14 @@ def rebuild(command: str, root: str | Path = ".") -> Rebuilt:
         tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
         lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
         rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
-        grid = grids(args.experiment, args.budget, tasks, args.seeds, args.backbone, lrs, out, rows=rows)[1]
+        pretrain, grid = grids(args.experiment, args.budget, tasks, args.seeds, args.backbone, lrs, out, rows=rows)
     cells = aggregate(grid, collect(grid, out))
     by_key = {(c.task, c.condition): c for c in cells}
     parts = {"main": main_table(grid, by_key), "details": details_table(cells)}
+    if args.command == "reproduce" and pretrain is not None:  # the init table's Bit Memory pretraining run
+        pretrained = aggregate(pretrain, collect(pretrain, out / "pretrain"))
+        parts["pretrain"] = details_table(pretrained)
+        cells = cells + pretrained
     if grid.ratio:
         parts["convergence"] = _table_lines("\n".join(convergence_section(grid, by_key)))
     if getattr(args, "experiment", None) == "methods":
