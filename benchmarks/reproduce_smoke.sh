@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Done-when runs of the reproduction suite on the CPU (issue 4); outputs copied to benchmarks/results/.
+# Done-when runs of the reproduction suite on the CPU (issue 4); tables and evidence kept in benchmarks/results/.
+# Retired from docs/reproduction.md (issue 22: superseded by the cpu budget); this script re-records them.
 #   1. fpt reproduce init --budget smoke --tasks bit-xor,bit-memory --seeds 3
 #   2. fpt reproduce convergence --budget smoke --tasks bit-xor --seeds 3
 #   3. fpt reproduce main --budget smoke --tasks bit-xor --seeds 2 (FPT vs full transformer vs LSTMs)
@@ -12,10 +13,8 @@ results=benchmarks/results
 run() {  # run COMMAND..., log it with its output to $log
   { echo "\$ $*"; echo "# started $(date -u) on $(nproc) CPU cores"; "$@" 2>&1; echo "# finished $(date -u)"; } >> "$log"
 }
-keep() {  # keep SWEEP_DIR NAME: copy the tables and plots of a sweep
-  mkdir -p "$results/$2"
-  cp "$1/results.md" "$1/results.csv" "$results/$2/"
-  cp -r "$1/plots" "$results/$2/"
+keep() {  # keep SWEEP_DIR NAME: the tables, plots and every run's evidence (fpt.experiments.evidence)
+  .venv/bin/python -m fpt.experiments.evidence "$1" "$results/$2"
 }
 
 log=$results/reproduce-init-smoke.txt; : > "$log"
