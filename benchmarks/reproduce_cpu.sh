@@ -23,6 +23,7 @@ suffix=$([ "$task" = bit-xor ] && echo "" || echo "-$slug")  # Bit XOR's tables 
 results=benchmarks/results
 fpt=${FPT:-.venv/bin/fpt}
 python=${PYTHON:-.venv/bin/python}
+mkdir -p "$results"
 if [[ $task == listops* ]] && [ ! -e runs/data-cpu/listops ]; then
   generate=$($python -c "from fpt.experiments.methods import CPU_LISTOPS; print(CPU_LISTOPS.command())")
   { echo "\$ $generate"

