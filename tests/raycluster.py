@@ -1,9 +1,10 @@
 """A real Ray cluster on this machine for the tests: a head node and worker nodes, each `ray start --block`
 in a session of its own, all on a loopback address, and all of it killed (by session) when done.
 
-The nodes use 127.0.0.2: Ray rewrites 127.0.0.1 and localhost into the machine's network address
-(services.resolve_ip_for_localhost), while any other loopback address is used as given, so no byte
-leaves the loopback interface. Small and quiet: a CPU or two per node, no dashboard, a small object
+The head uses 127.0.0.2 and the workers 127.0.0.3: Ray rewrites 127.0.0.1 and localhost into the
+machine's network address (services.resolve_ip_for_localhost), while any other loopback address is
+used as given, so no byte leaves the loopback interface. A driver joins the head's raylet (Ray 2.60
+prefers the head among nodes on one host; 2.40-2.50 took a worker's, so killing it lost the driver). Small and quiet: a CPU or two per node, no dashboard, a small object
 store, no usage statistics, no token written to ~/.ray, node deaths noticed within seconds.
 """
 
@@ -19,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HOST = "127.0.0.2"
+HOST = "127.0.0.2"  # the head (and the driver)
+WORKER_HOST = "127.0.0.3"  # worker nodes: another address, as another machine would have
 OBJECT_STORE = str(80 * 2**20)
 START_TIMEOUT_S = 180.0
 ENV = {
@@ -66,10 +68,10 @@ class LocalRayCluster:
         self.env = {**os.environ, **ENV, "RAY_TMPDIR": str(self.root)}
         self.nodes: dict[str, subprocess.Popen] = {}
 
-    def _start(self, name: str, *args: str) -> None:
+    def _start(self, name: str, host: str, *args: str) -> None:
         (self.root / name).mkdir()
         log = self.root / f"{name}.log"
-        command = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--node-ip-address", HOST]
+        command = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--node-ip-address", host]
         command += ["--object-store-memory", OBJECT_STORE, "--temp-dir", str(self.root / name), *args]
         with open(log, "w") as out:
             self.nodes[name] = subprocess.Popen(
@@ -85,6 +87,7 @@ class LocalRayCluster:
         """The head; with no CPUs no run is placed on it, so a run's node can be killed while the head lives."""
         self._start(
             "head",
+            HOST,
             "--head",
             f"--port={self.port}",
             f"--num-cpus={cpus}",
@@ -93,7 +96,7 @@ class LocalRayCluster:
         )
 
     def add_worker(self, name: str, cpus: int = 1) -> None:
-        self._start(name, f"--address={self.address}", f"--num-cpus={cpus}")
+        self._start(name, WORKER_HOST, f"--address={self.address}", f"--num-cpus={cpus}")
 
     def kill(self, name: str) -> None:
         """Kill the node `name` and everything it started (its raylet, workers and their trainings) at once."""
