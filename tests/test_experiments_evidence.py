@@ -56,6 +56,17 @@ def test_kept_evidence_rebuilds_the_table_without_checkpoints(tmp_path):
     assert results_markdown(again, aggregate(again, records)) == before.replace(str(sweep_dir), str(kept))
 
 
+def test_a_sweep_under_way_is_tabulated_as_such(tmp_path):
+    """Runs the grid has and the sweep has not trained yet are `not run`, not failures."""
+    grid = expand(GRID)
+    for run in grid.runs:
+        if run.condition == "pretrained" and run.seed == 0 and run.lr == 1e-3:
+            _run(tmp_path / "runs" / run.key, 0.6, 0.5)
+    markdown = results_markdown(grid, aggregate(grid, collect(grid, tmp_path)))
+    assert "| random | not run yet | – |" in markdown and "Failed runs" not in markdown
+    assert "2 run(s) of its grid not run yet" in markdown  # pretrained: lr 1e-4 on seed 0, seed 1 at 1e-3
+
+
 def test_keep_refuses_a_folder_that_is_not_a_sweep(tmp_path):
     with pytest.raises(FPTError, match="no runs/ directory"):
         evidence.keep(tmp_path, tmp_path / "kept")

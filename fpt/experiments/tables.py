@@ -47,6 +47,7 @@ class Cell:
     steps_to_95: list[int] = field(default_factory=list)
     run_dirs: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "key: error" over every lr
+    not_run: list[str] = field(default_factory=list)  # keys of runs the grid has and the sweep has not trained
     paper: float | None = None
     base_task: str = ""  # the registered task (a column may be a variant, e.g. ListOps with the paper tokenizer)
     precisions: list[str] = field(default_factory=list)  # each finished seed's autocast precision
@@ -145,7 +146,9 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
                 _add_seed(cell, run.seed, by_key[run.key])
             for r in runs:
                 rec = by_key.get(r.key, {"status": "not run"})
-                if rec["status"] != "skipped" and not _finished(rec):
+                if rec["status"] == "not run":  # a table rebuilt while its sweep is still under way
+                    cell.not_run.append(r.key)
+                elif rec["status"] != "skipped" and not _finished(rec):
                     cell.failed.append(f"{r.key}: {rec.get('error') or rec['status']}")
             cells.append(cell)
     return cells
@@ -193,6 +196,8 @@ def cell_marks(cell: Cell) -> list[str]:
         edge = "top" if cell.lr == max(cell.lrs_tried) else "bottom" if cell.lr == min(cell.lrs_tried) else None
         if edge:  # a sweep run without the extension (or before it): the choice is not bracketed
             marks.append(f"lr at the {edge} of its grid, not extended")
+    if cell.not_run:
+        marks.append(f"{len(cell.not_run)} run(s) of its grid not run yet")
     if cell.constant and not cell.learned_nothing:
         marks.append(f"seed {', '.join(map(str, cell.constant))}: constant prediction")
     return marks
@@ -324,7 +329,10 @@ def main_table(grid, cell: dict) -> list[str]:
         for task in grid.tasks:
             c = cell.get((task, condition))
             if c is None or not c.test:
-                row += ["failed" if c is not None and c.failed else "–", "–", _fmt(c.paper if c else None)]
+                state = (
+                    "failed" if c is not None and c.failed else "not run yet" if c is not None and c.not_run else "–"
+                )
+                row += [state, "–", _fmt(c.paper if c else None)]
                 continue
             marks = "".join(f"; {m}" for m in cell_marks(c))
             label = "learned nothing (constant prediction): " if c.learned_nothing else ""
@@ -354,7 +362,7 @@ def details_table(cells: list[Cell]) -> list[str]:
     for c in cells:
         steps = f"{_steps(_mean(c.steps_to_95))} ± {_steps(statistics.stdev(c.steps_to_95)) if len(c.steps_to_95) > 1 else '–'}"
         tried = ", ".join(
-            f"{'+' if x in c.extended else ''}{x:g}: {_fmt(c.val_by_lr.get(x)) if x in c.val_by_lr else 'failed'}"
+            f"{'+' if x in c.extended else ''}{x:g}: {_fmt(c.val_by_lr.get(x))}"
             for x in c.lrs_tried
         )
         lines.append(
