@@ -63,8 +63,9 @@ def test_a_sweep_under_way_is_tabulated_as_such(tmp_path):
         if run.condition == "pretrained" and run.seed == 0 and run.lr == 1e-3:
             _run(tmp_path / "runs" / run.key, 0.6, 0.5)
     markdown = results_markdown(grid, aggregate(grid, collect(grid, tmp_path)))
-    assert "| random | not run yet | – |" in markdown and "Failed runs" not in markdown
-    assert "2 run(s) of its grid not run yet" in markdown  # pretrained: lr 1e-4 on seed 0, seed 1 at 1e-3
+    assert "| random | not run | – |" in markdown and "Failed runs" not in markdown
+    assert "2 run(s) of its grid not run" in markdown  # pretrained: lr 1e-4 on seed 0, seed 1 at 1e-3
+    assert "| bit-xor | pretrained | minilm | 0.001 | 0.0001: not run, 0.001: 60.0 |" in markdown
 
 
 def test_keep_refuses_a_folder_that_is_not_a_sweep(tmp_path):

@@ -102,3 +102,21 @@ def test_both_tables_lead_with_test_accuracy_on_listops(tmp_path):
     methods = text.partition("## Methods: accuracy and cost")[2]
     methods_fpt = next(line for line in methods.splitlines() if line.startswith("| listops | FPT |"))
     assert "| 30.0 ± 0.0 | 30.0, 30.0 | 40.0 ± 0.0 |" in methods_fpt
+
+
+def test_a_method_without_runs_is_listed_as_not_run(tmp_path):
+    """A row the grid has and the evidence lacks (a method registered after the recording, or a sweep under
+    way) is said in the methods table, not dropped from it."""
+    grid = expand(build("methods", "smoke", tasks=["bit-xor"], seeds=1)[1])
+    records = [
+        {"key": run.key, **_fake_run(tmp_path / "runs" / run.key, 50, [0.5, 1.0])}
+        if run.condition != "prompt tuning"
+        else {"key": run.key, "status": "not run", "error": "no finished run"}
+        for run in grid.runs
+    ]
+    text = write_methods_table(grid, records, write_results(grid, records, tmp_path)).read_text()
+    methods = text.partition("## Methods: accuracy and cost")[2].splitlines()
+    rows = [line.split(" | ")[1] for line in methods if line.startswith("| bit-xor |")]
+    assert rows[:-1] == LABELS  # every method, in the grid's order, then the common target
+    assert "| bit-xor | prompt tuning | not run |" in text
+    assert "| bit-xor | prompt tuning | minilm |  | 0.001: not run |" in text  # the details table

@@ -236,11 +236,37 @@ def _ending(run_dir: str, summary: dict) -> str:
     return f"{summary.get('steps')}/{summary.get('best_step')} {letter}"
 
 
+def _method_row(task: str, c, target: float) -> str:
+    """One method's line of the methods table: a cell with no finished run says why (failed, not run)."""
+    from fpt.experiments.tables import _spread, _steps_to_common_target, cell_marks, read_metrics, unfinished_state
+
+    if not c.run_dirs:  # said, not left out
+        return f"| {task} | {c.condition} | {unfinished_state(c)} |" + " |" * 9
+    summaries = _summaries(c)
+    steps, bound = _steps_to_common_target(c, target)
+    speeds = [m["samples_per_s"] for d in c.run_dirs for m in read_metrics(d) if "samples_per_s" in m]
+    aligned = [s["align"] for s in summaries if s.get("align")]
+    distance = (
+        f"{_mean([a['distance_before'] for a in aligned]):.3g} → {_mean([a['distance_after'] for a in aligned]):.3g}"
+        if aligned
+        else ""
+    )
+    label = "learned nothing (constant prediction): " if c.learned_nothing else ""
+    marks = "".join(f"; {m}" for m in cell_marks(c) if not m.startswith("cached"))
+    ended = ", ".join(_ending(d, s) for d, s in zip(c.run_dirs, summaries, strict=True))
+    return (
+        f"| {task} | {c.condition} | {label}{_spread(c.test)} | {', '.join(f'{v:.1f}' for v in c.test)} | "
+        f"{_spread(c.val)} | {c.lr:g}{f' ({marks[2:]})' if marks else ''} | "
+        f"{summaries[0]['trainable_params']:,} | {ended} | {'> ' if bound else ''}{steps:.0f} | "
+        f"{_mean(speeds) or 0:.1f} | {_mean([s['wall_seconds'] for s in summaries]):.0f} | {distance} |"
+    )
+
+
 def methods_table(grid, cells) -> str:
     """Markdown: per task and method, test accuracy (by seed) beside validation, how each run ended,
     trainable parameters, steps to a common target, training samples/s, wall seconds per run, and
-    (aligned methods) the distance change."""
-    from fpt.experiments.tables import _final_val, _spread, _steps_to_common_target, cell_marks, read_metrics
+    (aligned methods) the distance change; a method without a finished run is listed as failed or not run."""
+    from fpt.experiments.tables import _final_val
 
     lines = [
         "",
@@ -258,30 +284,11 @@ def methods_table(grid, cells) -> str:
         "|" + "---|" * 12,
     ]
     for task in grid.tasks:
-        ours = [c for c in cells if c.task == task and c.run_dirs]
-        finals = [v for v in (_final_val(c) for c in ours) if v is not None]
+        finals = [v for v in (_final_val(c) for c in cells if c.task == task and c.run_dirs) if v is not None]
         if not finals:
             continue
         target = TARGET_FRACTION * max(finals) / 100
-        for c in ours:
-            summaries = _summaries(c)
-            steps, bound = _steps_to_common_target(c, target)
-            speeds = [m["samples_per_s"] for d in c.run_dirs for m in read_metrics(d) if "samples_per_s" in m]
-            aligned = [s["align"] for s in summaries if s.get("align")]
-            distance = (
-                f"{_mean([a['distance_before'] for a in aligned]):.3g} → {_mean([a['distance_after'] for a in aligned]):.3g}"
-                if aligned
-                else ""
-            )
-            label = "learned nothing (constant prediction): " if c.learned_nothing else ""
-            marks = "".join(f"; {m}" for m in cell_marks(c) if not m.startswith("cached"))
-            ended = ", ".join(_ending(d, s) for d, s in zip(c.run_dirs, summaries, strict=True))
-            lines.append(
-                f"| {task} | {c.condition} | {label}{_spread(c.test)} | {', '.join(f'{v:.1f}' for v in c.test)} | "
-                f"{_spread(c.val)} | {c.lr:g}{f' ({marks[2:]})' if marks else ''} | "
-                f"{summaries[0]['trainable_params']:,} | {ended} | {'> ' if bound else ''}{steps:.0f} | "
-                f"{_mean(speeds) or 0:.1f} | {_mean([s['wall_seconds'] for s in summaries]):.0f} | {distance} |"
-            )
+        lines += [_method_row(task, c, target) for c in cells if c.task == task]
         lines.append(f"| {task} | common target: {100 * target:.1f}% val |" + " |" * 10)
     return "\n".join(lines) + "\n"
 

@@ -48,6 +48,7 @@ class Cell:
     run_dirs: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "key: error" over every lr
     not_run: list[str] = field(default_factory=list)  # keys of runs the grid has and the sweep has not trained
+    unfinished: dict[float, str] = field(default_factory=dict)  # lr -> "failed" or "not run": no selection score
     paper: float | None = None
     base_task: str = ""  # the registered task (a column may be a variant, e.g. ListOps with the paper tokenizer)
     precisions: list[str] = field(default_factory=list)  # each finished seed's autocast precision
@@ -146,10 +147,12 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
                 _add_seed(cell, run.seed, by_key[run.key])
             for r in runs:
                 rec = by_key.get(r.key, {"status": "not run"})
-                if rec["status"] == "not run":  # a table rebuilt while its sweep is still under way
+                if rec["status"] == "not run":  # a sweep still under way, or a row added after the recording
                     cell.not_run.append(r.key)
+                    cell.unfinished.setdefault(r.lr, "not run")
                 elif rec["status"] != "skipped" and not _finished(rec):
                     cell.failed.append(f"{r.key}: {rec.get('error') or rec['status']}")
+                    cell.unfinished[r.lr] = "failed"
             cells.append(cell)
     return cells
 
@@ -197,7 +200,7 @@ def cell_marks(cell: Cell) -> list[str]:
         if edge:  # a sweep run without the extension (or before it): the choice is not bracketed
             marks.append(f"lr at the {edge} of its grid, not extended")
     if cell.not_run:
-        marks.append(f"{len(cell.not_run)} run(s) of its grid not run yet")
+        marks.append(f"{len(cell.not_run)} run(s) of its grid not run")
     if cell.constant and not cell.learned_nothing:
         marks.append(f"seed {', '.join(map(str, cell.constant))}: constant prediction")
     return marks
@@ -317,6 +320,14 @@ def results_markdown(grid, cells: list[Cell]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unfinished_state(cell: Cell | None) -> str:
+    """What a cell without a finished seed shows: `failed`, `not run` (its sweep is under way, or the row
+    was added to the grid after the recording), or `–` (no such cell)."""
+    if cell is None:
+        return "–"
+    return "failed" if cell.failed else "not run" if cell.not_run else "–"
+
+
 def main_table(grid, cell: dict) -> list[str]:
     """Per condition and task: test accuracy (the headline), validation beside it, and the paper's figure."""
     on_val = {t for t in grid.tasks if any(c.on_val for c in cell.values() if c.task == t)}
@@ -329,10 +340,7 @@ def main_table(grid, cell: dict) -> list[str]:
         for task in grid.tasks:
             c = cell.get((task, condition))
             if c is None or not c.test:
-                state = (
-                    "failed" if c is not None and c.failed else "not run yet" if c is not None and c.not_run else "–"
-                )
-                row += [state, "–", _fmt(c.paper if c else None)]
+                row += [unfinished_state(c), "–", _fmt(c.paper if c else None)]
                 continue
             marks = "".join(f"; {m}" for m in cell_marks(c))
             label = "learned nothing (constant prediction): " if c.learned_nothing else ""
@@ -362,7 +370,7 @@ def details_table(cells: list[Cell]) -> list[str]:
     for c in cells:
         steps = f"{_steps(_mean(c.steps_to_95))} ± {_steps(statistics.stdev(c.steps_to_95)) if len(c.steps_to_95) > 1 else '–'}"
         tried = ", ".join(
-            f"{'+' if x in c.extended else ''}{x:g}: {_fmt(c.val_by_lr.get(x))}"
+            f"{'+' if x in c.extended else ''}{x:g}: {_fmt(c.val_by_lr[x]) if x in c.val_by_lr else c.unfinished.get(x, '–')}"
             for x in c.lrs_tried
         )
         lines.append(
