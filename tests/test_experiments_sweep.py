@@ -382,3 +382,25 @@ def test_the_pace_of_finished_runs_gives_the_time_left(monkeypatch):
     assert pace.after(now[0] - 30) == " in 0:00:30"
     cluster = progress.Pace(runs=3, jobs=None)  # how many run at once is the cluster's: as many as run now
     assert cluster.after(now[0] - 60, at_once=2) == " in 0:01:00; about 0:01:00 left for 2 run(s) at this pace"
+
+
+def test_a_grid_of_some_rows_keeps_the_extensions_the_other_rows_recorded(tmp_path):
+    """`--rows` splits a table between invocations into one directory: saving one part's extensions must not
+    drop the lrs the other part added (the whole table, tabulated later, would lose those runs)."""
+    from fpt.experiments import lr_grid
+
+    both = {"tasks": ["bit-xor"], "inits": ["pretrained", "random"], "lrs": [1e-4, 1e-3], "seeds": [0]}
+    first = expand({**both, "inits": ["pretrained"]})
+    first.extensions[("bit-xor", "pretrained")] = {"added": [3e-3], "limit_hit": []}
+    lr_grid.save(first, tmp_path)
+    second = expand({**both, "inits": ["random"]})
+    lr_grid.restore(second, tmp_path)
+    second.extensions[("bit-xor", "random")] = {"added": [3e-5], "limit_hit": []}
+    lr_grid.save(second, tmp_path)
+    whole = expand(both)
+    lr_grid.restore(whole, tmp_path)
+    assert whole.extensions == {
+        ("bit-xor", "pretrained"): {"added": [3e-3], "limit_hit": []},
+        ("bit-xor", "random"): {"added": [3e-5], "limit_hit": []},
+    }
+    assert sorted(r.lr for r in whole.runs) == [3e-5, 1e-4, 1e-4, 1e-3, 1e-3, 3e-3]

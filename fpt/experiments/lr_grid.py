@@ -94,10 +94,17 @@ def extend(grid, records: dict[str, dict]) -> list:
 
 
 def save(grid, out: Path) -> None:
-    """Write the grid's extensions to `out`/RECORD (nothing when no cell was extended)."""
+    """Write the grid's extensions to `out`/RECORD (nothing when no cell was extended), keeping the entries
+    of cells this grid does not have: a table split between invocations (`--rows`) shares one RECORD."""
     if grid.extensions:
+        path = out / RECORD
+        others = [
+            e
+            for e in (json.loads(path.read_text()) if path.is_file() else [])
+            if (e["task"], e["condition"]) not in grid.extensions
+        ]
         entries = [{"task": t, "condition": c, **e} for (t, c), e in grid.extensions.items()]
-        atomic_write(out / RECORD, (json.dumps(entries, indent=1) + "\n").encode())
+        atomic_write(path, (json.dumps(others + entries, indent=1) + "\n").encode())
 
 
 def restore(grid, out: Path) -> None:
