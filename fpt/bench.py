@@ -4,12 +4,14 @@ For each case (a backbone x task x batch size) two training paths run interleave
 that load from other processes hits both alike:
 
 - default: what `fpt train` runs (fpt.training.loop.training_step: autocast in the run's
-  precision, fused attention, frozen matrices stored low-precision, no host sync in the loop);
+  precision, the fast paths of fpt.model.fast_paths, frozen matrices stored low-precision and, on
+  CPU, packed for oneDNN, no host sync in the loop);
 - reference: the authors' recipe: fp32, eager attention, batches made on the host, a host sync
   (`loss.item()`) every step.
 
-Each round also times a dense matrix multiply in each path's dtype, so the achieved FLOP rate is
-compared with the rate this machine reached in the same minute. FLOPs are the matrix-multiply
+Each round also times a dense matrix multiply in each path's dtype (on a CPU the faster of PyTorch's
+product and oneDNN's on a packed matrix), so the achieved FLOP rate is compared with the rate this
+machine reached in the same minute. FLOPs are the matrix-multiply
 FLOPs of one training step as dispatched (torch.utils.flop_counter): the forward, and the backward
 autograd actually runs: input gradients through frozen layers, weight gradients only for trained
 parameters. Attention is counted dense (2 matmuls forward, 5 backward), causal or not.
@@ -180,6 +182,7 @@ def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: 
 def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dict[str, str]]:
     """What the default path runs with, read off the prepared model and optimizer, and why."""
     from fpt.model.dropout import ATTENTION, CPUDropout
+    from fpt.model.packed import PackedProduct
     from fpt.model.unread import ReadPositionsOnly
     from fpt.training.compiler import compiler_missing
     from fpt.training.precision import explain_precision
@@ -190,6 +193,7 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
     fused_gelu = sum(type(m).__name__ == "GELUTanh" for m in model.modules())
     cpu_dropout = sum(isinstance(m, CPUDropout) for m in model.modules())
     unread = any(isinstance(m, ReadPositionsOnly) for m in model.modules())
+    packed = sum(isinstance(m, PackedProduct) for m in model.modules())
     compiled = hasattr(trainer.model, "_orig_mod")  # torch.compile's wrapper
     options = trainer.optimizer.defaults
     optimizer = type(trainer.optimizer).__name__ + (
@@ -224,6 +228,14 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
             "why": "the last block computes only the positions the head reads"
             if unread
             else "not a GPT-2 or BERT block with sdpa attention",
+        },
+        "packed_matrices": {
+            "value": f"{packed} layers" if packed else "off",
+            "why": "frozen matrices packed once for oneDNN (forward and input gradient)"
+            if packed
+            else "compiled: inductor picks its kernels"
+            if config.compile
+            else "not on CPU, no frozen linear layer, or the copies would not fit in memory",
         },
         "compile": {
             "value": "on" if compiled else "off",
@@ -301,14 +313,24 @@ def step_flops(model: torch.nn.Module, task: Task, batch_size: int, precision_au
 
 
 def matmul_gflops(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
-    """Dense square matrix-multiply rate for `dtype`, over about `seconds` of repeated products."""
+    """Dense square matrix-multiply rate for `dtype`, over about `seconds` of repeated products: the
+    faster of PyTorch's own product and, on a CPU with oneDNN, oneDNN's on a packed matrix (the
+    kernel fpt.model.packed trains with), so that a fraction of it is one of the best this CPU does."""
     n = 2048 if device.type == "cpu" else 8192
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    a @ b  # first call: allocation and kernel choice
+    products = [lambda: a @ b]
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and dtype in (torch.float32, torch.bfloat16):
+        packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), None)
+        products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
+    return max(_rate(product, n, device, seconds / len(products)) for product in products)
+
+
+def _rate(product: Callable[[], torch.Tensor], n: int, device: torch.device, seconds: float) -> float:
+    product()  # first call: allocation and kernel choice
     _synchronize(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        a @ b
+        product()
         count += 1
         _synchronize(device)
     return 2 * n**3 * count / (time.perf_counter() - start) / 1e9

@@ -105,3 +105,19 @@ def test_bench_out_inside_a_run_directory_is_refused_before_measuring(tmp_path):
         check_out(run / "summary.json")
     assert (run / "summary.json").read_text() == "{}\n"
     check_out(tmp_path / "bench.json")  # beside the run is fine
+
+
+def test_the_cpu_matmul_rate_is_the_faster_of_pytorchs_and_onednns_packed_product(monkeypatch):
+    import fpt.bench as bench
+
+    products = []
+
+    def rate(product, n, device, seconds):
+        products.append(product())
+        return 10.0 * len(products)  # the packed product, timed second, is faster here
+
+    monkeypatch.setattr(bench, "_rate", rate)
+    expected = 20.0 if torch.backends.mkldnn.is_available() else 10.0
+    assert bench.matmul_gflops(torch.float32, torch.device("cpu"), seconds=0.01) == expected
+    if len(products) == 2:  # both the same product of the same matrices
+        torch.testing.assert_close(products[1], products[0], rtol=1e-4, atol=1e-3)
