@@ -20,7 +20,7 @@ TESTED = {
     "fused-gelu": ">=5.0,<6",
     "cpu-dropout": ">=5.0,<6",
     "last-block-read-positions-only": ">=5.24,<6",  # 5.24 renamed the blocks' past_key_values to cache
-    "packed-frozen-matrices": ">=5.0,<6",  # GPT-2's Conv1D: weight (in, out), x @ weight + bias
+    "packed-frozen-matrices": ">=5.0,<6",  # tests/test_packed.py on 5.0.0 and 5.25.0 (GPT-2's Conv1D: x @ W + b)
 }
 _said: set[str] = set()
 
