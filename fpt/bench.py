@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from fpt.errors import FPTError, unknown_name
 from fpt.files import atomic_write
+from fpt.model.config import ModelConfig
 from fpt.tasks import Task, get_task
 from fpt.training.config import Precision, RunConfig
 from fpt.training.distributed import make_accelerator
@@ -131,9 +132,7 @@ def _run_config(case: BenchCase, settings: BenchSettings, **changes) -> RunConfi
         RunConfig(
             task=case.task,
             task_options=dict(case.task_options),
-            backbone=case.backbone,
-            init=case.init,
-            train=case.train,
+            model=ModelConfig(backbone=case.backbone, init=case.init, train=case.train),
             batch_size=case.batch_size,
             seed=settings.seed,
             device=settings.device,

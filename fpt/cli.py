@@ -58,23 +58,20 @@ def _train_parser(sub) -> None:
 
 
 def _help(config_class, name: str) -> str:
-    from dataclasses import fields
+    from fpt.fields import flat_fields
 
-    return next(f.metadata["help"] for f in fields(config_class) if f.name == name)
+    return next(f.metadata["help"] for f, _ in flat_fields(config_class) if f.name == name)
 
 
 def _config_flags(p: argparse.ArgumentParser, config_class) -> None:
-    """One flag per field of `config_class` (a RunConfig): its help, choices (a Literal type) and
-    default come from the field. Flags left out stay None, so a config file's value or the default
-    applies. Mappings and lists (task options, imports) have their own repeatable flags."""
-    from dataclasses import fields
-    from typing import get_type_hints
+    """One flag per field of `config_class` (a RunConfig, its ModelConfig's fields flat): its help,
+    choices (a Literal type) and default come from the field. Flags left out stay None, so a config
+    file's value or the default applies. Mappings and lists (task options, imports) have their own
+    repeatable flags."""
+    from fpt.fields import allowed_values, field_default, flat_fields
 
-    from fpt.training.config import allowed_values, field_default
-
-    hints = get_type_hints(config_class)
-    for f in fields(config_class):
-        allowed = allowed_values(hints[f.name])
+    for f, hint in flat_fields(config_class):
+        allowed = allowed_values(hint)
         kinds = [t for t in allowed if isinstance(t, type) and t is not type(None)]
         choices = [c for c in allowed if not isinstance(c, type)]
         if kinds and kinds[0] in (dict, list):
@@ -129,7 +126,7 @@ def _with_task_defaults(config, given: set[str]):
     chosen = {
         key: value
         for key, value in run_defaults(config.task).items()
-        if key not in given and not (key == "lr" and config.architecture != "transformer")
+        if key not in given and not (key == "lr" and config.model.is_lstm)
     }
     for key, value in chosen.items():
         print(
@@ -181,7 +178,7 @@ def cmd_train(args) -> int:
     import_modules(config.imports)  # before the task's presets and a plugin's method are looked up
     check_options_used(config, set(values) | set(flags))  # flags and keys given explicitly (not defaults)
     check_task_options(config.task, config.task_options)  # at parse time: nothing is built or written yet
-    check_method_options(config.train, config.method_options)
+    check_method_options(config.model.train, config.model.method_options)
     config = _with_task_defaults(config, set(values) | set(flags))
     with process_group_closed(), StopRequests.installed() as stop, registered_training(config.device):
         summary = train(config, progress=report, log=log, stop=stop)

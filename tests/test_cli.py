@@ -119,16 +119,16 @@ def test_entry_point_exits_non_zero_without_traceback():
 
 
 def test_train_flags_come_from_the_run_config(capsys):
-    """Every scalar RunConfig field is a flag showing its help and default; choices come from its type."""
-    from dataclasses import fields
-
-    from fpt.training.config import RunConfig, field_default
+    """Every scalar RunConfig field (its ModelConfig's too) is a flag showing its help and default; choices
+    come from its type."""
+    from fpt.fields import field_default, flat_fields
+    from fpt.training.config import RunConfig
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     squeezed = text.replace(" ", "")  # and breaks words at hyphens
-    for f in fields(RunConfig):
+    for f, _ in flat_fields(RunConfig):
         if f.name in ("task_options", "method_options", "imports"):  # repeatable --*-option KEY=VALUE, --import
             continue
         flag = "--" + f.name.replace("_", "-")
@@ -138,6 +138,8 @@ def test_train_flags_come_from_the_run_config(capsys):
         shown = "unset" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
         assert f"(default: {shown})" in text, f.name
     assert "--precision {fp32,bf16,fp16,auto}" in text and "--no-compile" in text
+    assert "--architecture {transformer,lstm,lstm-paper}" in text and "--layers LAYERS" in text
+    assert "--model" not in text  # the model's keys are flat flags
 
 
 def test_flags_accept_underscores(capsys):
@@ -153,11 +155,12 @@ def test_choices_and_bounds_are_checked_from_the_type_hints():
     for values, message in (
         ({"precision": "fp64"}, "precision must be fp32, bf16, fp16 or auto"),
         ({"log": "mlflow"}, r"log must be tensorboard, wandb or none \(or null\)"),
-        ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-        ({"target_accuracy": 0}, r"target_accuracy must be in \(0, 1\]"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\)"),
+        ({"target_accuracy": 0}, r"target_accuracy must be a number in \(0, 1\]"),
         ({"lr": -1}, "lr must be a positive number"),
         ({"keep_checkpoints": 0}, "keep_checkpoints must be a positive integer"),
-        ({"steps": True}, "steps must be int"),
+        ({"steps": True}, "steps must be a positive integer .got True."),
+        ({"layers": "2"}, "layers must be a positive integer or null .got .2..."),
     ):
         with pytest.raises(FPTError, match=message):
             RunConfig(**values)

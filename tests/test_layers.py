@@ -11,7 +11,16 @@ from pathlib import Path
 import fpt
 
 ROOT = Path(fpt.__file__).parent
-BOTTOM = ("fpt.errors", "fpt.lazy", "fpt.files", "fpt.yamlsafe", "fpt.memory", "fpt.importing", "fpt.runs")
+BOTTOM = (
+    "fpt.errors",
+    "fpt.lazy",
+    "fpt.files",
+    "fpt.fields",
+    "fpt.yamlsafe",
+    "fpt.memory",
+    "fpt.importing",
+    "fpt.runs",
+)
 LOWER = ("fpt.model", "fpt.data", "fpt.tasks", "fpt.backbones", *BOTTOM)
 UPPER = ("fpt.training", "fpt.experiments", "fpt.cli", "fpt.bench", "fpt.predict")
 

@@ -190,11 +190,11 @@ def test_lstm_without_train_trains_everything_from_the_cli(tmp_path, capsys, arc
 
 
 def test_run_config_defaults_depend_on_the_architecture():
-    assert (RunConfig().train, RunConfig().lr) == ("fpt", 1e-3)
+    assert (RunConfig().model.train, RunConfig().lr) == ("fpt", 1e-3)
     for architecture in ("lstm", "lstm-paper"):
         config = RunConfig(architecture=architecture, init="random")
-        assert (config.train, config.lr) == ("all", 3e-4)
-    assert RunConfig(architecture="lstm", train="fpt", lr=1e-3).train == "fpt"  # explicit values are kept
+        assert (config.model.train, config.lr) == ("all", 3e-4)
+    assert RunConfig(architecture="lstm", train="fpt", lr=1e-3).model.train == "fpt"  # explicit values are kept
 
 
 def test_task_lr_preset_is_the_transformers_only(capsys):

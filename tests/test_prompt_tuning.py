@@ -183,7 +183,7 @@ def test_configs_written_before_method_options_still_load():
     old = {"train": "lora", "lora_rank": 4, "lora_alpha": 16.0, "adapter_targets": "c_attn"}
     assert upgrade_legacy_options(old) == {"train": "lora", "method_options": {"rank": 4, "targets": "c_attn"}}
     assert upgrade_legacy_options({"train": "fpt", "lora_rank": 4, "adapter_targets": None}) == {"train": "fpt"}
-    assert RunConfig.from_dict({"train": "ia3", "adapter_targets": "key"}).method_options == {"targets": "key"}
+    assert RunConfig.from_dict({"train": "ia3", "adapter_targets": "key"}).model.method_options == {"targets": "key"}
     config = FPTConfig.from_dict({**SHAPE, "train": "fpt+lora", "lora_rank": 8, "lora_alpha": 32.0})
     assert config.method_options == {"alpha": 32.0}
 

@@ -74,7 +74,7 @@ def test_yaml_1_2_floats_for_every_numeric_key(tmp_path):
     config = RunConfig.from_yaml(path)
     assert (config.lr, config.clip_norm, config.task_options["mask_prob"]) == (1e-3, 0.5, 0.5)
     assert load("a: 1e3x\nb: 10\nc: '1e-3'", "x") == {"a": "1e3x", "b": 10, "c": "1e-3"}
-    with pytest.raises(FPTError, match="steps must be int"):
+    with pytest.raises(FPTError, match="steps must be a positive integer"):
         RunConfig.from_dict({"steps": 1e29})
     with pytest.raises(FPTError, match="batch_size must be at most"):
         RunConfig.from_dict({"batch_size": 10**16})

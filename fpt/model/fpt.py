@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from safetensors.torch import load_file
@@ -16,6 +16,8 @@ from fpt.backbones import BackboneAdapter, adapter_for, load_backbone, load_conf
 from fpt.backbones.adapter import without_prefix
 from fpt.backbones.groups import UNUSED
 from fpt.errors import FPTError, unknown_keys
+from fpt.fields import option, required
+from fpt.model.config import ModelConfig
 from fpt.model.embedders import ContinuousEmbedder, make_embedder, require_new_layers
 from fpt.model.fast_paths import BackboneChoices, apply_fast_paths, choose
 from fpt.model.freeze import ADAPTER_GROUP, GROUPS, FreezePolicy, GroupedParameters
@@ -27,73 +29,37 @@ from fpt.model.unread import reading_last
 from fpt.runs import load_trained, read_run_record, read_summary
 from fpt.runs.checkpoint import hash_tensors
 
+InputKind = Literal["continuous", "discrete"]
 
-@dataclass
-class FPTConfig:
-    """Everything needed to rebuild a model: the task's shapes plus backbone, init and freezing."""
 
-    input_dim: int  # values per token (continuous) or vocabulary size (discrete)
-    max_length: int  # longest input sequence, in tokens
-    num_classes: int  # classes per predicted unit (2 for bits)
-    output_tokens: int = 1  # k: how many final positions the head reads
-    outputs_per_token: int = 1  # units predicted from each read position
-    input_kind: str = "continuous"  # or "discrete"
-    backbone: str = "minilm"
-    init: str = "pretrained"  # pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR
-    init_seed: int = 0  # seed of `random` and `stats` initialisations
-    train: str = "fpt"  # freeze policy: a method or trained groups, see fpt.model.freeze and fpt.model.methods
-    dropout: float = 0.1
-    attn_implementation: str = "sdpa"  # "eager" to read attention maps
-    layers: int | None = None  # keep only the first N transformer blocks (None: all)
-    init_fingerprint: str | None = None  # from: inits: SHA-256 of the loaded backbone state, checked on rebuild
-    method_options: dict = field(default_factory=dict)  # the options of the method's tuner, e.g. {rank: 4} for lora
-    revision: str | None = None  # a hub backbone's commit, branch or tag (None: the cached or newest one)
-    fast_paths: bool = True  # build with the exact CPU fast paths of fpt.model.fast_paths (False: the plain model)
+@dataclass(kw_only=True)
+class FPTConfig(ModelConfig):
+    """Everything needed to rebuild a model: the task's shapes plus the run's ModelConfig (backbone,
+    init, freezing, ...), the seed of random inits, and what pins the backbone's weights."""
+
+    input_dim: int = required("values per token (continuous) or vocabulary size (discrete)", min=1)
+    max_length: int = required("longest input sequence, in tokens", min=1)
+    num_classes: int = required("classes per predicted unit (2 for bits)", min=1)
+    output_tokens: int = option(1, "k: how many final positions the head reads", min=1)
+    outputs_per_token: int = option(1, "units predicted from each read position", min=1)
+    input_kind: InputKind = option("continuous", "continuous (vectors) or discrete (token ids)")
+    init_seed: int = option(0, "seed of `random` and `stats` initialisations", min=0)
+    init_fingerprint: str | None = option(None, "from: inits: SHA-256 of the loaded backbone state, checked on rebuild")
+    revision: str | None = option(None, "a hub backbone's commit, branch or tag (None: the cached or newest one)")
+
+    # Read from a run's config.yaml or a saved model's config.json: a bad value was edited in after training.
+    invalid_hint = (
+        "(Read from a run's config.yaml `model:` or a saved model's config.json? Restore the values training wrote.)"
+    )
 
     def __post_init__(self) -> None:
-        problems = config_problems(self)
-        if problems:
-            raise FPTError(
-                f"Invalid model config: {'; '.join(problems)}. (Read from a run's config.yaml `model:` or a saved "
-                "model's config.json? Restore the values training wrote.)"
-            )
+        super().__post_init__()
+        if self.is_lstm:
+            raise FPTError(f"FPTConfig builds a transformer; architecture {self.architecture!r} is an LSTMConfig's.")
 
     @classmethod
     def from_dict(cls, values: dict) -> FPTConfig:
         return config_from_dict(cls, upgrade_legacy_options(values), "model")
-
-
-COUNTS = ("input_dim", "max_length", "num_classes", "output_tokens", "outputs_per_token")
-TEXTS = ("backbone", "init", "train", "attn_implementation")
-
-
-def config_problems(config: FPTConfig) -> list[str]:
-    """What is wrong with an FPTConfig's values (wrong types, counts below 1, out-of-range rates)."""
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    count = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
-    problems = [
-        f"{k} must be a positive integer (got {getattr(config, k)!r:.60})"
-        for k in COUNTS
-        if not count(getattr(config, k))
-    ]
-    problems += [
-        f"{k} must be a string (got {getattr(config, k)!r:.60})"
-        for k in TEXTS
-        if not isinstance(getattr(config, k), str)
-    ]
-    if config.input_kind not in ("continuous", "discrete"):
-        problems.append(f"input_kind must be 'continuous' or 'discrete' (got {config.input_kind!r:.60})")
-    if config.layers is not None and not count(config.layers):
-        problems.append(f"layers must be a positive integer or null (got {config.layers!r:.60})")
-    if not (isinstance(config.init_seed, int) and not isinstance(config.init_seed, bool) and config.init_seed >= 0):
-        problems.append(f"init_seed must be a non-negative integer (got {config.init_seed!r:.60})")
-    if not (number(config.dropout) and 0 <= config.dropout < 1):
-        problems.append(f"dropout must be a number in [0, 1) (got {config.dropout!r:.60})")
-    if not isinstance(config.method_options, dict):
-        problems.append(f"method_options must be a mapping (got {config.method_options!r:.60})")
-    if not isinstance(config.fast_paths, bool):
-        problems.append(f"fast_paths must be true or false (got {config.fast_paths!r:.60})")
-    return problems
 
 
 def config_from_dict(cls, values: dict, what: str):

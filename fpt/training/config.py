@@ -1,50 +1,37 @@
-"""The run configuration: one flat, typed object; YAML files, CLI flags and Python all fill it.
+"""The run configuration: one typed object; YAML files, CLI flags and Python all fill it.
 
 Each field carries its help text and bounds in its metadata and its choices in its type (`Literal`),
-once: `fpt train`'s flags are generated from these fields (fpt.cli), and `__post_init__` checks
-every value against its type hint and bounds, so a new field needs no code elsewhere.
+once (fpt.fields): `fpt train`'s flags are generated from these fields (fpt.cli), and `__post_init__`
+checks every value against its type hint and bounds, so a new field needs no code elsewhere. What
+model to build is its own config, `model` (fpt.model.config.ModelConfig), whose keys stay flat in
+YAML files, flags and `to_dict()`: `backbone: gpt2`, `--backbone gpt2`, `RunConfig(backbone="gpt2")`.
 """
 
 from __future__ import annotations
 
-import math
-import types
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+import functools
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 from fpt.errors import FPTError, unknown_keys
+from fpt.fields import nested, option, problems
+from fpt.model.config import ModelConfig, model_keys
 from fpt.yamlsafe import read_yaml_mapping, short
 
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
-Architecture = Literal["transformer", "lstm", "lstm-paper"]
 Tracker = Literal["tensorboard", "wandb", "none"]
 Alignment = Literal["mmd", "otdd"]
-DERIVED_KEYS = ("model", "distributed", "fast_paths_applied", "data")  # config.yaml keys a run writes, not settings
 STEPS, EXAMPLES = 2**31 - 1, 2**24  # upper bounds of counts: far beyond any real run, larger fail later, obscurely
-
-
-def option(default: Any, help: str, *, min: float | None = None, max: float | None = None, **bounds: float) -> Any:
-    """A RunConfig field: its default, one line of help, and inclusive bounds `min`/`max` (or
-    exclusive ones: `above`, `below`)."""
-    metadata = {"help": help, "min": min, "max": max, **bounds}
-    if isinstance(default, (dict, list)):
-        return field(default_factory=type(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
+# Keys config.yaml holds besides the run config's, derived from it and written for reference (and `model`).
+DERIVED = ("distributed", "fast_paths_applied", "data")
 
 
 @dataclass
 class RunConfig:
     task: str = option("bit-xor", "task name, e.g. bit-xor, bit-memory (`fpt list tasks`)")
     task_options: dict = option({}, "task options, e.g. {n_bits: 5} (`fpt list tasks` shows each task's)")
-    backbone: str = option("minilm", "named backbone (minilm, gpt2, ...), hub id or local directory")
-    init: str = option("pretrained", "pretrained | random | stats | from:FILE.safetensors | from:RUN_DIR")
-    train: str = option(
-        None,
-        "freeze policy: a preset (fpt, output, all, ...) or trained groups, e.g. input,output,norm; "
-        "unset: fpt for the transformer, all for the LSTMs",
-    )
-    dropout: float = option(0.1, "dropout of the input layer and the backbone", min=0, below=1)
+    model: ModelConfig = nested(ModelConfig, "what model to build (backbone, init, train, ...; flat keys)")
     steps: int = option(1000, "optimizer steps", min=1, max=STEPS)
     batch_size: int = option(16, "examples per optimizer step, over all processes", min=1, max=EXAMPLES)
     grad_accum: int = option(1, "micro-batches each step is split into (same result, less memory)", min=1, max=EXAMPLES)
@@ -64,24 +51,12 @@ class RunConfig:
     )
     out: str | None = option(None, "run directory; unset: runs/<task>-<backbone>-<init>-s<seed>-<time>")
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
-    attn_implementation: str = option("sdpa", "attention kernel: sdpa, or eager (slow; returns attention maps)")
     data_dir: str | None = option(None, "data root for dataset tasks; unset: $FPT_DATA, else ~/.cache/fpt")
-    architecture: Architecture = option(
-        "transformer",
-        "transformer (the FPT), lstm (a strong 3-layer layer-norm LSTM) or lstm-paper (the authors' layer-norm "
-        "LSTM cell, the paper's LSTM row); the LSTMs need --init random",
-    )
-    layers: int | None = option(
-        None, "transformer: keep only the first N blocks; lstm: number of layers (3 if unset)", min=1, max=10_000
-    )
     precision: Precision = option(
         "auto", "autocast precision; auto: bf16 where the GPU or CPU has it natively, else fp16 on GPU, fp32 on CPU"
     )
     compile: bool = option(
         False, "torch.compile the model (faster steps after a slow first one; CPU needs a C++ compiler)"
-    )
-    fast_paths: bool = option(
-        True, "build the model with the exact CPU fast paths (fused GELU, CPU dropout, last block on read positions)"
     )
     feature_cache: bool = option(
         True,
@@ -104,9 +79,6 @@ class RunConfig:
     imports: list = option(
         [], "modules to import first: the tasks and backbones they register become usable (fpt.plugins)"
     )
-    method_options: dict = option(
-        {}, "options of the method's tuner, e.g. {rank: 4} for lora (`fpt list methods` shows each method's)"
-    )
     align: Alignment | None = option(
         None,
         "first fit the input layer so the data's embedded tokens match the backbone's embedded English text (ORCA)",
@@ -115,53 +87,41 @@ class RunConfig:
     align_lr: float = option(1e-3, "alignment learning rate", above=0)
 
     def __post_init__(self) -> None:
-        lstm = self.architecture in ("lstm", "lstm-paper")  # the paper's LSTM baselines are trained fully
-        if self.train is None:
-            self.train = "all" if lstm else "fpt"
+        if not isinstance(self.model, ModelConfig):
+            raise FPTError(f"Invalid run config: model must be a ModelConfig (got {short(repr(self.model))}).")
         if self.lr is None:
-            self.lr = 3e-4 if lstm else 1e-3
-        problems = self._type_problems()
-        if problems:  # the checks below assume the right types
-            raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
-        problems = [p for f in fields(self) if (p := _bounds_problem(f, getattr(self, f.name)))]
-        if self.batch_size % max(self.grad_accum, 1):
-            problems.append(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
-        if self.micro_batch_size is not None and self.grad_accum != 1:
-            problems.append("set either grad_accum or micro_batch_size (which computes the accumulation), not both")
-        if not all(isinstance(name, str) and name for name in self.imports):
-            problems.append(f"imports must be a list of module names (got {short(repr(self.imports))})")
-        if problems:
-            raise FPTError("Invalid run config: " + "; ".join(problems) + ".")
-
-    def _type_problems(self) -> list[str]:
-        problems = []
-        kinds = field_kinds(type(self))
-        for f in fields(self):
-            value, allowed = getattr(self, f.name), kinds[f.name]
-            types_ = tuple(t for t in allowed if isinstance(t, type))
-            choices = [c for c in allowed if not isinstance(c, type)]
-            ok = value in choices if choices and not isinstance(value, bool) else False
-            ok = ok or (isinstance(value, types_) and not (isinstance(value, bool) and bool not in types_))
-            ok = ok or (float in types_ and isinstance(value, int) and not isinstance(value, bool))
-            if not ok:
-                names = " or ".join("null" if t is type(None) else t.__name__ for t in types_)
-                if choices:  # "fp32, bf16, fp16 or auto", "(or null)" where None is allowed too
-                    names = ", ".join(choices[:-1]) + f" or {choices[-1]}" + (f" (or {names})" if names else "")
-                problems.append(f"{f.name} must be {names} (got {short(repr(value))})")
-        return problems
+            self.lr = 3e-4 if self.model.is_lstm else 1e-3
+        found = problems(self)
+        if not found:  # the checks below assume the right types
+            if self.batch_size % max(self.grad_accum, 1):
+                found.append(f"batch_size ({self.batch_size}) must be a multiple of grad_accum ({self.grad_accum})")
+            if self.micro_batch_size is not None and self.grad_accum != 1:
+                found.append("set either grad_accum or micro_batch_size (which computes the accumulation), not both")
+            if not all(isinstance(name, str) and name for name in self.imports):
+                found.append(f"imports must be a list of module names (got {short(repr(self.imports))})")
+        if found:
+            raise FPTError("Invalid run config: " + "; ".join(found) + ".")
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> RunConfig:
-        from fpt.model.methods import upgrade_legacy_options  # lora_rank & co. of configs written before
+        """A run config from flat keys (a YAML file's, config.yaml's or flags'); config.yaml's derived
+        keys (its `model` section, the process layout) are skipped, and the options of configs written
+        before the method registry (lora_rank & co.) upgraded."""
+        from fpt.model.methods import upgrade_legacy_options  # deferred: loads torch
 
-        values = upgrade_legacy_options(values)
-        known = [f.name for f in fields(cls)]
-        # `model`, `distributed`, `fast_paths_applied` and `data` are derived, written for reference
-        values = {k: v for k, v in values.items() if k not in DERIVED_KEYS}
+        values = upgrade_legacy_options({k: v for k, v in values.items() if k not in DERIVED})
+        section = values.pop("model", None)
+        if isinstance(section, dict) and "input_dim" not in section:  # model keys given as a section
+            twice = sorted(set(section) & set(values))
+            if twice:
+                raise FPTError(f"{source} gives {', '.join(map(str, twice))} both in `model:` and at the top level.")
+            values.update(section)
+        known = [f.name for f in fields(cls) if f.name != "model"] + model_keys()
         unknown = sorted(map(str, set(values) - set(known)))
         if unknown:
             raise unknown_keys(source, unknown, known)
-        return cls(**values)
+        model = ModelConfig(**{k: values.pop(k) for k in model_keys() if k in values})
+        return cls(model=model, **values)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> RunConfig:
@@ -170,51 +130,24 @@ class RunConfig:
         return cls.from_dict({**values, **overrides}, source=str(path))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Flat keys, as YAML files and flags name them (config.yaml, checkpoints, sweep records)."""
+        values = asdict(self)
+        return {"task": values.pop("task"), "task_options": values.pop("task_options"), **values.pop("model"), **values}
 
 
-_KINDS: dict[Any, dict[str, tuple]] = {}
+def _flat_model_keys(generated: Any) -> Any:
+    """`RunConfig(backbone="gpt2", steps=10)`: model keys may be given flat, as YAML files and flags give
+    them; they fill (or, with `model=`, change) the run's ModelConfig."""
+
+    @functools.wraps(generated)
+    def __init__(self, *args, **values) -> None:
+        flat = {k: values.pop(k) for k in model_keys() if k in values}
+        if flat:
+            given = values.get("model")
+            values["model"] = replace(given, **flat) if isinstance(given, ModelConfig) else ModelConfig(**flat)
+        generated(self, *args, **values)
+
+    return __init__
 
 
-def field_kinds(config_class: Any) -> dict[str, tuple]:
-    """Each field's allowed types and values (`allowed_values` of its hint), worked out once per class:
-    resolving the hints took milliseconds a config, minutes for a grid of 20,000 runs."""
-    if config_class not in _KINDS:
-        hints = get_type_hints(config_class)
-        _KINDS[config_class] = {f.name: allowed_values(hints[f.name]) for f in fields(config_class)}
-    return _KINDS[config_class]
-
-
-def allowed_values(hint: Any) -> tuple:
-    """The types a hint admits, with a Literal's values in their place: `Literal["a"] | None` -> ("a", NoneType)."""
-    if get_origin(hint) is Literal:
-        return get_args(hint)
-    if get_origin(hint) in (Union, types.UnionType):
-        return tuple(v for arg in get_args(hint) for v in allowed_values(arg))
-    return (get_origin(hint) or hint,)
-
-
-def field_default(f: Field) -> Any:
-    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
-
-
-def _bounds_problem(f: Field, value: Any) -> str | None:
-    """The message for a number outside the field's metadata bounds (None and non-numbers pass)."""
-    low, high, above, below = (f.metadata.get(k) for k in ("min", "max", "above", "below"))
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{f.name} must be a finite number (got {short(repr(value))})"
-    if low == 1 and value < 1:
-        return f"{f.name} must be a positive integer (got {short(repr(value))})"
-    if above == 0 and below is None and high is None and value <= 0:
-        return f"{f.name} must be a positive number (got {short(repr(value))})"
-    if high is not None and value > high and low is not None:
-        return f"{f.name} must be at most {high:,} (got {short(repr(value))})"
-    too_low = (low is not None and value < low) or (above is not None and value <= above)
-    too_high = (high is not None and value > high) or (below is not None and value >= below)
-    if too_low or too_high:
-        opening = f"[{low}" if low is not None else f"({above}"
-        closing = f"{below})" if below is not None else f"{high}]"
-        return f"{f.name} must be in {opening}, {closing} (got {short(repr(value))})"
-    return None
+RunConfig.__init__ = _flat_model_keys(RunConfig.__init__)  # type: ignore[method-assign]

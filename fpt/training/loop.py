@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
@@ -80,33 +80,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(config: RunConfig, task: Task) -> FrozenPretrainedTransformer | LSTMBaseline:
-    if config.architecture != "transformer":
-        if config.init != "random":
-            raise FPTError(f"The LSTM baseline has no pretrained weights (init {config.init!r}); pass --init random.")
+    """The model `config.model` names, shaped for `task`; random inits drawn with the run's seed."""
+    model = config.model
+    if model.is_lstm:
+        if model.init != "random":
+            raise FPTError(f"The LSTM baseline has no pretrained weights (init {model.init!r}); pass --init random.")
         return LSTMBaseline(
             LSTMConfig(
                 **task.spec.model_fields(),
-                layers=config.layers or 3,
-                train=config.train,
+                layers=model.layers or 3,
+                train=model.train,
                 init_seed=config.seed,
-                dropout=config.dropout,
-                architecture=config.architecture,
+                dropout=model.dropout,
+                architecture=model.architecture,
             )
         )
-    return FrozenPretrainedTransformer(
-        FPTConfig(
-            **task.spec.model_fields(),
-            backbone=config.backbone,
-            init=config.init,
-            init_seed=config.seed,
-            train=config.train,
-            dropout=config.dropout,
-            attn_implementation=config.attn_implementation,
-            layers=config.layers,
-            fast_paths=config.fast_paths,
-            method_options=config.method_options,
-        )
-    )
+    return FrozenPretrainedTransformer(FPTConfig(**task.spec.model_fields(), **asdict(model), init_seed=config.seed))
 
 
 @torch.inference_mode()
@@ -390,12 +379,12 @@ class Trainer:
         summary = {
             "task": self.task.name,
             "task_options": config.task_options,
-            "architecture": config.architecture,
-            "backbone": config.backbone,
-            "init": config.init,
+            "architecture": config.model.architecture,
+            "backbone": config.model.backbone,
+            "init": config.model.init,
             "init_fingerprint": getattr(self.source.config, "init_fingerprint", None),
-            "train": config.train,
-            "method": f"{config.align}+{config.train}" if config.align else config.train,
+            "train": config.model.train,
+            "method": f"{config.align}+{config.model.train}" if config.align else config.model.train,
             "align": read_alignment(run.path) if config.align else None,
             "seed": config.seed,
             "steps": p.step,
@@ -569,8 +558,8 @@ def _placed(
             )
         torch.cuda.set_device(device)
     state = PartialState(cpu=device.type == "cpu", **shared_gpu_backend(device))  # gloo when processes share a GPU
-    model = config.backbone if config.architecture == "transformer" else config.architecture  # an LSTM has none
-    out = [config.out or str(default_run_dir(task.name, model, config.init, config.seed))]
+    model = config.model.architecture if config.model.is_lstm else config.model.backbone  # an LSTM has no backbone
+    out = [config.out or str(default_run_dir(task.name, model, config.model.init, config.seed))]
     if state.num_processes > 1:  # the main process names the run directory (its default name holds the time)
         broadcast_object_list(out)
     if Path(out[0]).exists() and not Path(out[0]).is_dir():
@@ -595,7 +584,7 @@ def _placed(
         check_unchanged(read_run_record(out[0]).data, task.data_fingerprint, out[0], "resume")
     # what rebuilds the task in a new process (fpt eval, --resume): in-memory data is saved in the run
     name, options = task_record(task, Path(out[0]), write=state.is_main_process, given=given)
-    imports = recorded_imports(config.imports, name, config.train)
+    imports = recorded_imports(config.imports, name, config.model.train)
     return replace(config, task=name, task_options=options, imports=imports, out=out[0]), task, device
 
 
@@ -661,7 +650,8 @@ def train(
     config = fit_to_memory(config, task, model, accelerator.num_processes, accelerator.device, log)
     require_training_memory(config, task, model, accelerator.num_processes, accelerator.device)
     task.require_full_batches(config.batch_size)
-    config = replace(config, init=getattr(model.config, "init", config.init))  # a from: init made absolute
+    # a from: init made absolute
+    config = replace(config, model=replace(config.model, init=getattr(model.config, "init", config.model.init)))
     out = Path(str(config.out))  # _placed always names it
     saved = open_for_resume(out, config, model, accelerator, log) if resume else None
     aligned = _align(config, task, model, saved, log, report)
@@ -686,7 +676,7 @@ def _loop(trainer: Trainer, saved: dict | None, report: Reporter, stop: StopRequ
     stream = trainer.train_batches()
     stop, status = stop or StopRequests(), "finished"
     checkpoint_every = config.checkpoint_every or config.eval_every
-    report.start(config.steps, trainer.progress.step, f"{task.name} {config.init}", time.time() - trainer.started)
+    report.start(config.steps, trainer.progress.step, f"{task.name} {config.model.init}", time.time() - trainer.started)
     with stop.checkpointing():  # from here a first Ctrl-C/SIGTERM checkpoints (fpt.training.signals)
         for step in range(trainer.progress.step + 1, config.steps + 1):
             trainer.step(next(stream))

@@ -9,10 +9,10 @@ keys, and in Python every field that differs from its default (a default is neve
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
 
 from fpt.errors import FPTError
-from fpt.training.config import RunConfig, field_default
+from fpt.fields import field_default, flat_fields
+from fpt.training.config import RunConfig
 
 READERS = {  # option -> which runs read it
     "method_options": "methods that add a tuner (lora, fpt+lora, ia3, ln-tuning, prompt-tuning, ...: `fpt list methods`)",
@@ -27,7 +27,7 @@ def unused_options(config: RunConfig, given: Iterable[str]) -> list[str]:
     from fpt.model.freeze import FreezePolicy  # deferred: loads torch
 
     reads = {
-        "method_options": FreezePolicy.parse(config.train).tuner is not None,
+        "method_options": FreezePolicy.parse(config.model.train).tuner is not None,
         "align_steps": config.align is not None,
         "align_lr": config.align is not None,
     }
@@ -36,7 +36,8 @@ def unused_options(config: RunConfig, given: Iterable[str]) -> list[str]:
 
 def given_in_python(config: RunConfig) -> set[str]:
     """The options a RunConfig built in Python sets: those that differ from their defaults."""
-    return {f.name for f in fields(config) if f.name in READERS and getattr(config, f.name) != field_default(f)}
+    values = config.to_dict()
+    return {f.name for f, _ in flat_fields(RunConfig) if f.name in READERS and values[f.name] != field_default(f)}
 
 
 def check_options_used(config: RunConfig, given: Iterable[str]) -> None:
@@ -45,7 +46,7 @@ def check_options_used(config: RunConfig, given: Iterable[str]) -> None:
     if unused:
         ignored = [
             f"{FLAGS.get(name, '--' + name.replace('_', '-'))} is read only by {READERS[name]}, and "
-            + ("a run without --align" if name.startswith("align") else f"--train {config.train}")
+            + ("a run without --align" if name.startswith("align") else f"--train {config.model.train}")
             + " ignores it"
             for name in unused
         ]

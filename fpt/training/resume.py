@@ -69,6 +69,12 @@ def resumed_config(config: RunConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in (*RESUME_OVERRIDABLE, "out")}
 
 
+def as_recorded_now(saved: dict) -> dict:
+    """A checkpoint's recorded config as this fpt records it: keys renamed since (lora_rank & co. became
+    method_options) are read as config.yaml's are, and keys added since take their defaults."""
+    return resumed_config(RunConfig.from_dict(saved, source="the checkpoint's recorded config"))
+
+
 def resume_config(run_dir: str | Path, **overrides) -> RunConfig:
     """The config of the run in `run_dir`, with the few keys a resume may change (e.g. more steps)."""
     fixed = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
@@ -117,7 +123,7 @@ def open_for_resume(run_dir: Path, config: RunConfig, model, accelerator: Accele
         raise FPTError(
             f"{run_dir} already finished at step {state['step']}; pass a larger --steps to train it further."
         )
-    saved, now = state["config"], resumed_config(config)
+    saved, now = as_recorded_now(state["config"]), resumed_config(config)
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if changed:
         raise FPTError(
