@@ -390,6 +390,71 @@ def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: 
     return float(child.stdout.strip().splitlines()[-1])
 
 
+def _time_paths(paths: list[Path_], case: BenchCase, settings: BenchSettings, device, log) -> tuple[dict, dict]:
+    """Warm each path up, then time `steps` steps of each per round, in alternating order, with a dense
+    matmul's rate measured every round: (seconds per path, matmul GFLOP/s per round per dtype)."""
+    for path in paths:
+        for _ in range(settings.warmup):
+            path.step()
+        path.sync()
+    seconds = {p.name: 0.0 for p in paths}
+    rates: dict[str, list[float]] = {p.dtype: [] for p in paths}
+    steps = settings.steps or case.steps
+    for round_index in range(settings.rounds):
+        order = paths if round_index % 2 == 0 else paths[::-1]
+        for dtype in rates:
+            rates[dtype].append(matmul_gflops(DTYPES[dtype], device))
+        for path in order:
+            seconds[path.name] += _timed(path, steps, device)
+        log(
+            f"  {case.name} round {round_index + 1}/{settings.rounds}: "
+            + ", ".join(
+                f"{name} {steps * case.batch_size / max(s, 1e-9) * (round_index + 1):.2f} samples/s (so far)"
+                for name, s in seconds.items()
+            )
+        )
+    return seconds, rates
+
+
+def _eval_rates(paths: list[Path_], task: Task, case: BenchCase, settings: BenchSettings, device) -> dict:
+    """Evaluation samples/s of each path on the case's validation subset."""
+    subset = _ValSubset(task, case.eval_examples)
+    eval_rate = {}
+    for path in paths:
+        if settings.compile:
+            path.evaluate(subset)  # the first call compiles the evaluation graph
+        start = time.perf_counter()
+        path.evaluate(subset)
+        _synchronize(device)
+        eval_rate[path.name] = subset.n / (time.perf_counter() - start)
+    return eval_rate
+
+
+def _path_record(
+    path: Path_,
+    samples_per_s: float,
+    eval_rate: float,
+    rates: list[float],
+    step_flops: float,
+    tokens: int,
+    batch_size: int,
+) -> dict:
+    """One path's figures, keys prefixed `reference_` for the reference path."""
+    prefix = "" if path.name == "default" else "reference_"
+    peak = statistics.median(rates)
+    achieved = step_flops * samples_per_s / batch_size / 1e9
+    return {
+        f"{prefix}dtype": path.dtype,
+        f"{prefix}samples_per_s": round(samples_per_s, 3),
+        f"{prefix}tokens_per_s": round(samples_per_s * tokens, 1),
+        f"{prefix}eval_samples_per_s": round(eval_rate, 3),
+        f"{prefix}matmul_gflops": round(peak, 1),
+        f"{prefix}matmul_gflops_rounds": [round(r, 1) for r in rates],
+        f"{prefix}achieved_gflops": float(f"{achieved:.4g}"),
+        f"{prefix}fraction_of_matmul_peak": float(f"{achieved / peak:.3g}"),  # significant digits: tiny configs
+    }
+
+
 def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
     """Measure one case; returns its JSON record."""
     case = replace(case, batch_size=settings.batch_size or case.batch_size, backbone=settings.backbone or case.backbone)
@@ -404,42 +469,14 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
             paths.append(reference_path(case, settings, task))
         # the first path's count serves both: the work a step needs, however a path does it
         flops = step_flops(paths[0].module, task, case.batch_size, paths[0].autocast, device, settings.seed)
-        for path in paths:
-            for _ in range(settings.warmup):
-                path.step()
-            path.sync()
-        seconds = {p.name: 0.0 for p in paths}
-        rates: dict[str, list[float]] = {p.dtype: [] for p in paths}
-        steps = settings.steps or case.steps
-        for round_index in range(settings.rounds):
-            order = paths if round_index % 2 == 0 else paths[::-1]
-            for dtype in rates:
-                rates[dtype].append(matmul_gflops(DTYPES[dtype], device))
-            for path in order:
-                seconds[path.name] += _timed(path, steps, device)
-            log(
-                f"  {case.name} round {round_index + 1}/{settings.rounds}: "
-                + ", ".join(
-                    f"{name} {steps * case.batch_size / max(s, 1e-9) * (round_index + 1):.2f} samples/s (so far)"
-                    for name, s in seconds.items()
-                )
-            )
-        subset = _ValSubset(task, case.eval_examples)
-        eval_rate = {}
-        for path in paths:
-            if settings.compile:
-                path.evaluate(subset)  # the first call compiles the evaluation graph
-            start = time.perf_counter()
-            path.evaluate(subset)
-            _synchronize(device)
-            eval_rate[path.name] = subset.n / (time.perf_counter() - start)
-    step_total = flops["forward"] + flops["backward"]
-    tokens = task.spec.max_length
+        seconds, rates = _time_paths(paths, case, settings, device, log)
+        eval_rate = _eval_rates(paths, task, case, settings, device)
+    step_total, steps = flops["forward"] + flops["backward"], settings.steps or case.steps
     record: dict = {
         "case": case.name,
         **{k: v for k, v in asdict(case).items() if k != "name"},
         "device": str(device),
-        "tokens_per_example": tokens,
+        "tokens_per_example": task.spec.max_length,
         "step_flops": step_total,
         "step_gflop": round(step_total / 1e9, 3),
         "forward_gflop": round(flops["forward"] / 1e9, 3),
@@ -449,21 +486,16 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
     for path in paths:
         prefix = "" if path.name == "default" else "reference_"
         samples_per_s = steps * settings.rounds * case.batch_size / seconds[path.name]
-        peak = statistics.median(rates[path.dtype])
-        achieved = step_total * samples_per_s / case.batch_size / 1e9
         record.update(
-            {
-                f"{prefix}dtype": path.dtype,
-                f"{prefix}samples_per_s": round(samples_per_s, 3),
-                f"{prefix}tokens_per_s": round(samples_per_s * tokens, 1),
-                f"{prefix}eval_samples_per_s": round(eval_rate[path.name], 3),
-                f"{prefix}matmul_gflops": round(peak, 1),
-                f"{prefix}matmul_gflops_rounds": [round(r, 1) for r in rates[path.dtype]],
-                f"{prefix}achieved_gflops": float(f"{achieved:.4g}"),
-                f"{prefix}fraction_of_matmul_peak": float(
-                    f"{achieved / peak:.3g}"
-                ),  # significant digits: tiny configs sit far below 0.001
-            }
+            _path_record(
+                path,
+                samples_per_s,
+                eval_rate[path.name],
+                rates[path.dtype],
+                step_total,
+                task.spec.max_length,
+                case.batch_size,
+            )
         )
         if settings.memory:
             record[f"{prefix}peak_memory_mb"] = round(peak_memory_mb(case, settings, path.name), 1)

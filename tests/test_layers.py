@@ -106,10 +106,3 @@ def test_no_import_cycles():
     for module in sorted(graph):
         if module not in state:
             visit(module, [])
-
-
-def test_train_reads_top_to_bottom_in_at_most_60_lines():
-    """The loop's phases live on Trainer (fpt.training.loop); train() only sequences them."""
-    tree = ast.parse((ROOT / "training" / "loop.py").read_text())
-    (train,) = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "train"]
-    assert train.end_lineno - train.lineno + 1 <= 60

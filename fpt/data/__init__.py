@@ -50,20 +50,8 @@ def status(name: str, data_dir: str | Path | None = None) -> dict:
 MAX_GENERATED = 1_000_000  # examples per split; LRA has 96,000 training examples
 
 
-def generate(
-    name: str, data_dir: str | Path | None = None, seed: int = 0, force: bool = False, progress=None, **settings
-) -> Path:
-    """Write a synthetic copy of dataset `name` (ListOps only) into the data root.
-
-    `settings` are split sizes (train, val, test) and the recipe's min_length, max_length,
-    max_depth, max_args (LRA's where left out); the folder's GENERATED file records them all.
-    `progress(n)` is called as examples are drawn (a Reporter's `counting`).
-    The arguments are checked first; the files are written to a temporary folder beside the target
-    and renamed into place, so an existing dataset is replaced only with `force` and only whole."""
-    if get_dataset(name).generator != name:
-        raise FPTError(
-            f"Dataset {name!r} has no generator; only listops can be generated. Use `fpt data download {name}`."
-        )
+def _generate_settings(seed: int, settings: dict) -> tuple[dict, dict]:
+    """The split sizes and the recipe of `fpt data generate` (LRA's where left out), checked."""
     unknown = sorted(set(settings) - set(listops.LRA_SIZES) - set(listops.LRA_RECIPE))
     sizes = {k: settings.get(k, v) for k, v in listops.LRA_SIZES.items()}
     bad = [
@@ -79,6 +67,12 @@ def generate(
         )
     recipe = {k: settings.get(k, v) for k, v in listops.LRA_RECIPE.items()}
     listops.check_recipe(**recipe)
+    return sizes, recipe
+
+
+def _generate_target(name: str, data_dir: str | Path | None, force: bool) -> tuple[Path, Path]:
+    """The data root and the dataset's folder in it, refused inside a run directory or, without
+    `force`, where a copy already lies."""
     root = writable_root(data_dir)
     target = root / name
     run = next(
@@ -94,6 +88,25 @@ def generate(
             f"{target} already holds {origin} of {name}; it is kept. Pass --force to replace it with a new "
             "generated copy, or choose another --data-dir."
         )
+    return root, target
+
+
+def generate(
+    name: str, data_dir: str | Path | None = None, seed: int = 0, force: bool = False, progress=None, **settings
+) -> Path:
+    """Write a synthetic copy of dataset `name` (ListOps only) into the data root.
+
+    `settings` are split sizes (train, val, test) and the recipe's min_length, max_length,
+    max_depth, max_args (LRA's where left out); the folder's GENERATED file records them all.
+    `progress(n)` is called as examples are drawn (a Reporter's `counting`).
+    The arguments are checked first; the files are written to a temporary folder beside the target
+    and renamed into place, so an existing dataset is replaced only with `force` and only whole."""
+    if get_dataset(name).generator != name:
+        raise FPTError(
+            f"Dataset {name!r} has no generator; only listops can be generated. Use `fpt data download {name}`."
+        )
+    sizes, recipe = _generate_settings(seed, settings)
+    root, target = _generate_target(name, data_dir, force)
     try:
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-generating-", dir=root))

@@ -171,6 +171,25 @@ PRETRAIN_LR = 3e-4  # Bit Memory pretraining trains every parameter: a gentler l
 SIZE_BACKBONES = {"smoke": None, "small": None, "cpu": None, "paper": ("gpt2", "gpt2-medium", "gpt2-large")}
 
 
+def _main_rows(lstm_lrs: list[float]) -> list[tuple[str, dict]]:
+    """The main table's rows: (row id, sweep condition). Key order matters: sweeps compare the run
+    configs they wrote as text."""
+
+    def lstm(label: str, architecture: str, train: str, paper_row: str) -> dict:
+        return dict(
+            label=label, architecture=architecture, init="random", train=train, lrs=lstm_lrs, paper_row=paper_row
+        )
+
+    full = {"label": "full transformer, 3 layers", "init": "random", "train": "all", "layers": 3, "paper_row": "full"}
+    return [
+        ("fpt", {"label": "FPT (frozen pretrained)", "init": "pretrained", "train": "fpt", "paper_row": "fpt"}),
+        ("full", full),
+        ("lstm-paper", lstm("LSTM (authors' cell), fully trained", "lstm-paper", "all", "lstm")),
+        ("lstm", lstm("LSTM, strong cell (not the paper's), fully trained", "lstm", "all", "none")),
+        ("lstm-frozen", lstm("LSTM (authors' cell), frozen random", "lstm-paper", "fpt", "none")),
+    ]
+
+
 def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain_dir: str | None) -> dict:
     """The grid keys that define `experiment`'s conditions (those of its rows the budget runs)."""
     wanted = budget.rows.get(experiment)
@@ -179,60 +198,7 @@ def _conditions(experiment: str, budget: Budget, lstm_lrs: list[float], pretrain
         return [condition for row, condition in rows if wanted is None or row in wanted]
 
     if experiment == "main":
-        return {
-            "paper_table": "main",
-            "conditions": kept(
-                [
-                    (
-                        "fpt",
-                        {"label": "FPT (frozen pretrained)", "init": "pretrained", "train": "fpt", "paper_row": "fpt"},
-                    ),
-                    (
-                        "full",
-                        {
-                            "label": "full transformer, 3 layers",
-                            "init": "random",
-                            "train": "all",
-                            "layers": 3,
-                            "paper_row": "full",
-                        },
-                    ),
-                    (
-                        "lstm-paper",
-                        {
-                            "label": "LSTM (authors' cell), fully trained",
-                            "architecture": "lstm-paper",
-                            "init": "random",
-                            "train": "all",
-                            "lrs": lstm_lrs,
-                            "paper_row": "lstm",
-                        },
-                    ),
-                    (
-                        "lstm",
-                        {
-                            "label": "LSTM, strong cell (not the paper's), fully trained",
-                            "architecture": "lstm",
-                            "init": "random",
-                            "train": "all",
-                            "lrs": lstm_lrs,
-                            "paper_row": "none",
-                        },
-                    ),
-                    (
-                        "lstm-frozen",
-                        {
-                            "label": "LSTM (authors' cell), frozen random",
-                            "architecture": "lstm-paper",
-                            "init": "random",
-                            "train": "fpt",
-                            "lrs": lstm_lrs,
-                            "paper_row": "none",
-                        },
-                    ),
-                ]
-            ),
-        }
+        return {"paper_table": "main", "conditions": kept(_main_rows(lstm_lrs))}
     if experiment == "init":
         inits = [(init, {"label": init, "init": init}) for init in ROWS["init"] if init != "bit-memory"]
         conditions = kept([*inits, ("bit-memory", {"label": "bit-memory", "init": f"from:{pretrain_dir}"})])
@@ -302,6 +268,102 @@ def _size_grid(budget_name: str, budget: Budget) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One experiment at one budget, as asked: what every part of its grid is built from."""
+
+    experiment: str
+    budget_name: str
+    budget: Budget
+    backbone: str
+    lrs: list[float] | None  # asked for (None: the budget's)
+    variants: dict[str, dict]  # labelled task variants: column -> {task, task_options}
+
+    def task_settings(self, column: str) -> dict:
+        """The grid's settings for one task column (steps, options, batch size, data, lrs)."""
+        budget, variant = self.budget, self.variants.get(column, {})
+        task = variant.get("task", column)
+        steps = budget.steps.get(task, budget.steps["default"])
+        converging = self.experiment == "convergence" and budget.convergence_steps
+        settings: dict[str, Any] = {"steps": budget.convergence_steps if converging else steps}
+        if task != column:
+            settings["task"] = task
+        options = {**budget.task_options.get(task, {}), **variant.get("task_options", {})}
+        if options:
+            settings["task_options"] = options
+        if task in budget.batch_sizes:
+            settings["batch_size"] = budget.batch_sizes[task]
+        if task in budget.data:
+            settings["data_dir"] = budget.data[task].data_dir
+        if task == "remote-homology" and not self.lrs and self.budget_name == "paper":
+            settings["lrs"] = [1e-4]  # the paper's lr for remote homology (the LSTM rows keep their own 3e-4)
+        return settings
+
+    def notes(self, tasks: list[str], missing: list[str]) -> list[str]:
+        """results.md's notes: the budget's, the stand-in backbone, augmentation, data and lengths."""
+        budget, backbone = self.budget, self.backbone
+        stand_in = (
+            ""
+            if backbone.startswith("gpt2")
+            else f"Backbone `{backbone}` stands in for the paper's GPT-2 (the paper's column is GPT-2's)."
+        )
+        notes = [n for n in (budget.note, stand_in) if n]
+        if "cifar10-lra" in tasks:
+            augmented = budget.task_options.get("cifar10-lra", {}).get("augment", False)
+            notes.append(
+                "cifar10-lra: augmented, as the authors' loader does (LRA's own baseline did not augment)."
+                if augmented
+                else "cifar10-lra: not augmented, LRA's baseline setting (the authors' loader augments; the paper budget does)."
+            )
+        for task in dict.fromkeys(self.variants.get(t, {}).get("task", t) for t in tasks):
+            if task in budget.data:
+                notes.append(budget.data[task].describe())
+        for column in tasks:
+            options = self.variants.get(column, {}).get("task_options", {})
+            if options.get("tokenizer") == "paper" and options.get("max_length", 512) != 512:
+                notes.append(f"{column}: inputs padded and cut to {options['max_length']} tokens (the paper: 512).")
+        if missing:
+            notes.append(f"Left out (no such task registered here): {', '.join(missing)}.")
+        return notes
+
+    def pretraining(self, settings: dict, out: Path) -> tuple[dict, str, str]:
+        """The init experiment's Bit Memory pretraining grid, the run directory it leaves, and its note."""
+        budget = self.budget
+        pretrain_settings = {
+            **self.task_settings("bit-memory"),
+            **({"steps": budget.pretrain_steps} if budget.pretrain_steps else {}),
+        }
+        pretrain = {
+            "name": "Bit Memory pretraining of the backbone (all parameters trained)",
+            "tasks": ["bit-memory"],
+            "seeds": [0],
+            "lrs": [PRETRAIN_LR],
+            "settings": {**settings, "init": "random", "train": "all"},
+            "task_settings": {"bit-memory": pretrain_settings},
+            "conditions": [{"label": "bit-memory-pretraining", "init": "random", "train": "all"}],
+        }
+        lr = PRETRAIN_LR
+        run_dir = str(out / "pretrain" / "runs" / "bit-memory" / "bit-memory-pretraining" / f"lr{lr:g}" / "s0")
+        note = (
+            f"Bit Memory pretrained row: `{self.backbone}` architecture trained fully from random init on Bit Memory "
+            f"({pretrain_settings['steps']} steps, lr {lr:g}, seed 0), then frozen (`--init from:{run_dir}`)."
+        )
+        return pretrain, run_dir, note
+
+
+def _tasks(experiment: str, budget: Budget, tasks: list[str] | None) -> tuple[list[str], list[str]]:
+    """The task columns (default: the paper's tasks this installation has, with the budget's variants),
+    and the paper's tasks left out because no such task is registered here."""
+    if tasks:
+        return tasks, []
+    from fpt.tasks import task_names  # deferred: loads torch and the task modules; grids alone need neither
+
+    wanted = ["cifar10"] if experiment == "size" else list(TASKS)
+    present = [t for t in wanted if t in task_names()]
+    missing = [t for t in wanted if t not in present]
+    return [v for t in present for v in (t, *(n for n, s in budget.task_variants.items() if s["task"] == t))], missing
+
+
 def build(
     experiment: str,
     budget_name: str = "smoke",
@@ -332,112 +394,36 @@ def build(
     budget = BUDGETS[budget_name]
     if rows:
         budget = replace(budget, rows={**budget.rows, experiment: _picked_rows(experiment, budget, rows)})
-    backbone = backbone or budget.backbone
-    missing = []
-    if not tasks:  # default: the paper's tasks this installation has (data tasks register themselves)
-        from fpt.tasks import task_names  # deferred: loads torch and the task modules; grids alone need neither
-
-        wanted = ["cifar10"] if experiment == "size" else list(TASKS)
-        tasks = [t for t in wanted if t in task_names()]
-        missing = [t for t in wanted if t not in tasks]
-        tasks = [v for t in tasks for v in (t, *(n for n, s in budget.task_variants.items() if s["task"] == t))]
     variants = {**PAPER_TOKENIZER, **budget.task_variants}  # any budget runs a variant it is asked for
+    plan = _Plan(experiment, budget_name, budget, backbone or budget.backbone, lrs, variants)
+    tasks, missing = _tasks(experiment, budget, tasks)
     seeds = seeds or budget.seeds
-    transformer_lrs = list(lrs or budget.lrs)
-    lstm_lrs = list(lrs or budget.lstm_lrs)
-    out = Path(out)
-
-    def task_settings(column: str) -> dict:
-        variant = variants.get(column, {})
-        task = variant.get("task", column)
-        steps = budget.steps.get(task, budget.steps["default"])
-        settings: dict[str, Any] = {
-            "steps": budget.convergence_steps if experiment == "convergence" and budget.convergence_steps else steps
-        }
-        if task != column:
-            settings["task"] = task
-        options = {**budget.task_options.get(task, {}), **variant.get("task_options", {})}
-        if options:
-            settings["task_options"] = options
-        if task in budget.batch_sizes:
-            settings["batch_size"] = budget.batch_sizes[task]
-        if task in budget.data:
-            settings["data_dir"] = budget.data[task].data_dir
-        if task == "remote-homology" and not lrs and budget_name == "paper":
-            settings["lrs"] = [1e-4]  # the paper's lr for remote homology (the LSTM rows keep their own 3e-4)
-        return settings
-
+    settings = {
+        "backbone": plan.backbone,
+        "batch_size": budget.batch_size,
+        "eval_every": budget.eval_every,
+        "precision": budget.precision,
+        **budget.settings,
+    }
     common: dict[str, Any] = {
-        "settings": {
-            "backbone": backbone,
-            "batch_size": budget.batch_size,
-            "eval_every": budget.eval_every,
-            "precision": budget.precision,
-            **budget.settings,
-        },
-        "task_settings": {t: task_settings(t) for t in tasks},
+        "settings": settings,
+        "task_settings": {t: plan.task_settings(t) for t in tasks},
         "seeds": list(range(seeds)),
-        "lrs": transformer_lrs,
+        "lrs": list(lrs or budget.lrs),
         **({"selection_seeds": budget.selection_seeds} if budget.selection_seeds and seeds > 1 else {}),
     }
-    stand_in = (
-        ""
-        if backbone.startswith("gpt2")
-        else f"Backbone `{backbone}` stands in for the paper's GPT-2 (the paper's column is GPT-2's)."
-    )
-    notes = [n for n in (budget.note, stand_in) if n]
-    if "cifar10-lra" in tasks:
-        augmented = budget.task_options.get("cifar10-lra", {}).get("augment", False)
-        notes.append(
-            "cifar10-lra: augmented, as the authors' loader does (LRA's own baseline did not augment)."
-            if augmented
-            else "cifar10-lra: not augmented, LRA's baseline setting (the authors' loader augments; the paper budget does)."
-        )
-    for task in dict.fromkeys(variants.get(t, {}).get("task", t) for t in tasks):
-        if task in budget.data:
-            notes.append(budget.data[task].describe())
-    for column in tasks:
-        options = variants.get(column, {}).get("task_options", {})
-        if options.get("tokenizer") == "paper" and options.get("max_length", 512) != 512:
-            notes.append(f"{column}: inputs padded and cut to {options['max_length']} tokens (the paper: 512).")
-    if missing:
-        notes.append(f"Left out (no such task registered here): {', '.join(missing)}.")
-
-    pretrain: dict[str, Any] | None = None
-    pretrain_dir = None
+    notes = plan.notes(tasks, missing)
+    pretrain, pretrain_dir = None, None
     if experiment == "init" and "bit-memory" in budget.rows.get("init", ("bit-memory",)):
-        pretrain_settings = {
-            **task_settings("bit-memory"),
-            **({"steps": budget.pretrain_steps} if budget.pretrain_steps else {}),
-        }
-        pretrain = {
-            "name": "Bit Memory pretraining of the backbone (all parameters trained)",
-            "tasks": ["bit-memory"],
-            "seeds": [0],
-            "lrs": [PRETRAIN_LR],
-            "settings": {**common["settings"], "init": "random", "train": "all"},
-            "task_settings": {"bit-memory": pretrain_settings},
-            "conditions": [{"label": "bit-memory-pretraining", "init": "random", "train": "all"}],
-        }
-        lr = PRETRAIN_LR
-        pretrain_dir = str(out / "pretrain" / "runs" / "bit-memory" / "bit-memory-pretraining" / f"lr{lr:g}" / "s0")
-        notes.append(
-            f"Bit Memory pretrained row: `{backbone}` architecture trained fully from random init on Bit Memory "
-            f"({pretrain_settings['steps']} steps, lr {lr:g}, seed 0), then frozen (`--init from:{pretrain_dir}`)."
-        )
-
-    grid = {
-        "name": f"reproduce {experiment} ({budget_name} budget)",
-        "tasks": tasks,
-        **common,
-        **(
-            _size_grid(budget_name, budget)
-            if experiment == "size"
-            else _conditions(experiment, budget, lstm_lrs, pretrain_dir)
-        ),
-        "notes": notes,
-    }
-    return pretrain, grid
+        pretrain, pretrain_dir, note = plan.pretraining(settings, Path(out))
+        notes.append(note)
+    conditions = (
+        _size_grid(budget_name, budget)
+        if experiment == "size"
+        else _conditions(experiment, budget, list(lrs or budget.lstm_lrs), pretrain_dir)
+    )
+    grid = {"name": f"reproduce {experiment} ({budget_name} budget)", "tasks": tasks, **common, **conditions}
+    return pretrain, {**grid, "notes": notes}
 
 
 def grids(

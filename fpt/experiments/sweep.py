@@ -129,6 +129,75 @@ def load_grid(source: str | Path | dict) -> dict:
     return read_yaml_mapping(source, "Grid file", "grid keys (tasks, seeds, lrs, ...)")
 
 
+Condition = tuple[str, dict, list | None, str | None]  # label, RunConfig keys, own lrs, paper row
+
+
+def _conditions(grid: dict, settings: dict, backbones: list, problems: list[str]) -> list[Condition]:
+    """The grid's conditions: its explicit list (each crossed with `backbones` unless it names one),
+    else the product of its backbones, inits and train axes."""
+    conditions: list[Condition] = []
+    if grid.get("conditions"):
+        for i, entry in enumerate(_as_list(grid["conditions"], "conditions", problems)):
+            if not isinstance(entry, dict) or "label" not in entry:
+                problems.append(f"condition {i + 1} must be a mapping with a `label`")
+                continue
+            entry = dict(entry)
+            label, own_lrs, row = entry.pop("label"), entry.pop("lrs", None), entry.pop("paper_row", None)
+            own_backbones = [entry.pop("backbone")] if "backbone" in entry else backbones
+            for backbone in own_backbones:
+                name = label if len(own_backbones) == 1 else f"{label} [{backbone}]"
+                conditions.append((name, {**entry, "backbone": backbone}, own_lrs, row))
+        return conditions
+    axes = {a: _as_list(grid.get(a), a, problems) for a in ("inits", "train")}
+    inits, presets = (
+        axes["inits"] or [settings.get("init", "pretrained")],
+        axes["train"] or [settings.get("train", "fpt")],
+    )
+    for backbone, init, preset in itertools.product(backbones, inits, presets):
+        varying = [v for v, values in ((backbone, backbones), (init, inits), (preset, presets)) if len(values) > 1]
+        conditions.append(
+            ("/".join(varying) or init, {"backbone": backbone, "init": init, "train": preset}, None, None)
+        )
+    return conditions
+
+
+def _runs(
+    grid: dict, tasks: list, seeds: list, lrs: list, conditions: list[Condition], problems: list[str]
+) -> list[Run]:
+    """Every (task, condition, lr, seed) run with its RunConfig keys: the grid's settings, then the
+    task's, then the condition's."""
+    settings = dict(grid.get("settings") or {})
+    task_settings = dict(grid.get("task_settings") or {})
+    runs: list[Run] = []
+    for task in tasks:
+        per_task = dict(task_settings.get(task) or {})
+        task_lrs = _as_list(per_task.pop("lrs", None), "lrs", problems)
+        for label, cond, own_lrs, row in conditions:
+            lr_values = _as_list(own_lrs, "lrs", problems) or task_lrs or lrs or [settings.get("lr", 1e-3)]
+            planned = len(runs) + len(lr_values) * len(seeds)
+            require(f"A grid of at least {planned:,} runs", planned * RUN_BYTES, "Use fewer tasks, lrs or seeds.")
+            for lr in lr_values:
+                if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+                    problems.append(f"learning rate {short(repr(lr), 60)} is not a number")
+                    continue
+                for seed in seeds:
+                    config = {
+                        **settings,
+                        **per_task,
+                        **cond,
+                        "task": per_task.get("task", task),
+                        "lr": float(lr),
+                        "seed": seed,
+                    }
+                    row_format = row or grid.get("paper_row", "{init}")
+                    try:
+                        paper_row = row_format.format(**{"init": "pretrained", "train": "fpt", **config})
+                    except (KeyError, IndexError):
+                        paper_row = None
+                    runs.append(Run(task, label, float(lr), seed, config, paper_row))
+    return runs
+
+
 def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
     """Every run of `grid`, after checking every name in it; all problems are reported at once.
 
@@ -144,7 +213,6 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
     seeds = _as_list(grid.get("seeds", [0]), "seeds", problems)
     lrs = _as_list(grid.get("lrs"), "lrs", problems)
     settings = dict(grid.get("settings") or {})
-    task_settings = dict(grid.get("task_settings") or {})
     backbones = _as_list(grid.get("backbones"), "backbones", problems) or [settings.get("backbone", "minilm")]
     if not tasks:
         problems.append("the grid names no tasks")
@@ -156,58 +224,8 @@ def expand(grid: dict, pending: frozenset[str] = frozenset()) -> Grid:
         problems.append(f"selection_seeds must be a positive integer (got {n_select!r})")
         n_select = None
 
-    conditions = []  # (label, settings, lrs, paper_row)
-    if grid.get("conditions"):
-        for i, entry in enumerate(_as_list(grid["conditions"], "conditions", problems)):
-            if not isinstance(entry, dict) or "label" not in entry:
-                problems.append(f"condition {i + 1} must be a mapping with a `label`")
-                continue
-            entry = dict(entry)
-            label, own_lrs, row = entry.pop("label"), entry.pop("lrs", None), entry.pop("paper_row", None)
-            own_backbones = [entry.pop("backbone")] if "backbone" in entry else backbones
-            for backbone in own_backbones:
-                name = label if len(own_backbones) == 1 else f"{label} [{backbone}]"
-                conditions.append((name, {**entry, "backbone": backbone}, own_lrs, row))
-    else:
-        axes = {a: _as_list(grid.get(a), a, problems) for a in ("inits", "train")}
-        inits, presets = (
-            axes["inits"] or [settings.get("init", "pretrained")],
-            axes["train"] or [settings.get("train", "fpt")],
-        )
-        for backbone, init, preset in itertools.product(backbones, inits, presets):
-            varying = [v for v, values in ((backbone, backbones), (init, inits), (preset, presets)) if len(values) > 1]
-            conditions.append(
-                ("/".join(varying) or init, {"backbone": backbone, "init": init, "train": preset}, None, None)
-            )
-
-    runs: list[Run] = []
-    for task in tasks:
-        per_task = dict(task_settings.get(task) or {})
-        task_lrs = _as_list(per_task.pop("lrs", None), "lrs", problems)
-        for label, cond, own_lrs, row in conditions:
-            lr_values = _as_list(own_lrs, "lrs", problems) or task_lrs or lrs or [settings.get("lr", 1e-3)]
-            planned = len(runs) + len(lr_values) * len(seeds)
-            require(f"A grid of at least {planned:,} runs", planned * RUN_BYTES, "Use fewer tasks, lrs or seeds.")
-            for lr in lr_values:
-                if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-                    problems.append(f"learning rate {short(repr(lr), 60)} is not a number")
-                    continue
-                lr = float(lr)
-                for seed in seeds:
-                    config = {
-                        **settings,
-                        **per_task,
-                        **cond,
-                        "task": per_task.get("task", task),
-                        "lr": lr,
-                        "seed": seed,
-                    }
-                    row_format = row or grid.get("paper_row", "{init}")
-                    try:
-                        paper_row = row_format.format(**{"init": "pretrained", "train": "fpt", **config})
-                    except (KeyError, IndexError):
-                        paper_row = None
-                    runs.append(Run(task, label, lr, seed, config, paper_row))
+    conditions = _conditions(grid, settings, backbones, problems)
+    runs = _runs(grid, tasks, seeds, lrs, conditions, problems)
     problems += fit_options(runs, {name: set(cond) for name, cond, _, _ in conditions})
     problems += check_runs(runs, pending)
     if problems:

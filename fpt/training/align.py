@@ -174,9 +174,9 @@ class Distance:
 RECORD_BYTES = 200  # a floor of one align.jsonl record held in memory (a dict of a step and a float)
 
 
-def align(model, task, method: str, steps: int, lr: float, seed: int, log=print, advance=None) -> list[dict]:
-    """Train `model.embedder` for `steps` steps to lower the distance; returns the align.jsonl records
-    (the first also describes the setup). `advance(1)` is called after every step (progress)."""
+def _check_alignable(model, task, method: str, steps: int) -> None:
+    """Refuse an alignment that cannot run: too many steps to record, an unknown method, no transformer
+    embedding to align to, a frozen input layer, or a training split smaller than one batch."""
     require(
         f"--align-steps {steps:,} (a record of each step's loss is kept for align.jsonl)",
         RECORD_BYTES * steps,
@@ -202,6 +202,12 @@ def align(model, task, method: str, steps: int, lr: float, seed: int, log=print,
             f"task's training split holds. Align on a training split of at least {BATCH} examples, or train "
             "without --align."
         ) from err
+
+
+def align(model, task, method: str, steps: int, lr: float, seed: int, log=print, advance=None) -> list[dict]:
+    """Train `model.embedder` for `steps` steps to lower the distance; returns the align.jsonl records
+    (the first also describes the setup). `advance(1)` is called after every step (progress)."""
+    _check_alignable(model, task, method, steps)
     chunk = min(max(model.config.max_length, 8), 128)
     source, source_labels, text = text_features(model, chunk)
     distance = Distance(method, source, source_labels)

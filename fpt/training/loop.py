@@ -166,7 +166,7 @@ class Progress:
         return dict(vars(self))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
     """What an optimizer step needs (`prepare_training`, `training_step`) and, in `train`, the loop's
     state with its phases: `begin`, `restore`, `step`, `validate`, `save`, `finish`.
@@ -374,18 +374,47 @@ class Trainer:
     def finish(self, status: str) -> dict:
         """Write summary.json and end the run: the test pass of the best parameters when it finished,
         else the error saying what happened and what was kept."""
-        p, config, run = self.progress, self.config, self.run
+        summary = self.run_facts(status)
+        test = self.test_best() if status not in ("diverged", "interrupted", "pruned") else {}
+        if test:
+            sources = self.task.split_sources
+            summary.update(test_split=sources.get("test", "test"), val_split=sources.get("val", "val"))
+            summary["test_examples"] = test["examples"]
+        summary["test_accuracy"] = test["accuracy"] if test else None
+        if test:
+            summary["test_exact_match"] = test["exact_match"]
+            summary["test_prediction_share"] = test["prediction_share"]  # 1.0: one class predicted everywhere
+            summary["test_majority_share"] = test["majority_share"]
+        summary["wall_seconds"] = round(time.time() - self.started, 2)
+        if self.main:
+            self.run.write_summary(summary)
+        for tracker in self.accelerator.trackers:  # Accelerator.end_training would also end the process group
+            tracker.finish()
+        self.raise_unless_finished(status)
+        if status == "pruned":
+            return summary
+        names = self.task.metric_names
+        self.log(
+            f"{self.task.name}: test {names['accuracy']} {test['accuracy']:.4f}, "
+            f"{names['exact_match']} {test['exact_match']:.4f} "
+            f"(best val step {self.progress.best_step}, {test['examples']} test examples)"
+        )
+        return summary
+
+    def run_facts(self, status: str) -> dict:
+        """What summary.json records before the test pass: the run's settings, counters, data and layout."""
+        p, config, model = self.progress, self.config, self.config.model
         counts = self.source.group_counts()
-        summary = {
+        return {
             "task": self.task.name,
             "task_options": config.task_options,
-            "architecture": config.model.architecture,
-            "backbone": config.model.backbone,
-            "init": config.model.init,
+            "architecture": model.architecture,
+            "backbone": model.backbone,
+            "init": model.init,
             "init_fingerprint": getattr(self.source.config, "init_fingerprint", None),
-            "train": config.model.train,
-            "method": f"{config.align}+{config.model.train}" if config.align else config.model.train,
-            "align": read_alignment(run.path) if config.align else None,
+            "train": model.train,
+            "method": f"{config.align}+{model.train}" if config.align else model.train,
+            "align": read_alignment(self.run.path) if config.align else None,
             "seed": config.seed,
             "steps": p.step,
             "status": status,
@@ -402,47 +431,32 @@ class Trainer:
             **self.layout,
             "resumed_from_step": self.resumed_from,
         }
-        test: dict[str, float] = {}
-        if status not in ("diverged", "interrupted", "pruned"):
-            with torch.no_grad():
-                for name, param in self.source.named_parameters():
-                    if name in self.best:
-                        param.copy_(self.best[name])
-            test = evaluate(
-                self.module,
-                self.task,
-                "test",
-                config.eval_batch_size,
-                self.device,
-                self.accelerator,
-                self.precision,
-                self.report,
-            )
-            sources = self.task.split_sources
-            summary.update(
-                {
-                    "test_split": sources.get("test", "test"),
-                    "val_split": sources.get("val", "val"),
-                    "test_examples": test["examples"],
-                }
-            )
-        summary["test_accuracy"] = test["accuracy"] if test else None
-        if test:
-            summary["test_exact_match"] = test["exact_match"]
-            summary["test_prediction_share"] = test["prediction_share"]  # 1.0: one class predicted everywhere
-            summary["test_majority_share"] = test["majority_share"]
-        summary["wall_seconds"] = round(time.time() - self.started, 2)
-        if self.main:
-            run.write_summary(summary)
-        for tracker in self.accelerator.trackers:  # Accelerator.end_training would also end the process group
-            tracker.finish()
+
+    def test_best(self) -> dict[str, float]:
+        """Load the best validation step's trained parameters and evaluate them on the test split."""
+        with torch.no_grad():
+            for name, param in self.source.named_parameters():
+                if name in self.best:
+                    param.copy_(self.best[name])
+        return evaluate(
+            self.module,
+            self.task,
+            "test",
+            self.config.eval_batch_size,
+            self.device,
+            self.accelerator,
+            self.precision,
+            self.report,
+        )
+
+    def raise_unless_finished(self, status: str) -> None:
+        """An interrupted or diverged run ends in an error saying what was kept and what to do."""
+        p, run = self.progress, self.run
         if status == "interrupted":
             raise TrainingInterrupted(
-                f"Interrupted at step {p.step} of {config.steps}; a checkpoint was saved in "
+                f"Interrupted at step {p.step} of {self.config.steps}; a checkpoint was saved in "
                 f"{run.checkpoints / step_name(p.step)}. Continue with `fpt train --resume {run.path}`."
             )
-        if status == "pruned":
-            return summary
         if status == "diverged":
             kept = (
                 f"the last good checkpoint (step {p.best_step}) is kept in {run.checkpoints}"
@@ -451,14 +465,8 @@ class Trainer:
             )
             raise TrainingDiverged(
                 f"Training diverged: the loss became non-finite before step {p.step}; stopped, and {kept}. "
-                f"Try a lower --lr (now {config.lr}) or a smaller clip norm."
+                f"Try a lower --lr (now {self.config.lr}) or a smaller clip norm."
             )
-        self.log(
-            f"{self.task.name}: test {self.task.metric_names['accuracy']} {test['accuracy']:.4f}, "
-            f"{self.task.metric_names['exact_match']} {test['exact_match']:.4f} "
-            f"(best val step {p.best_step}, {test['examples']} test examples)"
-        )
-        return summary
 
 
 def prepare_training(
@@ -483,17 +491,17 @@ def prepare_training(
         wrapped = maybe_compile(wrapped, accelerator.device)  # eager, with a warning, where no compiler exists
     optimizer = make_optimizer(trained, config.lr, accelerator.device)  # fused: one kernel over the trained tensors
     return Trainer(
-        accelerator,
-        wrapped,
-        model,
-        optimizer,
-        task,
-        plan,
-        precision,
-        config.clip_norm,
-        trained,
-        config,
-        source if source is not None else cast(TrainedModel, model),
+        accelerator=accelerator,
+        model=wrapped,
+        module=model,
+        optimizer=optimizer,
+        task=task,
+        plan=plan,
+        precision=precision,
+        clip_norm=config.clip_norm,
+        trained=trained,
+        config=config,
+        source=source if source is not None else cast(TrainedModel, model),
         loss_sum=torch.zeros((), device=accelerator.device),
     )
 
