@@ -11,6 +11,7 @@ knows about run directories.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import pickle
 import socket
@@ -26,6 +27,7 @@ import torch
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from fpt.errors import FPTError, install_hint, unknown_name
+from fpt.plugins import BACKBONES, load_entry_points
 from fpt.yamlsafe import short
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -111,12 +113,21 @@ def register_backbone(name: str, backbone: str | NamedBackbone, *, replace: bool
     _REGISTERED[name] = backbone
 
 
+def _register_plugin(name: str, value: object) -> None:
+    """An `fpt.backbones` entry point: a hub id, a local directory or a NamedBackbone (else a warning)."""
+    if isinstance(value, (str, NamedBackbone)):
+        register_backbone(name, value)
+    else:
+        logging.getLogger("fpt").warning(
+            f"backbone plugin {name!r} is a {type(value).__name__}; expected a hub id, a local directory or a "
+            "NamedBackbone"
+        )
+
+
 def named_backbones() -> dict[str, NamedBackbone]:
     """The backbones known by name: `minilm` ships weights, `gemma3-270m` with its extra, GPT-2 ships configs, plus registered ones
     (`register_backbone`, `fpt.backbones` entry points)."""
-    from fpt.plugins import load_entry_points
-
-    load_entry_points()
+    load_entry_points(BACKBONES, _register_plugin)  # installed plugins' backbones, once
     named = {
         "minilm": NamedBackbone(
             weights=_minilm_dir(),

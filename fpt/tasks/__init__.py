@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fpt.errors import FPTError, describe_callable, failure, is_out_of_memory, unknown_name
+from fpt.plugins import TASKS, load_entry_points
 from fpt.tasks import arrays, homology, images, listops
 from fpt.tasks.base import Batch, Scores, Task, TaskSpec
 from fpt.tasks.bits import BIT_MEMORY_OPTIONS, BIT_XOR_OPTIONS, BitMemory, BitXOR
@@ -70,9 +71,7 @@ def check_task_options(name: str, options: dict) -> dict:
 
 
 def task_names() -> list[str]:
-    from fpt.plugins import load_entry_points
-
-    load_entry_points()
+    load_entry_points(TASKS, register_task)  # installed plugins' tasks, once
     return sorted(_REGISTRY)
 
 
@@ -110,6 +109,11 @@ def get_task(name: str, data_dir: str | None = None, **options) -> Task:
     return task
 
 
+def registering_module(task_name: str) -> str | None:
+    """The module whose import registers task `task_name` (its factory's)."""
+    return getattr(_REGISTRY.get(task_name), "__module__", None)
+
+
 def run_defaults(name: str) -> dict:
     """Run-config values a task recommends (e.g. remote homology's lr 1e-4), used unless the user sets them."""
     return dict(_RUN_DEFAULTS.get(name, {}))
@@ -135,6 +139,7 @@ __all__ = [
     "TensorTask",
     "check_task_options",
     "get_task",
+    "registering_module",
     "image_tokens",
     "patchify",
     "register_task",

@@ -29,11 +29,12 @@ from fpt.importing import import_modules
 from fpt.model.fast_paths import drop_cpu_fast_paths
 from fpt.model.fpt import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.lstm import LSTMBaseline, LSTMConfig
+from fpt.model.methods import registering_module as method_module
 from fpt.plugins import recorded_imports
 from fpt.runs.checkpoint import TrainedModel, prune, read_checkpoint, save_checkpoint, step_checkpoints, step_name
 from fpt.runs.lock import RunLock
 from fpt.runs.record import RunDir, default_run_dir, enclosing_run, read_run_record
-from fpt.tasks import Batch, Scores, Task, get_task
+from fpt.tasks import Batch, Scores, Task, get_task, registering_module
 from fpt.tasks.arrays import DATA_FILE, task_record
 from fpt.tasks.base import check_model_fits, padded_counts
 from fpt.tasks.stream import StreamCursor, takes_cursor
@@ -592,7 +593,8 @@ def _placed(
         check_unchanged(read_run_record(out[0]).data, task.data_fingerprint, out[0], "resume")
     # what rebuilds the task in a new process (fpt eval, --resume): in-memory data is saved in the run
     name, options = task_record(task, Path(out[0]), write=state.is_main_process, given=given)
-    imports = recorded_imports(config.imports, name, config.model.train)
+    modules = [registering_module(name), method_module(config.model.train)]
+    imports = recorded_imports(config.imports, modules)
     return replace(config, task=name, task_options=options, imports=imports, out=out[0]), task, device
 
 

@@ -16,6 +16,7 @@ stage before training that goes with any of them (fpt.training.align).
 
 from __future__ import annotations
 
+import logging
 import math
 import types
 from collections.abc import Callable
@@ -96,10 +97,26 @@ def register_method(method: Method, *, replace: bool = False) -> Method:
 
 def method_names() -> list[str]:
     """Registered methods in registration order (fpt's own, then plugins')."""
-    from fpt.plugins import load_entry_points
+    from fpt.plugins import METHODS, load_entry_points
 
-    load_entry_points()
+    load_entry_points(METHODS, _register_plugin)  # installed plugins' methods, once
     return list(_METHODS)
+
+
+def _register_plugin(name: str, value: object) -> None:
+    """An `fpt.methods` entry point: a Method (else a warning)."""
+    if isinstance(value, Method):
+        register_method(value)
+    else:
+        logging.getLogger("fpt").warning(f"method plugin {name!r} is a {type(value).__name__}; expected a Method")
+
+
+def registering_module(train: str) -> str | None:
+    """The module whose import registers the tuner of policy `train` (None: no tuner)."""
+    from fpt.model.freeze import FreezePolicy
+
+    tuner = FreezePolicy.parse(train).tuner
+    return getattr(tuner and tuner.add, "__module__", None)
 
 
 def get_method(name: str) -> Method:
