@@ -65,7 +65,7 @@ def test_tensor_task_run_is_evaluated_resumed_and_attention_mapped_from_the_cli_
     (elsewhere / "run").symlink_to(tmp_path / "run")
     done = _fresh_process(code, elsewhere)
     assert done.returncode == 0, done.stderr[-2000:]
-    evaluated = json.loads(done.stdout[: done.stdout.index("}") + 1])
+    evaluated = json.JSONDecoder().raw_decode(done.stdout)[0]  # fpt eval's report; later commands print after it
     assert evaluated["examples"] == 8 and evaluated["accuracy"] == pytest.approx(summary["test_accuracy"])
     attention = json.loads((elsewhere / "attention.json").read_text())
     assert attention["task"] == "mine" and len(attention["attention"]) == 2
