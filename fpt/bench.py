@@ -180,19 +180,13 @@ def default_path(case: BenchCase, settings: BenchSettings, task: Task, workdir: 
 
 def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dict[str, str]]:
     """What the default path runs with, read off the prepared model and optimizer, and why."""
-    from fpt.model.dropout import ATTENTION, CPUDropout
-    from fpt.model.packed import PackedProduct
-    from fpt.model.unread import ReadPositionsOnly
+    from fpt.model.dropout import ATTENTION
     from fpt.training.compiler import compiler_missing
     from fpt.training.precision import explain_precision
 
     dtype, why = explain_precision(config.precision, trainer.device)
     backbone = getattr(model, "backbone", None)
     attention = getattr(getattr(backbone, "config", None), "_attn_implementation", None) or "n/a"
-    fused_gelu = sum(type(m).__name__ == "GELUTanh" for m in model.modules())
-    cpu_dropout = sum(isinstance(m, CPUDropout) for m in model.modules())
-    unread = any(isinstance(m, ReadPositionsOnly) for m in model.modules())
-    packed = sum(isinstance(m, PackedProduct) for m in model.modules())
     compiled = hasattr(trainer.model, "_orig_mod")  # torch.compile's wrapper
     options = trainer.optimizer.defaults
     optimizer = type(trainer.optimizer).__name__ + (
@@ -208,6 +202,30 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
             if attention == "sdpa"
             else "as configured",
         },
+        **_fast_path_choices(config, model),
+        "compile": {
+            "value": "on" if compiled else "off",
+            "why": "asked for (--compile)"
+            if compiled
+            else f"asked for, but {compiler_missing(trainer.device)}: eager"
+            if config.compile
+            else "default: eager (compiling measured no gain on CPU; pass --compile to compare)",
+        },
+        "optimizer": {"value": optimizer, "why": "Adam over the trained tensors"},
+    }
+
+
+def _fast_path_choices(config: RunConfig, model: torch.nn.Module) -> dict[str, dict[str, str]]:
+    """The exact CPU fast paths (fpt.model.fast_paths) the prepared model holds, and why each is on or off."""
+    from fpt.model.dropout import CPUDropout
+    from fpt.model.packed import PackedProduct
+    from fpt.model.unread import ReadPositionsOnly
+
+    fused_gelu = sum(type(m).__name__ == "GELUTanh" for m in model.modules())
+    cpu_dropout = sum(isinstance(m, CPUDropout) for m in model.modules())
+    unread = any(isinstance(m, ReadPositionsOnly) for m in model.modules())
+    packed = sum(isinstance(m, PackedProduct) for m in model.modules())
+    return {
         "fused_gelu": {
             "value": f"{fused_gelu} modules" if fused_gelu else "none",
             "why": "the Python tanh-GELU runs as one kernel"
@@ -236,15 +254,6 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
             if config.compile
             else "not on CPU, no frozen linear layer, or the copies would not fit in memory",
         },
-        "compile": {
-            "value": "on" if compiled else "off",
-            "why": "asked for (--compile)"
-            if compiled
-            else f"asked for, but {compiler_missing(trainer.device)}: eager"
-            if config.compile
-            else "default: eager (compiling measured no gain on CPU; pass --compile to compare)",
-        },
-        "optimizer": {"value": optimizer, "why": "Adam over the trained tensors"},
     }
 
 
