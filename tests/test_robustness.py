@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import shutil
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,12 @@ from hypothesis.extra import numpy as hnp
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, train
 from fpt.predict import predict, read_inputs
+from fpt.training.config import DERIVED
 from fpt.runs.checkpoint import MANIFEST, MODEL_FILE, STATE_FILE, load_trained, read_training_state, resolve
 from fpt.runs.record import read_run_record, read_summary
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-FIELDS = [f.name for f in fields(RunConfig)]
+FIELDS = list(RunConfig().to_dict())  # flat keys, as files and flags name them (model keys included)
 VALUES = st.one_of(
     st.none(),
     st.booleans(),
@@ -98,11 +98,14 @@ def test_random_config_files_are_refused_or_read_as_written(tmp_path_factory, da
         pass
     else:  # a mapping of known settings (or nothing): those settings, defaults for the rest
         assert isinstance(parsed or {}, dict)
-        derived = ("model", "distributed", "fast_paths_applied")  # written beside a run's settings, not read
-        given_values = {k: v for k, v in (parsed or {}).items() if k not in derived}
+        given_values = {k: v for k, v in (parsed or {}).items() if k not in (*DERIVED, "model")}
+        section = (parsed or {}).get("model")
+        if isinstance(section, dict) and "input_dim" not in section:  # model keys given as a section
+            given_values.update(section)
         assert set(given_values) <= set(FIELDS)
-        assert all(getattr(config, k) == v for k, v in given_values.items())
-        assert all(getattr(config, k) == v for k, v in RunConfig().to_dict().items() if k not in given_values)
+        read = config.to_dict()
+        assert all(read[k] == v for k, v in given_values.items())
+        assert all(read[k] == v for k, v in RunConfig().to_dict().items() if k not in given_values)
     if isinstance(parsed, dict) and "task" in parsed and isinstance(parsed.get("model"), dict):
         record = read_run_record(path.parent)
         assert record.model == parsed["model"] and record.config["task"] == parsed["task"]
