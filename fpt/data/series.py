@@ -17,9 +17,9 @@ import csv
 import io
 import math
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +64,9 @@ PACKAGED: dict[str, Packaged] = {
         lambda d: _columns(d.macrodata.load_pandas().data, ("year", "quarter")),
     ),
     "nile": Packaged(
-        "yearly flow of the Nile at Aswan, 1871-1970 (100 years)", 1, lambda d: _columns(d.nile.load_pandas().data, ("year",))
+        "yearly flow of the Nile at Aswan, 1871-1970 (100 years)",
+        1,
+        lambda d: _columns(d.nile.load_pandas().data, ("year",)),
     ),
 }
 
