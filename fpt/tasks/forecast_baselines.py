@@ -23,7 +23,9 @@ def last_value(past: np.ndarray, horizon: int) -> np.ndarray:
 def seasonal_naive(past: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """Step h forecasts the value one season before it, from the last `season` steps (season 1: last value)."""
     if not 1 <= season <= past.shape[1]:
-        raise FPTError(f"The seasonal naive forecast needs a season of 1 to lookback ({past.shape[1]}) steps; got {season}.")
+        raise FPTError(
+            f"The seasonal naive forecast needs a season of 1 to lookback ({past.shape[1]}) steps; got {season}."
+        )
     return past[:, past.shape[1] - season + np.arange(horizon) % season]
 
 
