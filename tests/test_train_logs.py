@@ -182,7 +182,11 @@ def test_tensorboard_is_the_default_tracker_where_installed(monkeypatch):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed")
-def test_a_default_run_writes_tensorboard_events(quiet_gpt2, tmp_path):
+def test_a_default_run_writes_its_metrics_to_tensorboard(quiet_gpt2, tmp_path):
+    """Every evaluation's record reaches TensorBoard's event file, step for step as metrics.jsonl has it
+    (an event file alone is written as soon as the tracker starts, logged or not)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     config = RunConfig(
         backbone=quiet_gpt2,
         steps=2,
@@ -193,6 +197,12 @@ def test_a_default_run_writes_tensorboard_events(quiet_gpt2, tmp_path):
     )
     train(config, **QUIET)
     assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    tensorboard = tmp_path / "run" / "tensorboard"  # the metrics' event file (the hparams' is in a subfolder)
+    logged = EventAccumulator(str(tensorboard)).Reload()
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2]
+    for tag in ("train_loss", "val_accuracy"):
+        assert [(e.step, e.value) for e in logged.Scalars(tag)] == [(m["step"], pytest.approx(m[tag])) for m in metrics]
 
 
 def test_patience_stops_a_run_whose_validation_stopped_improving(quiet_gpt2, tmp_path):
