@@ -123,6 +123,29 @@ def test_a_batch_beyond_memory_runs_in_the_micro_batches_that_fit(little_memory,
     assert all(torch.equal(ours[name], theirs[name]) for name in ours)
 
 
+def test_several_processes_split_their_batches_alike(little_memory, quiet_gpt2, tmp_path, monkeypatch):
+    """Free memory may differ between processes: each takes the smallest micro-batch and evaluation batch any
+    of them chose (gathered), its own included, so every process splits its batches as config.yaml records."""
+    import accelerate.utils
+
+    from fpt.training import batch_memory
+    from fpt.training.loop import build_model
+
+    task = _long_task()
+    config = RunConfig(backbone=quiet_gpt2, steps=2, batch_size=16, out=str(tmp_path / "r"))
+    model = build_model(config, task)
+    need = batch_memory._training_need(config, task, model, torch.device("cpu"))
+    monkeypatch.setattr(batch_memory, "SLACK", 0)
+    little_memory(int(need(4) * batch_memory.HEADROOM))  # this process fits passes of 4, not 8
+    alone = batch_memory.fit_to_memory(config, task, model, 1, torch.device("cpu"), lambda line: None)
+    assert alone.micro_batch_size == 4 and alone.eval_batch_size < 256  # what this process chooses
+    for other, expected in (((None, 10**6), (4, None)), ((2, 1), (2, 1))):  # another process's choice
+        monkeypatch.setattr(accelerate.utils, "gather_object", lambda mine, other=other: [*mine, other])
+        fitted = batch_memory.fit_to_memory(config, task, model, 2, torch.device("cpu"), lambda line: None)
+        assert fitted.micro_batch_size == expected[0]
+        assert fitted.eval_batch_size == (expected[1] or alone.eval_batch_size)
+
+
 def test_a_pass_of_one_example_beyond_memory_is_refused(little_memory, quiet_gpt2, tmp_path):
     little_memory(3000)  # the 16 validation and test examples fit; a training pass of one (~4.5 KB) does not
     config = RunConfig(
