@@ -121,6 +121,42 @@ def test_cli_refuses_list_with_a_backend_and_malformed_slurm_options(tmp_path, c
     assert not (tmp_path / "sw").exists()
 
 
+def test_reproduce_hands_its_grid_to_the_backend_its_flags_name(tmp_path, monkeypatch, capsys):
+    """`fpt reproduce ... --backend` reaches the grid's runs with its options (the sweep's path is tested on a
+    real cluster below; reproduce shares the flags and must not drop them on the way)."""
+    from fpt.cli import main
+    from fpt.experiments import reproduce as module
+
+    given = []
+
+    def fake_run_grid(grid, out, jobs=1, log=print, backend=None):  # every run "fails" at once
+        given.append(backend)
+        Path(out).mkdir(parents=True, exist_ok=True)  # as run_grid makes it
+        return [{"key": r.key, "status": "failed", "error": "not run in this test"} for r in grid.runs]
+
+    monkeypatch.setattr(module, "run_grid", fake_run_grid)
+    common = ["reproduce", "main", "--budget", "smoke", "--tasks", "bit-xor", "--seeds", "1", "--jobs", "3"]
+    ray = ["--backend", "ray", "--address", "127.0.0.9:6379", "--gpus-per-run", "0.5", "--cpus-per-run", "2"]
+    slurm = ["--backend", "submitit", "--partition", "gpu", "--time", "2:00:00", "--slurm", "account=proj"]
+    for name, flags in (("ray", ray), ("slurm", slurm)):
+        main([*common, *flags, "--out", str(tmp_path / name)])
+        assert (tmp_path / name / "results.md").is_file(), capsys.readouterr().err
+    (on_ray, on_slurm) = given
+    assert (type(on_ray).__name__, on_ray.address, on_ray.gpus, on_ray.threads, on_ray.jobs) == (
+        "RayBackend",
+        "127.0.0.9:6379",
+        0.5,
+        2,
+        3,
+    )
+    assert (on_slurm.partition, on_slurm.time_min, on_slurm.slurm, on_slurm.jobs) == (
+        "gpu",
+        120,
+        {"account": "proj"},
+        3,
+    )
+
+
 def test_progress_counts_runs_and_writes_plain_lines_to_the_sweep_log(tmp_path, monkeypatch):
     """Starts seen in the runs' markers (where the backend trains elsewhere), a line per ended run with the
     time left and the counts, a heartbeat while none ends; the same lines time-stamped in sweep.log."""
