@@ -17,9 +17,9 @@ from hypothesis.extra import numpy as hnp
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, train
 from fpt.predict import predict, read_inputs
-from fpt.training.config import DERIVED
 from fpt.runs.checkpoint import MANIFEST, MODEL_FILE, STATE_FILE, load_trained, read_training_state, resolve
 from fpt.runs.record import read_run_record, read_summary
+from fpt.training.config import DERIVED
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FIELDS = list(RunConfig().to_dict())  # flat keys, as files and flags name them (model keys included)
