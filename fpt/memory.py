@@ -118,7 +118,7 @@ def pass_bytes(
     layer, which dominate at long sequences. Real passes need more (measured on MiniLM:
     benchmarks/results/design_figures.md, "Memory of a training pass")."""
     head = getattr(model, "head", None)
-    hidden = getattr(getattr(head, "proj", None), "in_features", 0)
+    hidden = getattr(head, "hidden", 0)
     backbone = getattr(model, "backbone", None)
     if backbone is not None:  # a Hugging Face model, possibly multimodal (its text part is what runs)
         config = getattr(backbone, "config", None)

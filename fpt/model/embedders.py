@@ -47,10 +47,13 @@ class DiscreteEmbedder(nn.Module):
         return self.dropout(self.table(x))
 
 
-def require_new_layers(input_kind: str, input_dim: int, units: int, num_classes: int, hidden: int) -> None:
+def require_new_layers(config, hidden: int) -> None:
     """Refuse (before allocating) an input embedding or output layer that cannot fit in memory: token ids
     or class ids far beyond their count (2^40) make tables of that many rows (fpt.memory's floor: 4 bytes a
-    parameter, the weights alone)."""
+    parameter, the weights alone). `config`: the model's FPTConfig or LSTMConfig."""
+    input_kind, input_dim, num_classes = config.input_kind, config.input_dim, config.num_classes
+    units = config.outputs_per_token * (config.output_tokens if getattr(config, "head", "last") == "flatten" else 1)
+    read = config.output_tokens if getattr(config, "head", "last") == "flatten" else 1
     if input_kind == "discrete":
         require(
             f"An input embedding of {input_dim:,} token ids x {hidden} (the largest token id is {input_dim - 1:,})",
@@ -67,7 +70,7 @@ def require_new_layers(input_kind: str, input_dim: int, units: int, num_classes:
     require(
         f"An output layer of {units:,} unit(s) x {num_classes:,} classes x {hidden} (the largest class id is "
         f"{num_classes - 1:,})",
-        4.0 * units * num_classes * hidden,
+        4.0 * units * num_classes * hidden * read,
         "Class ids run from 0 to the number of classes - 1: renumber the targets (e.g. numpy.unique(targets, "
         "return_inverse=True)).",
     )

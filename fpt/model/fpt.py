@@ -21,7 +21,7 @@ from fpt.model.config import ModelConfig
 from fpt.model.embedders import ContinuousEmbedder, make_embedder, require_new_layers
 from fpt.model.fast_paths import BackboneChoices, apply_fast_paths, choose
 from fpt.model.freeze import ADAPTER_GROUP, GROUPS, FreezePolicy, GroupedParameters
-from fpt.model.heads import OutputHead
+from fpt.model.heads import head_for
 from fpt.model.hub import FPTHubMixin
 from fpt.model.init_source import check_source, resolve_init, source_path, source_run_model
 from fpt.model.methods import tuner_options, upgrade_legacy_options
@@ -30,6 +30,8 @@ from fpt.runs import load_trained, read_run_record, read_summary
 from fpt.runs.checkpoint import hash_tensors
 
 InputKind = Literal["continuous", "discrete"]
+OutputKindName = Literal["classification", "regression"]
+HeadName = Literal["last", "flatten"]
 
 
 @dataclass(kw_only=True)
@@ -39,9 +41,11 @@ class FPTConfig(ModelConfig):
 
     input_dim: int = required("values per token (continuous) or vocabulary size (discrete)", min=1)
     max_length: int = required("longest input sequence, in tokens", min=1)
-    num_classes: int = required("classes per predicted unit (2 for bits)", min=1)
+    num_classes: int = required("outputs per predicted unit: its classes (2 for bits); 1 for regression", min=1)
     output_tokens: int = option(1, "k: how many final positions the head reads", min=1)
     outputs_per_token: int = option(1, "units predicted from each read position", min=1)
+    outputs: OutputKindName = option("classification", "what the task predicts (fpt.tasks.outputs)")
+    head: HeadName = option("last", "last: each read position predicts its units; flatten: one map over all of them")
     input_kind: InputKind = option("continuous", "continuous (vectors) or discrete (token ids)")
     init_seed: int = option(0, "seed of `random` and `stats` initialisations", min=0)
     init_fingerprint: str | None = option(None, "from: inits: SHA-256 of the loaded backbone state, checked on rebuild")
@@ -115,7 +119,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
         self.position_table = adapter.fit_positions(config.max_length + prompt)
         self.backbone = adapter.model
         hidden = adapter.width
-        require_new_layers(config.input_kind, config.input_dim, config.outputs_per_token, config.num_classes, hidden)
+        require_new_layers(config, hidden)
         self.embedder = make_embedder(config.input_kind, config.input_dim, hidden, config.dropout)
         # Rotary/relative backbones have no position table to train: give them a learned absolute
         # one, drawn small (the backbone's initializer_range) rather than zero. A zero table plus the
@@ -133,7 +137,7 @@ class FrozenPretrainedTransformer(GroupedParameters, FPTHubMixin):
             elif isinstance(self.embedder, ContinuousEmbedder):
                 nn.init.normal_(self.embedder.proj.bias, std=std)
                 self.input_bias_drawn = True
-        self.head = OutputHead(hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
+        self.head = head_for(config, hidden)
         self.soft_prompt: nn.Module | None = None  # a tuner's embeddings put before every input (prompt tuning)
         self.tuner_parameters = self._add_tuner()
         self.groups = self._classify()

@@ -31,7 +31,7 @@ from fpt.errors import FPTError
 from fpt.model.embedders import make_embedder, require_new_layers
 from fpt.model.fpt import config_from_dict
 from fpt.model.freeze import FreezePolicy, GroupedParameters
-from fpt.model.heads import OutputHead
+from fpt.model.heads import head_for
 from fpt.runs import load_trained, read_run_record
 from fpt.runs.checkpoint import hash_tensors
 
@@ -48,6 +48,8 @@ class LSTMConfig:
     num_classes: int
     output_tokens: int = 1
     outputs_per_token: int = 1
+    outputs: str = "classification"  # what the task predicts (fpt.tasks.outputs)
+    head: str = "last"  # how the head reads its positions (fpt.model.heads)
     input_kind: str = "continuous"
     hidden: int = 768
     layers: int = 3
@@ -158,16 +160,15 @@ class LSTMBaseline(GroupedParameters):
             )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.init_seed)  # the frozen random weights depend on this seed only
-            kind, classes = config.input_kind, config.num_classes
-            require_new_layers(kind, config.input_dim, config.outputs_per_token, classes, config.hidden)
-            self.embedder = make_embedder(kind, config.input_dim, config.hidden, config.dropout)
+            require_new_layers(config, config.hidden)
+            self.embedder = make_embedder(config.input_kind, config.input_dim, config.hidden, config.dropout)
             self.lstm = nn.ModuleList(
                 PaperLayerNormLSTMLayer(config.hidden, config.hidden, config.dropout)
                 if config.architecture == "lstm-paper"
                 else LayerNormLSTMLayer(config.hidden, config.hidden)
                 for _ in range(config.layers)
             )
-            self.head = OutputHead(config.hidden, config.output_tokens, config.outputs_per_token, config.num_classes)
+            self.head = head_for(config, config.hidden)
         self.groups = {}
         for name, module in self.named_modules():
             for pname, _ in module.named_parameters(recurse=False):

@@ -13,6 +13,7 @@ from fpt.tasks.base import Batch, Scores, Task, TaskSpec
 from fpt.tasks.bits import BIT_MEMORY_OPTIONS, BIT_XOR_OPTIONS, BitMemory, BitXOR
 from fpt.tasks.images import image_tokens, patchify
 from fpt.tasks.options import Option, Rule, TaskOptions, derive
+from fpt.tasks.outputs import Classification, OutputKind, Regression, Selection
 from fpt.tasks.tensors import TensorTask
 from fpt.yamlsafe import short
 
@@ -131,7 +132,11 @@ register_task("arrays", arrays.arrays, None, arrays.OPTIONS)
 
 __all__ = [
     "Batch",
+    "Classification",
     "Option",
+    "OutputKind",
+    "Regression",
+    "Selection",
     "Scores",
     "Task",
     "TaskOptions",

@@ -1,21 +1,25 @@
 """What a task gives the trainer: shapes, an endless seeded training stream, and fixed eval splits.
 
-Data flows one way: task -> `Batch` -> model -> logits -> `task.loss` / `Scores` -> run directory.
-Every task predicts `units` categorical outputs per example (one class label, or one per bit), so
-one loss and one pair of metrics serve all: unit accuracy and whole-example exact match.
+Data flows one way: task -> `Batch` -> model -> outputs -> restored (`Batch.restore`) -> `task.loss`
+and the output kind's scores -> run directory. Every task predicts `units` outputs per example (one
+class label, one per bit, one value per forecast step); what they are, their loss, metrics and the
+metric that selects the best checkpoint belong to the task's output kind (fpt.tasks.outputs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import torch
-import torch.nn.functional as F
 
 from fpt.errors import FPTError
+from fpt.tasks.outputs import Classification, ClassScores, OutputKind, output_kind
 from fpt.tasks.stream import StreamCursor
+
+Scores = ClassScores  # the name from before output kinds (fpt.tasks.outputs)
+HEADS = ("last", "flatten")
 
 
 def rows(tensor: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
@@ -26,25 +30,48 @@ def rows(tensor: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
 
 @dataclass
 class Batch:
+    """Examples as the model reads them, with their targets.
+
+    `output_loc` and `output_scale` (optional, regression only) restore each example's outputs to the
+    targets' scale: the model predicts normalised values (RevIN-style instance normalisation of a
+    forecasting task), and loss, metrics and predictions are all measured on `outputs * output_scale
+    + output_loc`. Each is a tensor broadcastable to the targets (batch, units), e.g. (batch, 1) per
+    example, with its first axis the batch's; None: 0 and 1."""
+
     inputs: torch.Tensor  # (batch, tokens, width) float, or (batch, tokens) ids
-    targets: torch.Tensor  # (batch, units) class ids
+    targets: torch.Tensor  # (batch, units) class ids, or float values
     mask: torch.Tensor | None = None  # (batch, tokens) bool, True on real tokens; None if unpadded
+    output_loc: torch.Tensor | None = None  # (batch, ...) added to the outputs (see above)
+    output_scale: torch.Tensor | None = None  # (batch, ...) multiplying the outputs (see above)
+
+    def _map(self, fn) -> Batch:
+        """A batch of `fn(tensor)` for each tensor this one holds (None stays None)."""
+        return Batch(
+            fn(self.inputs),
+            fn(self.targets),
+            *(None if t is None else fn(t) for t in (self.mask, self.output_loc, self.output_scale)),
+        )
 
     def to(self, device: torch.device | str) -> Batch:
-        mask = None if self.mask is None else self.mask.to(device, non_blocking=True)
-        return Batch(self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), mask)
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
     def rows(self, index: torch.Tensor | slice) -> Batch:
-        """The examples at `index` (a slice, or a tensor of example indices), inputs, targets and mask alike:
-        the one way a batch is cut (task splits, micro-batches, evaluation and prediction chunks)."""
-        return Batch(
-            rows(self.inputs, index), rows(self.targets, index), None if self.mask is None else rows(self.mask, index)
-        )
+        """The examples at `index` (a slice, or a tensor of example indices), every tensor alike: the
+        one way a batch is cut (task splits, micro-batches, evaluation and prediction chunks)."""
+        return self._map(lambda t: rows(t, index))
 
     def chunks(self, size: int) -> Iterator[Batch]:
         """Consecutive batches of `size` examples in order (the last may be smaller)."""
         for start in range(0, len(self), size):
             yield self.rows(slice(start, start + size))
+
+    def restore(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The model's (batch, units, width) outputs on the targets' scale (see the class docstring)."""
+        if self.output_scale is not None:
+            outputs = outputs * self.output_scale.reshape(*self.output_scale.shape, 1)
+        if self.output_loc is not None:
+            outputs = outputs + self.output_loc.reshape(*self.output_loc.shape, 1)
+        return outputs
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -66,23 +93,60 @@ def mask_problem(mask: torch.Tensor, shape: tuple[int, int], output_tokens: int)
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Shapes the model is built from (see `FPTConfig`)."""
+    """Shapes the model is built from (see `FPTConfig`), and what the task predicts.
+
+    `outputs`: the output kind (fpt.tasks.outputs), e.g. `Classification(10)` or `Regression()`; a
+    spec given only `num_classes` (as tasks written before output kinds) classifies. `head`: "last"
+    (each of the last `output_tokens` positions predicts its `outputs_per_token` units) or "flatten"
+    (one linear layer over the features of all `output_tokens` positions together predicts every
+    unit: One-Fits-All forecasting's head over the patch features)."""
 
     input_kind: str  # "continuous" or "discrete"
     input_dim: int  # values per token, or vocabulary size
     max_length: int  # tokens per example (upper bound when padded)
-    num_classes: int
+    num_classes: int | None = None  # classification: classes per unit (None for other kinds)
     output_tokens: int = 1
     outputs_per_token: int = 1
+    outputs: OutputKind | None = None  # None: Classification(num_classes)
+    head: str = "last"
+
+    def __post_init__(self) -> None:
+        if self.outputs is None:
+            if self.num_classes is None:
+                raise FPTError("A TaskSpec needs its output kind: outputs=Classification(n) or Regression().")
+            object.__setattr__(self, "outputs", Classification(self.num_classes))
+        elif not isinstance(self.outputs, OutputKind):
+            raise FPTError(f"TaskSpec outputs must be an output kind (fpt.tasks.outputs), got {self.outputs!r:.80}.")
+        elif isinstance(self.outputs, Classification) and self.num_classes != self.outputs.num_classes:
+            if self.num_classes is not None:
+                raise FPTError(f"TaskSpec num_classes {self.num_classes} differs from its outputs {self.outputs}.")
+            object.__setattr__(self, "num_classes", self.outputs.num_classes)
+        elif not isinstance(self.outputs, Classification) and self.num_classes is not None:
+            raise FPTError(f"TaskSpec num_classes is for classification; its outputs are {self.outputs}.")
+        if self.head not in HEADS:
+            raise FPTError(f"TaskSpec head must be one of {', '.join(HEADS)}, got {self.head!r:.40}.")
+
+    @property
+    def output_kind(self) -> OutputKind:
+        """`outputs`, never None."""
+        assert self.outputs is not None  # set by __post_init__
+        return self.outputs
+
+    @property
+    def units(self) -> int:
+        """Outputs predicted per example."""
+        return self.output_tokens * self.outputs_per_token
 
     def model_fields(self) -> dict:
         return dict(
             input_kind=self.input_kind,
             input_dim=self.input_dim,
             max_length=self.max_length,
-            num_classes=self.num_classes,
+            num_classes=self.output_kind.width,  # the head's outputs per unit (1 for regression)
             output_tokens=self.output_tokens,
             outputs_per_token=self.outputs_per_token,
+            outputs=self.output_kind.name,
+            head=self.head,
         )
 
 
@@ -92,7 +156,6 @@ class Task:
 
     name: str = "task"
     spec: TaskSpec
-    metric_names = {"accuracy": "accuracy", "exact_match": "exact match"}
     splits: tuple[str, ...] = ("val", "test")
     # Whether training examples change at random each time they are drawn (image augmentation): then
     # no two epochs show the model the same inputs, and backbone features cannot be cached.
@@ -139,8 +202,14 @@ class Task:
             )
         return self.eval_batches(split, batch_size)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+    @property
+    def metric_names(self) -> dict[str, str]:
+        """How the output kind's metrics are named to a reader; a task may set its own (bit accuracy)."""
+        return dict(self.spec.output_kind.metric_names)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of restored outputs (`Batch.restore`): the output kind's, unless overridden."""
+        return self.spec.output_kind.loss(outputs, targets)
 
 
 def check_model_fits(task: Task, model_config: object, splits: tuple[str, ...]) -> None:
@@ -158,9 +227,14 @@ def check_model_fits(task: Task, model_config: object, splits: tuple[str, ...]) 
                 f"unseen ids to one id below {vocab:,}."
             )
     classes = getattr(model_config, "num_classes", None)
-    if isinstance(classes, int) and spec.num_classes > classes:
+    if not isinstance(classes, int):
+        return
+    theirs, ours = output_kind(model_config), spec.output_kind
+    if theirs.name != ours.name or (spec.num_classes is not None and spec.num_classes > classes):
+        model = f"{classes} classes" if theirs.name == "classification" else theirs.name
+        task_has = f"{spec.num_classes} classes" if spec.num_classes is not None else ours.name
         raise FPTError(
-            f"{task.name} has {spec.num_classes} classes and the model's head {classes}: it was built for another "
+            f"{task.name} has {task_has} and the model's head {model}: it was built for another "
             "task. Build the model from this task's spec (FPTConfig(**task.spec.model_fields(), ...))."
         )
 
@@ -171,47 +245,3 @@ def _largest_id(task: Task, split: str, otherwise: int) -> int:
         return max(int(batch.inputs.max()) for batch in task.examples(split, 4096))
     except (FPTError, ValueError):
         return otherwise
-
-
-@dataclass
-class Scores:
-    """Running counts for unit accuracy and whole-example exact match, and how often each class was
-    predicted and was the answer (a run that predicts one class everywhere learned nothing); on the device."""
-
-    correct_units: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
-    units: int = 0
-    correct_examples: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
-    examples: int = 0
-    predicted: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # per class
-    answers: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # per class
-
-    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        predictions = logits.argmax(dim=-1)
-        hits = predictions == targets
-        self.correct_units = self.correct_units.to(hits.device) + hits.sum()
-        self.correct_examples = self.correct_examples.to(hits.device) + hits.all(dim=1).sum()
-        self.units += hits.numel()
-        self.examples += hits.shape[0]
-        classes = logits.shape[-1]
-        self.predicted = padded_counts(self.predicted, classes).to(hits.device) + torch.bincount(
-            predictions.reshape(-1), minlength=classes
-        )
-        self.answers = padded_counts(self.answers, classes).to(hits.device) + torch.bincount(
-            targets.reshape(-1), minlength=classes
-        )
-
-    def result(self) -> dict[str, float]:
-        units = max(self.units, 1)
-        return {
-            "accuracy": self.correct_units.item() / units,
-            "exact_match": self.correct_examples.item() / max(self.examples, 1),
-            "examples": self.examples,
-            # the largest share of one class among the predictions, and among the answers (the majority class)
-            "prediction_share": self.predicted.max().item() / units if self.predicted.numel() else 0.0,
-            "majority_share": self.answers.max().item() / units if self.answers.numel() else 0.0,
-        }
-
-
-def padded_counts(counts: torch.Tensor, classes: int) -> torch.Tensor:
-    """`counts` (one per class) with zeros appended up to `classes` entries."""
-    return torch.cat([counts, counts.new_zeros(max(classes - counts.numel(), 0))])

@@ -9,9 +9,34 @@ import torch
 
 from fpt.errors import FPTError
 from fpt.tasks.base import Batch, Task, TaskSpec, mask_problem
+from fpt.tasks.outputs import Classification, OutputKind, Regression
 from fpt.tasks.stream import StreamCursor
 
 INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+RESTORE = ("output_loc", "output_scale")
+
+
+def _restore_part(split: str, name: str, tensor: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor | None:
+    """A split's `output_loc` or `output_scale` as float32, checked to broadcast to its (n, units) targets."""
+    if tensor is None:
+        return None
+    tensor = torch.as_tensor(tensor)
+    try:
+        ok = tensor.is_floating_point() and len(tensor) == len(targets)
+        ok = ok and torch.broadcast_shapes(tensor.shape, targets.shape) == targets.shape
+    except (RuntimeError, TypeError):
+        ok = False
+    if not ok:
+        raise FPTError(
+            f"The {split} {name} is {tuple(tensor.shape)} {tensor.dtype}; it must be floats with one row per "
+            f"example, broadcastable to the targets {tuple(targets.shape)} (e.g. ({len(targets)}, 1))."
+        )
+    if not torch.isfinite(tensor).all():
+        raise FPTError(f"The {split} {name} holds NaN or infinite values.")
+    return tensor.float()
+
+
+OUTPUTS = ("auto", "classification", "regression")
 
 
 def _class_ids(split: str, targets: torch.Tensor) -> torch.Tensor:
@@ -20,8 +45,9 @@ def _class_ids(split: str, targets: torch.Tensor) -> torch.Tensor:
         return targets.long()
     if targets.is_floating_point() and not (torch.isfinite(targets).all() and (targets == targets.round()).all()):
         raise FPTError(
-            f"{split} targets hold fractional or non-finite values; TensorTask classifies: targets must be integer "
-            "class ids 0..num_classes-1 (round or bin them first)."
+            f"{split} targets hold fractional or non-finite values, and this task classifies: targets must be "
+            "integer class ids 0..num_classes-1 (round or bin them first), or pass outputs='regression' to "
+            "predict the values."
         )
     if not (targets.is_floating_point() or targets.dtype in INTEGER_DTYPES):
         raise FPTError(f"{split} targets must be integer class ids; got dtype {targets.dtype}.")
@@ -30,15 +56,59 @@ def _class_ids(split: str, targets: torch.Tensor) -> torch.Tensor:
     return targets.long()
 
 
-Split = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+def _values(split: str, targets: torch.Tensor) -> torch.Tensor:
+    """Regression targets as float32 (float64 kept: its metrics stay exact), all finite."""
+    if not (targets.is_floating_point() or targets.dtype in INTEGER_DTYPES or targets.dtype == torch.bool):
+        raise FPTError(f"{split} targets must be real numbers to regress on; got dtype {targets.dtype}.")
+    values = targets if targets.dtype == torch.float64 else targets.float()
+    if not torch.isfinite(values).all():
+        bad = int((~torch.isfinite(values)).flatten(1).any(1).sum())
+        raise FPTError(
+            f"{split} targets hold NaN or infinite values ({bad} of {len(values)} examples); drop or impute "
+            "those examples first: one non-finite target makes the loss and every metric NaN."
+        )
+    return values
+
+
+def _resolve_kind(outputs, targets: dict[str, torch.Tensor], num_classes: int | None) -> str:
+    """ "classification" or "regression": as asked, or (auto) from the targets: integer or boolean targets
+    are class ids, floats with a fractional value anywhere are values, whole floats stay class ids (as
+    labels saved as floats always were); a mix of integer splits and fractional ones is refused."""
+    if outputs not in OUTPUTS:
+        raise FPTError(f"outputs must be one of {', '.join(OUTPUTS)} (or an output kind); got {outputs!r:.60}.")
+    if outputs == "regression" and num_classes is not None:
+        raise FPTError("num_classes is for classification; a regression task (outputs='regression') has none.")
+    if outputs != "auto":
+        return outputs
+    fractional = [
+        split
+        for split, t in targets.items()
+        if t.is_floating_point() and not (torch.isfinite(t).all() and (t == t.round()).all())
+    ]
+    integer = [split for split, t in targets.items() if not t.is_floating_point()]
+    if fractional and integer:
+        raise FPTError(
+            f"The {', '.join(integer)} targets are integers (class ids) and the {', '.join(fractional)} targets "
+            "fractional values: every split's targets must be of one kind. Give floats everywhere to regress "
+            "(or pass outputs='regression'), integer class ids everywhere to classify."
+        )
+    return "regression" if fractional and num_classes is None else "classification"
+
+
+Split = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor] | Batch
 
 
 class TensorTask(Task):
-    """Train/val/test splits given as `(inputs, targets[, mask])` tensors.
+    """Train/val/test splits given as `(inputs, targets[, mask])` tensors, or as `Batch`es.
 
     inputs: (n, tokens, width) float for continuous tokens, or (n, tokens) integer ids.
-    targets: (n,) class ids for classification, or (n, units) for several outputs per example.
+    targets: (n,) or (n, units): integer class ids to classify; float values to regress (MSE), e.g. one
+      value per example (n,), d per example (n, d), or one per output token (n, output_tokens).
     mask: optional (n, tokens) bool, True on real tokens (for padded variable-length inputs).
+    A `Batch` may also carry `output_loc`/`output_scale` (regression): outputs are restored with them
+      before loss, metrics and predictions (fpt.tasks.base.Batch).
+    outputs: "auto" (integer targets classify, fractional floats regress), "classification",
+      "regression", or an output kind (fpt.tasks.outputs). head: "last" or "flatten" (TaskSpec).
     Training samples without replacement, reshuffled every epoch by a seeded generator.
     """
 
@@ -50,6 +120,8 @@ class TensorTask(Task):
         num_classes: int | None = None,
         output_tokens: int = 1,
         name: str = "tensors",
+        outputs: str | OutputKind = "auto",
+        head: str = "last",
     ):
         self.name = name
         if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 1:
@@ -60,12 +132,31 @@ class TensorTask(Task):
             raise FPTError(
                 f"num_classes must be a positive integer (or None: from the targets), got {num_classes!r:.60}."
             )
-        self.data = {
+        checked = {
             split: self._check(split, parts, output_tokens)
             for split, parts in (("train", train), ("val", val), ("test", test))
         }
+        if isinstance(outputs, OutputKind):
+            num_classes = outputs.num_classes if isinstance(outputs, Classification) else num_classes
+            outputs = outputs.name
+        kind = _resolve_kind(outputs, {split: batch.targets for split, batch in checked.items()}, num_classes)
+        convert = _values if kind == "regression" else _class_ids
+        self.data = {split: (b.inputs, convert(split, b.targets), b.mask) for split, b in checked.items()}
+        self.restore = {
+            split: (b.output_loc, b.output_scale)
+            for split, b in checked.items()
+            if b.output_loc is not None or b.output_scale is not None
+        }
+        if self.restore and kind != "regression":
+            raise FPTError(
+                "output_loc/output_scale restore predicted values to their scale; this task classifies, and logits "
+                "are not rescaled. Drop them, or give float targets (outputs='regression')."
+            )
+        self._check_splits_agree()
+        self.spec = self._spec(kind, num_classes, output_tokens, head)
+
+    def _check_splits_agree(self) -> None:
         inputs, targets, _ = self.data["train"]
-        discrete = not inputs.is_floating_point()
         for split, (x, t, _) in self.data.items():  # every split against train, before any training
             if x.shape[1:] != inputs.shape[1:] or t.shape[1] != targets.shape[1]:
                 raise FPTError(
@@ -73,31 +164,40 @@ class TensorTask(Task):
                     f"examples {tuple(inputs.shape[1:])} with {targets.shape[1]}: every split needs the same tokens, "
                     "width and units (pad to one length and pass a mask for variable-length inputs)."
                 )
-        if num_classes is None:
-            num_classes = int(max(t.max() for _, t, _ in self.data.values())) + 1
+
+    def _spec(self, kind: str, num_classes: int | None, output_tokens: int, head: str) -> TaskSpec:
+        """The spec of the checked splits: shapes from train, classes from the targets unless given."""
+        inputs, targets, _ = self.data["train"]
+        discrete = not inputs.is_floating_point()
         units = targets.shape[1]
         if units % output_tokens:
             raise FPTError(f"{units} target units per example cannot be split over {output_tokens} output tokens.")
         width = int(max(x.max() for x, _, _ in self.data.values())) + 1 if discrete else inputs.shape[-1]
-        self.spec = TaskSpec(
-            "discrete" if discrete else "continuous",
-            width,
-            inputs.shape[1],
-            num_classes,
-            output_tokens,
-            units // output_tokens,
-        )
-        for split, (_, t, _) in self.data.items():
-            if t.max() >= num_classes:
-                raise FPTError(
-                    f"{split} targets must be class ids in [0, {num_classes}); found {int(t.min())}..{int(t.max())}."
-                )
+        outputs: OutputKind = Regression()
+        if kind == "classification":
+            if num_classes is None:
+                num_classes = int(max(t.max() for _, t, _ in self.data.values())) + 1
+            for split, (_, t, _) in self.data.items():
+                if t.max() >= num_classes:
+                    raise FPTError(
+                        f"{split} targets must be class ids in [0, {num_classes}); found {int(t.min())}..{int(t.max())}."
+                    )
+            outputs = Classification(num_classes)
+        shape = "discrete" if discrete else "continuous"
+        return TaskSpec(shape, width, inputs.shape[1], None, output_tokens, units // output_tokens, outputs, head)
 
     @staticmethod
-    def _check(split: str, parts, output_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One split as (float32 or int64 inputs, (n, units) int64 targets, bool mask or None), or an FPTError."""
+    def _check(split: str, parts, output_tokens: int) -> Batch:
+        """One split as a Batch of float32 or int64 inputs, (n, units) targets as given, bool mask or None,
+        and the restore tensors if any; or an FPTError."""
+        if isinstance(parts, Batch):
+            parts, restore = (parts.inputs, parts.targets, parts.mask), (parts.output_loc, parts.output_scale)
+        else:
+            restore = (None, None)
         if not isinstance(parts, (tuple, list)) or len(parts) not in (2, 3):
-            raise FPTError(f"The {split} split must be a tuple (inputs, targets) or (inputs, targets, mask).")
+            raise FPTError(
+                f"The {split} split must be a tuple (inputs, targets) or (inputs, targets, mask), or a Batch."
+            )
         try:
             inputs, targets = torch.as_tensor(parts[0]), torch.as_tensor(parts[1])
             mask = None if len(parts) < 3 or parts[2] is None else torch.as_tensor(parts[2])
@@ -125,13 +225,18 @@ class TensorTask(Task):
             )
         if targets.numel() == 0:
             raise FPTError(f"{split} targets hold no units (shape {tuple(targets.shape)}).")
-        targets = _class_ids(split, targets).reshape(len(targets), -1)
         if mask is not None:
             problem = mask_problem(mask, (inputs.shape[0], inputs.shape[1]), output_tokens)
             if problem:
                 raise FPTError(f"The {split} mask {problem}")
             mask = mask.bool()
-        return inputs, targets, mask
+        targets = targets.reshape(len(targets), -1)
+        return Batch(
+            inputs,
+            targets,
+            mask,
+            *(_restore_part(split, name, t, targets) for name, t in zip(RESTORE, restore, strict=True)),
+        )
 
     def split_size(self, split: str) -> int:
         return len(self.data[split][0])
@@ -140,7 +245,7 @@ class TensorTask(Task):
         """The examples of `split` at `index`, as the model reads them (token ids as int64, which the embedding
         needs; stored as given, so uint8 ids stay small); subclasses that store examples in another form
         (uint8 images, packed sequences) override this alone."""
-        batch = Batch(*self.data[split]).rows(index)
+        batch = Batch(*self.data[split], *self.restore.get(split, (None, None))).rows(index)
         if self.spec.input_kind == "discrete" and batch.inputs.dtype != torch.long:
             batch.inputs = batch.inputs.long()
         return batch

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import fields
 from typing import cast
 
 import torch
@@ -42,9 +43,9 @@ def cacheable(task: Task) -> bool:
 
 @torch.inference_mode()
 def head_inputs(model: FrozenPretrainedTransformer, batch: Batch, precision: Precision | None = None) -> torch.Tensor:
-    """What the head's linear layer reads for `batch`: (batch, output_tokens, hidden), in fp32."""
+    """What the head reads for `batch` (`OutputHead.read`): (batch, output_tokens, hidden), in fp32."""
     captured = []
-    hook = model.head.proj.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+    hook = model.head.register_forward_pre_hook(lambda module, args: captured.append(module.read(*args)))
     try:
         with precision.autocast() if precision else torch.autocast("cpu", enabled=False):
             model(batch.inputs, batch.mask)
@@ -68,22 +69,28 @@ class FeatureTask(TensorTask):
         model.eval()
         splits = {}
         for split in ("train", "val", "test"):
-            features, targets = [], []
+            batches = []
             for batch in task.examples(split, batch_size):
-                features.append(head_inputs(model, batch.to(device), precision).cpu())
-                targets.append(batch.targets)
-            splits[split] = (torch.cat(features), torch.cat(targets))
+                features = head_inputs(model, batch.to(device), precision).cpu()
+                batches.append(Batch(features, batch.targets, None, batch.output_loc, batch.output_scale))
+            inputs, targets, _, loc, scale = (_cat([getattr(b, f.name) for b in batches]) for f in fields(Batch))
+            splits[split] = Batch(cast(torch.Tensor, inputs), cast(torch.Tensor, targets), None, loc, scale)
         model.train(was_training)
         super().__init__(
             splits["train"],
             splits["val"],
             splits["test"],
-            num_classes=task.spec.num_classes,
             output_tokens=task.spec.output_tokens,
             name=task.name,
+            outputs=task.spec.output_kind,
+            head=task.spec.head,
         )
         self.split_sources = task.split_sources
         self.data_fingerprint = task.data_fingerprint
+
+
+def _cat(tensors: list) -> torch.Tensor | None:
+    return None if tensors[0] is None else torch.cat(tensors)
 
 
 class HeadOnFeatures(nn.Module):
@@ -94,7 +101,7 @@ class HeadOnFeatures(nn.Module):
         self.head = model.head
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(features)  # features hold exactly the positions the head reads
+        return self.head.project(features)  # features hold exactly the positions the head reads
 
 
 def cache_if_output_only(
@@ -113,7 +120,7 @@ def cache_if_output_only(
     total = sum(task.split_size(s) for s in ("train", "val", "test"))
     require(  # each split's features are held twice while they are concatenated
         f"Caching backbone features of {total:,} examples",
-        8.0 * total * task.spec.output_tokens * model.head.proj.in_features,
+        8.0 * total * task.spec.output_tokens * model.head.hidden,
         "Pass --no-feature-cache to train through the backbone instead.",
     )
     started = time.perf_counter()

@@ -34,9 +34,10 @@ from fpt.plugins import recorded_imports
 from fpt.runs.checkpoint import TrainedModel, prune, read_checkpoint, save_checkpoint, step_checkpoints, step_name
 from fpt.runs.lock import RunLock
 from fpt.runs.record import RunDir, default_run_dir, enclosing_run, read_run_record
-from fpt.tasks import Batch, Scores, Task, get_task, registering_module
+from fpt.tasks import Batch, Task, get_task, registering_module
 from fpt.tasks.arrays import DATA_FILE, task_record
-from fpt.tasks.base import check_model_fits, padded_counts
+from fpt.tasks.base import check_model_fits
+from fpt.tasks.outputs import Classification
 from fpt.tasks.stream import StreamCursor, takes_cursor
 from fpt.training.align import ALIGN_FILE, align_input, read_alignment, write_records
 from fpt.training.batch_memory import eval_batch_that_fits, fit_to_memory, require_training_memory
@@ -110,7 +111,8 @@ def evaluate(
     precision: Precision | None = None,
     progress: Reporter | None = None,
 ) -> dict[str, float]:
-    """One full pass over `split`: unit accuracy, exact match and the number of examples.
+    """One full pass over `split`: the task's output kind's metrics (unit accuracy and exact match, or
+    MSE and MAE) of the restored outputs (`Batch.restore`), and the number of examples.
 
     With an `accelerator`, process r scores batches r, r + n, r + 2n, ... and the counts are summed,
     so every example counts exactly once, with no padding duplicates. `progress` reports the pass.
@@ -120,7 +122,7 @@ def evaluate(
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     was_training = model.training
     model.eval()
-    scores = Scores()
+    scores = task.spec.output_kind.scores()
     batches = task.eval_batches(split, batch_size)
     if progress is not None:
         n = task.split_size(split)
@@ -129,25 +131,12 @@ def evaluate(
         for index, batch in enumerate(batches):
             if index % world == rank:
                 batch = batch.to(device)
-                scores.add(model(batch.inputs, batch.mask), batch.targets)
+                scores.add(batch.restore(model(batch.inputs, batch.mask)), batch.targets)
     model.train(was_training)
-    classes = task.spec.num_classes
-    counts = torch.cat(
-        [
-            torch.tensor(
-                [scores.correct_units.item(), scores.units, scores.correct_examples.item(), scores.examples],
-                device=device,
-            ),
-            padded_counts(scores.predicted, classes).to(device),
-            padded_counts(scores.answers, classes).to(device),
-        ]
-    )
+    counts = scores.totals(device)
     if accelerator is not None and world > 1:
         counts = accelerator.reduce(counts, "sum")
-    correct_units, units, correct_examples, examples = counts[:4].tolist()
-    predicted, answers = counts[4 : 4 + classes], counts[4 + classes :]
-    totals = Scores(torch.tensor(correct_units), units, torch.tensor(correct_examples), examples, predicted, answers)
-    result = totals.result()
+    result = scores.from_totals(counts).result()
     if result["examples"] != task.split_size(split):
         raise RuntimeError(f"evaluated {result['examples']} of {task.split_size(split)} {split} examples")
     return result
@@ -159,12 +148,21 @@ class Progress:
 
     step: int = 0
     best_step: int = 0
-    best_accuracy: float = -1.0
-    steps_to_100: int | None = None
+    best_metric: float | None = None  # the selection metric's best validation value (fpt.tasks.outputs)
+    steps_to_100: int | None = None  # classification: the first evaluation at 100% validation accuracy
     loss_steps: int = 0  # steps summed in the running loss since the last evaluation
 
     def to_dict(self) -> dict:
         return dict(vars(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Progress:
+        """From a checkpoint; one written before output kinds holds `best_accuracy` (-1: none yet)."""
+        values = dict(values)
+        if "best_accuracy" in values:
+            legacy = values.pop("best_accuracy")
+            values["best_metric"] = legacy if values.get("best_step") else None
+        return cls(**values)
 
 
 @dataclass(kw_only=True)
@@ -263,7 +261,7 @@ class Trainer:
         if saved:
             self.optimizer.load_state_dict(saved["optimizer"])
             self.precision.load_state_dict(saved["precision"])
-            self.progress = Progress(**saved["progress"])
+            self.progress = Progress.from_dict(saved["progress"])
             self.cursor = StreamCursor(saved.get("stream"))  # none in checkpoints from before cursors: replayed
             ranks = saved["ranks"]
             mine = ranks[self.accelerator.process_index] if len(ranks) == self.accelerator.num_processes else None
@@ -314,28 +312,28 @@ class Trainer:
             self.module, self.task, "val", config.eval_batch_size, self.device, self.accelerator, self.precision, first
         )
         self.validated = True
+        kind = self.task.spec.output_kind
         record = {
             "step": p.step,
             "train_loss": train_loss,
-            "val_accuracy": val["accuracy"],
-            "val_exact_match": val["exact_match"],
+            **{f"val_{name}": val[name] for name in kind.headline},
             "elapsed_s": round(time.time() - self.started, 3),
             "samples_per_s": round(samples_per_s, 2),
         }
         if self.main:
             self.run.append_metrics(record)
         self.accelerator.log(record, step=p.step)
-        if val["accuracy"] > p.best_accuracy:
-            p.best_step, p.best_accuracy = p.step, val["accuracy"]
+        if kind.selection.better(val[kind.selection.metric], p.best_metric):
+            p.best_step, p.best_metric = p.step, val[kind.selection.metric]
             self.best = {n: t.clone() for n, t in self.source.trained_state().items()}
             if self.main:
                 save_checkpoint(self.run.checkpoints / "best", self.source, p.step, extra={"val": val})
-        if p.steps_to_100 is None and val["accuracy"] >= 1.0:
+        if p.steps_to_100 is None and val.get("accuracy", 0.0) >= 1.0:
             p.steps_to_100 = p.step
         self.loss_sum.zero_()
         p.loss_steps, self.window = 0, (time.time(), 0)
         self.report.evaluation(record)
-        early = config.target_accuracy is not None and val["accuracy"] >= config.target_accuracy
+        early = config.target_accuracy is not None and val.get("accuracy", 0.0) >= config.target_accuracy
         early = early or (config.patience is not None and p.step - p.best_step >= config.patience * config.eval_every)
         if early:
             return "early-stopped", record
@@ -381,11 +379,12 @@ class Trainer:
             sources = self.task.split_sources
             summary.update(test_split=sources.get("test", "test"), val_split=sources.get("val", "val"))
             summary["test_examples"] = test["examples"]
-        summary["test_accuracy"] = test["accuracy"] if test else None
-        if test:
-            summary["test_exact_match"] = test["exact_match"]
-            summary["test_prediction_share"] = test["prediction_share"]  # 1.0: one class predicted everywhere
-            summary["test_majority_share"] = test["majority_share"]
+        # every metric of the output kind: test_accuracy, test_exact_match, test_prediction_share (1.0: one
+        # class predicted everywhere), test_majority_share; or test_mse, test_mae
+        selection = self.task.spec.output_kind.selection
+        metrics: dict[str, float | None] = {f"test_{k}": v for k, v in test.items() if k != "examples"}
+        summary.update(metrics or {f"test_{selection.metric}": None})
+        summary["test_metric"] = test[selection.metric] if test else None  # of any kind: see summary["selection"]
         summary["wall_seconds"] = round(time.time() - self.started, 2)
         if self.main:
             self.run.write_summary(summary)
@@ -395,17 +394,16 @@ class Trainer:
         if status == "pruned":
             return summary
         names = self.task.metric_names
+        shown = ", ".join(f"{names.get(k, k)} {test[k]:.4f}" for k in self.task.spec.output_kind.headline)
         self.log(
-            f"{self.task.name}: test {names['accuracy']} {test['accuracy']:.4f}, "
-            f"{names['exact_match']} {test['exact_match']:.4f} "
-            f"(best val step {self.progress.best_step}, {test['examples']} test examples)"
+            f"{self.task.name}: test {shown} (best val step {self.progress.best_step}, {test['examples']} test examples)"
         )
         return summary
 
     def run_facts(self, status: str) -> dict:
         """What summary.json records before the test pass: the run's settings, counters, data and layout."""
         p, config, model = self.progress, self.config, self.config.model
-        counts = self.source.group_counts()
+        counts, kind = self.source.group_counts(), self.task.spec.output_kind
         return {
             "task": self.task.name,
             "task_options": config.task_options,
@@ -420,7 +418,9 @@ class Trainer:
             "steps": p.step,
             "status": status,
             "best_step": p.best_step,
-            "best_val_accuracy": p.best_accuracy if p.best_step else None,
+            f"best_val_{kind.selection.metric}": p.best_metric if p.best_step else None,
+            "selection": kind.selection.to_dict(),  # the metric that chose the best step (fpt.tasks.outputs)
+            "best_val_metric": p.best_metric if p.best_step else None,
             "steps_to_100": p.steps_to_100,
             "trainable_params": sum(t.numel() for t in self.trained),
             "total_params": sum(c for c, _ in counts.values()),
@@ -518,7 +518,8 @@ def training_step(trainer: Trainer, batch: Batch) -> torch.Tensor:
         last = index == len(parts) - 1
         with nullcontext() if last else trainer.accelerator.no_sync(trainer.model):  # all-reduce once per step
             with trainer.precision.autocast():
-                loss = trainer.task.loss(trainer.model(part.inputs, part.mask), part.targets) / len(parts)
+                outputs = part.restore(trainer.model(part.inputs, part.mask))
+                loss = trainer.task.loss(outputs, part.targets) / len(parts)
             trainer.precision.backward(loss)
         total += loss.detach()
     trainer.precision.unscale(trainer.optimizer)
@@ -549,6 +550,17 @@ def claim_run_dir(out: Path, resuming_at: int | None) -> RunLock:
     return lock
 
 
+def check_stopping(config: RunConfig, task: Task) -> None:
+    """Refuse a stopping rule the task's output kind has no metric for, before anything is written."""
+    kind = task.spec.output_kind
+    if config.target_accuracy is not None and not isinstance(kind, Classification):
+        raise FPTError(
+            f"target_accuracy stops a classification run at a validation accuracy; {task.name} is a "
+            f"{kind.name} task, which has no accuracy. Use patience instead (stop after that many evaluations "
+            f"without a new best validation {kind.selection.metric})."
+        )
+
+
 def _placed(
     config: RunConfig, task: Task | None, resume: bool, report: Reporter
 ) -> tuple[RunConfig, Task, torch.device]:
@@ -558,6 +570,7 @@ def _placed(
     if task is None:
         with report.phase(f"loading task {config.task}"):
             task, given = get_task(config.task, data_dir=config.data_dir, **config.task_options), config.task_options
+    check_stopping(config, task)
     device = resolve_device(config.device)
     if device.index is not None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -131,7 +131,8 @@ class Reporter:
         eta = (self._total - step) / rate if rate > 0 else None
         self._last_step, self._last_time = step, now
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{record['val_accuracy']:.4f}")
+            val = next(v for k, v in record.items() if k.startswith("val_"))  # the task's headline metric
+            self._bar.set_postfix(loss=f"{record['train_loss']:.4f}", val=f"{val:.4f}")
             return
         shown = {k: v for k, v in record.items() if k not in ("step", "elapsed_s")}
         text = f"step {step}/{self._total}  " + "  ".join(f"{k} {_number(k, v)}" for k, v in shown.items())
