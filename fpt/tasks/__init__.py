@@ -8,7 +8,7 @@ from typing import Any
 
 from fpt.errors import FPTError, describe_callable, failure, is_out_of_memory, unknown_name
 from fpt.plugins import TASKS, load_entry_points
-from fpt.tasks import arrays, homology, images, listops
+from fpt.tasks import arrays, forecast, homology, images, listops
 from fpt.tasks.base import Batch, Scores, Task, TaskSpec
 from fpt.tasks.bits import BIT_MEMORY_OPTIONS, BIT_XOR_OPTIONS, BitMemory, BitXOR
 from fpt.tasks.images import image_tokens, patchify
@@ -129,6 +129,7 @@ register_task("cifar10-lra", images.cifar10_lra, images.RUN_DEFAULTS, *images.op
 register_task("listops", listops.listops, None, listops.OPTIONS)
 register_task("remote-homology", homology.remote_homology, homology.RUN_DEFAULTS, homology.OPTIONS)
 register_task("arrays", arrays.arrays, None, arrays.OPTIONS)
+register_task("forecast", forecast.forecast, None, forecast.OPTIONS, forecast.RULES)
 
 __all__ = [
     "Batch",
