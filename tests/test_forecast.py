@@ -69,6 +69,7 @@ def test_recorded_options_rebuild_the_task_and_a_changed_file_is_refused(csv_ser
         (dict(val_fraction=0.5, test_fraction=0.5), "at least a tenth"),
         (dict(series="nile2"), "series must be one of co2, elnino, macrodata, nile, sunspots"),
         (dict(horizon=0), "horizon must be at least 1"),
+        (dict(lookback=96, horizon=24), r"horizon \(24\) must be a multiple of the 11 patches"),
     ],
 )
 def test_bad_options_are_refused_before_any_data_is_read(options, message):
@@ -78,7 +79,7 @@ def test_bad_options_are_refused_before_any_data_is_read(options, message):
 
 def test_too_short_series_and_a_season_beyond_the_lookback(csv_series):
     with pytest.raises(FPTError, match="Too short to forecast: series a has 200 steps"):
-        get_task("forecast", path=str(csv_series), lookback=150, horizon=6, patch_len=8, stride=8)
+        get_task("forecast", path=str(csv_series), lookback=152, horizon=19, patch_len=8, stride=8)
     with pytest.raises(FPTError, match="season 30 is longer than the lookback"):
         get_task("forecast", path=str(csv_series), season=30, **SMALL)
     assert "path" in task_options_schema("forecast").describe()
@@ -103,3 +104,42 @@ def test_a_forecast_run_records_mse_and_mae_beside_its_baselines(tiny_gpt2, csv_
     assert set(baselines) == {"last value", "seasonal naive", "linear"}
     assert baselines["seasonal naive"]["mse"] < baselines["last value"]["mse"]  # the series have period 12
     assert summary["baselines"]["val"] == get_task("forecast", **options).baselines("val")
+
+
+def _regression_record(key: str, val_mse: float, test_mse: float, baselines: dict) -> dict:
+    summary = {
+        "status": "finished",
+        "selection": {"metric": "mse", "mode": "min"},
+        "best_val_mse": val_mse,
+        "best_val_metric": val_mse,
+        "test_mse": test_mse,
+        "test_mae": test_mse * 10,
+        "test_metric": test_mse,
+        "precision": "bf16",
+        "baselines": baselines,
+    }
+    return {"key": key, "status": "finished", "run_dir": "/nonexistent", "summary": summary}
+
+
+def test_a_sweep_table_of_a_forecast_picks_the_lowest_val_mse_and_shows_the_baselines():
+    from fpt.experiments.sweep import expand
+    from fpt.experiments.tables import aggregate, chosen_lr, main_table
+
+    grid = expand(
+        {
+            "tasks": ["f"],
+            "task_settings": {"f": {"task": "forecast", "task_options": SMALL}},
+            "lrs": [1e-4, 1e-3],
+            "seeds": [0, 1],
+            "settings": {"steps": 2},
+        }
+    )
+    baselines = {"test": {"last value": {"mse": 0.5, "mae": 0.6}}, "val": {"last value": {"mse": 0.4, "mae": 0.5}}}
+    val = {1e-4: 0.2, 1e-3: 0.1}  # the larger lr has the lower error
+    records = [_regression_record(r.key, val[r.lr], val[r.lr] + 0.01 * r.seed, baselines) for r in grid.runs]
+    assert chosen_lr(grid, "f", grid.conditions[0], records) == 1e-3
+    (cell,) = aggregate(grid, records)
+    assert cell.test == [0.1, 0.11] and cell.mae == [1.0, 1.1] and cell.lower_is_better
+    lines = main_table(grid, {("f", cell.condition): cell})
+    assert "0.1050 ± 0.0071 (MAE 1.0500 ± 0.0707; n=2, bf16" in lines[2]
+    assert lines[3].startswith("| baseline: last value | 0.5000 (MAE 0.6000; exact, no seed) | 0.4000 |")

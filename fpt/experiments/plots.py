@@ -31,21 +31,24 @@ def plot_curves(cells, out: Path) -> list[Path]:
                 continue
             # early-stopped seeds end sooner: each step's mean and band are over the seeds still running there,
             # and a dot marks where each seed stopped, so a plateau (or a cut-off) shows
+            key, scale = ("val_accuracy", 100) if not cell.lower_is_better else (f"val_{cell.metric}", 1)
             by_step: dict[int, list[float]] = {}
             for curve in curves:
                 for m in curve:
-                    by_step.setdefault(m["step"], []).append(100 * m["val_accuracy"])
+                    by_step.setdefault(m["step"], []).append(scale * m[key])
             steps = sorted(by_step)
             (line,) = ax.plot(
                 steps, [np.mean(by_step[s]) for s in steps], label=f"{cell.condition} (lr {cell.lr:g}, n={len(curves)})"
             )
             low, high = [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
             ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
-            ends = [(c[-1]["step"], 100 * c[-1]["val_accuracy"]) for c in curves]
+            ends = [(c[-1]["step"], scale * c[-1][key]) for c in curves]
             ax.plot(*zip(*ends, strict=True), "o", color=line.get_color(), markersize=3)
             drawn = True
         if drawn:
-            ax.set(title=task, xlabel="step", ylabel="validation accuracy (%)")
+            lower = any(c.lower_is_better for c in cells if c.task == task)
+            label = f"validation {cells[0].metric.upper()}" if lower else "validation accuracy (%)"
+            ax.set(title=task, xlabel="step", ylabel=label)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             path = out / f"{task}.png"

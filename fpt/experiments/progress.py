@@ -94,7 +94,10 @@ class GridProgress:
             self.failed += 1
         else:
             self.finished += 1
-        detail = record.get("error") or f"test {_score(record['summary'].get('test_accuracy'))}"
+        detail = (
+            record.get("error")
+            or f"test {_score(record['summary'].get('test_metric', record['summary'].get('test_accuracy')))}"
+        )
         timing = self.pace.after(began, at_once=self._running() + 1)
         done = self.finished + self.failed + self.skipped
         self.say(f"  [{done}/{self.total}] {key}: {record['status']} ({detail}){timing} | {self.counts()}")

@@ -14,19 +14,21 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from fpt.experiments.lr_grid import LIMIT
 from fpt.experiments.paper import NOTES, REPORTED_ON_VAL, paper_value
 from fpt.experiments.plots import plot_curves
 from fpt.files import atomic_write
 from fpt.runs.record import read_metrics
+from fpt.tasks.outputs import selection_of, test_metric, val_metric
 
 CONVERGENCE_FRACTION = 0.95
 
 
 def steps_to_fraction(metrics: list[dict], fraction: float = CONVERGENCE_FRACTION) -> int | None:
     """First step whose validation accuracy reaches `fraction` of the final one (the last record's)."""
-    if not metrics:
+    if not metrics or "val_accuracy" not in metrics[-1]:  # a regression's error has no "95% of final"
         return None
     target = fraction * metrics[-1]["val_accuracy"]
     return next(m["step"] for m in metrics if m["val_accuracy"] >= target)
@@ -58,6 +60,13 @@ class Cell:
     constant: list[int] = field(default_factory=list)  # seeds whose test predictions are all one class
     val_by_lr: dict[float, float] = field(default_factory=dict)  # percent: what chose the lr (selection_scores)
     params: tuple[int, int] | None = None  # trained and total parameters (the first seed's summary)
+    metric: str = "accuracy"  # the selection metric its figures are: accuracy in percent, or an error (mse)
+    mae: list[float] = field(default_factory=list)  # regression: test MAE per seed, beside the MSE in `test`
+    baselines: dict = field(default_factory=dict)  # {split: {name: {metric: value}}} (Task.baselines)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric != "accuracy"
 
     @property
     def on_val(self) -> bool:
@@ -88,14 +97,23 @@ def _mean(values: list) -> float | None:
 
 
 def _finished(record: dict | None) -> bool:
-    return record is not None and record.get("summary", {}).get("test_accuracy") is not None
+    return record is not None and test_metric(record.get("summary", {})) is not None
+
+
+def _percent(summary: dict) -> float:
+    """What a summary's metric is multiplied by in tables: accuracy in percent, errors as they are."""
+    return 100.0 if selection_of(summary).metric == "accuracy" else 1.0
 
 
 def chosen_lr(grid, task: str, condition: str, records: dict[str, dict] | list[dict]) -> float | None:
     """The lr with the best mean validation accuracy over the finished runs of (task, condition),
     counting only the grid's selection seeds when it has them (ties: the smaller lr); None when none finished."""
     means = selection_scores(grid, task, condition, records)
-    return max(means, key=lambda lr: means[lr]) if means else None
+    by_key = records if isinstance(records, dict) else {r["key"]: r for r in records}
+    finished = [by_key[r.key]["summary"] for r in grid.runs if r.task == task and _finished(by_key.get(r.key))]
+    if not means:
+        return None
+    return cast(float, selection_of(finished[0]).best_of(means))  # first listed among ties: the smaller lr
 
 
 def selection_scores(grid, task: str, condition: str, records: dict[str, dict] | list[dict]) -> dict[float, float]:
@@ -112,8 +130,9 @@ def selection_scores(grid, task: str, condition: str, records: dict[str, dict] |
             and run.condition == condition
             and (not select or run.seed in select)
             and _finished(record)
+            and val_metric(record["summary"]) is not None
         ):
-            scores.setdefault(run.lr, []).append(record["summary"]["best_val_accuracy"])
+            scores.setdefault(run.lr, []).append(cast(float, val_metric(record["summary"])))
     return {lr: statistics.fmean(values) for lr, values in sorted(scores.items())}
 
 
@@ -131,6 +150,7 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
             backbone = architecture if architecture != "transformer" else config.get("backbone", "minilm")
             base = config.get("task", task)
             extension = getattr(grid, "extensions", {}).get((task, condition), {})
+            scale = next((_percent(by_key[r.key]["summary"]) for r in runs if _finished(by_key.get(r.key))), 100.0)
             cell = Cell(
                 task,
                 condition,
@@ -141,7 +161,7 @@ def aggregate(grid, records: list[dict]) -> list[Cell]:
                 base_task=base,
                 extended=sorted(extension.get("added", [])),
                 limit_hit=list(extension.get("limit_hit", [])),
-                val_by_lr={k: 100 * v for k, v in selection_scores(grid, task, condition, by_key).items()},
+                val_by_lr={k: scale * v for k, v in selection_scores(grid, task, condition, by_key).items()},
             )
             for run in (r for r in runs if r.lr == lr and _finished(by_key.get(r.key))):
                 _add_seed(cell, run.seed, by_key[run.key])
@@ -162,8 +182,12 @@ def _add_seed(cell: Cell, seed: int, record: dict) -> None:
     if cell.params is None and "trainable_params" in summary:
         cell.params = (summary["trainable_params"], summary.get("total_params", 0))
     cell.seeds.append(seed)
-    cell.test.append(100 * summary["test_accuracy"])
-    cell.val.append(100 * summary["best_val_accuracy"])
+    scale, cell.metric = _percent(summary), selection_of(summary).metric
+    cell.test.append(scale * cast(float, test_metric(summary)))  # finished: both are set
+    cell.val.append(scale * cast(float, val_metric(summary)))
+    if "test_mae" in summary:
+        cell.mae.append(summary["test_mae"])
+    cell.baselines = cell.baselines or summary.get("baselines", {})
     cell.run_dirs.append(record["run_dir"])
     cell.precisions.append(summary.get("precision", "?"))
     if summary.get("test_prediction_share") == 1.0:
@@ -214,8 +238,36 @@ def _steps(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f}"
 
 
-def _spread(values: list[float]) -> str:
-    return f"{_fmt(_mean(values))} ± {_fmt(statistics.stdev(values) if len(values) > 1 else None)}"
+def _spread(values: list[float], digits: int = 1) -> str:
+    return f"{_fmt(_mean(values), digits)} ± {_fmt(statistics.stdev(values) if len(values) > 1 else None, digits)}"
+
+
+def _digits(cell: Cell) -> int:
+    """Decimals a cell's figures are printed with: accuracy in percent to 0.1, errors (MSE) to 0.0001."""
+    return 4 if cell.lower_is_better else 1
+
+
+def baseline_rows(grid, cell: dict) -> list[str]:
+    """Main-table rows of the tasks' baselines (Task.baselines, recorded in the runs' summaries): exact
+    figures of one deterministic forecast each, test and val, in the same columns as the trained rows."""
+    found: dict[str, dict] = {}
+    for c in cell.values():
+        for split, named in c.baselines.items():
+            for name, scores in named.items():
+                found.setdefault(name, {}).setdefault(c.task, {})[split] = scores
+    lines = []
+    for name, by_task in found.items():
+        row = [f"baseline: {name}"]
+        for task in grid.tasks:
+            scores = by_task.get(task, {})
+            test, val = scores.get("test"), scores.get("val")
+            row += [
+                "–" if test is None else f"{test['mse']:.4f} (MAE {test['mae']:.4f}; exact, no seed)",
+                "–" if val is None else f"{val['mse']:.4f}",
+                "–",
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def results_csv(cells: list[Cell]) -> str:
@@ -344,9 +396,11 @@ def main_table(grid, cell: dict) -> list[str]:
                 continue
             marks = "".join(f"; {m}" for m in cell_marks(c))
             label = "learned nothing (constant prediction): " if c.learned_nothing else ""
-            row += [f"{label}{_spread(c.test)} (n={len(c.test)}, {c.precision}{marks})", _spread(c.val), _fmt(c.paper)]
+            mae = f"MAE {_spread(c.mae, 4)}; " if c.mae else ""
+            figure = f"{label}{_spread(c.test, _digits(c))} ({mae}n={len(c.test)}, {c.precision}{marks})"
+            row += [figure, _spread(c.val, _digits(c)), _fmt(c.paper)]
         lines.append("| " + " | ".join(row) + " |")
-    return lines
+    return lines + baseline_rows(grid, cell)
 
 
 def _params(params: tuple[int, int] | None) -> str:
@@ -355,8 +409,8 @@ def _params(params: tuple[int, int] | None) -> str:
     return " / ".join(f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}" for n in params)
 
 
-def _by_seed(seeds: list[int], values: list[float]) -> str:
-    return ", ".join(f"s{s} {v:.2f}" for s, v in zip(seeds, values, strict=True))
+def _by_seed(seeds: list[int], values: list[float], digits: int = 2) -> str:
+    return ", ".join(f"s{s} {v:.{digits}f}" for s, v in zip(seeds, values, strict=True))
 
 
 def details_table(cells: list[Cell]) -> list[str]:
@@ -370,12 +424,13 @@ def details_table(cells: list[Cell]) -> list[str]:
     for c in cells:
         steps = f"{_steps(_mean(c.steps_to_95))} ± {_steps(statistics.stdev(c.steps_to_95)) if len(c.steps_to_95) > 1 else '–'}"
         tried = ", ".join(
-            f"{'+' if x in c.extended else ''}{x:g}: {_fmt(c.val_by_lr[x]) if x in c.val_by_lr else c.unfinished.get(x, '–')}"
+            f"{'+' if x in c.extended else ''}{x:g}: {_fmt(c.val_by_lr[x], _digits(c)) if x in c.val_by_lr else c.unfinished.get(x, '–')}"
             for x in c.lrs_tried
         )
         lines.append(
             f"| {c.task} | {c.condition} | {c.backbone} | {'' if c.lr is None else f'{c.lr:g}'} | {tried} | "
-            f"{_by_seed(c.seeds, c.test)} | {_by_seed(c.seeds, c.val)} | {steps} | {_params(c.params)} | {len(c.failed)} |"
+            f"{_by_seed(c.seeds, c.test, 5 if c.lower_is_better else 2)} | "
+            f"{_by_seed(c.seeds, c.val, 5 if c.lower_is_better else 2)} | {steps} | {_params(c.params)} | {len(c.failed)} |"
         )
     return lines
 

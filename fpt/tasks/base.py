@@ -207,6 +207,12 @@ class Task:
         """How the output kind's metrics are named to a reader; a task may set its own (bit accuracy)."""
         return dict(self.spec.output_kind.metric_names)
 
+    def baselines(self, split: str) -> dict[str, dict[str, float]]:
+        """Reference predictions a trained model must beat, scored on `split` with the task's own metrics
+        ({name: {metric: value}}, e.g. a forecast's last value), recorded in summary.json and set beside the
+        trained runs in sweep tables; none by default."""
+        return {}
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The training loss of restored outputs (`Batch.restore`): the output kind's, unless overridden."""
         return self.spec.output_kind.loss(outputs, targets)

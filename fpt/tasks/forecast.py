@@ -59,12 +59,24 @@ def _rules() -> tuple:
             return f"patch_len ({values['patch_len']}) must be at most lookback ({values['lookback']})"
         return None
 
+    def horizon_fits(values: dict) -> str | None:
+        if values["patch_len"] > values["lookback"]:
+            return None
+        tokens = patch_count(values["lookback"], values["patch_len"], values["stride"])
+        if values["horizon"] % tokens:
+            return (
+                f"horizon ({values['horizon']}) must be a multiple of the {tokens} patches the lookback is cut into "
+                "(the flattened head predicts horizon / patches steps per patch read); change horizon, lookback, "
+                "patch_len or stride"
+            )
+        return None
+
     def fractions(values: dict) -> str | None:
         if values["val_fraction"] + values["test_fraction"] >= 0.9:
             return "val_fraction + test_fraction must leave at least a tenth of each series to train on"
         return None
 
-    return (one_source, patch_fits, fractions)
+    return (one_source, patch_fits, horizon_fits, fractions)
 
 
 RULES = _rules()
@@ -80,7 +92,7 @@ class ForecastTask(TensorTask):
         self.series_names = [name for name, _ in series]
         parts = {split: self._batch(self.windows[split], o["patch_len"], o["stride"], o["revin"]) for split in SPLITS}
         tokens = patch_count(o["lookback"], o["patch_len"], o["stride"])
-        super().__init__(*parts.values(), output_tokens=tokens, name="forecast", outputs=Regression(), head="flatten")
+        super().__init__(parts["train"], parts["val"], parts["test"], None, tokens, "forecast", Regression(), "flatten")
         where = o["path"] or f"statsmodels' {o['series']}"
         self.split_sources = {
             split: f"{len(self.windows[split]):,} windows of {len(series)} series of {where}" for split in SPLITS
@@ -89,13 +101,14 @@ class ForecastTask(TensorTask):
     @staticmethod
     def _batch(cut: Windows, patch_len: int, stride: int, revin: bool) -> Batch:
         past, loc, scale = instance_norm(cut.past) if revin else (cut.past, None, None)
-        tensor = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-        return Batch(tensor(patches(past, patch_len, stride)), tensor(cut.future), None, tensor(loc), tensor(scale))
+        tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        restore = (None, None) if loc is None else (tensor(loc), tensor(scale))
+        return Batch(tensor(patches(past, patch_len, stride)), tensor(cut.future), None, *restore)
 
     def options(self) -> dict:
         return dict(self._options)
 
-    def baselines(self, split: str = "test") -> dict[str, dict[str, float]]:
+    def baselines(self, split: str) -> dict[str, dict[str, float]]:
         """{name: {"mse", "mae"}} of the baselines on `split`'s windows, on the task's scale."""
         return baselines(self.windows, self.season, split)
 
@@ -140,7 +153,7 @@ def forecast(
     revin: bool = True,
 ) -> ForecastTask:
     """Forecast `horizon` steps from `lookback` steps of a packaged series (default co2) or of a file."""
-    options = dict(lookback=lookback, horizon=horizon, patch_len=patch_len, stride=stride)
+    options: dict = dict(lookback=lookback, horizon=horizon, patch_len=patch_len, stride=stride)
     options |= dict(val_fraction=val_fraction, test_fraction=test_fraction, revin=revin)
     if path is not None:
         values, digest = _file_series(path, sha256)

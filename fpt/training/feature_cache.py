@@ -87,6 +87,7 @@ class FeatureTask(TensorTask):
         )
         self.split_sources = task.split_sources
         self.data_fingerprint = task.data_fingerprint
+        self.baselines = task.baselines  # type: ignore[method-assign]
 
 
 def _cat(tensors: list) -> torch.Tensor | None:

@@ -165,6 +165,13 @@ class Progress:
         return cls(**values)
 
 
+def _baselines(task: Task) -> dict:
+    """{"baselines": {split: {name: metrics}}} for a task that has reference predictions (a forecast's last
+    value), else nothing: summaries of other tasks stay as they were."""
+    found = {split: task.baselines(split) for split in ("val", "test")}
+    return {"baselines": found} if any(found.values()) else {}
+
+
 @dataclass(kw_only=True)
 class Trainer:
     """What an optimizer step needs (`prepare_training`, `training_step`) and, in `train`, the loop's
@@ -427,6 +434,7 @@ class Trainer:
             "metric_names": self.task.metric_names,
             "fast_paths_applied": self.source.fast_paths,
             "data": self.task.data_fingerprint,
+            **_baselines(self.task),
             "position_table": getattr(self.source, "position_table", None),  # {interpolated_from, to} when stretched
             "features_cached": self.module is not self.source,  # output-only on cached features: no backbone dropout
             **self.layout,
