@@ -1,5 +1,6 @@
 """A trained model measured on labelled examples (`fpt eval`): accuracy, loss, per-class figures and the
-confusion matrix, on a split of the run's task or on a new labelled file (`fpt eval RUN --data FILE`).
+confusion matrix (a regression model: MSE, MAE and the loss), on a split of the run's task or on a
+new labelled file (`fpt eval RUN --data FILE`).
 
 One pass: every example once, the logits turned into the loss the run trained with, the predicted
 and true class of every unit counted into a confusion matrix, from which the per-class recall and
@@ -18,9 +19,10 @@ import torch
 
 from fpt.errors import FPTError
 from fpt.memory import pass_bytes, require
-from fpt.predict import check_inputs
+from fpt.predict import check_inputs, restore_tensors
 from fpt.tasks.arrays import read_array_file
 from fpt.tasks.base import Batch
+from fpt.tasks.outputs import Classification, OutputKind, Regression, output_kind
 
 CONFUSION_LIMIT = 50  # classes up to which the confusion matrix is printed (remote homology has 1,195)
 
@@ -33,6 +35,8 @@ def read_labelled(path: str | Path, config) -> tuple[Batch, str]:
     inputs, mask = check_inputs(arrays["inputs"], arrays.get("mask"), config)
     units = config.output_tokens * config.outputs_per_token
     targets = np.asarray(arrays["targets"])
+    if output_kind(config).name == "regression":
+        return _labelled_values(path, inputs, targets, mask, units, arrays), digest
     if targets.ndim == 1 and units == 1:
         targets = targets[:, None]
     if targets.dtype.kind not in "iub" or targets.shape != (len(inputs), units):
@@ -46,6 +50,21 @@ def read_labelled(path: str | Path, config) -> tuple[Batch, str]:
             f"{config.num_classes} classes (0 to {config.num_classes - 1})."
         )
     return Batch(inputs, torch.from_numpy(targets.astype(np.int64)), mask), digest
+
+
+def _labelled_values(path, inputs: torch.Tensor, targets: np.ndarray, mask, units: int, arrays: dict) -> Batch:
+    """A regression model's labelled examples: (n, units) finite float targets, with any restore arrays."""
+    n = len(inputs)
+    if targets.dtype.kind not in "fiub" or len(targets) != n or targets.size != n * units:
+        raise FPTError(
+            f"{path}: targets have shape {targets.shape} and dtype {targets.dtype}; this model predicts {units} "
+            f"value(s) per example, so targets must be {n} rows of {units} number(s)."
+        )
+    values = torch.from_numpy(targets.reshape(n, units).astype(np.float64))
+    if not torch.isfinite(values).all():
+        raise FPTError(f"{path}: targets hold NaN or infinite values; drop or impute those examples first.")
+    loc, scale = restore_tensors(Regression(), n, arrays.get("output_loc"), arrays.get("output_scale"))
+    return Batch(inputs, values, mask, loc, scale)
 
 
 def require_pass_memory(model, examples: Batch, batch_size: int, device: torch.device) -> None:
@@ -64,13 +83,17 @@ def require_pass_memory(model, examples: Batch, batch_size: int, device: torch.d
 def assess(
     model,
     batches: Iterable[Batch],
-    num_classes: int,
+    kind: OutputKind,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: torch.device,
     precision=None,
 ) -> dict:
-    """Accuracy, exact match (several units per example only), mean loss per unit, the number of
-    examples, per-class figures and the confusion matrix (rows: true class, columns: predicted)."""
+    """By the model's output `kind`: a classifier's accuracy, exact match (several units per example
+    only), mean loss per unit, the number of examples, per-class figures and the confusion matrix (rows:
+    true class, columns: predicted); a regression model's MSE, MAE, loss and number of examples."""
+    if not isinstance(kind, Classification):
+        return _assess_values(model, batches, kind, loss, device, precision)
+    num_classes = kind.num_classes
     model.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long)
     loss_sum, exact, examples, units = 0.0, 0, 0, 0
@@ -101,6 +124,23 @@ def assess(
     if num_classes <= CONFUSION_LIMIT:
         result["confusion_matrix"] = matrix.tolist()
     return result
+
+
+def _assess_values(model, batches: Iterable[Batch], kind: OutputKind, loss, device, precision) -> dict:
+    """MSE, MAE (float64 sums), the mean loss per unit and the number of examples of restored outputs."""
+    model.eval()
+    scores, loss_sum = kind.scores(), 0.0
+    for batch in batches:
+        batch = batch.to(device)
+        with precision.autocast() if precision else nullcontext():
+            outputs = batch.restore(model(batch.inputs, batch.mask))
+        scores.add(outputs, batch.targets)
+        loss_sum += loss(outputs, batch.targets).item() * batch.targets.numel()
+    result = scores.result()
+    if not result["examples"]:
+        raise FPTError("No examples to evaluate.")
+    units = float(scores.totals("cpu")[2])
+    return {"mse": result["mse"], "mae": result["mae"], "loss": loss_sum / units, "examples": result["examples"]}
 
 
 def per_class(matrix: torch.Tensor) -> list[dict]:

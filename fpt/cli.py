@@ -209,10 +209,11 @@ def cmd_predict(args) -> int:
     from fpt.predict import predict_run
 
     result = predict_run(args.run_dir, args.input, args.output, args.which, args.batch_size, args.device)
+    name, first = next(iter(result.items()))  # classes, or a regression model's values
     if args.output is None:
-        print(json.dumps({"classes": result["classes"].tolist()}))
+        print(json.dumps({name: first.tolist()}))
     else:
-        print(f"Wrote predictions for {len(result['classes'])} examples to {args.output}", file=sys.stderr)
+        print(f"Wrote predictions for {len(first)} examples to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -221,6 +222,7 @@ def cmd_eval(args) -> int:
     from fpt.model import load_run_model
     from fpt.runs import read_run_record
     from fpt.runs.record import check_output_file
+    from fpt.tasks.outputs import output_kind
     from fpt.training.loop import resolve_device
     from fpt.training.precision import Precision
     from fpt.training.progress import Reporter
@@ -239,7 +241,7 @@ def cmd_eval(args) -> int:
     device = resolve_device(args.device)
     precision = Precision.create(record.precision, device)  # as the run evaluated
     batches, where, loss = _eval_examples(args, task, model, device, report)
-    result = assess(model.to(device), batches, model.config.num_classes, loss, device, precision)
+    result = assess(model.to(device), batches, output_kind(model.config), loss, device, precision)
     if args.plot and "confusion_matrix" in result:
         plot_confusion(result["confusion_matrix"], args.plot, f"{record.task}: {where['split'] or where['data']}")
         print(f"Written: {args.plot}", file=sys.stderr)
@@ -266,7 +268,7 @@ def _eval_examples(args, task, model, device, report):
     import math
 
     from fpt.assess import read_labelled, require_pass_memory
-    from fpt.tasks.base import Task
+    from fpt.tasks.outputs import output_kind
     from fpt.training.batch_memory import eval_batch_that_fits
 
     batch_size = args.batch_size
@@ -283,7 +285,8 @@ def _eval_examples(args, task, model, device, report):
     else:
         examples, digest = read_labelled(args.data, model.config)
         require_pass_memory(model, examples, args.batch_size, device)
-        batches, n, where, loss = examples.chunks(args.batch_size), len(examples), str(args.data), Task().loss
+        loss = output_kind(model.config).loss
+        batches, n, where = examples.chunks(args.batch_size), len(examples), str(args.data)
         described = {"split": None, "data": str(args.data), "data_sha256": digest}
     tracked = report.track(batches, f"{where} pass ({n} examples)", total=math.ceil(n / batch_size))
     return tracked, described, loss
@@ -299,7 +302,8 @@ def cmd_describe(args) -> int:
     )
     print(
         f"Task {args.task}: {spec.max_length} tokens of {spec.input_dim} ({spec.input_kind}), "
-        f"{spec.output_tokens} output token(s) x {spec.outputs_per_token} unit(s) of {spec.num_classes} classes"
+        f"{spec.output_tokens} output token(s) x {spec.outputs_per_token} unit(s) of "
+        + (f"{spec.num_classes} classes" if spec.num_classes is not None else f"{spec.output_kind.name} values")
     )
     print(model.freeze_report())
     adapter = model.backbone_adapter
@@ -733,7 +737,10 @@ def _comparison_parsers(sub) -> None:
         "(quote it: 'runs/xor-*') or a sweep directory (all its runs).",
     )
     p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("--metric", default="val_accuracy", help="metrics.jsonl key to plot (default val_accuracy)")
+    p.add_argument(
+        "--metric",
+        help="metrics.jsonl key to plot (default: the runs' selection metric, e.g. val_accuracy or val_mse)",
+    )
     p.add_argument("--out", help="write the plot of --metric against step to this PNG file")
     p.add_argument("--format", choices=["text", "markdown", "csv"], default="text", help="table format")
     p = sub.add_parser(
@@ -756,7 +763,7 @@ def cmd_compare(args) -> int:
     runs = [read_run(path) for path in find_runs(args.runs)]
     print(table(runs, args.format))
     if args.out:
-        plot_curves(runs, args.metric, args.out)
+        plot_curves(runs, args.metric or f"val_{runs[0].selection_metric}", args.out)
         print(f"Written: {args.out}", file=sys.stderr)
     return 0
 

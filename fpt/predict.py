@@ -3,8 +3,11 @@
 
 Inputs are arrays shaped like the task's examples: (n, tokens, width) values for continuous tokens,
 (n, tokens) ids for discrete ones, with an optional (n, tokens) mask marking the real tokens of
-right-padded examples. They come from .npy, .npz (arrays `inputs` and optionally `mask`), or the
+right-padded examples. They come from .npy, .npz (arrays `inputs` and optionally `mask`, and for a
+regression model `output_loc`/`output_scale`, each example's restore: fpt.tasks.base.Batch), or the
 task's own text format where it has one (ListOps: one expression per line, as in the LRA TSV files).
+What comes out is the model's output kind's (fpt.tasks.outputs): `classes` and `probabilities` from a
+classifier, `values` from a regression model.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +28,7 @@ from fpt.memory import pass_bytes, require
 from fpt.model import load_run_model
 from fpt.runs import read_run_record
 from fpt.tasks.base import Batch, mask_problem
+from fpt.tasks.outputs import output_kind
 from fpt.tasks.sequences import pack
 from fpt.training.loop import resolve_device
 
@@ -132,15 +137,48 @@ def read_inputs(
         ) from err
 
 
+def read_restore(path: str | Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """An .npz's `output_loc` and `output_scale` arrays (None where absent, or for other files)."""
+    if Path(path).suffix != ".npz":
+        return None, None
+    with np.load(path, allow_pickle=False) as loaded:
+        return tuple(loaded[name] if name in loaded.files else None for name in ("output_loc", "output_scale"))  # type: ignore[return-value]
+
+
+def restore_tensors(kind, n: int, loc, scale) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """`output_loc`/`output_scale` as float tensors of n rows, refused for a classifier (logits are not rescaled)."""
+    if loc is None and scale is None:
+        return None, None
+    if kind.name != "regression":
+        raise FPTError("output_loc/output_scale restore predicted values; this model classifies. Drop them.")
+    tensors = []
+    for name, array in (("output_loc", loc), ("output_scale", scale)):
+        tensor = None if array is None else torch.as_tensor(np.asarray(array, dtype=np.float32))
+        if tensor is not None and (tensor.dim() == 0 or len(tensor) != n or not torch.isfinite(tensor).all()):
+            raise FPTError(f"{name} must hold finite numbers, one row per example ({n}); got {tuple(tensor.shape)}.")
+        tensors.append(tensor)
+    return tensors[0], tensors[1]
+
+
 @torch.inference_mode()
 def predict(
-    model, inputs, mask=None, batch_size: int = 256, device: str | torch.device = "cpu"
+    model,
+    inputs,
+    mask=None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    output_loc=None,
+    output_scale=None,
 ) -> dict[str, np.ndarray]:
-    """Class predictions `classes` (n, units) and `probabilities` (n, units, classes) for `inputs`; with one
-    unit per example (a class label), flat: classes (n,) and probabilities (n, classes)."""
+    """Predictions for `inputs`, by the model's output kind: a classifier's `classes` (n, units) and
+    `probabilities` (n, units, classes), a regression model's `values` (n, units), restored with
+    `output_loc`/`output_scale` where given (per example, broadcastable to (n, units); see
+    fpt.tasks.base.Batch). With one unit per example, flat: (n,) and (n, classes)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FPTError(f"batch_size must be a positive integer, got {batch_size!r:.40}.")
     values, mask = check_inputs(inputs, mask, model.config)
+    kind = output_kind(model.config)
+    loc, scale = restore_tensors(kind, len(values), output_loc, output_scale)
     examples, tokens = min(batch_size, len(values)), values.shape[1]
     require(
         f"Prediction batches of {examples:,} examples of {tokens:,} tokens",
@@ -149,27 +187,28 @@ def predict(
         torch.device(device),
     )
     model.to(device).eval()
-    classes, probabilities = [], []
-    unlabelled = Batch(values, torch.empty((len(values), 0), dtype=torch.long), mask)  # no targets: (n, 0)
+    parts: dict[str, list[torch.Tensor]] = {}
+    unlabelled = Batch(values, torch.empty((len(values), 0), dtype=torch.long), mask, loc, scale)  # targets (n, 0)
     for batch in unlabelled.chunks(batch_size):
         batch = batch.to(device)
-        logits = model(batch.inputs, batch.mask).float()
-        probabilities.append(logits.softmax(-1).cpu())
-        classes.append(logits.argmax(-1).cpu())
-    result = {"classes": torch.cat(classes).numpy(), "probabilities": torch.cat(probabilities).numpy()}
-    if result["classes"].shape[1] == 1:
-        result = {"classes": result["classes"][:, 0], "probabilities": result["probabilities"][:, 0]}
+        for name, tensor in kind.predict(batch.restore(model(batch.inputs, batch.mask).float())).items():
+            parts.setdefault(name, []).append(tensor.cpu())
+    result = {name: torch.cat(tensors).numpy() for name, tensors in parts.items()}
+    if next(iter(result.values())).shape[1] == 1:
+        result = {name: array[:, 0] for name, array in result.items()}
     return result
 
 
 def write_predictions(result: dict[str, np.ndarray], output: Path) -> None:
-    """.npy: the classes; .npz: classes and probabilities; .json: both as lists. Written atomically."""
+    """.npy: the classes (or a regression model's values); .npz: every array (classes and probabilities,
+    or values); .json: the same as lists. Written atomically."""
 
     buffer = io.BytesIO()
     if output.suffix == ".npy":
-        np.save(buffer, result["classes"])
+        np.save(buffer, next(iter(result.values())))
     elif output.suffix == ".npz":
-        np.savez(buffer, classes=result["classes"], probabilities=result["probabilities"])
+        arrays: dict[str, Any] = dict(result)
+        np.savez(buffer, **arrays)
     elif output.suffix == ".json":
         buffer.write(json.dumps({k: v.tolist() for k, v in result.items()}).encode())
     else:
@@ -200,7 +239,8 @@ def predict_run(
     inputs, mask = read_inputs(
         input_path, record.task, model.config.max_length, record.config.get("task_options") or {}
     )
-    result = predict(model, inputs, mask, batch_size, resolve_device(device))
+    loc, scale = read_restore(input_path)
+    result = predict(model, inputs, mask, batch_size, resolve_device(device), loc, scale)
     if output is not None:
         write_predictions(result, Path(output))
     return result

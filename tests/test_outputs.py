@@ -67,8 +67,11 @@ def test_restore_tensors_are_checked():
     with pytest.raises(FPTError, match="broadcastable"):
         TensorTask(Batch(x, y, None, torch.zeros(8, 3)), (x, y), (x, y))
     labels = torch.zeros(8, dtype=torch.long)
+    scaled = Batch(x, labels, None, None, torch.ones(8, 1))
     with pytest.raises(FPTError, match="classifies"):
-        TensorTask(Batch(x, labels, None, None, torch.ones(8, 1)), (x, labels), (x, labels))
+        TensorTask(scaled, scaled, scaled)
+    with pytest.raises(FPTError, match="every split or for none"):
+        TensorTask(Batch(x, y, None, None, torch.ones(8, 1)), (x, y), (x, y))
 
 
 def test_the_flattened_head_reads_every_output_token_together():

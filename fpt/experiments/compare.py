@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fpt.errors import FPTError
+from fpt.tasks.outputs import selection_of
 from fpt.yamlsafe import read_yaml_mapping
 
 COLUMNS = (
@@ -28,6 +29,17 @@ COLUMNS = (
     ("trainable params", "trainable_params"),
     ("wall s", "wall_seconds"),
 )
+# The metric columns of a kind other than classification, put where the accuracy columns stand.
+METRIC_COLUMNS = {"mse": (("test mse", "test_mse"), ("test mae", "test_mae"), ("best val mse", "best_val_mse"))}
+
+
+def columns(runs: list[RunInfo]) -> tuple[tuple[str, str], ...]:
+    """The table's columns for `runs`: each output kind's own metrics (classification's accuracy
+    columns, regression's MSE and MAE), those of every kind among them, in COLUMNS' place."""
+    metrics = dict.fromkeys(run.selection_metric for run in runs)
+    accuracy = COLUMNS[7:9] if "accuracy" in metrics or not metrics else ()
+    others = tuple(column for metric in metrics for column in METRIC_COLUMNS.get(metric, ()))
+    return COLUMNS[:7] + accuracy + others + COLUMNS[9:]
 
 
 @dataclass
@@ -43,9 +55,18 @@ class RunInfo:
     def name(self) -> str:
         return str(self.path)
 
-    def row(self) -> dict:
+    @property
+    def selection_metric(self) -> str:
+        """The metric that selects this run's best checkpoint: its summary's, else (a run still going, or
+        one from before output kinds) the one its validation records hold."""
+        if self.summary:
+            return selection_of(self.summary).metric
+        recorded = [k[4:] for record in self.metrics[:1] for k in record if k.startswith("val_")]
+        return recorded[0] if recorded else "accuracy"
+
+    def row(self, shown: tuple[tuple[str, str], ...] = COLUMNS) -> dict:
         values = {**self.config, **self.summary, "run": self.name}
-        return {label: values.get(key) for label, key in COLUMNS}
+        return {label: values.get(key) for label, key in shown}
 
 
 def _read_json_lines(path: Path) -> list[dict]:
@@ -124,8 +145,9 @@ def units_per_example(run: RunInfo) -> int | None:
 
 def table(runs: list[RunInfo], style: str = "text") -> str:
     """The comparison table as aligned text, markdown or CSV."""
-    rows = [run.row() for run in runs]
-    labels = [label for label, _ in COLUMNS]
+    shown = columns(runs)
+    rows = [run.row(shown) for run in runs]
+    labels = [label for label, _ in shown]
     if style == "csv":
         import csv
         import io

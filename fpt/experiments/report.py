@@ -18,9 +18,9 @@ import yaml
 
 from fpt.errors import FPTError
 from fpt.experiments.compare import (
-    COLUMNS,
     RunInfo,
     cell_text,
+    columns,
     find_runs,
     plot_curves,
     read_run,
@@ -86,14 +86,22 @@ def _shown(run: RunInfo) -> dict:
     return {k: v for k, v in run.summary.items() if not (repeated and k.endswith("exact_match"))}
 
 
+def _runs_table(runs: list[RunInfo]) -> str:
+    """The comparison table of `runs` (fpt compare's columns), each named by the part of its path that differs."""
+    shown = columns(runs)
+    rows = [
+        [label, *[cell_text(c, run.row(shown)[c]) for c, _ in shown[1:]]]
+        for run, label in zip(runs, short_labels(runs), strict=True)
+    ]
+    return _table([c for c, _ in shown], rows, "runs")
+
+
 def run_report(path: Path) -> str:
     run = read_run(path)
     summary = _shown(run)
-    metrics = (
-        ("val_accuracy", "train_loss")
-        if units_per_example(run) == 1
-        else ("val_accuracy", "val_exact_match", "train_loss")
-    )
+    recorded = [k for record in run.metrics[:1] for k in record if k.startswith("val_")] or ["val_accuracy"]
+    repeated = units_per_example(run) == 1  # exact match is the accuracy again
+    metrics = (*(k for k in recorded if not (repeated and k == "val_exact_match")), "train_loss")
     curves = "".join(_figure([run], metric, f"{metric} vs step") for metric in metrics)
     config = {k: v for k, v in run.config.items() if k != "model"}
     sections = [
@@ -126,13 +134,9 @@ def sweep_report(path: Path) -> str:
     if plots:
         sections.append(("Plots", "".join(_image(p.read_bytes(), p.stem) for p in plots)))
     if runs:
-        labels = short_labels(runs)
-        rows = [
-            [label, *[cell_text(c, run.row()[c]) for c, _ in COLUMNS[1:]]]
-            for run, label in zip(runs, labels, strict=True)
-        ]
-        sections.append(("Runs", _table([c for c, _ in COLUMNS], rows, "runs")))
-        sections.append(("Validation curves", _figure(runs, "val_accuracy", "validation accuracy vs step")))
+        sections.append(("Runs", _runs_table(runs)))
+        metric = runs[0].selection_metric
+        sections.append(("Validation curves", _figure(runs, f"val_{metric}", f"validation {metric} vs step")))
     notes = path / "results.md"
     if notes.is_file():
         sections.append(("results.md", f"<pre>{html.escape(notes.read_text())}</pre>"))
@@ -145,10 +149,8 @@ def runs_report(paths: list[Path]) -> str:
     """Several runs side by side: the comparison table, their curves in one plot each, every summary."""
     runs = [read_run(p) for p in paths]
     labels = short_labels(runs)
-    rows = [
-        [label, *[cell_text(c, run.row()[c]) for c, _ in COLUMNS[1:]]] for run, label in zip(runs, labels, strict=True)
-    ]
-    curves = _figure(runs, "val_accuracy", "validation accuracy vs step") + _figure(
+    metric = runs[0].selection_metric
+    curves = _figure(runs, f"val_{metric}", f"validation {metric} vs step") + _figure(
         runs, "train_loss", "train loss vs step"
     )
     summaries = "".join(
@@ -161,7 +163,7 @@ def runs_report(paths: list[Path]) -> str:
         for run, label in zip(runs, labels, strict=True)
     )
     sections = [
-        ("Runs", _table([c for c, _ in COLUMNS], rows, "runs")),
+        ("Runs", _runs_table(runs)),
         ("Curves", curves or "<p>No evaluations recorded yet.</p>"),
         ("Summaries", summaries),
     ]

@@ -13,6 +13,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from fpt.tasks.outputs import kind_selecting, output_kind, selection_of, test_metric, val_metric
+
 PAPER = "https://arxiv.org/abs/2103.05247"
 LIBRARY = "frozen-pretrained-transformers"  # the distribution's name (PyPI's `fpt` is another project)
 # Hub ids of the named backbones whose weights ship elsewhere (for the card's `base_model`), and the
@@ -71,18 +73,13 @@ def install_lines(config) -> str:
 
 
 def results_table(summary: dict, units: int) -> str:
-    """The run's test and validation figures; exact match only where an example has several `units`."""
+    """The run's test and validation figures, its output kind's (fpt.tasks.outputs); a classifier's exact
+    match only where an example has several `units`."""
     names = summary.get("metric_names") or {}
-    split = summary.get("test_split", "test")
-    rows = [
-        (f"test {names.get('accuracy', 'accuracy')}", summary.get("test_accuracy"), split),
-        (
-            f"test {names.get('exact_match', 'exact match')}",
-            summary.get("test_exact_match") if units > 1 else None,
-            split,
-        ),
-        ("best validation accuracy", summary.get("best_val_accuracy"), summary.get("val_split", "val")),
-    ]
+    split, metric = summary.get("test_split", "test"), selection_of(summary).metric
+    shown = [m for m in kind_selecting(metric).headline if units > 1 or m != "exact_match"]
+    rows = [(f"test {names.get(m, m.replace('_', ' '))}", summary.get(f"test_{m}"), split) for m in shown]
+    rows.append((f"best validation {names.get(metric, metric)}", val_metric(summary), summary.get("val_split", "val")))
     lines = ["| metric | value | split |", "|---|---|---|"]
     lines += [f"| {name} | {value:.4f} | {split} |" for name, value, split in rows if isinstance(value, (int, float))]
     facts = {k: summary.get(k) for k in ("steps", "best_step", "seed", "precision", "wall_seconds", "test_examples")}
@@ -93,7 +90,11 @@ def task_text(config, summary: dict) -> str:
     shape = (
         f"Inputs: {config.max_length} tokens of {config.input_dim} "
         f"({config.input_kind}); outputs: {config.output_tokens} position(s) x {config.outputs_per_token} unit(s) "
-        f"of {config.num_classes} classes."
+        + (
+            f"of {config.num_classes} classes."
+            if output_kind(config).name == "classification"
+            else "of one value each."
+        )
     )
     if not summary.get("task"):
         return shape
@@ -137,7 +138,7 @@ its name{{ revision_note }} and checks that its weights match the fingerprint in
 from fpt import FrozenPretrainedTransformer
 
 model = FrozenPretrainedTransformer.from_pretrained("{{ repo_id }}")
-logits = model(inputs)  # inputs: (batch, {{ max_length }} tokens, {{ input_dim }}); logits: (batch, units, {{ num_classes }})
+logits = model(inputs)  # inputs: (batch, {{ max_length }} tokens, {{ input_dim }}); logits: (batch, units, {{ num_classes }}){{ outputs_note }}
 ```
 
 ## Licence
@@ -158,7 +159,9 @@ def model_card(model, hub: dict, repo_id: str | None = None, license: str | None
         license=license,
         tags=sorted({"fpt", "frozen-pretrained-transformer", "pytorch_model_hub_mixin", *([task] if task else [])}),
         base_model=base_model(config, model.backbone_source),
-        metrics=["accuracy"] if summary.get("test_accuracy") is not None else None,
+        metrics=list(kind_selecting(selection_of(summary).metric).headline)
+        if test_metric(summary) is not None
+        else None,
     )
     license_text = (
         f"`{license}`: the licence of the backbone's weights, which this model computes with."
@@ -183,6 +186,9 @@ def model_card(model, hub: dict, repo_id: str | None = None, license: str | None
         max_length=config.max_length,
         input_dim=config.input_dim,
         num_classes=config.num_classes,
+        outputs_note=""
+        if output_kind(config).name == "classification"
+        else ": one value per unit (restore normalised values with fpt.predict.predict's output_loc/output_scale)",
         license_text=license_text,
         fpt_version=hub["fpt_version"],
     )

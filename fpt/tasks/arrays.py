@@ -4,10 +4,13 @@ rebuild it in a new process.
 
 The file (.npz, or .safetensors) holds, over all examples:
   inputs   (n, tokens, width) floats, or (n, tokens) integer ids
-  targets  (n,) or (n, units) integer class ids
+  targets  (n,) or (n, units): integer class ids to classify, or float values to regress (MSE/MAE;
+           (n,) one value, (n, d) d values, or (n, output_tokens) one per output token)
   mask     optional (n, tokens) bool, True on real tokens (right padding)
   split    optional (n,) integers: 0 train, 1 val, 2 test (in .npz also the strings train/val/test);
            without it, val and test are carved from the examples with a fixed seed
+  output_loc, output_scale  optional (regression), per example, broadcastable to (n, units): each
+           example's outputs are restored as outputs * output_scale + output_loc (fpt.tasks.base.Batch)
 The run records the file's absolute path and SHA-256; a changed file is refused when rebuilt.
 """
 
@@ -17,23 +20,31 @@ import hashlib
 import io
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from fpt.errors import FPTError, install_hint
 from fpt.files import not_a_file
+from fpt.tasks.base import Batch
 from fpt.tasks.tensors import TensorTask
 
 SPLITS = ("train", "val", "test")
 DATA_FILE = "task-data.safetensors"  # an in-memory TensorTask's arrays, in its run directory
-KEYS = ("inputs", "targets", "mask", "split")
+KEYS = ("inputs", "targets", "mask", "split", "output_loc", "output_scale")
+RESTORE = ("output_loc", "output_scale")
 OPTIONS = {  # refinements of the `arrays` factory's options (fpt.tasks.options)
     "path": {"type": str, "help": ".npz or .safetensors file: inputs, targets, optional mask and split"},
     "sha256": {"type": str, "help": "the file's SHA-256, checked when given (runs record it)"},
     "task_name": {"help": "the task's name in summaries and tables"},
     "num_classes": {"type": int, "min": 1, "help": "classes per unit (null: the largest target + 1)"},
+    "outputs": {
+        "choices": ["auto", "classification", "regression"],
+        "help": "auto: integer targets classify, fractional float targets regress (MSE/MAE)",
+    },
     "output_tokens": {"min": 1, "help": "final positions the head reads; the target units are split over them"},
+    "head": {"choices": ["last", "flatten"], "help": "flatten: one linear map over all output tokens' features"},
     "val_fraction": {"min": 0, "max": 1, "help": "without a split array: share of examples for validation"},
     "test_fraction": {"min": 0, "max": 1, "help": "without a split array: share of examples for test"},
     "split_seed": {"help": "seed of that carving"},
@@ -66,20 +77,24 @@ def from_arrays(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     split_seed: int = 0,
+    output_loc=None,
+    output_scale=None,
     **task_options,
 ) -> TensorTask:
     """A TensorTask from whole arrays; `split` (0 train, 1 val, 2 test; -1 or absent: unassigned)
-    says which example goes where, and unassigned examples are carved by fraction with `split_seed`."""
+    says which example goes where, and unassigned examples are carved by fraction with `split_seed`.
+    `output_loc`/`output_scale` (regression): each example's restore (see fpt.tasks.base.Batch)."""
     try:
         inputs, targets = torch.as_tensor(np.asarray(inputs)), torch.as_tensor(np.asarray(targets))
         mask = None if mask is None else torch.as_tensor(np.asarray(mask))
+        loc, scale = (None if a is None else torch.as_tensor(np.asarray(a)) for a in (output_loc, output_scale))
     except (TypeError, ValueError) as err:
         raise FPTError(
             f"inputs, targets and mask must be numeric arrays of one shape each ({str(err)[:200]}); pad "
             "variable-length examples to one length and give a mask."
         ) from err
     n = len(inputs) if inputs.dim() else 0
-    for name, array in (("targets", targets), ("mask", mask)):
+    for name, array in (("targets", targets), ("mask", mask), ("output_loc", loc), ("output_scale", scale)):
         if array is not None and (array.dim() == 0 or len(array) != n):
             raise FPTError(
                 f"inputs hold {n} examples and {name} {'a scalar' if array.dim() == 0 else len(array)}; give one "
@@ -106,7 +121,10 @@ def from_arrays(
                 f"No example falls in the {name} split ({n} examples); give more examples, a `split` array, or "
                 "other val_fraction/test_fraction."
             )
-        parts[name] = tuple(t.index_select(0, index) for t in (inputs, targets, mask) if t is not None)
+        cut = lambda t: None if t is None else t.index_select(0, index)  # noqa: E731, B023 (used at once)
+        parts[name] = Batch(
+            inputs.index_select(0, index), targets.index_select(0, index), *map(cut, (mask, loc, scale))
+        )
     return TensorTask(parts["train"], parts["val"], parts["test"], **task_options)
 
 
@@ -165,8 +183,10 @@ def arrays(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     split_seed: int = 0,
+    outputs: str = "auto",
+    head: str = "last",
 ) -> TensorTask:
-    """Classify the examples of a .npz/.safetensors file (see the module docstring for its arrays).
+    """Classify, or regress on, the examples of a .npz/.safetensors file (see the module docstring).
 
     `sha256`, when given (runs record it), must match the file; `task_name` names the task in summaries."""
     if not isinstance(path, str) or not path:
@@ -190,6 +210,10 @@ def arrays(
         num_classes=num_classes,
         output_tokens=output_tokens,
         name=task_name,
+        outputs=outputs,
+        head=head,
+        output_loc=values.get("output_loc"),
+        output_scale=values.get("output_scale"),
     )
     task.source = _options(file, digest, task, fractions)
     return task
@@ -207,6 +231,9 @@ def _options(path: Path, digest: str, task: TensorTask, fractions: dict) -> dict
             output_tokens=spec.output_tokens,
         )
         | fractions
+        # recorded where the targets alone could not say it (runs from before output kinds classify)
+        | ({"outputs": spec.output_kind.name} if spec.num_classes is None else {})
+        | ({"head": spec.head} if spec.head != "last" else {})
     )
 
 
@@ -225,6 +252,12 @@ def save_task(task: TensorTask, directory: Path, write: bool = True) -> dict:
         tensors["mask"] = torch.cat(
             [torch.ones(x.shape[:2], dtype=torch.bool) if m is None else m for x, _, m in parts]
         )
+    for index, name in enumerate(RESTORE):  # regression's per-example restore, where the task has one
+        kept = [task.restore[split][index] for split in SPLITS if split in task.restore]
+        if kept and all(t is not None for t in kept):
+            tensors[name] = torch.cat(
+                cast(list[torch.Tensor], kept)
+            ).contiguous()  # TensorTask: every split has it, or none
     data = save(tensors)
     path = Path(directory).absolute() / DATA_FILE
     if write:

@@ -131,6 +131,9 @@ class Regression(OutputKind):
         return {"kind": self.name}
 
 
+KINDS: tuple[type[OutputKind], ...] = (Classification, Regression)
+
+
 def output_kind(config: object) -> OutputKind:
     """The kind a model config (FPTConfig, LSTMConfig, or their dicts) was built for; configs written
     before output kinds existed are classifiers."""
@@ -141,6 +144,16 @@ def output_kind(config: object) -> OutputKind:
     if name != "classification":
         raise FPTError(f"Unknown output kind {name!r} in a model config; fpt knows {', '.join(KIND_NAMES)}.")
     return Classification(int(get("num_classes") or 0))
+
+
+def kind_selecting(metric: str) -> type[OutputKind]:
+    """The output kind whose best checkpoint `metric` selects (summaries record the metric, not the kind)."""
+    for kind in KINDS:
+        if kind.selection.metric == metric:
+            return kind
+    raise FPTError(
+        f"No output kind selects by {metric!r}; fpt's select by {', '.join(k.selection.metric for k in KINDS)}."
+    )
 
 
 def selection_of(summary: dict) -> Selection:

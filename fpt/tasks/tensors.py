@@ -147,6 +147,10 @@ class TensorTask(Task):
             for split, b in checked.items()
             if b.output_loc is not None or b.output_scale is not None
         }
+        if len({(b.output_loc is None, b.output_scale is None) for b in checked.values()}) > 1:
+            raise FPTError(
+                "Give output_loc/output_scale for every split or for none (the model is measured the same way on each)."
+            )
         if self.restore and kind != "regression":
             raise FPTError(
                 "output_loc/output_scale restore predicted values to their scale; this task classifies, and logits "
