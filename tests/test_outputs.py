@@ -131,3 +131,15 @@ def test_specs_from_before_output_kinds_still_classify():
     assert TaskSpec("continuous", 3, 8, outputs=Regression(), output_tokens=2).model_fields()["num_classes"] == 1
     with pytest.raises(FPTError, match="output kind"):
         TaskSpec("continuous", 3, 8)
+
+
+def test_checkpoints_from_before_output_kinds_resume_with_their_best_accuracy():
+    from fpt.training.loop import Progress
+
+    fresh = Progress.from_dict(
+        {"step": 4, "best_step": 0, "best_accuracy": -1.0, "steps_to_100": None, "loss_steps": 0}
+    )
+    assert (
+        fresh.best_metric is None
+        and Progress.from_dict({"step": 8, "best_step": 4, "best_accuracy": 0.75}).best_metric == 0.75
+    )
