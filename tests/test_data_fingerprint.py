@@ -44,27 +44,46 @@ def test_the_run_records_the_files_and_the_generation_settings(listops_run):
     assert len(recorded["sha256"]) == 64 and summary["data"] == recorded
 
 
-def test_resume_on_a_copy_generated_with_another_seed_is_refused_saying_what_changed(listops_run, tmp_path):
+REGENERATED = [  # `fpt data generate listops --force` again with (changed settings, what the refusal says)
+    ({"seed": 1}, "seed 1; the run's with seed 0"),
+    ({"max_length": 90}, "max_length 90; the run's with max_length 100"),
+    (
+        {"min_length": 30, "max_length": 90},
+        "min_length 30, max_length 90; the run's with min_length 20, max_length 100",
+    ),
+    ({"seed": 1, "max_length": 90}, "seed 1, max_length 90; the run's with seed 0, max_length 100"),
+]
+
+
+@pytest.mark.parametrize(("changed", "said"), REGENERATED)
+def test_resume_on_a_copy_generated_otherwise_is_refused_saying_what_changed(listops_run, tmp_path, changed, said):
     out, _ = listops_run
-    generate("listops", tmp_path / "data", seed=1, force=True, **{**SMALL, "max_length": 90})
-    before = (out / "metrics.jsonl").read_text()
-    with pytest.raises(FPTError, match="seed 1, max_length 90; the run's with seed 0, max_length 100") as err:
+    generate("listops", tmp_path / "data", force=True, **{"seed": 0, **SMALL, **changed})
+    before = {name: (out / name).read_text() for name in ("metrics.jsonl", "summary.json", "config.yaml")}
+    with pytest.raises(FPTError, match=said) as err:
         train(resume_config(out, steps=6), progress=False, log=lambda *a: None, resume=True)
     assert "--seed 0 --train 40 --val 10 --test 10 --min-length 20 --max-length 100" in str(err.value)
-    assert (out / "metrics.jsonl").read_text() == before  # nothing written
+    assert {name: (out / name).read_text() for name in before} == before  # nothing written, the data record kept
     # the command it names writes the same files back, and the run goes on
     generate("listops", tmp_path / "data", seed=0, force=True, **SMALL)
     assert train(resume_config(out, steps=6), progress=False, log=lambda *a: None, resume=True)["steps"] == 6
 
 
-def test_eval_on_a_copy_generated_with_another_seed_is_refused(listops_run, tmp_path, capsys):
+@pytest.mark.parametrize(("changed", "said"), REGENERATED[:3])
+def test_eval_on_a_copy_generated_otherwise_is_refused(listops_run, tmp_path, capsys, changed, said):
     out, _ = listops_run
     assert main(["eval", str(out), "--device", "cpu"]) == 0
     capsys.readouterr()
-    generate("listops", tmp_path / "data", seed=1, force=True, **SMALL)
+    generate("listops", tmp_path / "data", force=True, **{"seed": 0, **SMALL, **changed})
     assert main(["eval", str(out), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "Cannot evaluate" in err and "seed 1; the run's with seed 0" in err and "--force" in err
+    assert "Cannot evaluate" in err and said in err and "--force" in err
+    # the CLI's own regeneration (`fpt data generate ... --force` with other flags) is refused the same way
+    flags = _flags({"seed": 0, **SMALL, **{k: v + 1 for k, v in changed.items()}})
+    assert main(["data", "generate", "listops", "--data-dir", str(tmp_path / "data"), "--force", *flags]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--device", "cpu"]) == 2
+    assert "Cannot evaluate" in capsys.readouterr().err
 
 
 def test_a_run_from_before_fingerprints_is_evaluated_with_a_warning(listops_run, caplog, capsys):
