@@ -64,6 +64,10 @@ def test_alignment_steps_beyond_memory_are_refused_before_any_work():
 
 
 def test_a_lora_rank_above_the_matrices_or_beyond_memory_is_refused(tiny_gpt2, monkeypatch):
+    def allocating(*args, **kwargs):
+        raise AssertionError("peft was asked to allocate the adapter")
+
+    monkeypatch.setattr("peft.inject_adapter_in_model", allocating)  # each refusal comes before it
     shape = dict(input_dim=1, max_length=8, num_classes=2)
     with pytest.raises(FPTError, match="LoRA rank 100,000 exceeds the rank any adapted matrix can take .32"):
         FrozenPretrainedTransformer(
@@ -72,3 +76,14 @@ def test_a_lora_rank_above_the_matrices_or_beyond_memory_is_refused(tiny_gpt2, m
     monkeypatch.setattr("fpt.memory.available_bytes", lambda device=None: 1 << 16)
     with pytest.raises(FPTError, match="LoRA rank 32 on 2 matrices .* adapter parameters, trained with Adam"):
         FrozenPretrainedTransformer(FPTConfig(**shape, backbone=tiny_gpt2, train="lora", method_options={"rank": 32}))
+
+
+@pytest.mark.parametrize("policy", ["lora", "fpt+lora"])
+def test_a_lora_rank_given_on_the_command_line_is_refused_before_the_run_exists(tmp_path, tiny_gpt2, capsys, policy):
+    """`--lora-rank 100000` on a 384-wide model built a 921M-parameter adapter and a 14 GB run directory; the rank
+    is now a --method-option, checked the same way."""
+    out = tmp_path / "run"
+    argv = ["train", "--backbone", tiny_gpt2, "--train", policy, "--method-option", "rank=100000", "--steps", "1"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 2
+    assert "LoRA rank 100,000 exceeds the rank any adapted matrix can take (32" in capsys.readouterr().err
+    assert not out.exists()
