@@ -211,6 +211,18 @@ def folder(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_every_import_quoted_in_prose_works_and_register_backbone_has_one():
+    """A reader copies the imports the documents quote inline; where `register_backbone` lives was not said."""
+    quoted = [
+        statement
+        for document in (README, REPRODUCTION, TUNING, ROOT / "CONTRIBUTING.md")
+        for statement in re.findall(r"`((?:from fpt[\w.]* import [\w, ]+)|(?:import fpt[\w.]*))`", document.read_text())
+    ]
+    assert any("register_backbone" in statement for statement in quoted), quoted
+    for statement in quoted:
+        exec(statement, {})
+
+
 def test_every_skip_names_a_document_command():
     commands = bash_commands(README) + bash_commands(REPRODUCTION)
     assert all(any(c.startswith(prefix) for c in commands) for prefix in SKIP), "stale SKIP entries"
