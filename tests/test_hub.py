@@ -190,6 +190,9 @@ def test_save_pretrained_never_writes_into_a_run_or_over_other_files(trained, tm
     (tmp_path / "file").write_text("x")
     with pytest.raises(FPTError, match="that is a file"):
         trained.save_pretrained(tmp_path / "file")
+    for uncreatable, said in [(tmp_path / "file" / "below", "Not a directory"), (tmp_path / ("x" * 300), "too long")]:
+        with pytest.raises(FPTError, match=f"cannot create that directory .*{said}"):  # found by the fuzz run
+            trained.save_pretrained(uncreatable)
     assert sorted(p.name for p in run.rglob("*")) == ["checkpoints", "config.yaml"]
     trained.save_pretrained(tmp_path / "saved")
     trained.save_pretrained(tmp_path / "saved")  # over an earlier save: fine

@@ -116,7 +116,14 @@ class FPTHubMixin(PyTorchModelHubMixin):
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> Any:
         """Write config.json, model.safetensors and README.md into `save_directory`: a new or empty directory,
         or one an earlier save_pretrained wrote (refused otherwise, before anything is written)."""
-        check_save_directory(Path(save_directory))
+        try:
+            check_save_directory(Path(save_directory))
+            Path(save_directory).mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # below a file, a name too long, no permission
+            raise FPTError(
+                f"save_pretrained({save_directory}): cannot create that directory ({err.strerror or err}); give a "
+                "new or empty directory in a place you can write."
+            ) from err
         return super().save_pretrained(save_directory, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
