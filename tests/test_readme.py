@@ -168,8 +168,10 @@ def run(argv: list[str], folder: Path) -> str | None:
             code = exit.code
         return None if code in (0, None) else f"exit status {code}"
     if argv[0] == "python" or argv[0].startswith("benchmarks/"):
-        script = argv[1:2] if argv[1:2] == ["-c"] else [str(ROOT / argv[1])]  # the repo's scripts, run from the folder
-        command = [sys.executable, *script, *argv[2:]] if argv[0] == "python" else ["bash", *argv]
+        script = (
+            argv[1:3] if argv[1] in ("-c", "-m") else [str(ROOT / argv[1])]
+        )  # the repo's scripts, run from the folder
+        command = [sys.executable, *script, *argv[len(script) + 1 :]] if argv[0] == "python" else ["bash", *argv]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "FPT": str(folder / "fpt-shrunk"), "PYTHON": sys.executable}
         done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900)
         return None if done.returncode == 0 else f"exit status {done.returncode}: {(done.stdout + done.stderr)[-1500:]}"

@@ -56,7 +56,8 @@ def rebuild(command: str, root: str | Path = ".") -> Rebuilt:
     args = build_parser().parse_args(words[1:])
     out = Path(root) / args.out
     if args.command == "sweep":
-        grid = expand(load_grid(Path(root) / args.grid))
+        in_root = Path(root) / args.grid
+        grid = expand(load_grid(in_root if in_root.exists() else args.grid))  # a file in the repo, or a grid's name
     else:
         tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
         lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else None
