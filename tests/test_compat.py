@@ -55,3 +55,24 @@ def test_a_model_built_outside_the_range_leaves_the_fast_path_out_and_says_so_on
     said = [r.getMessage() for r in caplog.records if "is off: tested with transformers" in r.getMessage()]
     assert said == [f"fast path {READ_POSITIONS_ONLY} is off: tested with transformers >=5.24,<6, installed 5.10.0"]
     assert f"fast paths: {FUSED_GELU}, {CPU_DROPOUT}, {PACKED_MATRICES} " in models[0].freeze_report()
+
+
+@pytest.mark.parametrize(
+    ("installed", "refused"), [("5.8.0", True), ("5.0.0", True), ("5.9.0", False), ("6.0.0", True)]
+)
+def test_a_vit_backbone_is_refused_where_transformers_lays_vit_out_otherwise(transformers_version, installed, refused):
+    from transformers import ViTConfig, ViTModel
+
+    from fpt import FPTError
+    from fpt.backbones.vit import ViTBackbone
+
+    vit = ViTModel(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                             image_size=4, patch_size=2))  # fmt: skip
+    transformers_version(installed)
+    if not refused:
+        assert ViTBackbone(vit).prefix_tokens == 1
+        return
+    with pytest.raises(
+        FPTError, match=rf"ViTModel cannot be used .* installed {installed}\. .*'transformers>=5\.9,<6'"
+    ):
+        ViTBackbone(vit)

@@ -32,6 +32,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from fpt.backbones.adapter import BackboneAdapter, register_backbone_adapter, without_prefix
 from fpt.backbones.loading import CONFIG_DIR, NamedBackbone, register_backbone
 from fpt.backbones.positions import interpolate_table
+from fpt.errors import FPTError
+from fpt.model.compat import adapter_unsupported
 
 
 class ViTBackbone(BackboneAdapter):
@@ -40,6 +42,16 @@ class ViTBackbone(BackboneAdapter):
 
     prefix_tokens = 1  # [CLS]
     unused_label = "patch-embed."
+
+    def __init__(self, model):
+        why = adapter_unsupported("vit")
+        if why is not None:
+            raise FPTError(
+                f"{type(model).__name__} cannot be used as a backbone with this transformers: {why}. fpt feeds "
+                "ViT-family models block by block, and transformers before 5.9 laid those blocks out differently "
+                "(no attention mask). Upgrade with `pip install 'transformers>=5.9,<6'`, or use a text backbone."
+            )
+        super().__init__(model)
 
     def special_tokens(self) -> list[torch.Tensor]:
         """The pretrained tokens put before the inputs, each (1, 1, width), as many as `prefix_tokens`."""

@@ -1,4 +1,4 @@
-"""Which fast paths the installed transformers is tested with.
+"""Which fast paths and backbone adapters the installed transformers is tested with.
 
 The fast paths (fpt.model.fast_paths) rewrite or copy Hugging Face internals, so each is exact only
 for the transformers versions its test passed with: the last-block copy takes the block's forward
@@ -6,6 +6,10 @@ arguments by name, and 5.0-5.23 name them differently. Outside its tested range 
 said once in one line, and the run's recorded `fast_paths` lists only those applied. The ranges come
 from the minimum-version search (benchmarks/results/min_versions.md); pyproject.toml declares the
 package's own range, which is wider where only a fast path needs more.
+
+A backbone adapter that drives a model's modules one by one (ViT's) has no slower path to fall back
+on: outside its range, building such a backbone is refused with an FPTError that says which
+transformers it needs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ TESTED = {
     "last-block-read-positions-only": ">=5.24,<6",  # 5.24 renamed the blocks' past_key_values to cache
     "packed-frozen-matrices": ">=5.0,<6",  # tests/test_packed.py on 5.0.0 and 5.25.0 (GPT-2's Conv1D: x @ W + b)
 }
+# backbone adapter -> the transformers versions whose modules it drives (fpt.backbones.vit)
+ADAPTERS = {
+    "vit": ">=5.9,<6",  # 5.9 rewrote ViT and DeiT: blocks under `layers`, attention masks, q/k/v projections
+}
 _said: set[str] = set()
 
 
@@ -31,6 +39,14 @@ def fast_path_off(name: str) -> str | None:
     if name not in TESTED or SpecifierSet(TESTED[name]).contains(installed, prereleases=True):
         return None
     return f"fast path {name} is off: tested with transformers {TESTED[name]}, installed {installed}"
+
+
+def adapter_unsupported(name: str) -> str | None:
+    """Why backbone adapter `name` cannot drive the installed transformers' modules, or None where it can."""
+    installed = version("transformers")
+    if name not in ADAPTERS or SpecifierSet(ADAPTERS[name]).contains(installed, prereleases=True):
+        return None
+    return f"the {name} backbone adapter drives the modules of transformers {ADAPTERS[name]}; installed {installed}"
 
 
 def fast_path_supported(name: str) -> bool:
