@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 import yaml
@@ -309,7 +310,7 @@ def test_lr_steps_continue_the_grids_spacing():
     assert step_lr([1e-3, 2e-3, 4e-3], 1, 1) == 8e-3  # off the 1-3 ladder: the grid's own ratio
 
 
-def _extension_sweep(tmp_path, monkeypatch, val, grid_keys=None):
+def _extension_sweep(tmp_path, monkeypatch, val, grid_keys=None, log=lambda *a: None):
     """Run a one-cell grid (lrs 1e-4, 3e-4, 1e-3; seed 0 selects) with fake runs scoring `val(lr)`."""
     from fpt.experiments import sweep as sweep_module
 
@@ -328,7 +329,7 @@ def _extension_sweep(tmp_path, monkeypatch, val, grid_keys=None):
         return {**_fake_run(out / run.key, score, score, [score]), "key": run.key}
 
     monkeypatch.setattr(sweep_module, "_launch", fake_launch)
-    records = sweep_module.run_grid(grid, tmp_path, log=lambda *a: None)
+    records = sweep_module.run_grid(grid, tmp_path, log=log)
     return grid, records, launched
 
 
@@ -366,6 +367,20 @@ def test_the_extension_stops_at_its_limit_and_a_diverged_lr_brackets_the_grid(tm
     )
     (cell,) = aggregate(grid, records)
     assert cell.lr == 1e-3 and cell.extended == [3e-3] and (3e-3, 1) not in launched
+
+
+def test_progress_counts_every_seed_an_extension_adds(tmp_path, monkeypatch):
+    """An extension adds its lr for every seed; the seeds that did not select train or are skipped later,
+    so the counts' total grows by all of them (it grew by the selection seeds only: "[9/8] ... -1 waiting")."""
+    lines = []
+    scores = {1e-4: 0.6, 3e-4: 0.7, 1e-3: 0.8, 3e-3: 0.9, 1e-2: 0.85}
+    grid, records, launched = _extension_sweep(
+        tmp_path, monkeypatch, scores.get, {"selection_seeds": 1}, log=lambda line, *a: lines.append(str(line))
+    )
+    ended = [re.search(r"\[(\d+)/(\d+)\]", line).groups() for line in lines if re.search(r"\[\d+/\d+\]", line)]
+    assert len(grid.runs) == 10 and len(launched) == 6  # seed 0 at five lrs, seed 1 at the chosen 3e-3
+    assert ended[-1] == ("10", "10") and all(int(done) <= int(total) for done, total in ended)
+    assert not [line for line in lines if re.search(r"-\d+ waiting", line)]
 
 
 def test_the_pace_of_finished_runs_gives_the_time_left(monkeypatch):

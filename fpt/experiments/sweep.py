@@ -551,10 +551,12 @@ def run_grid(grid: Grid, out: str | Path, jobs: int = 1, log=print, backend: Bac
             backend.run(runs, work, out, progress)
 
     train([r for r in grid.runs if not select or r.seed in select])
+    size = len(grid.runs)
     while added := lr_grid.extend(grid, progress.records):  # a choice at its grid's edge
         lr_grid.save(grid, out)
         progress.say(f"  lr grid extended: {', '.join(sorted({f'{r.task}/{r.condition} lr {r.lr:g}' for r in added}))}")
-        progress.grow(len(added))
+        progress.grow(len(grid.runs) - size)  # every seed at the new lr: the others train or are skipped later
+        size = len(grid.runs)
         train(added)
     if select:  # the other seeds, at the lr each (task, condition) chose on the selection seeds
         train(_at_chosen_lr(grid, progress))
