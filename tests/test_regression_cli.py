@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from fpt import RunConfig, train
 from fpt.cli import main
 from fpt.errors import FPTError
 from fpt.model import load_run_model
 from fpt.tasks import Regression, TensorTask, get_task
 from fpt.tasks.arrays import from_arrays
+from fpt.training import resume_config
+from tests.test_resume import QUIET, _assert_same_run
 
 
 def _series(path, n: int = 64, horizon: int = 1, seed: int = 0) -> dict:
@@ -64,6 +67,23 @@ def test_float_targets_train_evaluate_predict_compare_and_report_from_the_cli(ti
     assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
     html = (tmp_path / "report.html").read_text()
     assert "val_mse vs step" in html and "test_mse" in html
+
+
+def test_a_stopped_regression_run_resumes_to_the_uninterrupted_one(tiny_gpt2, tmp_path):
+    """Resume restores the best-so-far by the task's own metric (lowest val MSE), not an accuracy: the
+    curve, both checkpoints and every recorded score equal the uninterrupted run's."""
+    _series(tmp_path / "series.npz")
+
+    def config(out, steps):
+        return RunConfig(task="arrays", task_options={"path": str(tmp_path / "series.npz")}, backbone=tiny_gpt2,
+                         steps=steps, eval_every=2, batch_size=8, lr=3e-3, device="cpu", precision="fp32", out=str(out))  # fmt: skip
+
+    train(config(tmp_path / "reference", 8), **QUIET)
+    train(config(tmp_path / "resumed", 4), **QUIET)
+    train(resume_config(tmp_path / "resumed", steps=8), resume=True, **QUIET)
+    _assert_same_run(tmp_path / "resumed", tmp_path / "reference")
+    summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 4 and summary["selection"] == {"metric": "mse", "mode": "min"}
 
 
 def test_per_token_and_multi_value_targets_and_restore_arrays(tmp_path):
