@@ -26,6 +26,17 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked `vit` are skipped, with the adapter's own reason, where the installed transformers lays
+    ViT out otherwise (fpt.model.compat.ADAPTERS)."""
+    from fpt.model.compat import adapter_unsupported
+
+    why = adapter_unsupported("vit")
+    for item in items:
+        if why is not None and item.get_closest_marker("vit"):
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
 @pytest.fixture(autouse=True)
 def no_system_datasets(request, monkeypatch):
     """Datasets are looked for in the test's own data root only, not in system folders such as Debian's

@@ -12,9 +12,6 @@ import pytest
 import torch
 
 from fpt.cli import main
-from fpt.model.compat import adapter_unsupported
-
-VIT_OFF = adapter_unsupported("vit")  # the ViT-family adapter needs transformers>=5.9
 
 GUIDE = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 FEW = ["--steps", "2", "--eval-every", "2", "--task-option", "val_size=8", "--task-option", "test_size=8"]
@@ -70,7 +67,7 @@ def test_add_a_task(recipe, tmp_path, capsys):
     assert module in (out / "config.yaml").read_text()
 
 
-@pytest.mark.skipif(VIT_OFF is not None, reason=str(VIT_OFF))
+@pytest.mark.vit
 def test_add_a_backbone(recipe, tmp_path):
     from transformers import DeiTConfig, DeiTModel
 

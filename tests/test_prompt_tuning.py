@@ -12,12 +12,9 @@ import torch
 
 from fpt import FPTConfig, FPTError, FrozenPretrainedTransformer, RunConfig, train
 from fpt.cli import main
-from fpt.model.compat import adapter_unsupported
 from fpt.runs.checkpoint import read_checkpoint, resolve
 from fpt.training import resume_config
 from tests.test_resume import QUIET, _assert_same_run
-
-VIT_OFF = adapter_unsupported("vit")  # the ViT-family adapter needs transformers>=5.9
 
 SHAPE = dict(input_dim=3, max_length=8, num_classes=2, output_tokens=2)
 
@@ -67,7 +64,7 @@ def test_the_position_table_counts_the_prompt(tiny_gpt2):
     assert model(torch.randn(1, 60, 3)).shape == (1, 2, 2)
 
 
-@pytest.mark.skipif(VIT_OFF is not None, reason=str(VIT_OFF))
+@pytest.mark.vit
 def test_a_vit_keeps_its_cls_first_and_the_prompt_after_it(tmp_path):
     from transformers import ViTConfig, ViTModel
 

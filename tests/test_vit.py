@@ -14,10 +14,8 @@ from fpt import FPTConfig, FPTError, FrozenPretrainedTransformer
 from fpt.backbones import adapter_for, load_backbone
 from fpt.backbones.vit import ViTBackbone, resample_positions
 from fpt.cli import main
-from fpt.model.compat import adapter_unsupported
 
-VIT_OFF = adapter_unsupported("vit")  # transformers before 5.9 lays ViT out otherwise: the adapter refuses it
-pytestmark = pytest.mark.skipif(VIT_OFF is not None, reason=str(VIT_OFF))
+pytestmark = pytest.mark.vit
 
 
 @pytest.fixture(scope="module")

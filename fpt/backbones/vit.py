@@ -33,7 +33,7 @@ from fpt.backbones.adapter import BackboneAdapter, register_backbone_adapter, wi
 from fpt.backbones.loading import CONFIG_DIR, NamedBackbone, register_backbone
 from fpt.backbones.positions import interpolate_table
 from fpt.errors import FPTError
-from fpt.model.compat import adapter_unsupported
+from fpt.model.compat import ADAPTERS, adapter_unsupported
 
 
 class ViTBackbone(BackboneAdapter):
@@ -48,8 +48,9 @@ class ViTBackbone(BackboneAdapter):
         if why is not None:
             raise FPTError(
                 f"{type(model).__name__} cannot be used as a backbone with this transformers: {why}. fpt feeds "
-                "ViT-family models block by block, and transformers before 5.9 laid those blocks out differently "
-                "(no attention mask). Upgrade with `pip install 'transformers>=5.9,<6'`, or use a text backbone."
+                "ViT-family models block by block, and other transformers versions lay those blocks out otherwise "
+                f"(before 5.9: no attention mask). Install `pip install 'transformers{ADAPTERS['vit']}'`, or use a "
+                "text backbone."
             )
         super().__init__(model)
 

@@ -33,18 +33,27 @@ ADAPTERS = {
 _said: set[str] = set()
 
 
+def _outside(ranges: dict[str, str], name: str) -> str | None:
+    """The installed transformers version where it is outside `ranges[name]`, else None (also for a name
+    with no range)."""
+    installed = version("transformers")
+    if name not in ranges or SpecifierSet(ranges[name]).contains(installed, prereleases=True):
+        return None
+    return installed
+
+
 def fast_path_off(name: str) -> str | None:
     """Why fast path `name` is off with the installed transformers, or None where it is tested."""
-    installed = version("transformers")
-    if name not in TESTED or SpecifierSet(TESTED[name]).contains(installed, prereleases=True):
+    installed = _outside(TESTED, name)
+    if installed is None:
         return None
     return f"fast path {name} is off: tested with transformers {TESTED[name]}, installed {installed}"
 
 
 def adapter_unsupported(name: str) -> str | None:
     """Why backbone adapter `name` cannot drive the installed transformers' modules, or None where it can."""
-    installed = version("transformers")
-    if name not in ADAPTERS or SpecifierSet(ADAPTERS[name]).contains(installed, prereleases=True):
+    installed = _outside(ADAPTERS, name)
+    if installed is None:
         return None
     return f"the {name} backbone adapter drives the modules of transformers {ADAPTERS[name]}; installed {installed}"
 
