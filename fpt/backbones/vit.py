@@ -44,12 +44,12 @@ class ViTBackbone(BackboneAdapter):
     unused_label = "patch-embed."
 
     def __init__(self, model):
-        why = adapter_unsupported("vit")
+        why, needed = adapter_unsupported("vit"), ADAPTERS["vit"]
         if why is not None:
             raise FPTError(
                 f"{type(model).__name__} cannot be used as a backbone with this transformers: {why}. fpt feeds "
                 "ViT-family models block by block, and other transformers versions lay those blocks out otherwise "
-                f"(before 5.9: no attention mask). Install `pip install 'transformers{ADAPTERS['vit']}'`, or use a "
+                f"(before 5.9: no attention mask). Install `pip install 'transformers{needed}'`, or use a "
                 "text backbone."
             )
         super().__init__(model)
