@@ -59,6 +59,35 @@ def test_mask_and_gradient_are_the_first_formulas_bits(dtype):
     assert torch.equal(next_draws[1], next_draws[0])
 
 
+@pytest.mark.parametrize("width", [1, 3, 10, 15, 16, 40])
+def test_softmax_equals_pytorchs_on_short_and_long_rows(monkeypatch, width):
+    """Whichever way a row is computed (short rows by passes, long ones by PyTorch's kernel), the values and
+    gradients are PyTorch's softmax to rounding, also for a row masked to the dtype's minimum."""
+    torch.manual_seed(0)
+    scores = torch.randn(2, 3, 5, width) * 4
+    scores[0, 0, 0] = torch.finfo(torch.float32).min  # a fully masked row: uniform
+    grad = torch.randn_like(scores)
+    expected_input = scores.clone().requires_grad_()
+    expected = torch.softmax(expected_input, dim=-1)
+    expected.backward(grad)
+    for lanes in (0, 16, 1 << 30):  # every row long / the AVX-512 threshold / every row short
+        monkeypatch.setattr(cpu_dropout, "VECTOR_LANES", lanes)
+        got_input = scores.clone().requires_grad_()
+        got = cpu_dropout.softmax(got_input)
+        got.backward(grad)
+        torch.testing.assert_close(got, expected)
+        torch.testing.assert_close(got_input.grad, expected_input.grad)
+    torch.testing.assert_close(expected[0, 0, 0], torch.full((width,), 1 / width))
+
+
+def test_short_row_softmax_is_taken_below_the_vector_width(monkeypatch):
+    monkeypatch.setattr(cpu_dropout, "VECTOR_LANES", 16)
+    short = cpu_dropout.softmax(torch.randn(4, 15, requires_grad=True))
+    long = cpu_dropout.softmax(torch.randn(4, 16, requires_grad=True))
+    assert type(short.grad_fn).__name__ == "_ShortRowSoftmaxBackward"
+    assert type(long.grad_fn).__name__ == "SoftmaxBackward0"
+
+
 def test_module_matches_nn_dropout_outside_cpu_training():
     module = CPUDropout(0.3)
     x = torch.randn(4, 8)

@@ -11,7 +11,9 @@ Here the keep mask comes from 15-bit uniforms, two per 32-bit draw of the same g
 16-bit halves and multiplied in (a NaN is not dropped to zero, as in PyTorch's dropout), and attention
 with dropout is computed directly in fp32, as PyTorch's fallback does (in bf16 it cost
 Fashion-MNIST accuracy): scores, mask, softmax, dropout, values. The drop probability is
-rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels.
+rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels. Rows
+shorter than a vector register (the bit tasks' 10 positions) take a softmax of whole-tensor passes,
+2-3x faster there than PyTorch's kernel and equal to rounding (`softmax`).
 
 The attention is registered with transformers' `AttentionInterface` as `fpt_sdpa` (its extension
 point for attention functions), so a backbone built with `attn_implementation="fpt_sdpa"` uses it;
@@ -21,6 +23,7 @@ the dropout modules, which transformers builds as plain `nn.Dropout`, are swappe
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +44,8 @@ def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     draws = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device).random_()  # 31 random bits
     # each draw's two 16-bit halves, low one first (little-endian), 15 bits of each
     uniform = draws.view(torch.int16)[:n].view(x.shape) & (LEVELS - 1)
-    return x * (1.0 / (1.0 - p)) * (uniform >= round(p * LEVELS))
+    # the mask multiplies in as bytes: PyTorch converts a bool operand element by element, bytes vectorized
+    return x * (1.0 / (1.0 - p)) * (uniform >= round(p * LEVELS)).view(torch.uint8)
 
 
 class CPUDropout(nn.Dropout):
@@ -79,11 +83,40 @@ def _attend(query, key, value, attn_mask, dropout_p, is_causal, scale) -> torch.
     )
     if is_causal:
         attn_mask = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)  # a fully masked row: uniform, not NaN
+    if attn_mask is not None and attn_mask.dtype == torch.bool:  # in place: `scores` is this function's own
+        scores = scores.masked_fill_(~attn_mask, torch.finfo(scores.dtype).min)  # a fully masked row: uniform, not NaN
     elif attn_mask is not None:
         scores = scores + attn_mask
-    return torch.matmul(fast_dropout(torch.softmax(scores, dim=-1), dropout_p), value)
+    return torch.matmul(fast_dropout(softmax(scores), dropout_p), value)
+
+
+def softmax(scores: torch.Tensor) -> torch.Tensor:
+    """`scores.softmax(-1)`. PyTorch's CPU kernel is 2-3x slower on rows shorter than one vector register
+    (16 fp32 lanes with AVX-512, 8 with AVX2), such as the bit tasks' 10 positions; those rows are
+    computed in whole-tensor passes instead, equal up to float rounding."""
+    if scores.shape[-1] < VECTOR_LANES:
+        return _ShortRowSoftmax.apply(scores)
+    return torch.softmax(scores, dim=-1)
+
+
+# fp32 lanes of the vector registers PyTorch's CPU kernels use here
+VECTOR_LANES = {"AVX512": 16, "AVX2": 8}.get(torch.backends.cpu.get_cpu_capability(), 0)
+
+
+class _ShortRowSoftmax(torch.autograd.Function):
+    """Softmax over the last dimension from max, exp and sum passes; gradient y * (g - sum(g * y))."""
+
+    @staticmethod
+    def forward(ctx: Any, scores: torch.Tensor) -> torch.Tensor:
+        exp = (scores - scores.amax(-1, keepdim=True)).exp_()
+        probabilities = exp.div_(exp.sum(-1, keepdim=True))
+        ctx.save_for_backward(probabilities)
+        return probabilities
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (probabilities,) = ctx.saved_tensors
+        return probabilities * (grad - (grad * probabilities).sum(-1, keepdim=True))
 
 
 def _fpt_sdpa(
