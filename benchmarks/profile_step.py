@@ -54,10 +54,8 @@ def _phase_times(prof) -> tuple[dict, dict]:
     times, calls = defaultdict(float), defaultdict(int)
     events = prof.events()
     for event in events:
-        if event.name.startswith("phase::") or event.name.startswith("Optimizer."):
-            continue
-        if not event.name.startswith("aten::") and not event.name.startswith("autograd::engine"):
-            continue
+        if event.name.startswith(("phase::", "Optimizer.")):
+            continue  # regions: their own time is Python between operators ("outside operators")
         phase, parent = "other", event.cpu_parent
         while parent is not None:
             if parent.name.startswith("phase::"):
@@ -73,7 +71,7 @@ def _phase_times(prof) -> tuple[dict, dict]:
         if event.name.startswith("autograd::engine"):
             phase = "backward"  # the engine runs on its own thread: no parent region
         times[phase] += event.self_cpu_time_total
-        calls[phase] += event.name.startswith("aten::")
+        calls[phase] += "::" in event.name and not event.name.startswith("autograd::")  # aten::, mkldnn::, ...
     return times, calls
 
 
