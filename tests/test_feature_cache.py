@@ -63,3 +63,15 @@ def test_only_output_only_runs_on_fixed_data_are_cached(quiet_gpt2):
     assert output_only(build_model(RunConfig(backbone=quiet_gpt2, init="random", train="output"), task))
     assert not output_only(build_model(RunConfig(backbone=quiet_gpt2, init="random", train="fpt"), task))
     assert cacheable(task) and not cacheable(get_task("bit-xor"))  # a generated stream never repeats an example
+
+
+def test_an_uncached_output_only_step_records_no_graph_below_the_head(quiet_gpt2):
+    """On a stream (nothing to cache), output-only training still skips the backbone's backward work: no
+    parameter below the head trains and the inputs need no gradient, so autograd records nothing there and
+    the backbone's activations are freed as the forward goes (training mode, dropout on)."""
+    task = get_task("bit-xor")
+    model = build_model(RunConfig(backbone=quiet_gpt2, init="random", train="output"), task).train()
+    batch = next(task.train_batches(4, seed=0))
+    states = model.encode(batch.inputs).last_hidden_state
+    assert states.grad_fn is None and not states.requires_grad
+    assert model(batch.inputs).requires_grad  # the head's own product is recorded
