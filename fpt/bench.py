@@ -1,7 +1,7 @@
 """`fpt bench`: how close training runs to what this machine can do, measured in one run.
 
-For each case (a backbone x task x batch size) two training paths run interleaved, in rounds, so
-that load from other processes hits both alike:
+For each case (a backbone x task x batch size) two training paths run interleaved, in rounds and
+within each round in alternating blocks of a few steps, so that load from other processes hits both alike:
 
 - default: what `fpt train` runs (fpt.training.loop.training_step: autocast in the run's
   precision, the fast paths of fpt.model.fast_paths, frozen matrices stored low-precision and, on
@@ -100,6 +100,7 @@ class BenchSettings:
     warmup: int = 2  # untimed steps per path before the rounds (compilation happens here)
     steps: int | None = None  # timed steps per path per round (None: the case's own)
     rounds: int = 3
+    blocks: int = 5  # turns per path per round: the paths alternate in blocks of about steps / blocks steps
     precision: Precision = "auto"  # the default path's precision
     compile: bool = False  # torch.compile the default path
     reference: str = "interleaved"  # interleaved | only | off
@@ -400,8 +401,10 @@ def peak_memory_mb(case: BenchCase, settings: BenchSettings, which: str, steps: 
 
 
 def _time_paths(paths: list[Path_], case: BenchCase, settings: BenchSettings, device, log) -> tuple[dict, dict]:
-    """Warm each path up, then time `steps` steps of each per round, in alternating order, with a dense
-    matmul's rate measured every round: (seconds per path, matmul GFLOP/s per round per dtype)."""
+    """Warm each path up, then time `steps` steps of each per round, with a dense matmul's rate measured
+    every round: (seconds per path, matmul GFLOP/s per round per dtype). Within a round the paths take turns
+    in `blocks` blocks each, leading alternately (ABBA), so that load arriving from elsewhere for a few
+    seconds falls on both paths alike rather than on one path's whole round."""
     for path in paths:
         for _ in range(settings.warmup):
             path.step()
@@ -413,8 +416,9 @@ def _time_paths(paths: list[Path_], case: BenchCase, settings: BenchSettings, de
         order = paths if round_index % 2 == 0 else paths[::-1]
         for dtype in rates:
             rates[dtype].append(matmul_gflops(DTYPES[dtype], device))
-        for path in order:
-            seconds[path.name] += _timed(path, steps, device)
+        for block, size in enumerate(_block_sizes(steps, settings.blocks)):
+            for path in order if block % 2 == 0 else order[::-1]:
+                seconds[path.name] += _timed(path, size, device)
         log(
             f"  {case.name} round {round_index + 1}/{settings.rounds}: "
             + ", ".join(
@@ -423,6 +427,12 @@ def _time_paths(paths: list[Path_], case: BenchCase, settings: BenchSettings, de
             )
         )
     return seconds, rates
+
+
+def _block_sizes(steps: int, blocks: int) -> list[int]:
+    """`steps` split into min(blocks, steps) blocks that differ by at most one step."""
+    n = max(1, min(blocks, steps))
+    return [steps // n + (i < steps % n) for i in range(n)]
 
 
 def _eval_rates(paths: list[Path_], task: Task, case: BenchCase, settings: BenchSettings, device) -> dict:
@@ -491,6 +501,7 @@ def bench_case(case: BenchCase, settings: BenchSettings, log=print) -> dict:
         "forward_gflop": round(flops["forward"] / 1e9, 3),
         "backward_gflop": round(flops["backward"] / 1e9, 3),
         "steps_timed_per_path": steps * settings.rounds,
+        "blocks_per_round": len(_block_sizes(steps, settings.blocks)),
     }
     for path in paths:
         prefix = "" if path.name == "default" else "reference_"
@@ -553,8 +564,8 @@ def run_bench(names: list[str], settings: BenchSettings, cases: dict[str, BenchC
             raise unknown_name("bench case", name, sorted(cases))
     if settings.reference not in ("interleaved", "only", "off"):
         raise FPTError(f"reference must be interleaved, only or off (got {settings.reference!r}).")
-    if min(settings.steps or 1, settings.rounds, settings.batch_size or 1) < 1 or settings.warmup < 0:
-        raise FPTError("steps, rounds and batch size must be at least 1 and warmup at least 0.")
+    if min(settings.steps or 1, settings.rounds, settings.blocks, settings.batch_size or 1) < 1 or settings.warmup < 0:
+        raise FPTError("steps, rounds, blocks and batch size must be at least 1 and warmup at least 0.")
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = []
     for name in names:

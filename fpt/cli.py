@@ -498,6 +498,7 @@ def _bench_parser(sub) -> None:
         "--steps", type=int, help="timed steps per path per round (default: 2 for gpt2-bit-memory, 20 otherwise)"
     )
     p.add_argument("--rounds", type=int, help="rounds of interleaved timing (default 3)")
+    p.add_argument("--blocks", type=int, help="turns each path takes per round, alternating with the other (default 5)")
     p.add_argument("--eval-batch-size", type=int, help="default path's evaluation batch (default 256)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=int, help="training batch of every case (default: the case's own, 16)")

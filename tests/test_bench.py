@@ -3,9 +3,12 @@ paths train the same model to the same losses (in fp32). Timings are never asser
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
+from fpt import bench
 from fpt.bench import BenchCase, BenchSettings, default_path, peak_memory_mb, reference_path, run_bench, table, write
 from fpt.errors import FPTError
 from fpt.model.compat import fast_path_off
@@ -121,3 +124,19 @@ def test_the_cpu_matmul_rate_is_the_faster_of_pytorchs_and_onednns_packed_produc
     assert bench.matmul_gflops(torch.float32, torch.device("cpu"), seconds=0.01) == expected
     if len(products) == 2:  # both the same product of the same matrices
         torch.testing.assert_close(products[1], products[0], rtol=1e-4, atol=1e-3)
+
+
+def test_paths_take_turns_in_blocks_within_each_round(monkeypatch):
+    """Each round's steps are timed in alternating blocks (ABBA), the leader swapping between rounds, so a
+    few seconds of outside load cannot land on one path's whole round."""
+    turns = []
+    monkeypatch.setattr(bench, "_timed", lambda path, steps, device: turns.append((path.name, steps)) or 1.0)
+    monkeypatch.setattr(bench, "matmul_gflops", lambda dtype, device: 1.0)
+    paths = [types.SimpleNamespace(name=name, dtype="fp32", step=lambda: None, sync=lambda: None) for name in "AB"]
+    case = BenchCase("tiny", "bit-xor", "gpt2", steps=7)
+    seconds, _ = bench._time_paths(paths, case, BenchSettings(warmup=0, rounds=2, blocks=3), "cpu", lambda *a: None)
+    first_round = [("A", 3), ("B", 3), ("B", 2), ("A", 2), ("A", 2), ("B", 2)]
+    second_round = [("B", 3), ("A", 3), ("A", 2), ("B", 2), ("B", 2), ("A", 2)]
+    assert turns == first_round + second_round
+    assert seconds == {"A": 6.0, "B": 6.0}  # every block of both paths is counted
+    assert bench._block_sizes(2, 5) == [1, 1] and bench._block_sizes(20, 5) == [4] * 5
