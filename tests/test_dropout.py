@@ -101,12 +101,17 @@ def test_module_matches_nn_dropout_outside_cpu_training():
 @pytest.mark.parametrize("mask", ["causal", "bool", "float", None])
 def test_direct_attention_equals_sdpa_when_nothing_is_dropped(monkeypatch, mask):
     torch.manual_seed(0)
-    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    q, k, v = (torch.randn(2, 3, n, 8, requires_grad=True) for n in (5, 7, 7))
     attn_mask = {"bool": torch.rand(2, 1, 5, 7) > 0.3, "float": torch.randn(2, 1, 5, 7)}.get(mask)
+    grad = torch.randn(2, 3, 5, 8)
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=mask == "causal", scale=0.2)
     monkeypatch.setattr(cpu_dropout, "fast_dropout", lambda x, p: x)  # the direct path, keeping everything
     got = attention(q, k, v, attn_mask, dropout_p=0.5, is_causal=mask == "causal", scale=0.2)
     torch.testing.assert_close(got, expected)
+    # gradients too: through the mask filled in place and the softmax (7 keys: the short-row one with AVX2/-512)
+    ours, theirs = (torch.autograd.grad(out, (q, k, v), grad) for out in (got, expected))
+    for mine, reference in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine, reference)
 
 
 def test_attention_interface_repeats_grouped_keys(monkeypatch):
