@@ -13,7 +13,8 @@
 # --dry-run: one timed step per path on a tiny backbone (FPT_SPEED_BACKBONE), so the script is tested
 # (tests/test_speed_record.py).
 #
-# Usage: benchmarks/speed_record.sh [--dry-run] [OUT_DIR]   (default benchmarks/results/speed)
+# Usage: benchmarks/speed_record.sh [--dry-run] [OUT_DIR]
+#   (default benchmarks/results/speed/record-COMMIT: each record keeps its own evidence beside the others)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dry=0
@@ -21,7 +22,7 @@ if [[ "${1:-}" == "--dry-run" ]]; then
   dry=1
   shift
 fi
-out=${1:-benchmarks/results/speed}
+out=${1:-benchmarks/results/speed/record-$(git rev-parse --short HEAD 2>/dev/null || date -u +%Y%m%dT%H%M%SZ)}
 python=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python)}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if ((dry)); then
