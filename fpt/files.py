@@ -12,6 +12,15 @@ import stat
 from pathlib import Path
 
 
+def cache_root() -> Path:
+    """Where fpt keeps what it builds once per machine (converted backbones, compiled kernels):
+    $FPT_CACHE, else $XDG_CACHE_HOME/fpt, else ~/.cache/fpt."""
+    if os.environ.get("FPT_CACHE"):
+        return Path(os.environ["FPT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "fpt"
+
+
 def write_synced(path: Path, data: bytes) -> str:
     """Write `data` to `path` and flush it to disk; returns its SHA-256 (hex)."""
     with open(path, "wb") as handle:

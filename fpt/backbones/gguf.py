@@ -32,19 +32,12 @@ from pathlib import Path
 import torch
 
 from fpt.errors import FPTError
+from fpt.files import cache_root
 
 KEEP_TOKENS = 256  # rows of the token embedding kept (never called by FPT; kept so the model class builds)
 MARKER = "fpt-gguf.json"  # written last into a finished cache directory: what it was converted from
 TOKEN_TABLE = "token_embedding.safetensors"  # the uncut token embedding ("weight"), for text alignment only
 FORMAT = 2  # in the cache directory's name; 2: the tokenizer and TOKEN_TABLE are kept (1: model only)
-
-
-def cache_root() -> Path:
-    """Where converted backbones live: $FPT_CACHE, else $XDG_CACHE_HOME/fpt, else ~/.cache/fpt."""
-    if os.environ.get("FPT_CACHE"):
-        return Path(os.environ["FPT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "fpt"
 
 
 def _say(message: str) -> None:
