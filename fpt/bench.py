@@ -218,6 +218,7 @@ def choices(config: RunConfig, model: torch.nn.Module, trainer) -> dict[str, dic
 
 def _fast_path_choices(config: RunConfig, model: torch.nn.Module) -> dict[str, dict[str, str]]:
     """The exact CPU fast paths (fpt.model.fast_paths) the prepared model holds, and why each is on or off."""
+    from fpt.model import native
     from fpt.model.dropout import CPUDropout
     from fpt.model.packed import PackedProduct
     from fpt.model.unread import ReadPositionsOnly
@@ -226,6 +227,7 @@ def _fast_path_choices(config: RunConfig, model: torch.nn.Module) -> dict[str, d
     cpu_dropout = sum(isinstance(m, CPUDropout) for m in model.modules())
     unread = any(isinstance(m, ReadPositionsOnly) for m in model.modules())
     packed = sum(isinstance(m, PackedProduct) for m in model.modules())
+    kernels = "native-kernels" in getattr(model, "fast_paths", [])
     return {
         "fused_gelu": {
             "value": f"{fused_gelu} modules" if fused_gelu else "none",
@@ -254,6 +256,15 @@ def _fast_path_choices(config: RunConfig, model: torch.nn.Module) -> dict[str, d
             else "compiled: inductor picks its kernels"
             if config.compile
             else "not on CPU, no frozen linear layer, or the copies would not fit in memory",
+        },
+        "native_kernels": {
+            "value": "on" if kernels else "off",
+            "why": "attention with dropout on rows of at most 16 keys, dropout and BERT's dropout-add-norm in one "
+            "compiled pass each way (fpt/model/native.c)"
+            if kernels
+            else "without CPU dropout (compiled, or not on CPU)"
+            if not cpu_dropout
+            else native.status(),
         },
     }
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 
 import fpt.model.compat as compat
-from fpt.model import FPTConfig, FrozenPretrainedTransformer
-from fpt.model.fast_paths import CPU_DROPOUT, FUSED_GELU, READ_POSITIONS_ONLY
+from fpt.model import FPTConfig, FrozenPretrainedTransformer, native
+from fpt.model.fast_paths import CPU_DROPOUT, FUSED_GELU, NATIVE_KERNELS, READ_POSITIONS_ONLY
 from fpt.model.packed import PACKED_MATRICES
 from fpt.tasks import get_task
 
@@ -21,7 +21,7 @@ def transformers_version(monkeypatch):
 
 
 def test_every_fast_path_has_a_tested_range():
-    assert set(compat.TESTED) == {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY, PACKED_MATRICES}
+    assert set(compat.TESTED) == {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY, PACKED_MATRICES, NATIVE_KERNELS}
 
 
 @pytest.mark.parametrize(
@@ -31,8 +31,8 @@ def test_every_fast_path_has_a_tested_range():
         ("5.30.1", set()),
         ("5.23.0", {READ_POSITIONS_ONLY}),
         ("5.0.0", {READ_POSITIONS_ONLY}),
-        ("4.57.6", {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY, PACKED_MATRICES}),
-        ("6.0.0", {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY, PACKED_MATRICES}),
+        ("4.57.6", {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY, PACKED_MATRICES, NATIVE_KERNELS}),
+        ("6.0.0", {FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY, PACKED_MATRICES, NATIVE_KERNELS}),
     ],
 )
 def test_fast_paths_are_off_outside_their_tested_range(transformers_version, installed, off):
@@ -51,10 +51,11 @@ def test_a_model_built_outside_the_range_leaves_the_fast_path_out_and_says_so_on
     shape = get_task("bit-xor").spec.model_fields()
     with caplog.at_level(logging.WARNING, logger="fpt"):
         models = [FrozenPretrainedTransformer(FPTConfig(**shape, backbone=quiet_gpt2, init="random")) for _ in range(2)]
-    assert all(model.fast_paths == [FUSED_GELU, CPU_DROPOUT, PACKED_MATRICES] for model in models)
+    applied = [FUSED_GELU, CPU_DROPOUT, *[NATIVE_KERNELS] * (native.library() is not None), PACKED_MATRICES]
+    assert all(model.fast_paths == applied for model in models)
     said = [r.getMessage() for r in caplog.records if "is off: tested with transformers" in r.getMessage()]
     assert said == [f"fast path {READ_POSITIONS_ONLY} is off: tested with transformers >=5.24,<6, installed 5.10.0"]
-    assert f"fast paths: {FUSED_GELU}, {CPU_DROPOUT}, {PACKED_MATRICES} " in models[0].freeze_report()
+    assert f"fast paths: {', '.join(applied)} " in models[0].freeze_report()
 
 
 @pytest.mark.parametrize(

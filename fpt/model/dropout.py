@@ -15,6 +15,11 @@ rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own f
 shorter than a vector register (the bit tasks' 10 positions) take a softmax of whole-tensor passes,
 2-3x faster there than PyTorch's kernel and equal to rounding (`softmax`).
 
+Where fpt.model.native's kernels are built (a C compiler at hand), fp32 dropout runs as one pass each
+way (the same bits), and attention with dropout over at most 16 queries and keys, with a head size that
+is a multiple of 16, runs as one pass each way instead of about twenty operators: the same draws and
+masks, values and gradients equal to the formulas here to rounding (tests/test_native.py).
+
 The attention is registered with transformers' `AttentionInterface` as `fpt_sdpa` (its extension
 point for attention functions), so a backbone built with `attn_implementation="fpt_sdpa"` uses it;
 the dropout modules, which transformers builds as plain `nn.Dropout`, are swapped for `CPUDropout`.
@@ -32,20 +37,62 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
+from fpt.model import native
+
 ATTENTION = "fpt_sdpa"  # sdpa, with the attention dropout above on CPU
 LEVELS = 1 << 15
+
+
+def draws(n: int, device: torch.device | str = "cpu", slack: int = 0) -> torch.Tensor:
+    """`n` int16 draws of the generator, read as 15-bit uniforms (`& (LEVELS - 1)`), then `slack` more
+    values that are not drawn (room for the native kernels' whole-register reads)."""
+    words = (n + 1) // 2
+    buffer = torch.empty(words + (slack + 1) // 2, dtype=torch.int32, device=device)
+    buffer[:words].random_()  # 31 random bits each
+    return buffer.view(torch.int16)  # each draw's two 16-bit halves, low one first (little-endian)
 
 
 def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout of `x` with drop probability `p` (training mode)."""
     if p <= 0.0:
         return x
+    if x.dtype == torch.float32 and x.device.type == "cpu" and native.takes(x.numel()):
+        return _NativeDropout.apply(x, p)  # the same bits in one pass
     n = x.numel()
-    draws = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device).random_()  # 31 random bits
-    # each draw's two 16-bit halves, low one first (little-endian), 15 bits of each
-    uniform = draws.view(torch.int16)[:n].view(x.shape) & (LEVELS - 1)
+    uniform = draws(n, x.device)[:n].view(x.shape) & (LEVELS - 1)
+    threshold, scale = keep_rule(p)
     # the mask multiplies in as bytes: PyTorch converts a bool operand element by element, bytes vectorized
-    return x * (1.0 / (1.0 - p)) * (uniform >= round(p * LEVELS)).view(torch.uint8)
+    return x * scale * (uniform >= threshold).view(torch.uint8)
+
+
+class _NativeDropout(torch.autograd.Function):
+    """fast_dropout's products in one pass of native.c each way; the draws are kept for the gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:
+        x = x.contiguous()
+        kept = draws(x.numel())
+        out = torch.empty_like(x)
+        native.kernels().dropout_forward(x.numel(), x.data_ptr(), kept.data_ptr(), *keep_rule(p), out.data_ptr())
+        ctx.save_for_backward(kept)
+        ctx.p = p
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        (kept,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        out = torch.empty_like(grad)
+        native.kernels().dropout_backward(
+            grad.numel(), grad.data_ptr(), kept.data_ptr(), *keep_rule(ctx.p), out.data_ptr()
+        )
+        return out, None
+
+
+def keep_rule(p: float) -> tuple[int, float]:
+    """The keep rule for drop probability p: a 15-bit uniform is kept from this threshold on, and what is
+    kept is multiplied by this scale."""
+    return round(p * LEVELS), 1.0 / (1.0 - p)
 
 
 class CPUDropout(nn.Dropout):
@@ -78,16 +125,66 @@ def attention(
 
 
 def _attend(query, key, value, attn_mask, dropout_p, is_causal, scale) -> torch.Tensor:
-    scores = torch.matmul(query, key.transpose(-2, -1)) * (
-        scale if scale is not None else 1 / math.sqrt(query.shape[-1])
-    )
+    scale = scale if scale is not None else 1 / math.sqrt(query.shape[-1])
     if is_causal:
         attn_mask = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
+    if _native_fits(query, key, value, attn_mask):
+        return _NativeAttention.apply(query, key, value, attn_mask, dropout_p, scale)
+    scores = torch.matmul(query, key.transpose(-2, -1)) * scale
     if attn_mask is not None and attn_mask.dtype == torch.bool:  # in place: `scores` is this function's own
         scores = scores.masked_fill_(~attn_mask, torch.finfo(scores.dtype).min)  # a fully masked row: uniform, not NaN
     elif attn_mask is not None:
         scores = scores + attn_mask
     return torch.matmul(fast_dropout(softmax(scores), dropout_p), value)
+
+
+def _native_fits(query, key, value, attn_mask) -> bool:
+    """Whether native.c's attention takes these: (B, H, L, D) with at most 16 queries and keys, a head size
+    that is a multiple of 16 (at most 256), and a mask that needs no gradient."""
+    if query.dim() != 4 or key.shape != value.shape or query.shape[-1] != key.shape[-1]:
+        return False
+    if max(query.shape[2], key.shape[2]) > native.LANES or query.shape[-1] % native.LANES:
+        return False
+    if query.shape[-1] > native.MAX_HEAD or (attn_mask is not None and attn_mask.requires_grad):
+        return False
+    return native.takes(query.shape[0] * query.shape[1] * query.shape[2] * key.shape[2])
+
+
+class _NativeAttention(torch.autograd.Function):
+    """`_attend` for short rows in one pass of native.c each way: the same draws and keep rule, products and
+    softmax equal to rounding. Outputs and gradients are laid out (B, L, H, D), transposed: the layout
+    the attention interface returns, and the one the key/query/value products made."""
+
+    @staticmethod
+    def forward(ctx: Any, query, key, value, attn_mask, p: float, scale: float) -> torch.Tensor:
+        query, key, value = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
+        (b, h, lq, d), lk = query.shape, key.shape[2]
+        kept = draws(b * h * lq * lk, slack=native.LANES)
+        probs = query.new_empty(b * h * lq * lk + native.LANES)  # the softmax before dropout, for the gradient
+        out = query.new_empty(b, lq, h, d).transpose(1, 2)
+        tensors = map(native.Strided.of, (query, key, value))
+        mask = native.Mask.of(attn_mask, (b, h, lq, lk))
+        keep = (kept.data_ptr(), *keep_rule(p))
+        native.kernels().attention_forward(
+            b, h, lq, lk, d, *tensors, mask, scale, *keep, native.Strided.of(out), probs.data_ptr()
+        )
+        ctx.save_for_backward(query, key, value, attn_mask, kept, probs)
+        ctx.p, ctx.scale = p, scale
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):
+        query, key, value, attn_mask, kept, probs = ctx.saved_tensors
+        grad = grad if grad.stride(-1) == 1 else grad.contiguous()
+        (b, h, lq, d), lk = query.shape, key.shape[2]
+        grads = [query.new_empty(b, n, h, d).transpose(1, 2) for n in (lq, lk, lk)]
+        tensors = map(native.Strided.of, (query, key, value, grad))
+        mask = native.Mask.of(attn_mask, (b, h, lq, lk))
+        keep = (kept.data_ptr(), *keep_rule(ctx.p))
+        native.kernels().attention_backward(
+            b, h, lq, lk, d, *tensors, mask, ctx.scale, *keep, probs.data_ptr(), *map(native.Strided.of, grads)
+        )
+        return *grads, None, None, None
 
 
 def softmax(scores: torch.Tensor) -> torch.Tensor:

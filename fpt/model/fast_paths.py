@@ -10,11 +10,15 @@ Each is chosen where transformers reads such a choice, before the backbone is bu
 - last-block-read-positions-only: once built, the last block inside a named wrapper that holds the original
   as `base_layer` (`unwrap_last_block` restores it; fpt.model.unread);
 - packed-frozen-matrices: once built, the frozen linear layers of the backbone multiply through weights packed
-  once for oneDNN (`unpack_frozen_matrices` restores them; fpt.model.packed).
+  once for oneDNN (`unpack_frozen_matrices` restores them; fpt.model.packed);
+- native-kernels: with cpu-dropout, where a C compiler built fpt.model.native's kernels: attention with
+  dropout over rows of at most 16 keys, dropout itself, and BERT's dropout-add-LayerNorm (the class of its
+  sublayer outputs swapped, `use_plain_residual_norm` restores it; fpt.model.residual_norm), in one
+  compiled pass each way.
 
 `FPTConfig.fast_paths=False` (`fpt train --no-fast-paths`) builds the plain model. Each is proven
 equivalent by its own test: fused GELU (tests/test_activations.py), CPU dropout and attention with
-dropout (tests/test_dropout.py), the last block computing only read positions (tests/test_unread.py), packed matrices (tests/test_packed.py).
+dropout (tests/test_dropout.py), the native kernels (tests/test_native.py), the last block computing only read positions (tests/test_unread.py), packed matrices (tests/test_packed.py).
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ from typing import Any
 
 from transformers import MODEL_MAPPING
 
+from fpt.model import native
 from fpt.model.activations import fused_activation_settings
 from fpt.model.compat import fast_path_supported
 from fpt.model.dropout import ATTENTION, use_cpu_dropout, use_plain_dropout
 from fpt.model.packed import PACKED_MATRICES, pack_frozen_matrices, unpack_frozen_matrices
+from fpt.model.residual_norm import use_native_residual_norm, use_plain_residual_norm
 from fpt.model.unread import wrap_last_block
 
 FUSED_GELU, CPU_DROPOUT, READ_POSITIONS_ONLY = "fused-gelu", "cpu-dropout", "last-block-read-positions-only"
-CPU_ONLY = (CPU_DROPOUT, PACKED_MATRICES)  # dropped on GPUs and under torch.compile
+NATIVE_KERNELS = "native-kernels"
+CPU_ONLY = (CPU_DROPOUT, PACKED_MATRICES, NATIVE_KERNELS)  # dropped on GPUs and under torch.compile
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,10 @@ def apply_fast_paths(model: Any, choices: BackboneChoices) -> list[str]:
     # dropout masks without the single-threaded Bernoulli sampler
     if fast_path_supported(CPU_DROPOUT) and (use_cpu_dropout(model) or choices.attn_implementation == ATTENTION):
         applied.append(CPU_DROPOUT)
+        # ... its attention, masks and BERT's dropout-add-norm in compiled passes, where a C compiler built them
+        if fast_path_supported(NATIVE_KERNELS) and native.library() is not None:
+            use_native_residual_norm(model)
+            applied.append(NATIVE_KERNELS)
     # GPT-2 and BERT blocks: the last one computes only what the head reads
     if fast_path_supported(READ_POSITIONS_ONLY) and wrap_last_block(model.backbone):
         applied.append(READ_POSITIONS_ONLY)
@@ -89,5 +100,7 @@ def drop_cpu_fast_paths(model: Any) -> None:
         use_plain_dropout(model)
     if PACKED_MATRICES in applied:
         unpack_frozen_matrices(model)
+    if NATIVE_KERNELS in applied:
+        use_plain_residual_norm(model)
     if any(name in CPU_ONLY for name in applied):
         model.fast_paths = [name for name in applied if name not in CPU_ONLY]

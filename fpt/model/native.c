@@ -1,0 +1,265 @@
+/* CPU kernels for fpt.model.native: attention with dropout over short rows, and dropout, in fp32.
+
+   PyTorch eager runs attention with dropout as about twenty operators (two batched products, scale,
+   mask, softmax, dropout, and their gradients), each a pass over memory and a dispatch. On rows as
+   short as the bit tasks' 10 positions the batched products cost ~0.5 us per 10x32x10 matrix and the
+   rest is overhead. Here one call per direction does it all, a (batch, head) at a time, with rows
+   padded to W = 16 lanes (one AVX-512 register of fp32; two AVX2 ones).
+
+   Plain C with GCC/Clang vector extensions: the compiler lowers `v16` to the registers the build
+   flags allow. The keep mask is the caller's draws (fpt.model.dropout): 15 bits of each int16, kept
+   where >= thr, so the random stream and the mask are the ones the eager path uses. */
+
+#include <float.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t i16v __attribute__((vector_size(64)));
+typedef int16_t h16v __attribute__((vector_size(32)));
+typedef uint8_t b16v __attribute__((vector_size(16)));
+
+#define W 16       /* lanes per row: keys (and queries) per (batch, head) at most */
+#define MAXD 256   /* head size at most, a multiple of W */
+#define RB 8       /* rows per register block of small_gemm */
+
+/* a (B, H, L, D) tensor whose last dimension is contiguous */
+typedef struct { const float *p; int64_t sb, sh, sl; } In;
+typedef struct { float *p; int64_t sb, sh, sl; } Out;
+/* an attention mask broadcast to (B, H, Lq, Lk): boolean (keep where true) or additive; at most one set */
+typedef struct { const uint8_t *keep; const float *add; int64_t sb, sh, si, sj; } Mask;
+
+static const i16v LANE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+static inline v16 load16(const float *p) { v16 x; memcpy(&x, p, sizeof x); return x; }
+static inline void store16(float *p, v16 x) { memcpy(p, &x, sizeof x); }
+static inline v16 select16(i16v m, v16 a, v16 b) { return (v16)(((i16v)a & m) | ((i16v)b & ~m)); }
+static inline v16 splat(float x) { return (v16){0} + x; }
+
+#if defined(__clang__)
+#define SWAP(x, n) __builtin_shufflevector(x, x, SWAP_##n)
+#else
+#define SWAP(x, n) __builtin_shuffle(x, (i16v){SWAP_##n})
+#endif
+#define SWAP_8 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7
+#define SWAP_4 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11
+#define SWAP_2 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13
+#define SWAP_1 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14
+
+/* every lane: the max (the sum) of all lanes. A NaN lane need not win the max: it still makes its
+   row's sum, and so the whole row, NaN, as PyTorch's softmax does. */
+static inline v16 max16(v16 a, v16 b) { return select16(a > b, a, b); }
+static inline v16 all_max(v16 x) { x = max16(x, SWAP(x, 8)); x = max16(x, SWAP(x, 4)); x = max16(x, SWAP(x, 2)); return max16(x, SWAP(x, 1)); }
+static inline v16 all_sum(v16 x) { x += SWAP(x, 8); x += SWAP(x, 4); x += SWAP(x, 2); return x + SWAP(x, 1); }
+
+/* e^x lane-wise within 2 ulp (x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial); 0 below -87.3
+   (where results would be subnormal), inf above 88.7, NaN kept */
+static inline v16 exp16(v16 x) {
+  i16v over = x > 88.7f, under = x < -87.3f, nan = x != x;
+  v16 t = select16(over | under | nan, splat(0.f), x);
+  v16 n = (t * 1.44269504f + 12582912.f) - 12582912.f;  /* round to nearest: 1.5 * 2^23 */
+  v16 r = t - n * 0.693145752f - n * 1.42860677e-6f;
+  v16 p = 1.f + r * (1.f + r * (0.5f + r * (0.166666672f + r * (0.0416666418f + r * (0.00833336077f + r * 0.00138889242f)))));
+  v16 y = p * (v16)((__builtin_convertvector(n, i16v) + 127) << 23);
+  y = select16(over, splat(__builtin_inff()), y);
+  y = select16(under, splat(0.f), y);
+  return select16(nan, x, y);
+}
+
+/* the row's keep factors: ks where the draw's low 15 bits reach thr, else 0; 0 past L. Reads W draws:
+   the caller's buffer has W of slack past its end. */
+static inline v16 keep16(const int16_t *draws, int L, int thr, float ks) {
+  h16v d;
+  memcpy(&d, draws, sizeof d);
+  i16v kept = ((__builtin_convertvector(d, i16v) & 0x7FFF) >= thr) & (LANE < L);
+  return (v16)(kept & (i16v)splat(ks));
+}
+
+/* lanes a boolean mask keeps in the row starting at `row` */
+static inline i16v unmasked(Mask m, int64_t row, int L) {
+  b16v keep = {0};
+  for (int j = 0; j < L; j++) keep[j] = m.keep[row + j * m.sj];
+  return __builtin_convertvector(keep, i16v) != 0;
+}
+
+/* c[i][0:W] = sum_k a[i][k] b[k][0:W] for i < rows, k < inner; rows of a, b, c at strides sa, sb, sc */
+static void small_gemm(const float *a, int64_t sa, int rows, int inner, const float *b, int64_t sb, float *c, int64_t sc) {
+  static const float zero[MAXD];
+  for (int i0 = 0; i0 < rows; i0 += RB) {
+    const float *r[RB];
+    for (int t = 0; t < RB; t++) r[t] = i0 + t < rows ? a + (i0 + t) * sa : zero;
+    v16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0}, c6 = {0}, c7 = {0};
+    for (int k = 0; k < inner; k++) {
+      v16 x = load16(b + k * sb);
+      c0 += r[0][k] * x; c1 += r[1][k] * x; c2 += r[2][k] * x; c3 += r[3][k] * x;
+      c4 += r[4][k] * x; c5 += r[5][k] * x; c6 += r[6][k] * x; c7 += r[7][k] * x;
+    }
+    v16 cs[RB] = {c0, c1, c2, c3, c4, c5, c6, c7};
+    for (int t = 0; t < RB && i0 + t < rows; t++) store16(c + (i0 + t) * sc, cs[t]);
+  }
+}
+
+#if defined(__clang__)
+#define MERGE(a, b, n) __builtin_shufflevector(a, b, MERGE_##n)
+#else
+#define MERGE(a, b, n) __builtin_shuffle(a, b, (i16v){MERGE_##n})
+#endif
+/* one stage of a 16x16 transpose: LO_s/HI_s swap the off-diagonal s x s blocks of rows i and i + s */
+#define MERGE_LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define MERGE_HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define MERGE_LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define MERGE_HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define MERGE_LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define MERGE_HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define MERGE_LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define MERGE_HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define STAGE(s)                                   \
+  for (int i = 0; i < W; i++)                      \
+    if (!(i & s)) {                                \
+      v16 a = r[i], b = r[i + s];                  \
+      r[i] = MERGE(a, b, LO##s);                   \
+      r[i + s] = MERGE(a, b, HI##s);               \
+    }
+
+/* x (L rows of D at stride sl) -> xt (D rows of W lanes), zero past L: 16 x 16 blocks transposed in registers */
+static void transpose(const float *x, int64_t sl, int L, int D, float *xt) {
+  for (int d0 = 0; d0 < D; d0 += W) {
+    v16 r[W];
+    for (int j = 0; j < W; j++) r[j] = j < L ? load16(x + j * sl + d0) : splat(0.f);
+    STAGE(8) STAGE(4) STAGE(2) STAGE(1)
+    for (int d = 0; d < W; d++) store16(xt + (d0 + d) * W, r[d]);
+  }
+}
+
+/* out = dropout(softmax(scale q k^T + mask)) v, per (b, h); probs (B, H, Lq, Lk) gets the softmax
+   before dropout (with W floats of slack past its end), for the backward */
+void attention_forward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, Mask m, float scale,
+                       const int16_t *draws, int thr, float ks, Out out, float *probs) {
+  float kt[MAXD * W] __attribute__((aligned(64))), S[W * W] __attribute__((aligned(64))), P[W * W] __attribute__((aligned(64)));
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      transpose(k.p + b * k.sb + h * k.sh, k.sl, Lk, D, kt);
+      small_gemm(q.p + b * q.sb + h * q.sh, q.sl, Lq, D, kt, W, S, W);
+      int64_t base = ((int64_t)b * H + h) * Lq * Lk;
+      for (int i = 0; i < Lq; i++) {
+        v16 s = load16(S + i * W) * scale;
+        int64_t row = b * m.sb + h * m.sh + i * m.si;
+        if (m.keep) s = select16(unmasked(m, row, Lk), s, splat(-FLT_MAX));  /* a fully masked row: uniform */
+        if (m.add) {
+          v16 a = {0};
+          for (int j = 0; j < Lk; j++) a[j] = m.add[row + j * m.sj];
+          s += a;
+        }
+        s = select16(LANE < Lk, s, splat(-__builtin_inff()));
+        v16 e = exp16(s - all_max(s));
+        v16 p = e / all_sum(e);
+        store16(probs + base + (int64_t)i * Lk, p);  /* lanes past Lk: the next row's, or slack */
+        store16(P + i * W, p * keep16(draws + base + (int64_t)i * Lk, Lk, thr, ks));
+      }
+      float *o = out.p + b * out.sb + h * out.sh;
+      for (int d0 = 0; d0 < D; d0 += W) small_gemm(P, W, Lq, Lk, v.p + b * v.sb + h * v.sh + d0, v.sl, o + d0, out.sl);
+    }
+}
+
+/* gradients of attention_forward's output: gq, gk, gv from go, the same mask and the saved probs */
+void attention_backward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, In go, Mask m, float scale,
+                        const int16_t *draws, int thr, float ks, const float *probs, Out gq, Out gk, Out gv) {
+  float vt[MAXD * W] __attribute__((aligned(64))), dP[W * W] __attribute__((aligned(64))),
+      dS[W * W] __attribute__((aligned(64))), dST[W * W] __attribute__((aligned(64))), PT[W * W] __attribute__((aligned(64)));
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      const float *qb = q.p + b * q.sb + h * q.sh, *kb = k.p + b * k.sb + h * k.sh, *gob = go.p + b * go.sb + h * go.sh;
+      transpose(v.p + b * v.sb + h * v.sh, v.sl, Lk, D, vt);
+      small_gemm(gob, go.sl, Lq, D, vt, W, dP, W);
+      int64_t base = ((int64_t)b * H + h) * Lq * Lk;
+      memset(PT, 0, sizeof PT);
+      memset(dST, 0, sizeof dST);
+      for (int i = 0; i < Lq; i++) {
+        v16 p = select16(LANE < Lk, load16(probs + base + (int64_t)i * Lk), splat(0.f));
+        v16 kp = keep16(draws + base + (int64_t)i * Lk, Lk, thr, ks);
+        v16 dp = load16(dP + i * W) * kp, pd = p * kp;
+        v16 ds = p * (dp - all_sum(dp * p)) * scale;
+        if (m.keep) ds = select16(unmasked(m, b * m.sb + h * m.sh + i * m.si, Lk), ds, splat(0.f));  /* filled: no gradient */
+        store16(dS + i * W, ds);
+        for (int j = 0; j < Lk; j++) {
+          PT[j * W + i] = pd[j];
+          dST[j * W + i] = ds[j];
+        }
+      }
+      float *gqb = gq.p + b * gq.sb + h * gq.sh, *gkb = gk.p + b * gk.sb + h * gk.sh, *gvb = gv.p + b * gv.sb + h * gv.sh;
+      for (int d0 = 0; d0 < D; d0 += W) {
+        small_gemm(dS, W, Lq, Lk, kb + d0, k.sl, gqb + d0, gq.sl);
+        small_gemm(dST, W, Lk, Lq, qb + d0, q.sl, gkb + d0, gk.sl);
+        small_gemm(PT, W, Lk, Lq, gob + d0, go.sl, gvb + d0, gv.sl);
+      }
+    }
+}
+
+/* y = x * ks * keep over n contiguous floats, and its gradient g * keep * ks: the products of the
+   eager dropout (`x * ks * mask`) and of its autograd, in their order, so the same bits */
+void dropout_forward(int64_t n, const float *x, const int16_t *draws, int thr, float ks, float *y) {
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * ks * (float)((draws[i] & 0x7FFF) >= thr);
+}
+
+void dropout_backward(int64_t n, const float *g, const int16_t *draws, int thr, float ks, float *gx) {
+  for (int64_t i = 0; i < n; i++) gx[i] = g[i] * (float)((draws[i] & 0x7FFF) >= thr) * ks;
+}
+
+/* erf-GELU y = x Phi(x) and its slope dy = Phi(x) + x phi(x), over n contiguous floats: PyTorch's CPU
+   formulas (erf by Abramowitz-Stegun 7.1.26, as its vectorized erf), one exp serving erf and phi, so
+   the backward is one product g * dy instead of a second pass through erf and exp */
+/* z = dropout(a) + r and y = LayerNorm(z) (gamma, beta, eps) over rows of C floats (C a multiple of W):
+   BERT's post-norm residual. The dropout's products are fast_dropout's (draws NULL: p = 0, a as is);
+   z and each row's mean and 1/std are kept for the backward. */
+void residual_norm_forward(int64_t rows, int C, const float *a, const float *r, const int16_t *draws, int thr, float ks,
+                           const float *gamma, const float *beta, float eps, float *z, float *mean, float *rstd, float *y) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float *ai = a + i * C, *ri = r + i * C;
+    float *zi = z + i * C, *yi = y + i * C;
+    if (draws) {
+      const int16_t *di = draws + i * C;
+      for (int c = 0; c < C; c++) zi[c] = ai[c] * ks * (float)((di[c] & 0x7FFF) >= thr) + ri[c];
+    } else {
+      for (int c = 0; c < C; c++) zi[c] = ai[c] + ri[c];
+    }
+    v16 s = {0}, q = {0};
+    for (int c = 0; c < C; c += W) s += load16(zi + c);
+    float m = all_sum(s)[0] / C;
+    for (int c = 0; c < C; c += W) {
+      v16 d = load16(zi + c) - m;
+      q += d * d;
+    }
+    float rs = 1.f / __builtin_sqrtf(all_sum(q)[0] / C + eps);
+    mean[i] = m;
+    rstd[i] = rs;
+    for (int c = 0; c < C; c++) yi[c] = (zi[c] - m) * rs * gamma[c] + beta[c];
+  }
+}
+
+/* gradients of residual_norm_forward: ga (through the dropout), gr, and gamma's and beta's, added into
+   ggamma and gbeta (zeroed by the caller) */
+void residual_norm_backward(int64_t rows, int C, const float *gy, const float *z, const float *mean, const float *rstd,
+                            const float *gamma, const int16_t *draws, int thr, float ks, float *ga, float *gr,
+                            float *ggamma, float *gbeta) {
+  for (int64_t i = 0; i < rows; i++) {
+    const float *gi = gy + i * C, *zi = z + i * C;
+    float m = mean[i], rs = rstd[i];
+    v16 sg = {0}, sgx = {0};
+    for (int c = 0; c < C; c += W) {
+      v16 xhat = (load16(zi + c) - m) * rs, g = load16(gi + c), gg = g * load16(gamma + c);
+      sg += gg;
+      sgx += gg * xhat;
+      store16(ggamma + c, load16(ggamma + c) + g * xhat);
+      store16(gbeta + c, load16(gbeta + c) + g);
+    }
+    float mg = all_sum(sg)[0] / C, mgx = all_sum(sgx)[0] / C;
+    float *gai = ga + i * C, *gri = gr + i * C;
+    for (int c = 0; c < C; c++) gri[c] = rs * (gi[c] * gamma[c] - mg - (zi[c] - m) * rs * mgx);
+    if (draws) {
+      const int16_t *di = draws + i * C;
+      for (int c = 0; c < C; c++) gai[c] = gri[c] * (float)((di[c] & 0x7FFF) >= thr) * ks;
+    } else {
+      memcpy(gai, gri, C * sizeof(float));
+    }
+  }
+}
