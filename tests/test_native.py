@@ -69,6 +69,7 @@ MASKS = {
     "fully masked row": lambda b, q, k: torch.ones(b, 1, q, k, dtype=torch.bool).index_fill_(
         2, torch.tensor([1]), False
     ),
+    "tail": lambda b, q, k: torch.ones(q, k, dtype=torch.bool).tril(k - q),
 }
 
 
@@ -81,6 +82,10 @@ MASKS = {
         ((2, 2, 16, 16, 32), "causal"),
         ((1, 2, 10, 10, 32), "fully masked row"),
         ((3, 4, 1, 16, 48), None),
+        ((2, 3, 49, 49, 32), None),  # Fashion-MNIST's 49 patches: rows of several registers
+        ((2, 2, 40, 40, 64), "causal"),
+        ((2, 2, 9, 40, 64), "tail"),  # GPT-2's last block: the last queries, each seeing keys up to itself
+        ((2, 3, 33, 21, 16), "float"),
     ],
 )
 def test_attention_equals_the_eager_formulas(built, monkeypatch, shape, mask):
@@ -112,13 +117,15 @@ def test_attention_keeps_nans_where_the_eager_formulas_do(built, monkeypatch):
 
 
 def test_attention_takes_the_kernel_only_where_it_fits(built, monkeypatch):
+    """Any lengths; head sizes in whole registers; with several threads only what PyTorch would run on one."""
     fits = lambda lq, lk, d, mask=None: cpu_dropout._native_fits(
         torch.empty(2, 2, lq, d), torch.empty(2, 2, lk, d), torch.empty(2, 2, lk, d), mask
     )
-    assert fits(16, 16, 32) and fits(1, 10, 256)
-    assert not fits(17, 10, 32) and not fits(10, 17, 32)  # rows longer than a register
-    assert not fits(10, 10, 24) and not fits(10, 10, 272)  # head sizes: multiples of 16, at most 256
+    assert fits(16, 16, 32) and fits(1, 10, 256) and fits(120, 120, 64)
+    assert not fits(10, 10, 24) and not fits(10, 10, 8)  # head sizes: multiples of 16
     assert not fits(10, 10, 32, torch.zeros(10, 10, requires_grad=True))  # a learned mask needs its gradient
+    assert not fits(10, 10, 32, torch.zeros(10, 10, dtype=torch.float64))  # it would promote the scores to fp64
+    assert fits(10, 10, 32, torch.zeros(10, 10)) and fits(10, 10, 32, torch.ones(10, 10, dtype=torch.bool))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # several threads: only what PyTorch runs on one
     assert native.takes(native.SERIAL_ELEMENTS) and not native.takes(native.SERIAL_ELEMENTS + 1)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)

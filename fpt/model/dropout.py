@@ -16,9 +16,9 @@ shorter than a vector register (the bit tasks' 10 positions) take a softmax of w
 2-3x faster there than PyTorch's kernel and equal to rounding (`softmax`).
 
 Where fpt.model.native's kernels are built (a C compiler at hand), fp32 dropout runs as one pass each
-way (the same bits), and attention with dropout over at most 16 queries and keys, with a head size that
-is a multiple of 16, runs as one pass each way instead of about twenty operators: the same draws and
-masks, values and gradients equal to the formulas here to rounding (tests/test_native.py).
+way (the same bits), and attention with dropout, for head sizes that are multiples of 16, runs as one
+pass each way instead of about twenty operators: the same draws and masks, values and gradients equal
+to the formulas here to rounding (tests/test_native.py).
 
 The attention is registered with transformers' `AttentionInterface` as `fpt_sdpa` (its extension
 point for attention functions), so a backbone built with `attn_implementation="fpt_sdpa"` uses it;
@@ -126,10 +126,10 @@ def attention(
 
 def _attend(query, key, value, attn_mask, dropout_p, is_causal, scale) -> torch.Tensor:
     scale = scale if scale is not None else 1 / math.sqrt(query.shape[-1])
+    if _native_fits(query, key, value, None if is_causal else attn_mask):
+        return _NativeAttention.apply(query, key, value, None if is_causal else attn_mask, dropout_p, scale, is_causal)
     if is_causal:
         attn_mask = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
-    if _native_fits(query, key, value, attn_mask):
-        return _NativeAttention.apply(query, key, value, attn_mask, dropout_p, scale)
     scores = torch.matmul(query, key.transpose(-2, -1)) * scale
     if attn_mask is not None and attn_mask.dtype == torch.bool:  # in place: `scores` is this function's own
         scores = scores.masked_fill_(~attn_mask, torch.finfo(scores.dtype).min)  # a fully masked row: uniform, not NaN
@@ -139,37 +139,39 @@ def _attend(query, key, value, attn_mask, dropout_p, is_causal, scale) -> torch.
 
 
 def _native_fits(query, key, value, attn_mask) -> bool:
-    """Whether native.c's attention takes these: (B, H, L, D) with at most 16 queries and keys, a head size
-    that is a multiple of 16 (at most 256), and a mask that needs no gradient."""
+    """Whether native.c's attention takes these: (B, H, L, D) tensors with a head size that is a multiple of
+    16, and a boolean or fp32 mask that needs no gradient."""
     if query.dim() != 4 or key.shape != value.shape or query.shape[-1] != key.shape[-1]:
         return False
-    if max(query.shape[2], key.shape[2]) > native.LANES or query.shape[-1] % native.LANES:
+    if query.shape[-1] % native.LANES or query.shape[0] != key.shape[0] or query.shape[1] != key.shape[1]:
         return False
-    if query.shape[-1] > native.MAX_HEAD or (attn_mask is not None and attn_mask.requires_grad):
-        return False
+    if attn_mask is not None and (attn_mask.requires_grad or attn_mask.dtype not in (torch.bool, torch.float32)):
+        return False  # a learned mask needs its gradient; another dtype would promote the scores
     return native.takes(query.shape[0] * query.shape[1] * query.shape[2] * key.shape[2])
 
 
 class _NativeAttention(torch.autograd.Function):
-    """`_attend` for short rows in one pass of native.c each way: the same draws and keep rule, products and
-    softmax equal to rounding. Outputs and gradients are laid out (B, L, H, D), transposed: the layout
-    the attention interface returns, and the one the key/query/value products made."""
+    """`_attend` in one pass of native.c each way: the same draws and keep rule, products and softmax equal
+    to rounding. Outputs and gradients are laid out (B, L, H, D), transposed: the layout the attention
+    interface returns, and the one the key/query/value products made."""
 
     @staticmethod
-    def forward(ctx: Any, query, key, value, attn_mask, p: float, scale: float) -> torch.Tensor:
+    def forward(ctx: Any, query, key, value, attn_mask, p: float, scale: float, causal: bool) -> torch.Tensor:
         query, key, value = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
         (b, h, lq, d), lk = query.shape, key.shape[2]
         kept = draws(b * h * lq * lk, slack=native.LANES)
         probs = query.new_empty(b * h * lq * lk + native.LANES)  # the softmax before dropout, for the gradient
         out = query.new_empty(b, lq, h, d).transpose(1, 2)
         tensors = map(native.Strided.of, (query, key, value))
-        mask = native.Mask.of(attn_mask, (b, h, lq, lk))
+        mask = native.Mask.of(attn_mask, (b, h, lq, lk), causal)
         keep = (kept.data_ptr(), *keep_rule(p))
-        native.kernels().attention_forward(
-            b, h, lq, lk, d, *tensors, mask, scale, *keep, native.Strided.of(out), probs.data_ptr()
+        _check(
+            native.kernels().attention_forward(
+                b, h, lq, lk, d, *tensors, mask, scale, *keep, native.Strided.of(out), probs.data_ptr()
+            )
         )
         ctx.save_for_backward(query, key, value, attn_mask, kept, probs)
-        ctx.p, ctx.scale = p, scale
+        ctx.p, ctx.scale, ctx.causal = p, scale, causal
         return out
 
     @staticmethod
@@ -179,12 +181,19 @@ class _NativeAttention(torch.autograd.Function):
         (b, h, lq, d), lk = query.shape, key.shape[2]
         grads = [query.new_empty(b, n, h, d).transpose(1, 2) for n in (lq, lk, lk)]
         tensors = map(native.Strided.of, (query, key, value, grad))
-        mask = native.Mask.of(attn_mask, (b, h, lq, lk))
+        mask = native.Mask.of(attn_mask, (b, h, lq, lk), ctx.causal)
         keep = (kept.data_ptr(), *keep_rule(ctx.p))
-        native.kernels().attention_backward(
-            b, h, lq, lk, d, *tensors, mask, ctx.scale, *keep, probs.data_ptr(), *map(native.Strided.of, grads)
+        _check(
+            native.kernels().attention_backward(
+                b, h, lq, lk, d, *tensors, mask, ctx.scale, *keep, probs.data_ptr(), *map(native.Strided.of, grads)
+            )
         )
-        return *grads, None, None, None
+        return *grads, None, None, None, None
+
+
+def _check(status: int) -> None:
+    if status:
+        raise MemoryError("fpt's native attention could not allocate its scratch rows (out of memory)")
 
 
 def softmax(scores: torch.Tensor) -> torch.Tensor:

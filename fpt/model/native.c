@@ -1,10 +1,11 @@
-/* CPU kernels for fpt.model.native: attention with dropout over short rows, and dropout, in fp32.
+/* CPU kernels for fpt.model.native, in fp32: attention with dropout, dropout, BERT's dropout-add-norm.
 
-   PyTorch eager runs attention with dropout as about twenty operators (two batched products, scale,
-   mask, softmax, dropout, and their gradients), each a pass over memory and a dispatch. On rows as
-   short as the bit tasks' 10 positions the batched products cost ~0.5 us per 10x32x10 matrix and the
-   rest is overhead. Here one call per direction does it all, a (batch, head) at a time, with rows
-   padded to W = 16 lanes (one AVX-512 register of fp32; two AVX2 ones).
+   PyTorch eager runs attention with dropout as about twenty operators (two batched products that
+   first copy their strided inputs, scale, mask, softmax, dropout, and their gradients), each a pass
+   over memory and a dispatch. On rows as short as the bit tasks' 10 positions the batched products
+   cost ~0.5 us per 10x32x10 matrix and the rest is overhead. Here one call per direction does it all,
+   a (batch, head) at a time, on the strided inputs, with rows in chunks of W = 16 lanes (one AVX-512
+   register of fp32; two AVX2 ones) and the products in register blocks.
 
    Plain C with GCC/Clang vector extensions: the compiler lowers `v16` to the registers the build
    flags allow. The keep mask is the caller's draws (fpt.model.dropout): 15 bits of each int16, kept
@@ -12,6 +13,7 @@
 
 #include <float.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64)));
@@ -19,15 +21,15 @@ typedef int32_t i16v __attribute__((vector_size(64)));
 typedef int16_t h16v __attribute__((vector_size(32)));
 typedef uint8_t b16v __attribute__((vector_size(16)));
 
-#define W 16       /* lanes per row: keys (and queries) per (batch, head) at most */
-#define MAXD 256   /* head size at most, a multiple of W */
-#define RB 8       /* rows per register block of small_gemm */
+#define W 16  /* lanes per register; head sizes are multiples of it */
+#define RB 8  /* rows per register block of small_gemm */
 
 /* a (B, H, L, D) tensor whose last dimension is contiguous */
 typedef struct { const float *p; int64_t sb, sh, sl; } In;
 typedef struct { float *p; int64_t sb, sh, sl; } Out;
-/* an attention mask broadcast to (B, H, Lq, Lk): boolean (keep where true) or additive; at most one set */
-typedef struct { const uint8_t *keep; const float *add; int64_t sb, sh, si, sj; } Mask;
+/* an attention mask broadcast to (B, H, Lq, Lk): boolean (keep where true), additive, causal (keep key
+   j <= query i), or none */
+typedef struct { const uint8_t *keep; const float *add; int64_t sb, sh, si, sj; int causal; } Mask;
 
 static const i16v LANE = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
@@ -66,7 +68,7 @@ static inline v16 exp16(v16 x) {
   return select16(nan, x, y);
 }
 
-/* the row's keep factors: ks where the draw's low 15 bits reach thr, else 0; 0 past L. Reads W draws:
+/* 16 keep factors: ks where the draw's low 15 bits reach thr, else 0; 0 from lane L on. Reads W draws:
    the caller's buffer has W of slack past its end. */
 static inline v16 keep16(const int16_t *draws, int L, int thr, float ks) {
   h16v d;
@@ -75,16 +77,29 @@ static inline v16 keep16(const int16_t *draws, int L, int thr, float ks) {
   return (v16)(kept & (i16v)splat(ks));
 }
 
-/* lanes a boolean mask keeps in the row starting at `row` */
-static inline i16v unmasked(Mask m, int64_t row, int L) {
+/* the lanes of keys c0 .. c0 + 15 that row `row` of a boolean or causal mask keeps (query i); the additive
+   terms of an additive one */
+static inline i16v kept_lanes(Mask m, int64_t row, int i, int c0, int L) {
+  if (m.causal) return LANE + c0 <= i;
   b16v keep = {0};
-  for (int j = 0; j < L; j++) keep[j] = m.keep[row + j * m.sj];
+  int n = L - c0 < W ? L - c0 : W;
+  if (m.sj == 1 && n == W) memcpy(&keep, m.keep + row + c0, W);
+  else for (int j = 0; j < n; j++) keep[j] = m.keep[row + (c0 + j) * m.sj];
   return __builtin_convertvector(keep, i16v) != 0;
 }
 
-/* c[i][0:W] = sum_k a[i][k] b[k][0:W] for i < rows, k < inner; rows of a, b, c at strides sa, sb, sc */
-static void small_gemm(const float *a, int64_t sa, int rows, int inner, const float *b, int64_t sb, float *c, int64_t sc) {
-  static const float zero[MAXD];
+static inline v16 added(Mask m, int64_t row, int c0, int L) {
+  v16 a = {0};
+  int n = L - c0 < W ? L - c0 : W;
+  if (m.sj == 1 && n == W) a = load16(m.add + row + c0);
+  else for (int j = 0; j < n; j++) a[j] = m.add[row + (c0 + j) * m.sj];
+  return a;
+}
+
+/* c[i][0:W] = sum_k a[i][k] b[k][0:W] for i < rows, k < inner; rows of a, b, c at strides sa, sb, sc;
+   `zero`: at least `inner` zeros, the rows that fill the last register block */
+static void small_gemm(const float *a, int64_t sa, int rows, int inner, const float *b, int64_t sb, float *c, int64_t sc,
+                       const float *zero) {
   for (int i0 = 0; i0 < rows; i0 += RB) {
     const float *r[RB];
     for (int t = 0; t < RB; t++) r[t] = i0 + t < rows ? a + (i0 + t) * sa : zero;
@@ -121,78 +136,127 @@ static void small_gemm(const float *a, int64_t sa, int rows, int inner, const fl
       r[i + s] = MERGE(a, b, HI##s);               \
     }
 
-/* x (L rows of D at stride sl) -> xt (D rows of W lanes), zero past L: 16 x 16 blocks transposed in registers */
-static void transpose(const float *x, int64_t sl, int L, int D, float *xt) {
-  for (int d0 = 0; d0 < D; d0 += W) {
-    v16 r[W];
-    for (int j = 0; j < W; j++) r[j] = j < L ? load16(x + j * sl + d0) : splat(0.f);
-    STAGE(8) STAGE(4) STAGE(2) STAGE(1)
-    for (int d = 0; d < W; d++) store16(xt + (d0 + d) * W, r[d]);
+/* x (L rows of D floats at stride sl, D a multiple of W) -> xt (D rows at stride st, L padded to a
+   multiple of W with zeros): 16 x 16 blocks transposed in registers */
+static void transpose(const float *x, int64_t sl, int L, int D, float *xt, int64_t st) {
+  for (int j0 = 0; j0 < L; j0 += W)
+    for (int d0 = 0; d0 < D; d0 += W) {
+      v16 r[W];
+      for (int j = 0; j < W; j++) r[j] = j0 + j < L ? load16(x + (j0 + j) * sl + d0) : splat(0.f);
+      STAGE(8) STAGE(4) STAGE(2) STAGE(1)
+      for (int d = 0; d < W; d++) store16(xt + (d0 + d) * st + j0, r[d]);
+    }
+}
+
+static int padded(int n) { return (n + W - 1) / W * W; }
+
+/* `count` 64-byte aligned scratch blocks of `floats` floats each, zeroed; NULL when out of memory */
+static float *scratch(size_t count, size_t floats) {
+  size_t bytes = (count * floats * sizeof(float) + 63) / 64 * 64;
+  float *p = aligned_alloc(64, bytes);
+  if (p) memset(p, 0, bytes);
+  return p;
+}
+
+/* one row of scores s (Lk of them, chunks of W) -> its softmax (into probs, W slack past Lk) and, in s,
+   the softmax times the keep factors */
+static void softmax_row(float *s, int i, int Lk, Mask m, int64_t row, float scale, const int16_t *draws, int thr,
+                        float ks, float *probs) {
+  v16 mx = splat(-__builtin_inff()), sum = {0};
+  for (int c0 = 0; c0 < Lk; c0 += W) {
+    v16 x = load16(s + c0) * scale;
+    if (m.keep || m.causal) x = select16(kept_lanes(m, row, i, c0, Lk), x, splat(-FLT_MAX)); /* a fully masked row: uniform */
+    if (m.add) x += added(m, row, c0, Lk);
+    x = select16(LANE + c0 < Lk, x, splat(-__builtin_inff()));
+    store16(s + c0, x);
+    mx = max16(mx, x);
+  }
+  mx = all_max(mx);
+  for (int c0 = 0; c0 < Lk; c0 += W) {
+    v16 e = exp16(load16(s + c0) - mx);
+    store16(s + c0, e);
+    sum += e;
+  }
+  sum = all_sum(sum);
+  for (int c0 = 0; c0 < Lk; c0 += W) {
+    v16 p = load16(s + c0) / sum;
+    store16(probs + c0, p); /* lanes past Lk: the next row's, or slack */
+    store16(s + c0, p * keep16(draws + c0, Lk - c0, thr, ks));
   }
 }
 
-/* out = dropout(softmax(scale q k^T + mask)) v, per (b, h); probs (B, H, Lq, Lk) gets the softmax
-   before dropout (with W floats of slack past its end), for the backward */
-void attention_forward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, Mask m, float scale,
-                       const int16_t *draws, int thr, float ks, Out out, float *probs) {
-  float kt[MAXD * W] __attribute__((aligned(64))), S[W * W] __attribute__((aligned(64))), P[W * W] __attribute__((aligned(64)));
+/* out = dropout(softmax(scale q k^T + mask)) v per (b, h); probs (B, H, Lq, Lk) gets the softmax before
+   dropout (with W floats of slack past its end), for the backward. Returns 1 when out of memory. */
+int attention_forward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, Mask m, float scale,
+                      const int16_t *draws, int thr, float ks, Out out, float *probs) {
+  int Lkp = padded(Lk);
+  size_t block = (size_t)(D > Lkp ? D : Lkp) * (Lq > D ? Lq : D);
+  float *buffer = scratch(3, block);
+  if (!buffer) return 1;
+  float *kt = buffer, *S = buffer + block, *zero = buffer + 2 * block;
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
-      transpose(k.p + b * k.sb + h * k.sh, k.sl, Lk, D, kt);
-      small_gemm(q.p + b * q.sb + h * q.sh, q.sl, Lq, D, kt, W, S, W);
+      transpose(k.p + b * k.sb + h * k.sh, k.sl, Lk, D, kt, Lkp);
+      for (int c0 = 0; c0 < Lkp; c0 += W) small_gemm(q.p + b * q.sb + h * q.sh, q.sl, Lq, D, kt + c0, Lkp, S + c0, Lkp, zero);
       int64_t base = ((int64_t)b * H + h) * Lq * Lk;
-      for (int i = 0; i < Lq; i++) {
-        v16 s = load16(S + i * W) * scale;
-        int64_t row = b * m.sb + h * m.sh + i * m.si;
-        if (m.keep) s = select16(unmasked(m, row, Lk), s, splat(-FLT_MAX));  /* a fully masked row: uniform */
-        if (m.add) {
-          v16 a = {0};
-          for (int j = 0; j < Lk; j++) a[j] = m.add[row + j * m.sj];
-          s += a;
-        }
-        s = select16(LANE < Lk, s, splat(-__builtin_inff()));
-        v16 e = exp16(s - all_max(s));
-        v16 p = e / all_sum(e);
-        store16(probs + base + (int64_t)i * Lk, p);  /* lanes past Lk: the next row's, or slack */
-        store16(P + i * W, p * keep16(draws + base + (int64_t)i * Lk, Lk, thr, ks));
-      }
+      for (int i = 0; i < Lq; i++)
+        softmax_row(S + (int64_t)i * Lkp, i, Lk, m, b * m.sb + h * m.sh + i * m.si, scale, draws + base + (int64_t)i * Lk,
+                    thr, ks, probs + base + (int64_t)i * Lk);
       float *o = out.p + b * out.sb + h * out.sh;
-      for (int d0 = 0; d0 < D; d0 += W) small_gemm(P, W, Lq, Lk, v.p + b * v.sb + h * v.sh + d0, v.sl, o + d0, out.sl);
+      for (int d0 = 0; d0 < D; d0 += W) small_gemm(S, Lkp, Lq, Lk, v.p + b * v.sb + h * v.sh + d0, v.sl, o + d0, out.sl, zero);
     }
+  free(buffer);
+  return 0;
 }
 
-/* gradients of attention_forward's output: gq, gk, gv from go, the same mask and the saved probs */
-void attention_backward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, In go, Mask m, float scale,
-                        const int16_t *draws, int thr, float ks, const float *probs, Out gq, Out gk, Out gv) {
-  float vt[MAXD * W] __attribute__((aligned(64))), dP[W * W] __attribute__((aligned(64))),
-      dS[W * W] __attribute__((aligned(64))), dST[W * W] __attribute__((aligned(64))), PT[W * W] __attribute__((aligned(64)));
+/* gradients of attention_forward's output: gq, gk, gv from go, the same mask and the saved probs.
+   Returns 1 when out of memory. */
+int attention_backward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, In go, Mask m, float scale,
+                       const int16_t *draws, int thr, float ks, const float *probs, Out gq, Out gk, Out gv) {
+  int Lkp = padded(Lk), Lqp = padded(Lq);
+  size_t block = (size_t)(D > Lkp ? D : Lkp) * (Lqp > D ? Lqp : D);
+  float *buffer = scratch(6, block);
+  if (!buffer) return 1;
+  float *vt = buffer, *dS = buffer + block, *Pk = buffer + 2 * block, *dST = buffer + 3 * block, *PT = buffer + 4 * block,
+        *zero = buffer + 5 * block;
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
       const float *qb = q.p + b * q.sb + h * q.sh, *kb = k.p + b * k.sb + h * k.sh, *gob = go.p + b * go.sb + h * go.sh;
-      transpose(v.p + b * v.sb + h * v.sh, v.sl, Lk, D, vt);
-      small_gemm(gob, go.sl, Lq, D, vt, W, dP, W);
+      transpose(v.p + b * v.sb + h * v.sh, v.sl, Lk, D, vt, Lkp);
+      for (int c0 = 0; c0 < Lkp; c0 += W) small_gemm(gob, go.sl, Lq, D, vt + c0, Lkp, dS + c0, Lkp, zero);
       int64_t base = ((int64_t)b * H + h) * Lq * Lk;
-      memset(PT, 0, sizeof PT);
-      memset(dST, 0, sizeof dST);
       for (int i = 0; i < Lq; i++) {
-        v16 p = select16(LANE < Lk, load16(probs + base + (int64_t)i * Lk), splat(0.f));
-        v16 kp = keep16(draws + base + (int64_t)i * Lk, Lk, thr, ks);
-        v16 dp = load16(dP + i * W) * kp, pd = p * kp;
-        v16 ds = p * (dp - all_sum(dp * p)) * scale;
-        if (m.keep) ds = select16(unmasked(m, b * m.sb + h * m.sh + i * m.si, Lk), ds, splat(0.f));  /* filled: no gradient */
-        store16(dS + i * W, ds);
-        for (int j = 0; j < Lk; j++) {
-          PT[j * W + i] = pd[j];
-          dST[j * W + i] = ds[j];
+        const float *p_i = probs + base + (int64_t)i * Lk;
+        const int16_t *d_i = draws + base + (int64_t)i * Lk;
+        float *ds = dS + (int64_t)i * Lkp, *pk = Pk + (int64_t)i * Lkp;
+        v16 r = {0};
+        for (int c0 = 0; c0 < Lk; c0 += W) {
+          v16 p = select16(LANE + c0 < Lk, load16(p_i + c0), splat(0.f)), kp = keep16(d_i + c0, Lk - c0, thr, ks);
+          v16 dp = load16(ds + c0) * kp;
+          store16(ds + c0, dp);
+          store16(pk + c0, p * kp);
+          r += dp * p;
+        }
+        r = all_sum(r);
+        int64_t row = b * m.sb + h * m.sh + i * m.si;
+        for (int c0 = 0; c0 < Lk; c0 += W) {
+          v16 p = select16(LANE + c0 < Lk, load16(p_i + c0), splat(0.f));
+          v16 g = p * (load16(ds + c0) - r) * scale;
+          if (m.keep || m.causal) g = select16(kept_lanes(m, row, i, c0, Lk), g, splat(0.f)); /* filled: no gradient */
+          store16(ds + c0, g);
         }
       }
+      transpose(dS, Lkp, Lq, Lkp, dST, Lqp);
+      transpose(Pk, Lkp, Lq, Lkp, PT, Lqp);
       float *gqb = gq.p + b * gq.sb + h * gq.sh, *gkb = gk.p + b * gk.sb + h * gk.sh, *gvb = gv.p + b * gv.sb + h * gv.sh;
       for (int d0 = 0; d0 < D; d0 += W) {
-        small_gemm(dS, W, Lq, Lk, kb + d0, k.sl, gqb + d0, gq.sl);
-        small_gemm(dST, W, Lk, Lq, qb + d0, q.sl, gkb + d0, gk.sl);
-        small_gemm(PT, W, Lk, Lq, gob + d0, go.sl, gvb + d0, gv.sl);
+        small_gemm(dS, Lkp, Lq, Lk, kb + d0, k.sl, gqb + d0, gq.sl, zero);
+        small_gemm(dST, Lqp, Lk, Lq, qb + d0, q.sl, gkb + d0, gk.sl, zero);
+        small_gemm(PT, Lqp, Lk, Lq, gob + d0, go.sl, gvb + d0, gv.sl, zero);
       }
     }
+  free(buffer);
+  return 0;
 }
 
 /* y = x * ks * keep over n contiguous floats, and its gradient g * keep * ks: the products of the

@@ -1,6 +1,6 @@
-"""Compiled CPU kernels (native.c) for what PyTorch eager runs as many small operators: attention with
-dropout over rows of at most 16 keys, dropout itself, and erf-GELU with its slope (fp32).
-fpt.model.dropout and fpt.model.activations call them.
+"""Compiled CPU kernels (native.c) for what PyTorch eager runs as many small operators, in fp32: attention
+with dropout over rows of at most 16 keys, dropout itself, and BERT's dropout-add-LayerNorm.
+fpt.model.dropout and fpt.model.residual_norm call them, where `takes` says so.
 
 They are built at first use with the system's C compiler ($CC, else `cc`) into the cache
 ($FPT_CACHE, else $XDG_CACHE_HOME/fpt, else ~/.cache/fpt; under `kernels/`, one file per source,
@@ -8,6 +8,8 @@ compiler and instruction set) and loaded with ctypes: nothing to install, no bui
 compiler, where the build fails, or with FPT_NATIVE_KERNELS=0, `library()` is None and the callers keep
 their eager formulas; `status()` says which. The instruction set follows PyTorch's CPU capability
 (AVX-512, AVX2), never the build machine's: a cache shared by a cluster's nodes stays valid on each.
+The kernels run on one thread: with several torch threads, calls larger than PyTorch's grain (which it
+would spread over threads) keep the eager formulas.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ import torch
 from fpt.files import cache_root
 
 SOURCE = Path(__file__).with_name("native.c")
-LANES = 16  # native.c's W: keys (and queries) per row at most, and the slack its buffers need
-MAX_HEAD = 256  # native.c's MAXD
+LANES = 16  # native.c's W: head sizes are multiples of it, and it is the slack its buffers need
 DISABLE = "FPT_NATIVE_KERNELS"  # =0: the eager formulas
 SERIAL_ELEMENTS = 32768  # PyTorch's grain (at::internal::GRAIN_SIZE): smaller elementwise work runs on one thread
 ARCH_FLAGS = {  # the vector instructions each PyTorch CPU capability allows (x86-64)
@@ -48,19 +49,22 @@ class Strided(ctypes.Structure):
 
 
 class Mask(ctypes.Structure):
-    """native.c's Mask: boolean (keep where true) or additive, broadcast to (B, H, Lq, Lk); or none."""
+    """native.c's Mask: boolean (keep where true), additive or causal (key j <= query i), broadcast to
+    (B, H, Lq, Lk); or none."""
 
-    _fields_ = [("keep", ctypes.c_void_p), ("add", ctypes.c_void_p)] + [
-        (name, ctypes.c_int64) for name in ("sb", "sh", "si", "sj")
-    ]
+    _fields_ = (
+        [("keep", ctypes.c_void_p), ("add", ctypes.c_void_p)]
+        + [(name, ctypes.c_int64) for name in ("sb", "sh", "si", "sj")]
+        + [("causal", ctypes.c_int)]
+    )
 
     @classmethod
-    def of(cls, mask: torch.Tensor | None, shape: tuple[int, ...]) -> Mask:
+    def of(cls, mask: torch.Tensor | None, shape: tuple[int, ...], causal: bool = False) -> Mask:
         if mask is None:
-            return cls(None, None, 0, 0, 0, 0)
+            return cls(None, None, 0, 0, 0, 0, int(causal))
         mask = mask.expand(shape)
         pointers = (mask.data_ptr(), None) if mask.dtype == torch.bool else (None, mask.data_ptr())
-        return cls(*pointers, *mask.stride())
+        return cls(*pointers, *mask.stride(), 0)
 
 
 def status() -> str:
@@ -106,7 +110,8 @@ def load_for(capability: str) -> tuple[ctypes.CDLL | None, str]:
         return None, f"not built ({' '.join(str(err).split())[:300]}): the eager formulas"
     for name, arguments in SIGNATURES.items():
         function = getattr(lib, name)
-        function.argtypes, function.restype = arguments, None
+        function.argtypes = arguments
+        function.restype = ctypes.c_int if name.startswith("attention") else None  # 1: out of memory
     return lib, "built"
 
 
