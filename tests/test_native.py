@@ -83,7 +83,9 @@ MASKS = {
         ((1, 2, 10, 10, 32), "fully masked row"),
         ((3, 4, 1, 16, 48), None),
         ((2, 3, 49, 49, 32), None),  # Fashion-MNIST's 49 patches: rows of several registers
-        ((2, 2, 40, 40, 64), "causal"),
+        ((2, 2, 40, 40, 64), "causal"),  # the keys past each block's last query are skipped
+        ((2, 2, 9, 40, 16), "causal"),
+        ((2, 2, 40, 9, 16), "causal"),
         ((2, 2, 9, 40, 64), "tail"),  # GPT-2's last block: the last queries, each seeing keys up to itself
         ((2, 3, 33, 21, 16), "float"),
     ],

@@ -150,6 +150,15 @@ static void transpose(const float *x, int64_t sl, int L, int D, float *xt, int64
 
 static int padded(int n) { return (n + W - 1) / W * W; }
 
+/* rows in the register block from i0 */
+static int rows(int i0, int L) { return L - i0 < RB ? L - i0 : RB; }
+
+/* keys the queries of the block from i0 see: all, or under a causal mask those up to its last query */
+static int seen(Mask m, int i0, int Lq, int Lk) {
+  int last = i0 + rows(i0, Lq);
+  return m.causal && last < Lk ? last : Lk;
+}
+
 /* `count` 64-byte aligned scratch blocks of `floats` floats each, zeroed; NULL when out of memory */
 static float *scratch(size_t count, size_t floats) {
   size_t bytes = (count * floats * sizeof(float) + 63) / 64 * 64;
@@ -196,14 +205,20 @@ int attention_forward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, Mas
   float *kt = buffer, *S = buffer + block, *zero = buffer + 2 * block;
   for (int b = 0; b < B; b++)
     for (int h = 0; h < H; h++) {
+      const float *qb = q.p + b * q.sb + h * q.sh, *vb = v.p + b * v.sb + h * v.sh;
       transpose(k.p + b * k.sb + h * k.sh, k.sl, Lk, D, kt, Lkp);
-      for (int c0 = 0; c0 < Lkp; c0 += W) small_gemm(q.p + b * q.sb + h * q.sh, q.sl, Lq, D, kt + c0, Lkp, S + c0, Lkp, zero);
+      for (int i0 = 0; i0 < Lq; i0 += RB)
+        for (int c0 = 0; c0 < seen(m, i0, Lq, Lk); c0 += W)
+          small_gemm(qb + i0 * q.sl, q.sl, rows(i0, Lq), D, kt + c0, Lkp, S + (int64_t)i0 * Lkp + c0, Lkp, zero);
       int64_t base = ((int64_t)b * H + h) * Lq * Lk;
       for (int i = 0; i < Lq; i++)
         softmax_row(S + (int64_t)i * Lkp, i, Lk, m, b * m.sb + h * m.sh + i * m.si, scale, draws + base + (int64_t)i * Lk,
                     thr, ks, probs + base + (int64_t)i * Lk);
       float *o = out.p + b * out.sb + h * out.sh;
-      for (int d0 = 0; d0 < D; d0 += W) small_gemm(S, Lkp, Lq, Lk, v.p + b * v.sb + h * v.sh + d0, v.sl, o + d0, out.sl, zero);
+      for (int i0 = 0; i0 < Lq; i0 += RB)
+        for (int d0 = 0; d0 < D; d0 += W)
+          small_gemm(S + (int64_t)i0 * Lkp, Lkp, rows(i0, Lq), seen(m, i0, Lq, Lk), vb + d0, v.sl, o + i0 * out.sl + d0,
+                     out.sl, zero);
     }
   free(buffer);
   return 0;
@@ -223,7 +238,9 @@ int attention_backward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, In
     for (int h = 0; h < H; h++) {
       const float *qb = q.p + b * q.sb + h * q.sh, *kb = k.p + b * k.sb + h * k.sh, *gob = go.p + b * go.sb + h * go.sh;
       transpose(v.p + b * v.sb + h * v.sh, v.sl, Lk, D, vt, Lkp);
-      for (int c0 = 0; c0 < Lkp; c0 += W) small_gemm(gob, go.sl, Lq, D, vt + c0, Lkp, dS + c0, Lkp, zero);
+      for (int i0 = 0; i0 < Lq; i0 += RB)
+        for (int c0 = 0; c0 < seen(m, i0, Lq, Lk); c0 += W)
+          small_gemm(gob + i0 * go.sl, go.sl, rows(i0, Lq), D, vt + c0, Lkp, dS + (int64_t)i0 * Lkp + c0, Lkp, zero);
       int64_t base = ((int64_t)b * H + h) * Lq * Lk;
       for (int i = 0; i < Lq; i++) {
         const float *p_i = probs + base + (int64_t)i * Lk;
@@ -233,6 +250,7 @@ int attention_backward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, In
         for (int c0 = 0; c0 < Lk; c0 += W) {
           v16 p = select16(LANE + c0 < Lk, load16(p_i + c0), splat(0.f)), kp = keep16(d_i + c0, Lk - c0, thr, ks);
           v16 dp = load16(ds + c0) * kp;
+          if (m.causal) dp = select16(LANE + c0 <= i, dp, splat(0.f)); /* keys past i: not computed */
           store16(ds + c0, dp);
           store16(pk + c0, p * kp);
           r += dp * p;
@@ -250,9 +268,16 @@ int attention_backward(int B, int H, int Lq, int Lk, int D, In q, In k, In v, In
       transpose(Pk, Lkp, Lq, Lkp, PT, Lqp);
       float *gqb = gq.p + b * gq.sb + h * gq.sh, *gkb = gk.p + b * gk.sb + h * gk.sh, *gvb = gv.p + b * gv.sb + h * gv.sh;
       for (int d0 = 0; d0 < D; d0 += W) {
-        small_gemm(dS, Lkp, Lq, Lk, kb + d0, k.sl, gqb + d0, gq.sl, zero);
-        small_gemm(dST, Lqp, Lk, Lq, qb + d0, q.sl, gkb + d0, gk.sl, zero);
-        small_gemm(PT, Lqp, Lk, Lq, gob + d0, go.sl, gvb + d0, gv.sl, zero);
+        for (int i0 = 0; i0 < Lq; i0 += RB)
+          small_gemm(dS + (int64_t)i0 * Lkp, Lkp, rows(i0, Lq), seen(m, i0, Lq, Lk), kb + d0, k.sl, gqb + i0 * gq.sl + d0,
+                     gq.sl, zero);
+        for (int j0 = 0; j0 < Lk; j0 += RB) {
+          int first = m.causal ? (j0 < Lq ? j0 : Lq) : 0; /* under a causal mask key j is seen from query j on */
+          small_gemm(dST + (int64_t)j0 * Lqp + first, Lqp, rows(j0, Lk), Lq - first, qb + first * q.sl + d0, q.sl,
+                     gkb + j0 * gk.sl + d0, gk.sl, zero);
+          small_gemm(PT + (int64_t)j0 * Lqp + first, Lqp, rows(j0, Lk), Lq - first, gob + first * go.sl + d0, go.sl,
+                     gvb + j0 * gv.sl + d0, gv.sl, zero);
+        }
       }
     }
   free(buffer);
