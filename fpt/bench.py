@@ -259,7 +259,7 @@ def _fast_path_choices(config: RunConfig, model: torch.nn.Module) -> dict[str, d
         },
         "native_kernels": {
             "value": "on" if kernels else "off",
-            "why": "attention with dropout on rows of at most 16 keys, dropout and BERT's dropout-add-norm in one "
+            "why": "attention with dropout, dropout and BERT's dropout-add-norm in one "
             "compiled pass each way (fpt/model/native.c)"
             if kernels
             else "without CPU dropout (compiled, or not on CPU)"

@@ -12,8 +12,8 @@ Each is chosen where transformers reads such a choice, before the backbone is bu
 - packed-frozen-matrices: once built, the frozen linear layers of the backbone multiply through weights packed
   once for oneDNN (`unpack_frozen_matrices` restores them; fpt.model.packed);
 - native-kernels: with cpu-dropout, where a C compiler built fpt.model.native's kernels: attention with
-  dropout over rows of at most 16 keys, dropout itself, and BERT's dropout-add-LayerNorm (the class of its
-  sublayer outputs swapped, `use_plain_residual_norm` restores it; fpt.model.residual_norm), in one
+  dropout (head sizes that are multiples of 16), dropout itself, and BERT's dropout-add-LayerNorm (the class
+  of its sublayer outputs swapped, `use_plain_residual_norm` restores it; fpt.model.residual_norm), in one
   compiled pass each way.
 
 `FPTConfig.fast_paths=False` (`fpt train --no-fast-paths`) builds the plain model. Each is proven

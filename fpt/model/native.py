@@ -1,5 +1,5 @@
 """Compiled CPU kernels (native.c) for what PyTorch eager runs as many small operators, in fp32: attention
-with dropout over rows of at most 16 keys, dropout itself, and BERT's dropout-add-LayerNorm.
+with dropout (head sizes that are multiples of 16), dropout itself, and BERT's dropout-add-LayerNorm.
 fpt.model.dropout and fpt.model.residual_norm call them, where `takes` says so.
 
 They are built at first use with the system's C compiler ($CC, else `cc`) into the cache
