@@ -47,3 +47,30 @@ def test_speed_record_dry_run_writes_both_records(tmp_path, tiny_gpt2):
         assert "speedup" in (out / f"record_{name}.txt").read_text()
     assert "$ fpt bench --rounds 1" in log and "# commit " in log
     assert (out / "lscpu.txt").read_text().strip()
+
+
+def _record(commit: str, precision: str) -> dict[str, dict]:
+    path = ROOT / "benchmarks" / "results" / "speed" / f"record-{commit}" / f"record_{precision}.json"
+    return {result["case"]: result for result in json.loads(path.read_text())["results"]}
+
+
+def test_the_native_kernels_table_is_its_records():
+    """Every row of the native-kernels table in benchmarks/results/speed/README.md, rebuilt from its record."""
+    readme = (ROOT / "benchmarks" / "results" / "speed" / "README.md").read_text()
+    section = readme[readme.index("## Native CPU kernels") :]
+    rows = [
+        line.split("|")[1:-1]
+        for line in section.splitlines()
+        if line.startswith("| gpt2") or line.startswith("| minilm")
+    ]
+    assert len(rows) == 6
+    for case_commit, bf16, bf16_speedup, bf16_peak, fp32, fp32_speedup, fp32_peak in rows:
+        case, commit = case_commit.split()[0].rstrip(","), case_commit.split()[1]
+        for precision, samples, speedup, peak in (
+            ("default", bf16, bf16_speedup, bf16_peak),
+            ("fp32", fp32, fp32_speedup, fp32_peak),
+        ):
+            result = _record(commit, precision)[case]
+            assert samples.strip() == f"{result['samples_per_s']:.2f} / {result['reference_samples_per_s']:.2f}"
+            assert speedup.split()[0] == f"{result['speedup_vs_reference']:.2f}x"
+            assert peak.split()[0].rstrip("*") == f"{result['fraction_of_matmul_peak']:.0%}"
