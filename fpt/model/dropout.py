@@ -11,9 +11,10 @@ Here the keep mask comes from 15-bit uniforms, two per 32-bit draw of the same g
 16-bit halves and multiplied in (a NaN is not dropped to zero, as in PyTorch's dropout), and attention
 with dropout is computed directly in fp32, as PyTorch's fallback does (in bf16 it cost
 Fashion-MNIST accuracy): scores, mask, softmax, dropout, values. The drop probability is
-rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels. Rows
-shorter than a vector register (the bit tasks' 10 positions) take a softmax of whole-tensor passes,
-2-3x faster there than PyTorch's kernel and equal to rounding (`softmax`).
+rounded to a multiple of 2^-15 (0.1 becomes 0.100006). GPUs keep PyTorch's own fused kernels. Computed
+this way (without the native kernels below), rows shorter than a vector register (the bit tasks' 10
+positions) take a softmax of whole-tensor passes, 2-3x faster there than PyTorch's kernel and equal to
+rounding (`softmax`).
 
 Where fpt.model.native's kernels are built (a C compiler at hand), fp32 dropout runs as one pass each
 way (the same bits), and attention with dropout, for head sizes that are multiples of 16, runs as one
