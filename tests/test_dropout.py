@@ -80,6 +80,10 @@ def test_softmax_equals_pytorchs_on_short_and_long_rows(monkeypatch, width):
     torch.testing.assert_close(expected[0, 0, 0], torch.full((width,), 1 / width))
 
 
+def test_softmax_of_empty_rows_is_empty():
+    assert cpu_dropout.softmax(torch.randn(3, 0)).shape == (3, 0)
+
+
 def test_short_row_softmax_is_taken_below_the_vector_width(monkeypatch):
     monkeypatch.setattr(cpu_dropout, "VECTOR_LANES", 16)
     short = cpu_dropout.softmax(torch.randn(4, 15, requires_grad=True))

@@ -124,7 +124,9 @@ def test_attention_takes_the_kernel_only_where_it_fits(built, monkeypatch):
         torch.empty(2, 2, lq, d), torch.empty(2, 2, lk, d), torch.empty(2, 2, lk, d), mask
     )
     assert fits(16, 16, 32) and fits(1, 10, 256) and fits(120, 120, 64)
-    assert not fits(10, 10, 24) and not fits(10, 10, 8)  # head sizes: multiples of 16
+    assert not fits(10, 10, 24) and not fits(10, 10, 8) and not fits(10, 10, 0)  # head sizes: multiples of 16
+    q, k = torch.empty(2, 2, 5, 16), torch.empty(2, 2, 16)
+    assert not cpu_dropout._native_fits(q, k, k, None)  # 3-D keys and values broadcast: the eager products
     assert not fits(10, 10, 32, torch.zeros(10, 10, requires_grad=True))  # a learned mask needs its gradient
     assert not fits(10, 10, 32, torch.zeros(10, 10, dtype=torch.float64))  # it would promote the scores to fp64
     assert fits(10, 10, 32, torch.zeros(10, 10)) and fits(10, 10, 32, torch.ones(10, 10, dtype=torch.bool))
@@ -247,3 +249,12 @@ def test_the_build_is_cached_and_its_failures_are_said(monkeypatch, tmp_path):
     assert native.load_for("AVX2") == (None, "no C compiler (`cc`, or $CC) on PATH: the eager formulas")
     monkeypatch.setenv(native.DISABLE, "0")
     assert native._load.__wrapped__() == (None, f"off ({native.DISABLE}=0)")
+
+
+def test_a_second_derivative_through_a_kernel_fails_loudly(built):
+    """The kernels' gradients carry no graph: differentiating them again raises, never gives zero silently."""
+    weight = torch.randn(8, 32, requires_grad=True)
+    out = fast_dropout(torch.randn(4, 8) @ weight, 0.1)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.pow(2).sum().backward()

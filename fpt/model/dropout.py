@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
@@ -80,6 +81,7 @@ class _NativeDropout(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # its kernel has no graph: a second derivative must fail loudly, not come out zero
     def backward(ctx: Any, grad: torch.Tensor):
         (kept,) = ctx.saved_tensors
         grad = grad.contiguous()
@@ -142,9 +144,9 @@ def _attend(query, key, value, attn_mask, dropout_p, is_causal, scale) -> torch.
 def _native_fits(query, key, value, attn_mask) -> bool:
     """Whether native.c's attention takes these: (B, H, L, D) tensors with a head size that is a multiple of
     16, and a boolean or fp32 mask that needs no gradient."""
-    if query.dim() != 4 or key.shape != value.shape or query.shape[-1] != key.shape[-1]:
+    if query.dim() != 4 or key.dim() != 4 or key.shape != value.shape or query.shape[-1] != key.shape[-1]:
         return False
-    if query.shape[-1] % native.LANES or query.shape[0] != key.shape[0] or query.shape[1] != key.shape[1]:
+    if query.shape[-1] % native.LANES or query.shape[-1] == 0 or query.shape[:2] != key.shape[:2]:
         return False
     if attn_mask is not None and (attn_mask.requires_grad or attn_mask.dtype not in (torch.bool, torch.float32)):
         return False  # a learned mask needs its gradient; another dtype would promote the scores
@@ -176,6 +178,7 @@ class _NativeAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # its kernel has no graph: a second derivative must fail loudly, not come out zero
     def backward(ctx: Any, grad: torch.Tensor):
         query, key, value, attn_mask, kept, probs = ctx.saved_tensors
         grad = grad if grad.stride(-1) == 1 else grad.contiguous()
@@ -201,7 +204,7 @@ def softmax(scores: torch.Tensor) -> torch.Tensor:
     """`scores.softmax(-1)`. PyTorch's CPU kernel is 2-3x slower on rows shorter than one vector register
     (16 fp32 lanes with AVX-512, 8 with AVX2), such as the bit tasks' 10 positions; those rows are
     computed in whole-tensor passes instead, equal up to float rounding."""
-    if scores.shape[-1] < VECTOR_LANES:
+    if 0 < scores.shape[-1] < VECTOR_LANES:
         return _ShortRowSoftmax.apply(scores)
     return torch.softmax(scores, dim=-1)
 

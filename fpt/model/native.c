@@ -154,8 +154,9 @@ static int padded(int n) { return (n + W - 1) / W * W; }
 static int rows(int i0, int L) { return L - i0 < RB ? L - i0 : RB; }
 
 /* keys the queries of the block from i0 see: all, or under a causal mask those up to its last query (the
-   products with hidden keys are skipped, not multiplied by an exact zero: an inf or NaN in a hidden key's
-   value no longer reaches the output, as it would through PyTorch's product) */
+   products with hidden keys are skipped, not multiplied by an exact zero: an inf or NaN in a hidden key or
+   its value reaches neither the output nor the earlier blocks' query gradients, as it would through
+   PyTorch's products) */
 static int seen(Mask m, int i0, int Lq, int Lk) {
   int last = i0 + rows(i0, Lq);
   return m.causal && last < Lk ? last : Lk;

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from transformers.pytorch_utils import Conv1D
 
 from fpt.memory import available_bytes
@@ -127,6 +128,7 @@ class _Product(torch.autograd.Function):
         return _product(x, layer.pack(x.dtype, transposed=False), bias)
 
     @staticmethod
+    @once_differentiable  # oneDNN's product has no graph: a second derivative must fail loudly, not come out zero
     def backward(ctx: Any, grad: torch.Tensor):
         return _product(grad, ctx.layer.pack(ctx.dtype, transposed=True), None), None, None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from transformers.models.bert.modeling_bert import BertOutput, BertSelfOutput
 
 from fpt.model import native
@@ -39,7 +40,7 @@ def _fits(x: torch.Tensor, residual: torch.Tensor, dropout: nn.Module, norm: nn.
     tensors = (x, residual, norm.weight, norm.bias)
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors) or x.shape != residual.shape:
         return False
-    return x.shape[-1] % native.LANES == 0 and native.takes(x.numel())
+    return x.shape[-1] > 0 and x.shape[-1] % native.LANES == 0 and native.takes(x.numel())
 
 
 class _ResidualNorm(torch.autograd.Function):
@@ -61,6 +62,7 @@ class _ResidualNorm(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # its kernel has no graph: a second derivative must fail loudly, not come out zero
     def backward(ctx: Any, grad: torch.Tensor):
         summed, mean, rstd, weight, kept = ctx.saved_tensors
         grad = grad.contiguous()
