@@ -12,12 +12,13 @@ import yaml
 from transformers.activations import GELUTanh, NewGELUActivation
 
 from fpt.cli import main
-from fpt.model import FPTConfig, FrozenPretrainedTransformer, native
+from fpt.model import FPTConfig, FrozenPretrainedTransformer
 from fpt.model.compat import fast_path_off
 from fpt.model.dropout import ATTENTION, CPUDropout
 from fpt.model.methods.peft_adapters import adapter_modules, inject_adapter
 from fpt.model.unread import ReadPositionsOnly, unwrap_last_block
 from fpt.tasks import get_task
+from tests.fast_path_names import gpt2_cpu_fast_paths
 
 TASK = get_task("bit-memory", n_strings=3, n_bits=20, bits_per_token=5)
 WHY_OFF = fast_path_off("last-block-read-positions-only")  # None where this transformers is tested with it
@@ -32,15 +33,7 @@ def _model(backbone: str, **options) -> FrozenPretrainedTransformer:
 
 def test_the_backbone_config_carries_the_choices(tiny_gpt2):
     fast, plain = _model(tiny_gpt2), _model(tiny_gpt2, fast_paths=False)
-    applied = [
-        "fused-gelu",
-        "cpu-dropout",
-        "native-kernels",
-        "last-block-read-positions-only",
-        "packed-frozen-matrices",
-    ]
-    built = native.library() is not None  # the native kernels: where a C compiler built them (tests/test_native.py)
-    assert fast.fast_paths == [n for n in applied if fast_path_off(n) is None and (built or n != "native-kernels")]
+    assert fast.fast_paths == gpt2_cpu_fast_paths()
     assert fast.backbone.config.activation_function == "gelu_pytorch_tanh"
     assert fast.backbone.config._attn_implementation == ATTENTION
     assert any(isinstance(m, GELUTanh) for m in fast.modules())

@@ -13,11 +13,10 @@ import yaml
 
 from fpt import FPTError, FrozenPretrainedTransformer, RunConfig, TensorTask, evaluate, get_task, train
 from fpt.cli import main
-from fpt.model import native
-from fpt.model.compat import fast_path_off
 from fpt.model.freeze import GroupedParameters
 from fpt.runs.checkpoint import load_trained, read_checkpoint, resolve
 from fpt.training import StopRequests, TrainingInterrupted
+from tests.fast_path_names import gpt2_cpu_fast_paths
 
 QUIET = dict(progress=False, log=lambda *a: None)
 
@@ -236,15 +235,7 @@ def test_config_yaml_and_summary_list_the_fast_paths(xor_run):
     out, summary = xor_run
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["fast_paths"] is True and config["model"]["fast_paths"] is True
-    applied = [
-        "fused-gelu",
-        "cpu-dropout",
-        "native-kernels",
-        "last-block-read-positions-only",
-        "packed-frozen-matrices",
-    ]  # GPT-2, CPU: all, the native kernels where a C compiler built them (tests/test_native.py),
-    built = native.library() is not None
-    applied = [n for n in applied if fast_path_off(n) is None and (built or n != "native-kernels")]  # and where tested
+    applied = gpt2_cpu_fast_paths()  # GPT-2, CPU: all, where this transformers and a C compiler allow
     assert config["fast_paths_applied"] == summary["fast_paths_applied"] == applied
 
 

@@ -78,17 +78,26 @@ class _ResidualNorm(torch.autograd.Function):
         return grad_x, grad_residual, grad_weight, grad_bias, None, None
 
 
-class NativeBertSelfOutput(BertSelfOutput):
+class _NativeResidual:
+    """Mixin: BERT's sublayer output (dense, dropout, LayerNorm of the sum) through `residual_norm`."""
+
+    dense: nn.Module
+    dropout: nn.Module
+    LayerNorm: nn.Module
+
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         return residual_norm(self.dense(hidden_states), input_tensor, self.dropout, self.LayerNorm)
 
 
-class NativeBertOutput(BertOutput):
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return residual_norm(self.dense(hidden_states), input_tensor, self.dropout, self.LayerNorm)
+class NativeBertSelfOutput(_NativeResidual, BertSelfOutput):
+    pass
 
 
-NATIVE = {BertSelfOutput: NativeBertSelfOutput, BertOutput: NativeBertOutput}
+class NativeBertOutput(_NativeResidual, BertOutput):
+    pass
+
+
+NATIVE: dict[type[nn.Module], type[nn.Module]] = {BertSelfOutput: NativeBertSelfOutput, BertOutput: NativeBertOutput}
 
 
 def use_native_residual_norm(model: nn.Module) -> int:
